@@ -1,0 +1,35 @@
+"""qsup: a PostgreSQL-backed persistent task queue with a multiprocess supervisor."""
+
+from qsup.api import Queue, TaskFunction, TaskRef, task
+from qsup.context import current_task
+from qsup.errors import (
+    ConfigError,
+    DatabaseUnreachable,
+    NonRetryableError,
+    QsupError,
+    Retry,
+    TaskDefinitionError,
+    TaskFailed,
+    TaskNotFound,
+    TaskTimeout,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DatabaseUnreachable",
+    "NonRetryableError",
+    "QsupError",
+    "Queue",
+    "Retry",
+    "TaskDefinitionError",
+    "TaskFailed",
+    "TaskFunction",
+    "TaskNotFound",
+    "TaskRef",
+    "TaskTimeout",
+    "__version__",
+    "current_task",
+    "task",
+]

@@ -1,0 +1,384 @@
+"""The enqueue side: :class:`Queue`, :class:`TaskRef` and the :func:`task` decorator."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from qsup import repo
+from qsup.db.connect import connect, describe, resolve_url
+from qsup.db.migrate import migrate
+from qsup.encoding import encode_arguments, task_path
+from qsup.errors import DatabaseUnreachable, TaskDefinitionError, TaskFailed, TaskNotFound
+from qsup.settings import Config, load_config
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
+FINISHED = ("completed", "failed", "cancelled")
+_INT32 = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Per-enqueue options: the ``_``-prefixed keyword arguments of ``add_task``."""
+
+    queue: str | None = None
+    priority: int | None = None
+    delay: float = 0.0
+    eta: datetime | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
+    unique_key: str | None = None
+    parent: Any = None
+    depends_on: Sequence[Any] = ()
+
+    @classmethod
+    def pop_from(cls, kwargs: dict[str, Any]) -> TaskOptions:
+        """Take the options out of a call's keyword arguments, refusing unknown ones."""
+        options: dict[str, Any] = {}
+        for key in [k for k in kwargs if k.startswith("_")]:
+            name = key[1:]
+            if name not in cls.__dataclass_fields__:
+                known = ", ".join(f"_{n}" for n in cls.__dataclass_fields__)
+                raise TaskDefinitionError(f"unknown task option {key!r} (known: {known})")
+            options[name] = kwargs.pop(key)
+        return cls(**options)
+
+
+class TaskFunction:
+    """What ``@task`` returns: the function, callable as before, plus ``.add_task``."""
+
+    def __init__(self, fn: Callable[..., Any], defaults: dict[str, Any]) -> None:
+        functools.update_wrapper(self, fn)
+        self.__qsup_task__ = fn
+        self.defaults = defaults
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__qsup_task__(*args, **kwargs)
+
+    def add_task(self, *args: Any, **kwargs: Any) -> TaskRef:
+        return default_queue().add_task(self, *args, **kwargs)
+
+    async def add_task_async(self, *args: Any, **kwargs: Any) -> TaskRef:
+        return await default_queue().add_task_async(self, *args, **kwargs)
+
+
+def task(
+    fn: Callable[..., Any] | None = None,
+    *,
+    queue: str | None = None,
+    retries: int | None = None,
+    timeout: float | None = None,
+    priority: int | None = None,
+) -> Any:
+    """Give a task function defaults: ``@task(queue="mail", retries=5, timeout=60)``."""
+    defaults = {"queue": queue, "max_retries": retries, "timeout": timeout, "priority": priority}
+
+    def wrap(f: Callable[..., Any]) -> TaskFunction:
+        return TaskFunction(f, {k: v for k, v in defaults.items() if v is not None})
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def _task_id(value: Any) -> uuid.UUID:
+    if isinstance(value, TaskRef):
+        return value.task_id
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise TaskDefinitionError(f"{value!r} is not a task reference or task id") from None
+
+
+class Queue:
+    """Enqueue tasks and follow them. Resolves the database like the CLI does."""
+
+    def __init__(self, database_url: str | None = None, *, config: Config | None = None) -> None:
+        self.config = config or load_config({"database_url": database_url})
+        self._url: str | None = None
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        self._apool: AsyncConnectionPool | None = None
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    # --- connections ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        with self._lock:
+            if self._url is None:
+                url = resolve_url(self.config)
+                with connect(url) as conn:
+                    migrate(conn)
+                self._url = url
+            return self._url
+
+    def pool(self) -> ConnectionPool:
+        url = self.url
+        with self._lock:
+            if self._pool is None:
+                pool = ConnectionPool(url, min_size=1, max_size=4, open=False,
+                                      kwargs={"autocommit": True}, name="qsup")
+                pool.open(wait=True, timeout=10)
+                self._pool = pool
+            return self._pool
+
+    async def apool(self) -> AsyncConnectionPool:
+        if self._apool is None:
+            url = await asyncio.to_thread(lambda: self.url)
+            pool = AsyncConnectionPool(url, min_size=1, max_size=4, open=False,
+                                       kwargs={"autocommit": True}, name="qsup-async")
+            if self._apool is None:
+                await pool.open(wait=True, timeout=10)
+                self._apool = pool
+            else:
+                await pool.close()
+        return self._apool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    async def aclose(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._apool is not None:
+            await self._apool.close()
+            self._apool = None
+        self.close()
+
+    # --- building rows --------------------------------------------------------------------
+
+    def build(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> repo.NewTask:
+        """Check and encode one call into a row; every refusal is a TaskDefinitionError."""
+        kwargs = dict(kwargs)
+        options = TaskOptions.pop_from(kwargs)
+        defaults = getattr(fn, "defaults", {})
+        name = task_path(fn)
+        args_json, kwargs_json = encode_arguments(args, kwargs, self.config.max_args_bytes)
+        queue = options.queue or defaults.get("queue") or "default"
+        if not QUEUE_NAME.match(queue):
+            raise TaskDefinitionError(
+                f"queue name {queue!r} is invalid: use 1-255 letters, digits, '_', '.', ':' or '-'"
+            )
+        priority = _checked_int("_priority", _first(options.priority, defaults.get("priority"), 0))
+        max_retries = _first(options.max_retries, defaults.get("max_retries"),
+                             self.config.max_retries)
+        if _checked_int("_max_retries", max_retries) < 0:
+            raise TaskDefinitionError(f"_max_retries must be >= 0, got {max_retries}")
+        timeout = _first(options.timeout, defaults.get("timeout"))
+        if timeout is not None and not (_finite(timeout) and timeout > 0):
+            raise TaskDefinitionError(f"_timeout must be a positive number of seconds, got {timeout!r}")
+        if not (_finite(options.delay) and options.delay >= 0):
+            raise TaskDefinitionError(f"_delay must be >= 0 seconds, got {options.delay!r}")
+        if options.eta is not None and (not isinstance(options.eta, datetime) or options.eta.tzinfo is None):
+            raise TaskDefinitionError("_eta must be a timezone-aware datetime")
+        parent = _task_id(options.parent) if options.parent is not None else None
+        depends_on = tuple(dict.fromkeys([*([parent] if parent else []),
+                                          *map(_task_id, options.depends_on)]))
+        return repo.NewTask(
+            id=uuid.uuid4(), name=name, args=args_json, kwargs=kwargs_json, queue=queue,
+            priority=priority, delay=float(options.delay), eta=options.eta,
+            max_retries=int(max_retries), timeout=timeout, unique_key=options.unique_key,
+            parent=parent, depends_on=depends_on,
+        )
+
+    @property
+    def channel(self) -> str | None:
+        return self.config.notify_channel if self.config.use_postgresql_notify else None
+
+    # --- enqueue --------------------------------------------------------------------------
+
+    def add_task(self, fn: Callable[..., Any], *args: Any,
+                 connection: Any = None, **kwargs: Any) -> TaskRef:
+        """Enqueue ``fn(*args, **kwargs)``. Options are ``_queue``, ``_priority``, ``_delay``,
+        ``_eta``, ``_max_retries``, ``_timeout``, ``_unique_key``, ``_parent``, ``_depends_on``.
+
+        With ``connection`` (a psycopg connection) the insert joins the caller's transaction.
+        Called inside a running event loop, it returns at once and inserts in the background;
+        ``await ref.get_task_id()`` waits for the commit.
+        """
+        new = self.build(fn, args, kwargs)
+        if connection is not None:
+            return TaskRef(self, *self._insert(connection, new))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            with self.pool().connection() as conn:
+                return TaskRef(self, *self._insert(conn, new))
+        pending = asyncio.ensure_future(self._insert_async(new))
+        self._pending.add(pending)
+        pending.add_done_callback(self._pending.discard)
+        return TaskRef(self, new.id, None, pending)
+
+    async def add_task_async(self, fn: Callable[..., Any], *args: Any,
+                             connection: Any = None, **kwargs: Any) -> TaskRef:
+        """Like :meth:`add_task`, awaited: the row is committed (or in ``connection``'s
+        transaction) when it returns."""
+        new = self.build(fn, args, kwargs)
+        return TaskRef(self, *await self._insert_async(new, connection))
+
+    def add_tasks(self, calls: Iterable[tuple[Callable[..., Any], Sequence[Any], dict[str, Any]]],
+                  connection: Any = None) -> list[TaskRef]:
+        """Enqueue many ``(fn, args, kwargs)`` calls in one transaction (COPY when plain)."""
+        rows = [self.build(fn, tuple(args), dict(kwargs or {})) for fn, args, kwargs in calls]
+        if connection is not None:
+            return self._insert_many(connection, rows)
+        with self.pool().connection() as conn, conn.transaction():
+            return self._insert_many(conn, rows)
+
+    def _insert_many(self, conn: psycopg.Connection[Any], rows: list[repo.NewTask]) -> list[TaskRef]:
+        plain = [r for r in rows if r.copyable]
+        refs = {}
+        if plain:
+            repo.copy_tasks(conn, plain)
+            refs.update({r.id: TaskRef(self, r.id, "enqueued") for r in plain})
+            if self.channel:
+                for queue in sorted({r.queue for r in plain}):
+                    repo.notify(conn, self.channel, queue)
+        for row in rows:
+            if not row.copyable:
+                refs[row.id] = TaskRef(self, *self._insert(conn, row))
+        return [refs[r.id] for r in rows]
+
+    def _insert(self, conn: psycopg.Connection[Any], new: repo.NewTask) -> tuple[uuid.UUID, str]:
+        for _ in range(5):  # the holder of a unique key may finish between our two queries
+            try:
+                inserted = repo.insert_task(conn, new, self.channel)
+            except psycopg.errors.NotNullViolation:
+                raise TaskDefinitionError(_missing_dependency(new)) from None
+            except psycopg.OperationalError as exc:
+                raise DatabaseUnreachable(f"lost PostgreSQL at {describe(self.url)}: {exc}") from None
+            if inserted:
+                return inserted
+            assert new.unique_key is not None
+            existing = repo.find_unfinished_by_unique_key(conn, new.unique_key)
+            if existing:
+                return existing
+        raise TaskDefinitionError(f"unique key {new.unique_key!r} keeps changing hands; try again")
+
+    async def _insert_async(self, new: repo.NewTask, connection: Any = None) -> tuple[uuid.UUID, str]:
+        if connection is None:
+            async with (await self.apool()).connection() as conn:
+                return await self._insert_async(new, conn)
+        for _ in range(5):
+            try:
+                inserted = await repo.insert_task_async(connection, new, self.channel)
+            except psycopg.errors.NotNullViolation:
+                raise TaskDefinitionError(_missing_dependency(new)) from None
+            if inserted:
+                return inserted
+            assert new.unique_key is not None
+            existing = await repo.find_unfinished_by_unique_key_async(connection, new.unique_key)
+            if existing:
+                return existing
+        raise TaskDefinitionError(f"unique key {new.unique_key!r} keeps changing hands; try again")
+
+
+class TaskRef:
+    """A handle on an enqueued task. ``task_id`` is known at once."""
+
+    def __init__(self, queue: Queue, task_id: uuid.UUID, state: str | None = None,
+                 pending: asyncio.Future[tuple[uuid.UUID, str]] | None = None) -> None:
+        self.queue = queue
+        self.task_id = task_id
+        self.initial_state = state
+        self._pending = pending
+
+    def __repr__(self) -> str:
+        return f"TaskRef({self.task_id})"
+
+    async def get_task_id(self) -> uuid.UUID:
+        """Wait until the row is committed; returns its id (an existing task's for a
+        duplicate unique key)."""
+        if self._pending is not None:
+            self.task_id, self.initial_state = await self._pending
+            self._pending = None
+        return self.task_id
+
+    def _settle(self, outcome: tuple[str, Any, str | None] | None) -> tuple[bool, Any]:
+        if outcome is None:
+            raise TaskNotFound(f"task {self.task_id} does not exist (pruned or never committed)")
+        state, result, error = outcome
+        if state == "completed":
+            return True, result
+        if state in ("failed", "cancelled"):
+            raise TaskFailed(self.task_id, state, error)
+        return False, None
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Block until the task finishes: its result, or TaskFailed / TimeoutError."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for pause in _backoff():
+            with self.queue.pool().connection() as conn:
+                done, value = self._settle(repo.task_outcome(conn, self.task_id))
+            if done:
+                return value
+            if deadline is not None and time.monotonic() + pause > deadline:
+                raise TimeoutError(f"task {self.task_id} did not finish within {timeout} s")
+            time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    async def wait_result(self, timeout: float | None = None) -> Any:
+        """The async twin of :meth:`result`."""
+        await self.get_task_id()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for pause in _backoff():
+            async with (await self.queue.apool()).connection() as conn:
+                done, value = self._settle(await repo.task_outcome_async(conn, self.task_id))
+            if done:
+                return value
+            if deadline is not None and time.monotonic() + pause > deadline:
+                raise TimeoutError(f"task {self.task_id} did not finish within {timeout} s")
+            await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
+
+
+def _backoff(first: float = 0.005, factor: float = 1.5, cap: float = 0.5) -> Iterable[float]:
+    pause = first
+    while True:
+        yield pause
+        pause = min(cap, pause * factor)
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checked_int(option: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > _INT32:
+        raise TaskDefinitionError(f"{option} must be an integer within ±{_INT32}, got {value!r}")
+    return value
+
+
+def _missing_dependency(new: repo.NewTask) -> str:
+    ids = ", ".join(str(d) for d in new.depends_on)
+    return f"a dependency of the task does not exist (depends on: {ids})"
+
+
+_default_queue: Queue | None = None
+
+
+def default_queue() -> Queue:
+    """The process-wide Queue used by ``@task`` functions' ``.add_task``."""
+    global _default_queue
+    if _default_queue is None:
+        _default_queue = Queue()
+    return _default_queue

@@ -1,0 +1,102 @@
+"""``current_task``: what a running task knows about itself, and how it talks back.
+
+Workers have no database connection: logs, context saves and child tasks travel to the
+supervisor over the worker's pipe, and the supervisor writes them in batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from qsup import protocol
+from qsup.encoding import to_json
+
+_send_lock = threading.Lock()
+_send: Callable[[bytes], None] | None = None
+_job: protocol.Job | None = None
+_context: dict[str, Any] = {}
+
+
+def bind_channel(send: Callable[[bytes], None]) -> None:
+    """Called once in a worker: how messages reach the supervisor."""
+    global _send
+    _send = send
+
+
+def send(message: object) -> None:
+    if _send is None:
+        raise RuntimeError("current_task is only available inside a task run by qsup")
+    data = protocol.encode(message)
+    with _send_lock:  # tasks may log from their own threads
+        _send(data)
+
+
+def enter(job: protocol.Job) -> None:
+    global _job, _context
+    _job, _context = job, dict(job.context)
+
+
+def leave() -> None:
+    global _job
+    _job = None
+
+
+class CurrentTask:
+    """Proxy for the task running in this process (``from qsup import current_task``)."""
+
+    @property
+    def _job(self) -> protocol.Job:
+        if _job is None:
+            raise RuntimeError("current_task is only available inside a task run by qsup")
+        return _job
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self._job.id
+
+    @property
+    def attempt(self) -> int:
+        return self._job.attempt
+
+    @property
+    def name(self) -> str:
+        return self._job.name
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """A dict persisted to ``queued_tasks.context`` by :meth:`save_context` and at the end."""
+        self._job  # noqa: B018 - raises outside a task
+        return _context
+
+    def save_context(self) -> None:
+        send(protocol.SaveContext(self.id, to_json(_context, "the task context")))
+
+    def log(self, message: str, type: str = "info") -> None:  # noqa: A002 - the seed's name
+        """Add a row to ``queued_task_logs`` for this task."""
+        send(protocol.Log(self.id, str(type)[:50], str(message), time.time()))
+
+    def add_task(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Add a child task: it waits for this one to complete and starts from its context."""
+        from qsup.api import TaskRef, default_queue
+
+        queue = default_queue()
+        kwargs.setdefault("_parent", self.id)
+        new = queue.build(fn, args, kwargs)
+        new = dataclasses.replace(new, context=to_json(_context, "the task context"))
+        send(protocol.Enqueue(new))
+        return TaskRef(queue, new.id, "waiting")
+
+
+current_task = CurrentTask()
+
+
+def snapshot_context() -> str | None:
+    """The context as JSON if it changed since the job started, else None."""
+    if _job is None or _context == _job.context:
+        return None
+    return to_json(_context, "the task context")

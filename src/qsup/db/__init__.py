@@ -1,0 +1,1 @@
+"""Database access: URL resolution and connections, the embedded server, migrations."""

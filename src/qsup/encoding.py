@@ -1,0 +1,77 @@
+"""How a task is named and its arguments stored: import paths and JSON, checked at enqueue."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from qsup.errors import TaskDefinitionError
+
+
+def task_path(fn: Callable[..., Any]) -> str:
+    """``module:qualname`` of a module-level function, refusing what a worker cannot import."""
+    target = getattr(fn, "__qsup_task__", fn)
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None)
+    if not module or not qualname or not callable(target):
+        raise TaskDefinitionError(f"{fn!r} is not a function that can be enqueued")
+    if qualname == "<lambda>" or "<lambda>" in qualname:
+        raise TaskDefinitionError("lambdas cannot be tasks: define a module-level function")
+    if "<locals>" in qualname:
+        raise TaskDefinitionError(
+            f"{qualname} is defined inside a function: tasks must be module-level functions"
+        )
+    if module == "__main__":
+        raise TaskDefinitionError(
+            f"{qualname} is defined in __main__: move it to an importable module"
+        )
+    path = f"{module}:{qualname}"
+    try:
+        found = resolve_task(path)
+    except TaskDefinitionError:
+        raise TaskDefinitionError(f"{path} cannot be imported back by a worker") from None
+    if getattr(found, "__qsup_task__", found) is not target:
+        raise TaskDefinitionError(f"{path} does not name the function given")
+    return path
+
+
+def resolve_task(path: str) -> Callable[..., Any]:
+    """Import ``module:qualname``; errors say what is missing."""
+    module_name, sep, qualname = path.partition(":")
+    if not sep or not module_name or not qualname:
+        raise TaskDefinitionError(f"{path!r} is not a task path of the form module:function")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TaskDefinitionError(f"cannot import module {module_name!r}: {exc}") from None
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise TaskDefinitionError(f"module {module_name!r} has no {qualname!r}") from None
+    if not callable(obj):
+        raise TaskDefinitionError(f"{path} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def to_json(value: Any, what: str) -> str:
+    """Strict JSON (no NaN, no arbitrary objects); ``what`` names the value in the error."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise TaskDefinitionError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def encode_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> tuple[str, str]:
+    """JSON for a task's positional and keyword arguments, within ``limit`` bytes together."""
+    args_json = to_json(list(args), "the task's arguments")
+    kwargs_json = to_json(kwargs, "the task's keyword arguments")
+    size = len(args_json.encode()) + len(kwargs_json.encode())
+    if size > limit:
+        raise TaskDefinitionError(
+            f"the task's arguments take {size} bytes encoded, more than the limit of {limit}"
+            " (QUEUE_MAX_ARGS_BYTES)"
+        )
+    return args_json, kwargs_json

@@ -1,0 +1,272 @@
+"""One typed function per query. The only module (with the CLI's reports) that names queries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import psycopg.sql
+from psycopg.rows import dict_row
+
+from qsup.sql import queries
+
+Conn = psycopg.Connection[Any]
+Q = queries()
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A task ready to insert: arguments already JSON-encoded and checked."""
+
+    id: uuid.UUID
+    name: str
+    args: str
+    kwargs: str
+    queue: str = "default"
+    priority: int = 0
+    delay: float = 0.0
+    eta: datetime | None = None
+    max_retries: int = 3
+    timeout: float | None = None
+    unique_key: str | None = None
+    parent: uuid.UUID | None = None
+    depends_on: tuple[uuid.UUID, ...] = ()
+    context: str = "{}"
+
+    def params(self, channel: str | None) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "args": self.args, "kwargs": self.kwargs,
+            "queue": self.queue, "priority": self.priority, "delay": self.delay, "eta": self.eta,
+            "max_retries": self.max_retries, "timeout": self.timeout,
+            "unique_key": self.unique_key, "parent": self.parent,
+            "depends_on": list(self.depends_on), "context": self.context, "channel": channel,
+        }
+
+    @property
+    def copyable(self) -> bool:
+        """Plain tasks can go through COPY; the rest need :func:`insert_task`'s checks."""
+        return not (self.unique_key or self.depends_on or self.delay or self.eta)
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    """A task this server now holds (state ``picked_up``)."""
+
+    id: uuid.UUID
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    timeout: float | None
+    attempts: int
+    max_retries: int
+    context: dict[str, Any]
+    queue: str
+    priority: int
+    scheduled_at: datetime = field(compare=False)
+
+
+# --- enqueue -------------------------------------------------------------------------------
+
+
+def insert_task(conn: Conn, task: NewTask, channel: str | None) -> tuple[uuid.UUID, str] | None:
+    """Insert one task; ``None`` when its unique key is already held by an unfinished task."""
+    row = conn.execute(Q["insert_task"], task.params(channel)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+async def insert_task_async(
+    conn: psycopg.AsyncConnection[Any], task: NewTask, channel: str | None
+) -> tuple[uuid.UUID, str] | None:
+    cur = await conn.execute(Q["insert_task"], task.params(channel))
+    row = await cur.fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def find_unfinished_by_unique_key(conn: Conn, unique_key: str) -> tuple[uuid.UUID, str] | None:
+    row = conn.execute(Q["find_unfinished_by_unique_key"], {"unique_key": unique_key}).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+async def find_unfinished_by_unique_key_async(
+    conn: psycopg.AsyncConnection[Any], unique_key: str
+) -> tuple[uuid.UUID, str] | None:
+    cur = await conn.execute(Q["find_unfinished_by_unique_key"], {"unique_key": unique_key})
+    row = await cur.fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def copy_rows(tasks: Sequence[NewTask]) -> Iterable[tuple[Any, ...]]:
+    for t in tasks:
+        yield (t.id, t.name, "enqueued", t.parent, t.queue, t.priority, t.args, t.kwargs,
+               datetime.now().astimezone(), t.max_retries, t.timeout, t.context)
+
+
+def copy_tasks(conn: Conn, tasks: Sequence[NewTask]) -> None:
+    """Bulk insert plain tasks with COPY (call inside a transaction, then :func:`notify`)."""
+    with conn.cursor().copy(Q["copy_tasks"]) as copy:
+        for row in copy_rows(tasks):
+            copy.write_row(row)
+
+
+def notify(conn: Conn, channel: str, payload: str) -> None:
+    conn.execute(Q["notify"], {"channel": channel, "payload": payload})
+
+
+# --- claiming and completion (the supervisor's hot path) -----------------------------------
+
+
+def claim_batch(conn: Conn, server_id: int, queues: Sequence[str], limit: int) -> list[ClaimedTask]:
+    params = {"server_id": server_id, "queues": list(queues), "limit": limit}
+    return [ClaimedTask(*row) for row in conn.execute(Q["claim_batch"], params)]
+
+
+def next_due_in(conn: Conn, queues: Sequence[str]) -> float | None:
+    row = conn.execute(Q["next_due_in"], {"queues": list(queues)}).fetchone()
+    return row[0] if row else None
+
+
+def mark_running(conn: Conn, rows: Sequence[tuple[uuid.UUID, datetime, int]]) -> None:
+    ids, started, pids = zip(*rows, strict=True)
+    conn.execute(Q["mark_running"], {"ids": list(ids), "started": list(started), "pids": list(pids)})
+
+
+def complete_batch(
+    conn: Conn, rows: Sequence[tuple[uuid.UUID, str, datetime, datetime, int]]
+) -> list[uuid.UUID]:
+    """Rows of (id, result JSON, started, done, pid); returns the ids actually completed."""
+    ids, results, started, done, pids = zip(*rows, strict=True)
+    params = {"ids": list(ids), "results": list(results), "started": list(started),
+              "done": list(done), "pids": list(pids)}
+    return [row[0] for row in conn.execute(Q["complete_batch"], params)]
+
+
+def retry_batch(
+    conn: Conn, rows: Sequence[tuple[uuid.UUID, float, str]]
+) -> list[tuple[uuid.UUID, str]]:
+    """Rows of (id, delay seconds, error); returns (id, queue) of the tasks requeued."""
+    ids, delays, errors = zip(*rows, strict=True)
+    params = {"ids": list(ids), "delays": list(delays), "errors": list(errors)}
+    return [(row[0], row[1]) for row in conn.execute(Q["retry_batch"], params)]
+
+
+def fail_batch(
+    conn: Conn, rows: Sequence[tuple[uuid.UUID, str, datetime | None]]
+) -> list[uuid.UUID]:
+    """Rows of (id, error, started or None); returns the ids marked failed."""
+    ids, errors, started = zip(*rows, strict=True)
+    params = {"ids": list(ids), "errors": list(errors), "started": list(started)}
+    return [row[0] for row in conn.execute(Q["fail_batch"], params)]
+
+
+def release_batch(conn: Conn, ids: Sequence[uuid.UUID]) -> list[str]:
+    """Give tasks back without using an attempt; returns their queues."""
+    return [row[0] for row in conn.execute(Q["release_batch"], {"ids": list(ids)})]
+
+
+def release_dependents(conn: Conn, ids: Sequence[uuid.UUID]) -> list[str]:
+    """Enqueue tasks whose dependencies are all completed now; returns their queues."""
+    return [row[0] for row in conn.execute(Q["release_dependents"], {"ids": list(ids)})]
+
+
+def cancel_dependents(conn: Conn, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Cancel, recursively, waiting tasks depending on these; returns the ids cancelled."""
+    return [row[0] for row in conn.execute(Q["cancel_dependents"], {"ids": list(ids)})]
+
+
+def insert_logs(conn: Conn, rows: Sequence[tuple[uuid.UUID, str, str, datetime]]) -> None:
+    ids, types, messages, dates = zip(*rows, strict=True)
+    params = {"ids": list(ids), "types": list(types), "messages": list(messages),
+              "dates": list(dates)}
+    conn.execute(Q["insert_logs"], params)
+
+
+def save_contexts(conn: Conn, rows: Sequence[tuple[uuid.UUID, str]]) -> None:
+    ids, contexts = zip(*rows, strict=True)
+    conn.execute(Q["save_contexts"], {"ids": list(ids), "contexts": list(contexts)})
+
+
+# --- servers -------------------------------------------------------------------------------
+
+
+def register_server(
+    conn: Conn, server_name: str, max_workers: int, hostname: str, pid: int, queues: Sequence[str]
+) -> int:
+    params = {"server_name": server_name, "max_workers": max_workers, "hostname": hostname,
+              "pid": pid, "queues": list(queues)}
+    row = conn.execute(Q["register_server"], params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def heartbeat(conn: Conn, server_id: int, max_workers: int, active: int, idle: int) -> bool:
+    """Refresh this server's row; False when another server has declared it dead."""
+    params = {"server_id": server_id, "max_workers": max_workers, "active": active, "idle": idle}
+    row = conn.execute(Q["heartbeat"], params).fetchone()
+    return bool(row and row[0])
+
+
+def stop_server(conn: Conn, server_id: int) -> None:
+    conn.execute(Q["stop_server"], {"server_id": server_id})
+
+
+def mark_dead_servers(conn: Conn, server_id: int, timeout: float) -> list[tuple[int, str]]:
+    """Declare dead the servers silent longer than ``timeout``; returns (id, name) of each."""
+    params = {"server_id": server_id, "timeout": timeout}
+    return [(row[0], row[1]) for row in conn.execute(Q["mark_dead_servers"], params)]
+
+
+def listen(conn: Conn, channel: str) -> None:
+    conn.execute(psycopg.sql.SQL(Q["listen"]).format(channel=psycopg.sql.Identifier(channel)))
+
+
+def rescue_orphans(conn: Conn) -> list[tuple[uuid.UUID, str, str, str]]:
+    """Requeue or fail tasks held by servers not running; rows of (id, state, queue, error)."""
+    return [tuple(row) for row in conn.execute(Q["rescue_orphans"])]  # type: ignore[misc]
+
+
+# --- reads (CLI, API, refs) ----------------------------------------------------------------
+
+
+def get_task(conn: Conn, task_id: uuid.UUID) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(Q["get_task"], {"id": task_id}).fetchone()
+
+
+def find_task_ids_by_prefix(conn: Conn, prefix: str) -> list[uuid.UUID]:
+    return [row[0] for row in conn.execute(Q["find_task_ids_by_prefix"], {"prefix": prefix})]
+
+
+def task_outcome(conn: Conn, task_id: uuid.UUID) -> tuple[str, Any, str | None] | None:
+    row = conn.execute(Q["task_outcome"], {"id": task_id}).fetchone()
+    return (row[0], row[1], row[2]) if row else None
+
+
+async def task_outcome_async(
+    conn: psycopg.AsyncConnection[Any], task_id: uuid.UUID
+) -> tuple[str, Any, str | None] | None:
+    cur = await conn.execute(Q["task_outcome"], {"id": task_id})
+    row = await cur.fetchone()
+    return (row[0], row[1], row[2]) if row else None
+
+
+def task_logs(conn: Conn, task_id: uuid.UUID) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(Q["task_logs"], {"id": task_id}).fetchall()
+
+
+def counts_by_queue_and_state(conn: Conn) -> list[tuple[str, str, int]]:
+    return [(row[0], row[1], row[2]) for row in conn.execute(Q["counts_by_queue_and_state"])]
+
+
+def oldest_waiting(conn: Conn) -> float | None:
+    row = conn.execute(Q["oldest_waiting"]).fetchone()
+    return row[0] if row else None
+
+
+def list_servers(conn: Conn) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(Q["list_servers"]).fetchall()

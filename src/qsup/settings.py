@@ -1,0 +1,363 @@
+"""Every setting is declared once, here, as a field of :class:`Config`.
+
+The field's metadata (env names, CLI flag, bounds, doc) is the table that the loader, the CLI,
+``qsup config show`` and ``config/queue.toml`` derive from. Precedence, lowest first:
+defaults < TOML file < environment < CLI flags. Each value remembers where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from qsup.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_MISSING = dataclasses.MISSING
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def setting(
+    default: Any = _MISSING,
+    *,
+    doc: str,
+    env: str | tuple[str, ...] = (),
+    flag: str | None = None,
+    min: float | None = None,  # noqa: A002 - reads best at the call sites
+    max: float | None = None,  # noqa: A002
+    default_factory: Any = _MISSING,
+    secret: bool = False,
+) -> Any:
+    """Declare one setting: a dataclass field whose metadata drives loading and docs."""
+    envs = (env,) if isinstance(env, str) else env
+    meta = {"doc": doc, "env": envs, "flag": flag, "min": min, "max": max, "secret": secret}
+    if default_factory is not _MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Config:
+    """Effective configuration. ``sources`` maps each setting to where its value came from."""
+
+    database_url: str | None = setting(
+        None,
+        env=("QUEUE_DATABASE_URL", "DATABASE_URL"),
+        flag="--database-url",
+        doc="PostgreSQL URL; unset means the embedded server in data_dir",
+        secret=True,
+    )
+    data_dir: str | None = setting(
+        None, env="QSUP_DATA_DIR", doc="Data directory of the embedded PostgreSQL server"
+    )
+    max_workers: int = setting(
+        default_factory=_cpu_count,
+        env="QUEUE_MAX_WORKERS",
+        flag="--workers",
+        min=1,
+        max=1024,
+        doc="Most worker processes per server (default: CPU count)",
+    )
+    min_workers: int = setting(
+        1, env="QUEUE_MIN_WORKERS", flag="--min-workers", min=0, max=1024,
+        doc="Fewest worker processes kept alive while idle",
+    )
+    worker_idle_timeout: float = setting(
+        60.0, env="QUEUE_WORKER_IDLE_TIMEOUT", min=0,
+        doc="Seconds a worker may stay idle before it is retired (down to min_workers)",
+    )
+    polling_interval: float = setting(
+        2.0, env="QUEUE_POLLING_INTERVAL", min=0.01,
+        doc="Seconds between polls when NOTIFY is off",
+    )
+    fallback_polling_interval: float = setting(
+        30.0, env="QUEUE_FALLBACK_POLLING_INTERVAL", min=0.1,
+        doc="Seconds between safety-net polls when NOTIFY is on",
+    )
+    task_timeout: float = setting(
+        300.0, env="QUEUE_TASK_TIMEOUT", min=0.001, doc="Default seconds a task may run"
+    )
+    timeout_grace: float = setting(
+        5.0, env="QUEUE_TIMEOUT_GRACE", min=0,
+        doc="Seconds a timed-out task gets to stop before its worker is killed",
+    )
+    max_retries: int = setting(
+        3, env="QUEUE_MAX_RETRIES", min=0, max=1000, doc="Default retries after a failed attempt"
+    )
+    retry_backoff_base: float = setting(
+        1.0, env="QUEUE_RETRY_BACKOFF_BASE", min=0,
+        doc="Seconds before the first retry; doubles each attempt, with jitter",
+    )
+    retry_backoff_max: float = setting(
+        300.0, env="QUEUE_RETRY_BACKOFF_MAX", min=0, doc="Longest wait between retries, seconds"
+    )
+    use_postgresql_notify: bool = setting(
+        True, env="QUEUE_USE_POSTGRESQL_NOTIFY", doc="Wake servers with LISTEN/NOTIFY"
+    )
+    notify_channel: str = setting(
+        "queue_new_task", env="QUEUE_NOTIFY_CHANNEL", doc="PostgreSQL NOTIFY channel"
+    )
+    queues: list[str] = setting(
+        default_factory=list, env="QUEUE_QUEUES", flag="--queues",
+        doc="Queues this server takes (empty: all)",
+    )
+    imports: list[str] = setting(
+        default_factory=list, env="QUEUE_IMPORTS", flag="--import",
+        doc="Modules imported by the supervisor before forking workers",
+    )
+    claim_batch_size: int = setting(
+        200, env="QUEUE_CLAIM_BATCH_SIZE", min=1, max=10000,
+        doc="Most tasks claimed in one query",
+    )
+    max_tasks_per_worker: int = setting(
+        0, env="QUEUE_MAX_TASKS_PER_WORKER", min=0,
+        doc="Retire a worker after this many tasks (0: never)",
+    )
+    max_worker_memory_mb: int = setting(
+        0, env="QUEUE_MAX_WORKER_MEMORY_MB", min=0,
+        doc="Retire a worker whose RSS passes this after a task (0: never)",
+    )
+    shutdown_timeout: float = setting(
+        30.0, env="QUEUE_SHUTDOWN_TIMEOUT", min=0,
+        doc="Seconds running tasks get to finish on SIGTERM before they are requeued",
+    )
+    heartbeat_interval: float = setting(
+        5.0, env="QUEUE_HEARTBEAT_INTERVAL", min=0.1, doc="Seconds between server heartbeats"
+    )
+    server_timeout: float = setting(
+        60.0, env="QUEUE_SERVER_TIMEOUT", min=1,
+        doc="A server silent this long is presumed dead and its tasks are rescued",
+    )
+    result_ttl: float = setting(
+        7 * 24 * 3600.0, env="QUEUE_RESULT_TTL", min=0,
+        doc="Seconds finished tasks and their logs are kept",
+    )
+    max_args_bytes: int = setting(
+        1_000_000, env="QUEUE_MAX_ARGS_BYTES", min=1, doc="Largest encoded task arguments"
+    )
+    http: bool = setting(True, env="QSUP_HTTP", doc="Serve the HTTP API and dashboard")
+    host: str = setting("127.0.0.1", env="QSUP_HOST", flag="--host", doc="HTTP bind address")
+    port: int = setting(
+        8000, env="QSUP_PORT", flag="--port", min=0, max=65535, doc="HTTP port"
+    )
+    app: str | None = setting(
+        None, env="QSUP_APP", flag="--app", doc="Your ASGI app (module:attr) served beside qsup"
+    )
+    admin_token: str | None = setting(
+        None, env="QSUP_ADMIN_TOKEN", doc="Bearer token for HTTP mutations", secret=True
+    )
+    log_level: str = setting("INFO", env="QSUP_LOG_LEVEL", doc="Log level")
+    log_format: str = setting("text", env="QSUP_LOG_FORMAT", doc="Log format: text or json")
+    schedules: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, repr=False)
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.min_workers > self.max_workers:
+            raise ConfigError(
+                f"min_workers={self.min_workers} ({self.sources.get('min_workers', 'default')})"
+                f" is greater than max_workers={self.max_workers}"
+                f" ({self.sources.get('max_workers', 'default')})"
+            )
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(
+                f"log_format={self.log_format!r} ({self.sources.get('log_format')}):"
+                " expected 'text' or 'json'"
+            )
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some values changed (sources say ``runtime``)."""
+        sources = dict(self.sources) | {name: "runtime" for name in changes}
+        return dataclasses.replace(self, sources=sources, **changes)
+
+
+SETTINGS: tuple[dataclasses.Field[Any], ...] = tuple(
+    f for f in dataclasses.fields(Config) if "doc" in f.metadata
+)
+_BY_NAME = {f.name: f for f in SETTINGS}
+_TYPES = get_type_hints(Config)
+
+
+def setting_type(name: str) -> type:
+    """The base type of a setting (``int``, ``float``, ``bool``, ``str`` or ``list``)."""
+    hint = _TYPES[name]
+    for base in (bool, int, float, list, str):
+        if hint is base or base.__name__ in str(hint).split(" | ")[0]:
+            return base
+    raise AssertionError(f"unsupported setting type {hint}")
+
+
+def default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not _MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return f.default
+
+
+def _coerce(name: str, value: Any, source: str, from_text: bool) -> Any:
+    kind = setting_type(name)
+    nullable = "None" in str(_TYPES[name])
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{name}: invalid value {value!r} from {source}: expected {expected}")
+
+    if from_text:
+        text = str(value).strip()
+        if nullable and text == "":
+            return None
+        if kind is bool:
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise bad("a boolean (true/false, 1/0, yes/no, on/off)")
+        if kind is int:
+            try:
+                return int(text)
+            except ValueError:
+                raise bad("an integer") from None
+        if kind is float:
+            try:
+                number = float(text)
+            except ValueError:
+                raise bad("a number") from None
+            if number != number or number in (float("inf"), float("-inf")):
+                raise bad("a finite number")
+            return number
+        if kind is list:
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return text
+    if value is None and nullable:
+        return None
+    if kind is bool and not isinstance(value, bool):
+        raise bad("a boolean")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise bad("an integer")
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        return float(value)
+    if kind is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of strings")
+        return list(value)
+    if kind is str and not isinstance(value, str):
+        raise bad("a string")
+    return value
+
+
+def _check_bounds(name: str, value: Any, source: str) -> None:
+    meta = _BY_NAME[name].metadata
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    low, high = meta["min"], meta["max"]
+    if low is not None and value < low:
+        raise ConfigError(f"{name}: value {value!r} from {source} is below the minimum {low}")
+    if high is not None and value > high:
+        raise ConfigError(f"{name}: value {value!r} from {source} is above the maximum {high}")
+
+
+def _unknown_key(key: str, source: str) -> ConfigError:
+    hint = difflib.get_close_matches(key, [*_BY_NAME, "schedules"], n=1)
+    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return ConfigError(f"{key}: unknown setting in {source}{suggestion}")
+
+
+def _line_of(text: str, key: str) -> int | None:
+    match = re.search(rf"^\s*{re.escape(key)}\s*=", text, flags=re.MULTILINE)
+    return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    """Parse a TOML file; errors become one-line ConfigErrors with line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path}: not UTF-8 text") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: malformed TOML: {exc}") from None
+
+
+def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    """``--config``, else ``QSUP_CONFIG``, else ``./config/queue.toml`` if present."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("QSUP_CONFIG"):
+        return Path(environ["QSUP_CONFIG"])
+    default = Path("config/queue.toml")
+    return default if default.is_file() else None
+
+
+def load_config(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Layer defaults < TOML < environment < flags into a frozen :class:`Config`."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    path = find_config_file(config_file, environ)
+    extra: dict[str, Any] = {}
+    if path is not None:
+        data, text = read_toml(path)
+        for key, raw in data.items():
+            if key == "schedules":
+                extra[key] = raw
+                continue
+            if key not in _BY_NAME:
+                raise _unknown_key(key, f"config file {path}")
+            line = _line_of(text, key)
+            source = f"file {path}:{line}" if line else f"file {path}"
+            values[key] = _coerce(key, raw, source, from_text=False)
+            sources[key] = source
+    for f in SETTINGS:
+        for env_name in f.metadata["env"]:
+            if env_name in environ:
+                source = f"env {env_name}"
+                values[f.name] = _coerce(f.name, environ[env_name], source, from_text=True)
+                sources[f.name] = source
+                break
+    for name, value in (flags or {}).items():
+        if value is None:
+            continue
+        flag = _BY_NAME[name].metadata["flag"] or name
+        source = f"flag {flag}"
+        values[name] = _coerce(name, value, source, from_text=isinstance(value, str))
+        sources[name] = source
+    for name, value in values.items():
+        _check_bounds(name, value, sources[name])
+    for f in SETTINGS:
+        sources.setdefault(f.name, "default")
+    schedules = extra.get("schedules", [])
+    if not isinstance(schedules, list) or not all(isinstance(s, dict) for s in schedules):
+        raise ConfigError(f"schedules: expected [[schedules]] tables in config file {path}")
+    return Config(**values, schedules=tuple(schedules), sources=sources)
+
+
+def display_value(name: str, value: Any) -> str:
+    """How ``config show`` prints a value (secrets masked)."""
+    if value is not None and _BY_NAME[name].metadata["secret"]:
+        return "********"
+    if isinstance(value, list):
+        return ",".join(value)
+    return "" if value is None else str(value)

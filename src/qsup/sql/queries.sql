@@ -1,0 +1,243 @@
+-- Core queries: enqueue, claim, completion, rescue. Parameters use psycopg's %(name)s style.
+
+-- name: insert_task
+-- Insert one task in one round trip: it waits for its dependencies (locked FOR SHARE so none
+-- can finish unseen), is cancelled at once if one already failed, and wakes servers on commit.
+-- A clash on the unique key returns no row: the caller then looks up the existing task.
+WITH deps AS (
+    SELECT id, state FROM queued_tasks WHERE id = ANY(%(depends_on)s::uuid[]) FOR SHARE
+), decided AS (
+    SELECT CASE
+        WHEN (SELECT count(*) FROM deps) < cardinality(%(depends_on)s::uuid[]) THEN NULL
+        WHEN EXISTS (SELECT 1 FROM deps WHERE state IN ('failed', 'cancelled')) THEN 'cancelled'
+        WHEN EXISTS (SELECT 1 FROM deps WHERE state <> 'completed') THEN 'waiting'
+        ELSE 'enqueued' END AS state
+), ins AS (
+    INSERT INTO queued_tasks (id, name, state, parent_task, queue, priority, args, kwargs,
+                              scheduled_at, max_retries, timeout, unique_key, context,
+                              date_done, error_message)
+    SELECT %(id)s, %(name)s, decided.state, %(parent)s, %(queue)s, %(priority)s, %(args)s::jsonb,
+           %(kwargs)s::jsonb,
+           coalesce(%(eta)s::timestamptz, now()) + make_interval(secs => %(delay)s),
+           %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb,
+           CASE WHEN decided.state = 'cancelled' THEN now() END,
+           CASE WHEN decided.state = 'cancelled'
+                THEN 'cancelled: a dependency failed or was cancelled' END
+    FROM decided
+    ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('waiting', 'enqueued', 'picked_up', 'running')
+        DO NOTHING
+    RETURNING id, state, queue
+), dep_rows AS (
+    INSERT INTO queued_task_dependencies (task_id, depends_on)
+    SELECT ins.id, d FROM ins, unnest(%(depends_on)s::uuid[]) AS d
+)
+SELECT id, state, CASE WHEN state = 'enqueued' AND %(channel)s::text IS NOT NULL
+                       THEN pg_notify(%(channel)s, queue) END IS NULL AS notified
+FROM ins
+
+-- name: copy_tasks
+-- COPY target for batch enqueue of tasks without dependencies or unique keys.
+COPY queued_tasks (id, name, state, parent_task, queue, priority, args, kwargs, scheduled_at,
+                   max_retries, timeout, context) FROM STDIN
+
+-- name: find_unfinished_by_unique_key
+-- The unfinished task holding a unique key.
+SELECT id, state FROM queued_tasks
+WHERE unique_key = %(unique_key)s AND state IN ('waiting', 'enqueued', 'picked_up', 'running')
+
+-- name: notify
+-- Wake servers; the payload is a queue name, never task data. Delivered on commit.
+SELECT pg_notify(%(channel)s, %(payload)s)
+
+-- name: claim_batch
+-- Claim up to %(limit)s due tasks of the given queues (all when empty), highest priority first.
+WITH picked AS (
+    SELECT id FROM queued_tasks
+    WHERE state = 'enqueued' AND scheduled_at <= now()
+      AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[]))
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE queued_tasks t
+    SET state = 'picked_up', attempts = t.attempts + 1, server_id = %(server_id)s
+    FROM picked WHERE t.id = picked.id
+    RETURNING t.id, t.name, t.args, t.kwargs, t.timeout, t.attempts, t.max_retries, t.context,
+              t.queue, t.priority, t.scheduled_at
+)
+SELECT * FROM claimed ORDER BY priority DESC, scheduled_at, id
+
+-- name: next_due_in
+-- Seconds until the earliest delayed task of the given queues is due (NULL when none).
+SELECT extract(epoch FROM min(scheduled_at) - now())::float8 FROM queued_tasks
+WHERE state = 'enqueued' AND scheduled_at > now()
+  AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[]))
+
+-- name: mark_running
+-- Record that workers started these tasks.
+UPDATE queued_tasks t
+SET state = 'running', date_started = v.started, worker_pid = v.pid
+FROM unnest(%(ids)s::uuid[], %(started)s::timestamptz[], %(pids)s::int[]) AS v (id, started, pid)
+WHERE t.id = v.id AND t.state = 'picked_up'
+
+-- name: complete_batch
+-- Mark tasks completed with their results.
+UPDATE queued_tasks t
+SET state = 'completed', result = v.result, date_started = v.started, date_done = v.done,
+    worker_pid = v.pid, error_message = NULL
+FROM unnest(%(ids)s::uuid[], %(results)s::jsonb[], %(started)s::timestamptz[],
+            %(done)s::timestamptz[], %(pids)s::int[]) AS v (id, result, started, done, pid)
+WHERE t.id = v.id AND t.state IN ('picked_up', 'running')
+RETURNING t.id
+
+-- name: retry_batch
+-- Send failed attempts back to the queue after their backoff.
+UPDATE queued_tasks t
+SET state = 'enqueued', scheduled_at = now() + make_interval(secs => v.delay),
+    error_message = v.error, server_id = NULL, worker_pid = NULL, date_started = NULL
+FROM unnest(%(ids)s::uuid[], %(delays)s::float8[], %(errors)s::text[]) AS v (id, delay, error)
+WHERE t.id = v.id AND t.state IN ('picked_up', 'running')
+RETURNING t.id, t.queue
+
+-- name: fail_batch
+-- Mark tasks failed for good (no attempt left, or a non-retryable error).
+UPDATE queued_tasks t
+SET state = 'failed', error_message = v.error, date_done = now(),
+    date_started = coalesce(t.date_started, v.started)
+FROM unnest(%(ids)s::uuid[], %(errors)s::text[], %(started)s::timestamptz[])
+    AS v (id, error, started)
+WHERE t.id = v.id AND t.state IN ('picked_up', 'running')
+RETURNING t.id
+
+-- name: release_batch
+-- Give claimed tasks back without using an attempt (drain, or never started).
+UPDATE queued_tasks
+SET state = 'enqueued', attempts = greatest(attempts - 1, 0), server_id = NULL,
+    worker_pid = NULL, date_started = NULL
+WHERE id = ANY(%(ids)s::uuid[]) AND state IN ('picked_up', 'running')
+RETURNING queue
+
+-- name: release_dependents
+-- Enqueue waiting tasks whose dependencies are now all completed.
+UPDATE queued_tasks t SET state = 'enqueued', scheduled_at = now()
+WHERE t.state = 'waiting'
+  AND t.id IN (SELECT task_id FROM queued_task_dependencies WHERE depends_on = ANY(%(ids)s::uuid[]))
+  AND NOT EXISTS (
+      SELECT 1 FROM queued_task_dependencies d JOIN queued_tasks p ON p.id = d.depends_on
+      WHERE d.task_id = t.id AND p.state <> 'completed')
+RETURNING t.queue
+
+-- name: cancel_dependents
+-- Cancel, recursively, every waiting task that depends on one of these failed/cancelled tasks.
+WITH RECURSIVE doomed AS (
+    SELECT task_id AS id, depends_on AS root FROM queued_task_dependencies
+    WHERE depends_on = ANY(%(ids)s::uuid[])
+    UNION
+    SELECT d.task_id, doomed.root FROM queued_task_dependencies d JOIN doomed ON d.depends_on = doomed.id
+), cancelled AS (
+    UPDATE queued_tasks t
+    SET state = 'cancelled', date_done = now(),
+        error_message = 'cancelled: dependency ' || doomed.root || ' failed or was cancelled'
+    FROM doomed WHERE t.id = doomed.id AND t.state = 'waiting'
+    RETURNING t.id, t.error_message
+)
+INSERT INTO queued_task_logs (queued_task_id, type, message)
+SELECT id, 'cancelled', error_message FROM cancelled
+RETURNING queued_task_id
+
+-- name: insert_logs
+-- Append task log rows.
+INSERT INTO queued_task_logs (queued_task_id, type, message, date_created)
+SELECT * FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(messages)s::text[],
+                     %(dates)s::timestamptz[])
+
+-- name: save_contexts
+-- Persist task contexts written by running tasks.
+UPDATE queued_tasks t SET context = v.context
+FROM unnest(%(ids)s::uuid[], %(contexts)s::jsonb[]) AS v (id, context)
+WHERE t.id = v.id
+
+-- name: register_server
+-- A supervisor announces itself.
+INSERT INTO queued_task_workers (server_name, max_workers, hostname, pid, queues)
+VALUES (%(server_name)s, %(max_workers)s, %(hostname)s, %(pid)s, %(queues)s)
+RETURNING id
+
+-- name: heartbeat
+-- Keep this server's row fresh; returns false if another server declared it dead.
+UPDATE queued_task_workers
+SET last_heartbeat = now(), max_workers = %(max_workers)s, active_workers = %(active)s,
+    idle_workers = %(idle)s
+WHERE id = %(server_id)s
+RETURNING is_running
+
+-- name: stop_server
+-- Clean exit: the row stays for history, marked not running.
+UPDATE queued_task_workers
+SET is_running = false, date_stopped = now(), active_workers = 0, idle_workers = 0
+WHERE id = %(server_id)s
+
+-- name: mark_dead_servers
+-- Declare dead every running server whose heartbeat is older than %(timeout)s seconds.
+UPDATE queued_task_workers
+SET is_running = false, date_stopped = now(), active_workers = 0, idle_workers = 0
+WHERE is_running AND id <> %(server_id)s
+  AND last_heartbeat < now() - make_interval(secs => %(timeout)s)
+RETURNING id, server_name
+
+-- name: rescue_orphans
+-- Requeue (or fail, when no attempt is left) tasks held by servers that are not running.
+WITH orphans AS (
+    SELECT t.id FROM queued_tasks t JOIN queued_task_workers w ON w.id = t.server_id
+    WHERE t.state IN ('picked_up', 'running') AND NOT w.is_running
+    FOR UPDATE OF t SKIP LOCKED
+)
+UPDATE queued_tasks t
+SET state = CASE WHEN t.attempts > t.max_retries THEN 'failed' ELSE 'enqueued' END,
+    date_done = CASE WHEN t.attempts > t.max_retries THEN now() END,
+    error_message = 'server ' || t.server_id || ' died while the task ran',
+    server_id = NULL, worker_pid = NULL, date_started = NULL
+FROM orphans WHERE t.id = orphans.id
+RETURNING t.id, t.state, t.queue, t.error_message
+
+-- name: listen
+-- Subscribe to the wake-up channel (an identifier, composed with psycopg.sql).
+LISTEN {channel}
+
+-- name: get_task
+-- One task by id.
+SELECT id, name, state, parent_task, queue, priority, args, kwargs, date_enqueued, date_started,
+       date_done, scheduled_at, attempts, max_retries, timeout, unique_key, context, result,
+       error_message, server_id, worker_pid
+FROM queued_tasks WHERE id = %(id)s
+
+-- name: find_task_ids_by_prefix
+-- Task ids starting with a prefix (like git's short hashes).
+SELECT id FROM queued_tasks WHERE id::text LIKE %(prefix)s || '%%' LIMIT 2
+
+-- name: task_outcome
+-- What a waiting caller needs to know about a task.
+SELECT state, result, error_message FROM queued_tasks WHERE id = %(id)s
+
+-- name: task_logs
+-- A task's log rows, oldest first.
+SELECT id, type, message, date_created FROM queued_task_logs
+WHERE queued_task_id = %(id)s ORDER BY date_created, id
+
+-- name: counts_by_queue_and_state
+-- Task counts per queue and state.
+SELECT queue, state, count(*) AS n FROM queued_tasks GROUP BY queue, state ORDER BY queue, state
+
+-- name: oldest_waiting
+-- Age in seconds of the oldest due task still enqueued.
+SELECT extract(epoch FROM now() - min(scheduled_at))::float8 FROM queued_tasks
+WHERE state = 'enqueued' AND scheduled_at <= now()
+
+-- name: list_servers
+-- Servers, running ones first.
+SELECT id, server_name, hostname, pid, max_workers, active_workers, idle_workers, is_running,
+       last_heartbeat, queues, date_started, date_stopped
+FROM queued_task_workers
+WHERE is_running OR date_stopped > now() - interval '1 day'
+ORDER BY is_running DESC, id DESC

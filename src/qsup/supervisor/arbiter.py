@@ -1,0 +1,451 @@
+"""The arbiter: the supervisor's single loop.
+
+One ``selectors`` loop waits on the signal pipe, the LISTEN socket and every worker pipe, with
+a timeout that is the nearest deadline (flush, poll, heartbeat, task timeouts, shutdown).
+Each pass: handle signals, read worker messages, reap, enforce deadlines, manage workers,
+claim, hand tasks to idle workers, flush writes, heartbeat. It owns all state; the policies in
+:mod:`qsup.supervisor.policy` make the decisions.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from loguru import logger
+from setproctitle import setproctitle
+
+from qsup import protocol, repo
+from qsup.errors import ConfigError, DatabaseUnreachable
+from qsup.settings import Config
+from qsup.supervisor import policy
+from qsup.supervisor.link import Link
+from qsup.supervisor.listener import Listener
+from qsup.supervisor.outbox import Outbox
+from qsup.supervisor.pool import Worker, describe_exit, kill, reap, spawn
+from qsup.supervisor.signals import SignalPipe
+
+FLUSH_AFTER = 0.005  # seconds a write may wait for company
+FLUSH_SIZE = 500
+
+
+class Arbiter:
+    """Claims tasks, runs them in worker processes, writes what happened."""
+
+    def __init__(self, config: Config, url: str, reload: Callable[[], Config]) -> None:
+        self.config = config
+        self.url = url
+        self.reload = reload
+        self.max_workers = config.max_workers
+        self.workers: dict[int, Worker] = {}
+        self.buffer: deque[repo.ClaimedTask] = deque()
+        self.outbox = Outbox()
+        self.link = Link(url)
+        self.link.on_reconnect = self._caught_up
+        self.listener = Listener(url, config.notify_channel)
+        self.selector = selectors.DefaultSelector()
+        self.server_id = 0
+        self.hostname = socket.gethostname()
+        self.state = "running"  # then "draining", then "stopping"
+        self.backlog = True
+        self.next_poll = 0.0
+        self.next_heartbeat = 0.0
+        self.next_spawn_at = 0.0
+        self.next_listen_at = 0.0
+        self.boot_failures = 0
+        self.drain_deadline: float | None = None
+        self.signals: SignalPipe | None = None
+
+    @property
+    def notify(self) -> bool:
+        return self.config.use_postgresql_notify
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        setproctitle("qsup: supervisor")
+        self.link.open()
+        assert self.link.conn is not None
+        self.server_id = repo.register_server(
+            self.link.conn, f"{self.hostname}:{os.getpid()}", self.max_workers, self.hostname,
+            os.getpid(), self.config.queues)
+        self.signals = SignalPipe()
+        self.selector.register(self.signals.read_fd, selectors.EVENT_READ, "signals")
+        self._listen()
+        logger.info("supervisor {} started (server id {}, workers {}..{}, queues {})",
+                    os.getpid(), self.server_id, self.config.min_workers, self.max_workers,
+                    ",".join(self.config.queues) or "all")
+        try:
+            while not self._finished():
+                self._pass()
+        finally:
+            self._close()
+        return 0
+
+    def _pass(self) -> None:
+        for key, _ in self.selector.select(self._timeout()):
+            if key.data == "signals":
+                self._handle_signals()
+            elif key.data == "listen":
+                self._drain_notifications()
+            else:
+                self._read_worker(key.data)
+        now = time.monotonic()
+        self._reap()
+        self._enforce_deadlines(now)
+        self._manage_workers(now)
+        self._claim(now)
+        self._dispatch(now)
+        self._flush(now)
+        self._heartbeat(now)
+
+    def _finished(self) -> bool:
+        return self.state != "running" and not self.workers
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        deadlines = [self.next_heartbeat]
+        if self.state == "running":
+            deadlines.append(self.next_poll)
+            if not self.listener.conn and self.notify:
+                deadlines.append(self.next_listen_at)
+        if self.outbox.since is not None:
+            deadlines.append(self.outbox.since + FLUSH_AFTER)
+        if self.drain_deadline is not None:
+            deadlines.append(self.drain_deadline)
+        if self.next_spawn_at > now:
+            deadlines.append(self.next_spawn_at)
+        deadlines.extend(w.deadline for w in self.workers.values() if w.deadline is not None)
+        return max(0.0, min(deadlines) - now)
+
+    def _close(self) -> None:
+        self.buffer_release(time.monotonic())
+        for _ in range(3):  # the database may be restarting: try a few times, then give up
+            if not len(self.outbox) or self._flush(time.monotonic(), force=True):
+                break
+            time.sleep(1)
+        if len(self.outbox):
+            logger.error("could not write {} pending updates; tasks held by this server will"
+                         " be rescued by the next one", len(self.outbox))
+        self.link.call(lambda conn: repo.stop_server(conn, self.server_id))
+        self.link.close()
+        self.listener.close()
+        if self.signals:
+            self.signals.close()
+        logger.info("supervisor {} stopped", os.getpid())
+
+    # --- signals --------------------------------------------------------------------------
+
+    def _handle_signals(self) -> None:
+        assert self.signals is not None
+        for sig in self.signals.drain():
+            if sig in (signal.SIGTERM, signal.SIGINT) and self.state == "running":
+                self._start_drain(sig)
+            elif sig in (signal.SIGINT, signal.SIGQUIT) and self.state == "draining":
+                self._stop_now()
+            elif sig == signal.SIGQUIT:
+                self._stop_now()
+            elif sig == signal.SIGHUP and self.state == "running":
+                self._reload()
+            elif sig == signal.SIGTTIN:
+                self.max_workers += 1
+                logger.info("SIGTTIN: max workers now {}", self.max_workers)
+            elif sig == signal.SIGTTOU:
+                self.max_workers = max(1, self.config.min_workers, self.max_workers - 1)
+                logger.info("SIGTTOU: max workers now {}", self.max_workers)
+
+    def _start_drain(self, sig: signal.Signals) -> None:
+        self.state = "draining"
+        self.drain_deadline = time.monotonic() + self.config.shutdown_timeout
+        logger.info("{}: draining (running tasks get {:g} s to finish)", sig.name,
+                    self.config.shutdown_timeout)
+        self.buffer_release(time.monotonic())
+        for worker in self.workers.values():
+            self._retire(worker, "shutdown")
+
+    def _stop_now(self) -> None:
+        logger.warning("stopping now: running tasks are requeued")
+        self.state = "stopping"
+        for worker in self.workers.values():
+            kill(worker, "shutdown")
+
+    def _reload(self) -> None:
+        try:
+            self.config = self.reload()
+        except ConfigError as exc:
+            logger.error("SIGHUP: configuration not reloaded: {}", exc)
+            return
+        self.max_workers = self.config.max_workers
+        logger.info("SIGHUP: configuration reloaded; replacing workers")
+        for worker in self.workers.values():
+            self._retire(worker, "configuration reloaded")
+
+    # --- workers --------------------------------------------------------------------------
+
+    def _spawn(self, now: float) -> None:
+        used = {w.slot for w in self.workers.values()}
+        slot = next(i for i in range(1, len(used) + 2) if i not in used)
+        worker = spawn(slot)
+        worker.spawned_at = worker.idle_since = now
+        self.workers[worker.pid] = worker
+        self.selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
+        logger.debug("spawned worker {} (pid {})", slot, worker.pid)
+
+    def _retire(self, worker: Worker, reason: str) -> None:
+        if worker.retiring is None and worker.exit_code is None:
+            worker.retiring = reason
+            try:
+                worker.conn.send_bytes(protocol.encode(protocol.Stop()))
+            except OSError:
+                pass  # already gone: the reaper will see it
+
+    def _manage_workers(self, now: float) -> None:
+        if self.state != "running":
+            return
+        live = [w for w in self.workers.values() if w.retiring is None]
+        views = [policy.WorkerView(w.busy, w.idle_since, w.tasks_done, w.rss / 2**20) for w in live]
+        for i in policy.idle_to_retire(views, now, self.config.worker_idle_timeout,
+                                       self.config.min_workers):
+            logger.info("retiring worker {}: idle for {:g} s", live[i].slot,
+                        self.config.worker_idle_timeout)
+            self._retire(live[i], "idle")
+        for worker in sorted(live, key=lambda w: w.busy)[: max(0, len(live) - self.max_workers)]:
+            self._retire(worker, "max workers lowered")
+        live = [w for w in self.workers.values() if w.retiring is None]
+        free = sum(1 for w in live if not w.busy)
+        wanted = policy.desired_spawns(len(live), free, self.backlog or bool(self.buffer),
+                                       self.config.min_workers, self.max_workers)
+        if wanted and now >= self.next_spawn_at:
+            for _ in range(wanted):
+                self._spawn(now)
+
+    def _read_worker(self, worker: Worker) -> None:
+        now = time.monotonic()
+        try:
+            while worker.conn.poll(0):
+                self._on_message(worker, protocol.decode(worker.conn.recv_bytes()), now)
+        except (EOFError, OSError):
+            self.selector.unregister(worker.conn.fileno())
+            worker.conn.close()
+
+    def _on_message(self, worker: Worker, msg: Any, now: float) -> None:
+        if isinstance(msg, protocol.Started):
+            worker.current, worker.started_at = msg.task_id, msg.at
+            task = worker.jobs[msg.task_id]
+            timeout = task.timeout or self.config.task_timeout
+            worker.deadline = now + timeout + self.config.timeout_grace
+            self.outbox.started(msg.task_id, msg.at, worker.pid, now)
+        elif isinstance(msg, protocol.Finished):
+            task = worker.jobs.pop(msg.task_id)
+            worker.current, worker.deadline, worker.rss = None, None, msg.rss
+            worker.tasks_done += 1
+            if not worker.jobs:
+                worker.idle_since = now
+            self.outbox.finished(task, msg, worker.pid, self.config, now)
+            self._maybe_recycle(worker)
+        elif isinstance(msg, protocol.Released):
+            self._give_back([worker.jobs.pop(i) for i in msg.task_ids], now)
+        elif isinstance(msg, protocol.Log):
+            self.outbox.log(msg.task_id, msg.type, msg.message, now, msg.at)
+        elif isinstance(msg, protocol.SaveContext):
+            self.outbox.save_context(msg.task_id, msg.context, now)
+        elif isinstance(msg, protocol.Enqueue):
+            self.outbox.enqueue(msg.task, now)
+        elif isinstance(msg, protocol.Ready):
+            worker.ready, worker.idle_since = True, now
+            self.boot_failures = 0
+
+    def _maybe_recycle(self, worker: Worker) -> None:
+        view = policy.WorkerView(worker.busy, worker.idle_since, worker.tasks_done,
+                                 worker.rss / 2**20)
+        reason = policy.recycle_reason(view, self.config.max_tasks_per_worker,
+                                       self.config.max_worker_memory_mb)
+        if reason:
+            logger.info("recycling worker {} (pid {}): {}", worker.slot, worker.pid, reason)
+            self._retire(worker, reason)
+
+    def _give_back(self, tasks: list[repo.ClaimedTask], now: float) -> None:
+        """Tasks a worker never started: keep them if still running, else release them."""
+        if self.state == "running":
+            self.buffer.extendleft(reversed(tasks))
+        else:
+            self.outbox.release([t.id for t in tasks], now)
+
+    def _reap(self) -> None:
+        for pid, code in reap():
+            worker = self.workers.get(pid)
+            if worker is not None:
+                self._on_worker_exit(worker, code)
+
+    def _on_worker_exit(self, worker: Worker, code: int) -> None:
+        now = time.monotonic()
+        worker.exit_code = code
+        if not worker.conn.closed:
+            self._read_worker(worker)  # collect what it said before dying
+            if not worker.conn.closed:
+                self.selector.unregister(worker.conn.fileno())
+                worker.conn.close()
+        del self.workers[worker.pid]
+        how = describe_exit(code)
+        if not worker.ready and worker.retiring is None:
+            self.boot_failures += 1
+            delay = policy.respawn_delay(self.boot_failures)
+            self.next_spawn_at = now + delay
+            logger.error("worker {} (pid {}) died at start-up ({}); next start in {:g} s",
+                         worker.slot, worker.pid, how, delay)
+        elif worker.retiring and code == 0:
+            logger.debug("worker {} (pid {}) retired: {}", worker.slot, worker.pid,
+                         worker.retiring)
+        else:
+            logger.warning("worker {} (pid {}) died: {}", worker.slot, worker.pid, how)
+        self._settle_dead_workers_tasks(worker, how, now)
+
+    def _settle_dead_workers_tasks(self, worker: Worker, how: str, now: float) -> None:
+        if worker.current is not None and worker.current in worker.jobs:
+            task = worker.jobs.pop(worker.current)
+            if worker.kill_reason == "shutdown":
+                self.outbox.release([task.id], now)
+            elif worker.kill_reason == "timeout":
+                timeout = task.timeout or self.config.task_timeout
+                error = (f"TaskTimeout: {task.name} ran longer than {timeout:g} s and did not stop"
+                         f" within {self.config.timeout_grace:g} s; worker killed")
+                self.outbox.attempt_failed(task, "timeout", error, None, worker.started_at,
+                                           self.config, now)
+            else:
+                error = f"WorkerDied: worker pid {worker.pid} died running {task.name} ({how})"
+                self.outbox.attempt_failed(task, "error", error, None, worker.started_at,
+                                           self.config, now)
+        self._give_back(list(worker.jobs.values()), now)
+        worker.jobs.clear()
+
+    def _enforce_deadlines(self, now: float) -> None:
+        for worker in self.workers.values():
+            if worker.deadline is not None and now >= worker.deadline and not worker.kill_reason:
+                logger.warning("worker {} (pid {}) overran its task's timeout: killing it",
+                               worker.slot, worker.pid)
+                kill(worker, "timeout")
+        if self.drain_deadline is not None and now >= self.drain_deadline:
+            for worker in self.workers.values():
+                if not worker.kill_reason:
+                    logger.warning("shutdown timeout: stopping worker {} and requeueing its task",
+                                   worker.slot)
+                    kill(worker, "shutdown")
+
+    # --- claiming and dispatch ------------------------------------------------------------
+
+    def _listen(self) -> None:
+        if not self.notify:
+            return
+        try:
+            fd = self.listener.open()
+        except DatabaseUnreachable:
+            self.next_listen_at = time.monotonic() + 1.0
+            return
+        self.selector.register(fd, selectors.EVENT_READ, "listen")
+        self.backlog = True  # catch up on what was missed while not listening
+
+    def _drain_notifications(self) -> None:
+        try:
+            if self.listener.drain():
+                self.backlog = True
+        except psycopg.OperationalError:
+            logger.warning("LISTEN connection lost; reconnecting")
+            self._drop_listener()
+
+    def _drop_listener(self) -> None:
+        if self.listener.conn is not None:
+            try:
+                self.selector.unregister(self.listener.conn.fileno())
+            except (KeyError, ValueError, psycopg.Error):
+                pass
+        self.listener.close()
+        self.next_listen_at = time.monotonic() + 1.0
+
+    def _caught_up(self) -> None:
+        self.backlog = True
+
+    def _claim(self, now: float) -> None:
+        if self.notify and self.listener.conn is None and now >= self.next_listen_at:
+            self._listen()
+        if self.state != "running" or not (self.backlog or now >= self.next_poll):
+            return
+        free = sum(1 for w in self.workers.values() if w.available)
+        limit = policy.claim_size(free, len(self.buffer), self.config.claim_batch_size)
+        if limit == 0:
+            return
+        claimed = self.link.call(lambda conn: repo.claim_batch(
+            conn, self.server_id, self.config.queues, limit))
+        if claimed is None:
+            return  # database away: Link retries with backoff
+        self.buffer.extend(claimed)
+        self.backlog = len(claimed) >= limit
+        interval = policy.poll_interval(self.notify, self.config.polling_interval,
+                                        self.config.fallback_polling_interval)
+        self.next_poll = now + interval
+        if not self.backlog:
+            due = self.link.call(lambda conn: repo.next_due_in(conn, self.config.queues))
+            if due is not None:
+                self.next_poll = min(self.next_poll, now + max(0.0, due))
+
+    def _dispatch(self, now: float) -> None:
+        idle = [w for w in self.workers.values() if w.available]
+        while self.buffer and idle:
+            worker = idle.pop()
+            count = policy.handoff_size(len(self.buffer), len(idle) + 1)
+            tasks = [self.buffer.popleft() for _ in range(count)]
+            jobs = tuple(protocol.Job(t.id, t.name, t.args, t.kwargs,
+                                      t.timeout or self.config.task_timeout, t.attempts, t.context)
+                         for t in tasks)
+            try:
+                worker.conn.send_bytes(protocol.encode(protocol.Assign(jobs)))
+            except OSError:
+                self.buffer.extendleft(reversed(tasks))
+                continue
+            worker.jobs.update((t.id, t) for t in tasks)
+
+    def buffer_release(self, now: float) -> None:
+        if self.buffer:
+            self.outbox.release([t.id for t in self.buffer], now)
+            self.buffer.clear()
+
+    # --- writes and heartbeat -------------------------------------------------------------
+
+    def _flush(self, now: float, force: bool = False) -> bool:
+        due = self.outbox.since is not None and now - self.outbox.since >= FLUSH_AFTER
+        if not (force or due or len(self.outbox) >= FLUSH_SIZE) or not len(self.outbox):
+            return True
+        channel = self.config.notify_channel if self.notify else None
+        try:
+            return self.link.call(lambda conn: self.outbox.flush(conn, channel) or True) is True
+        except psycopg.Error as exc:  # a bad row must not stop the server: report and move on
+            logger.opt(exception=exc).error("dropping {} updates that PostgreSQL refused",
+                                            len(self.outbox))
+            self.outbox.clear()
+            return False
+
+    def _heartbeat(self, now: float) -> None:
+        if now < self.next_heartbeat:
+            return
+        self.next_heartbeat = now + self.config.heartbeat_interval
+        busy = sum(1 for w in self.workers.values() if w.busy)
+        alive = self.link.call(lambda conn: repo.heartbeat(
+            conn, self.server_id, self.max_workers, busy, len(self.workers) - busy))
+        if alive is False:
+            logger.warning("this server was declared dead by another; its tasks were rescued")
+        self.link.call(self._rescue)
+
+    def _rescue(self, conn: psycopg.Connection[Any]) -> None:
+        for server_id, name in repo.mark_dead_servers(conn, self.server_id,
+                                                      self.config.server_timeout):
+            logger.warning("server {} ({}) missed its heartbeats: marked dead", server_id, name)
+        rescued = repo.rescue_orphans(conn)
+        if rescued:
+            logger.warning("rescued {} task(s) from dead servers", len(rescued))
+            self.backlog = True

@@ -1,0 +1,79 @@
+"""The supervisor's claiming connection: survives database restarts with backoff."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+from loguru import logger
+
+from qsup.db.connect import connect, describe
+from qsup.errors import DatabaseUnreachable
+
+T = TypeVar("T")
+
+
+class Link:
+    """One autocommit connection; ``call`` returns None while the database is away."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: psycopg.Connection[Any] | None = None
+        self.failures = 0
+        self.retry_at = 0.0
+        self.on_reconnect: Callable[[], None] | None = None
+
+    @property
+    def up(self) -> bool:
+        return self.conn is not None and not self.conn.closed
+
+    def open(self) -> None:
+        """First connection: failure is fatal (exit 3)."""
+        self.conn = connect(self.url, prepare_threshold=0)
+
+    def call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T | None:
+        """Run ``fn(conn)``; on a lost connection, note it and return None."""
+        if not self.up and not self._reconnect():
+            return None
+        assert self.conn is not None
+        try:
+            return fn(self.conn)
+        except psycopg.OperationalError as exc:
+            self._lost(str(exc))
+            return None
+
+    def _lost(self, reason: str) -> None:
+        if self.conn is not None:
+            logger.warning("lost PostgreSQL at {}: {}", describe(self.url),
+                           reason.strip().splitlines()[-1] if reason.strip() else "closed")
+            try:
+                self.conn.close()
+            except psycopg.Error:
+                pass
+        self.conn = None
+        self.retry_at = time.monotonic() + min(10.0, 0.1 * 2 ** self.failures)
+        self.failures += 1
+
+    def _reconnect(self) -> bool:
+        if time.monotonic() < self.retry_at:
+            return False
+        try:
+            self.conn = connect(self.url, prepare_threshold=0)
+        except DatabaseUnreachable as exc:
+            self._lost(str(exc))
+            return False
+        logger.info("reconnected to PostgreSQL after {} attempt(s)", self.failures)
+        self.failures = 0
+        if self.on_reconnect:
+            self.on_reconnect()
+        return True
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except psycopg.Error:
+                pass
+            self.conn = None

@@ -1,0 +1,144 @@
+"""Batched database writes of the supervisor: everything workers report, flushed together.
+
+Entries stay here until a flush commits, so a database outage delays them but loses none
+(every statement is idempotent: it only moves tasks still in ``picked_up``/``running``).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from loguru import logger
+
+from qsup import protocol, repo
+from qsup.repo import ClaimedTask
+from qsup.settings import Config
+from qsup.supervisor import policy
+
+
+def _ts(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass
+class Outbox:
+    """Pending writes, grouped by statement."""
+
+    running: dict[uuid.UUID, tuple[datetime, int]] = field(default_factory=dict)
+    completed: list[tuple[uuid.UUID, str, datetime, datetime, int]] = field(default_factory=list)
+    retries: list[tuple[uuid.UUID, float, str]] = field(default_factory=list)
+    failures: list[tuple[uuid.UUID, str, datetime | None]] = field(default_factory=list)
+    releases: list[uuid.UUID] = field(default_factory=list)
+    logs: list[tuple[uuid.UUID, str, str, datetime]] = field(default_factory=list)
+    contexts: dict[uuid.UUID, str] = field(default_factory=dict)
+    enqueues: list[repo.NewTask] = field(default_factory=list)
+    since: float | None = None  # monotonic time of the oldest pending entry
+
+    def __len__(self) -> int:
+        return (len(self.running) + len(self.completed) + len(self.retries) + len(self.failures)
+                + len(self.releases) + len(self.logs) + len(self.contexts) + len(self.enqueues))
+
+    def _touch(self, now: float) -> None:
+        if self.since is None:
+            self.since = now
+
+    # --- recording ------------------------------------------------------------------------
+
+    def started(self, task_id: uuid.UUID, at: float, pid: int, now: float) -> None:
+        self.running[task_id] = (_ts(at), pid)
+        self._touch(now)
+
+    def finished(self, task: ClaimedTask, msg: protocol.Finished, pid: int, config: Config,
+                 now: float) -> None:
+        """Record a job's end: completed, retried later, or failed for good."""
+        self.running.pop(task.id, None)
+        self._touch(now)
+        if msg.outcome == "ok":
+            assert msg.result is not None
+            self.completed.append((task.id, msg.result, _ts(msg.started), _ts(msg.done), pid))
+            return
+        self.attempt_failed(task, msg.outcome, msg.error or "", msg.retry_delay, msg.started,
+                            config, now)
+
+    def attempt_failed(self, task: ClaimedTask, outcome: str, error: str,
+                       requested_delay: float | None, started: float | None, config: Config,
+                       now: float) -> None:
+        """A failed attempt: log it, then retry with backoff or fail when none is left."""
+        self.running.pop(task.id, None)
+        self._touch(now)
+        delay = policy.after_failure(outcome, task.attempts, task.max_retries, requested_delay,
+                                     config.retry_backoff_base, config.retry_backoff_max,
+                                     random.random())
+        summary = error.strip().splitlines()[-1] if error.strip() else outcome
+        attempt = f"attempt {task.attempts}/{task.max_retries + 1}"
+        if delay is None:
+            self.failures.append((task.id, error, _ts(started) if started else None))
+            self.log(task.id, "error", f"{attempt} failed, no retry left: {error}", now)
+            logger.bind(task_id=str(task.id)).warning("task {} failed: {}", task.name, summary)
+        else:
+            self.retries.append((task.id, delay, error))
+            self.log(task.id, "error", f"{attempt} failed, retry in {delay:.1f} s: {error}", now)
+            logger.bind(task_id=str(task.id)).info(
+                "task {} {} failed, retry in {:.1f} s: {}", task.name, attempt, delay, summary)
+
+    def release(self, task_ids: list[uuid.UUID], now: float) -> None:
+        """Give tasks back to the queue without using an attempt."""
+        for task_id in task_ids:
+            self.running.pop(task_id, None)
+        self.releases.extend(task_ids)
+        self._touch(now)
+
+    def log(self, task_id: uuid.UUID, kind: str, message: str, now: float,
+            at: float | None = None) -> None:
+        self.logs.append((task_id, kind, message, _ts(at) if at else datetime.now(UTC)))
+        self._touch(now)
+
+    def save_context(self, task_id: uuid.UUID, context: str, now: float) -> None:
+        self.contexts[task_id] = context
+        self._touch(now)
+
+    def enqueue(self, task: repo.NewTask, now: float) -> None:
+        self.enqueues.append(task)
+        self._touch(now)
+
+    # --- flushing -------------------------------------------------------------------------
+
+    def flush(self, conn: Any, channel: str | None) -> None:
+        """Write everything in one transaction; on error nothing is cleared (retry later)."""
+        wake: set[str] = set()
+        with conn.transaction():
+            for task in self.enqueues:  # children first: their parents may complete below
+                repo.insert_task(conn, task, channel)
+            if self.contexts:
+                repo.save_contexts(conn, list(self.contexts.items()))
+            if self.running:
+                repo.mark_running(conn, [(i, at, pid) for i, (at, pid) in self.running.items()])
+            if self.completed:
+                done = repo.complete_batch(conn, self.completed)
+                if done:
+                    wake.update(repo.release_dependents(conn, done))
+            if self.retries:
+                wake.update(queue for _, queue in repo.retry_batch(conn, self.retries))
+            if self.failures:
+                failed = repo.fail_batch(conn, self.failures)
+                if failed:
+                    repo.cancel_dependents(conn, failed)
+            if self.releases:
+                wake.update(repo.release_batch(conn, self.releases))
+            if self.logs:
+                repo.insert_logs(conn, self.logs)
+            if channel:
+                for queue in sorted(wake):
+                    repo.notify(conn, channel, queue)
+        self.clear()
+
+    def clear(self) -> None:
+        for name in ("running", "contexts"):
+            getattr(self, name).clear()
+        for name in ("completed", "retries", "failures", "releases", "logs", "enqueues"):
+            getattr(self, name).clear()
+        self.since = None

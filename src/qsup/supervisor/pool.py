@@ -1,0 +1,89 @@
+"""Worker processes: spawn (fork with multiprocess), signal, reap and explain exits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import multiprocess
+
+from qsup.repo import ClaimedTask
+from qsup.worker.main import worker_main
+
+_FORK = multiprocess.get_context("fork")
+
+
+@dataclass(eq=False)
+class Worker:
+    """The supervisor's view of one worker process."""
+
+    slot: int
+    pid: int
+    process: Any
+    conn: Any
+    spawned_at: float
+    ready: bool = False
+    jobs: dict[uuid.UUID, ClaimedTask] = field(default_factory=dict)  # assigned, unfinished
+    current: uuid.UUID | None = None
+    started_at: float = 0.0  # wall clock of the current job's start
+    deadline: float | None = None  # monotonic time past which the worker is killed
+    idle_since: float = 0.0
+    tasks_done: int = 0
+    rss: int = 0
+    retiring: str | None = None  # why it was told to stop
+    kill_reason: str | None = None  # why we killed it: "timeout" or "shutdown"
+    exit_code: int | None = None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.jobs)
+
+    @property
+    def available(self) -> bool:
+        return self.ready and not self.jobs and self.retiring is None and self.exit_code is None
+
+
+def spawn(slot: int) -> Worker:
+    """Fork a worker; the child starts warm with everything the supervisor imported."""
+    parent_end, child_end = _FORK.Pipe(duplex=True)
+    process = _FORK.Process(
+        target=worker_main, args=(child_end, slot, os.getpid()), name=f"qsup-worker-{slot}"
+    )
+    process.start()
+    child_end.close()
+    return Worker(slot=slot, pid=process.pid, process=process, conn=parent_end,
+                  spawned_at=0.0)
+
+
+def kill(worker: Worker, reason: str) -> None:
+    worker.kill_reason = worker.kill_reason or reason
+    try:
+        os.kill(worker.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def reap() -> list[tuple[int, int]]:
+    """Collect every exited child, workers or not (as PID 1 we inherit zombies):
+    ``(pid, exit code)`` with negative codes for signals."""
+    exited = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        exited.append((pid, os.waitstatus_to_exitcode(status)))
+    return exited
+
+
+def describe_exit(code: int) -> str:
+    if code >= 0:
+        return f"exit code {code}"
+    name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+    hint = " (out of memory?)" if code == -signal.SIGKILL else ""
+    return f"signal {name}{hint}"

@@ -1,0 +1,1 @@
+"""Worker processes: forked by the supervisor, no database connection, jobs over a pipe."""

@@ -1,0 +1,84 @@
+"""The worker process entry point: runs after the fork, never returns into the supervisor."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from setproctitle import setproctitle
+
+from qsup import context, protocol
+from qsup.worker.runner import Runner
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL us when the supervisor dies, so no worker is orphaned."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the pipe's EOF still stops idle workers
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _reset_signals() -> None:
+    """Undo the supervisor's handlers; ignore what the terminal sends to the whole group."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGALRM):
+        signal.signal(sig, signal.SIG_DFL)
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _close_inherited_fds(keep: int) -> None:
+    """Drop the supervisor's sockets and pipes: a worker must never touch its connections."""
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 65536)
+
+
+def worker_main(conn: Any, slot: int, parent_pid: int) -> None:
+    """Boot, then loop: receive jobs, run them, report. Exits via ``os._exit`` only."""
+    code = 0
+    try:
+        _die_with_parent(parent_pid)
+        _reset_signals()
+        _close_inherited_fds(conn.fileno())
+        context.bind_channel(conn.send_bytes)
+        runner = Runner()
+        conn.send_bytes(protocol.encode(protocol.Ready(os.getpid())))
+        _serve(conn, slot, runner)
+    except (EOFError, OSError, KeyboardInterrupt):
+        code = 0  # the supervisor went away or told us to stop
+    except BaseException:  # noqa: BLE001 - report anything, then exit non-zero
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _serve(conn: Any, slot: int, runner: Runner) -> None:
+    while True:
+        setproctitle(f"qsup: worker {slot} idle")
+        message = protocol.decode(conn.recv_bytes())
+        if isinstance(message, protocol.Stop):
+            return
+        jobs = list(message.jobs)
+        while jobs:
+            if conn.poll(0) and isinstance(protocol.decode(conn.recv_bytes()), protocol.Stop):
+                conn.send_bytes(protocol.encode(protocol.Released(tuple(j.id for j in jobs))))
+                return
+            job = jobs.pop(0)
+            setproctitle(f"qsup: worker {slot} running {job.name}")
+            conn.send_bytes(protocol.encode(protocol.Started(job.id, time.time())))
+            conn.send_bytes(protocol.encode(runner.run(job)))

@@ -1,0 +1,90 @@
+"""Run one job: import by path, bind arguments, run sync or async under a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+import psutil
+
+from qsup import context, protocol
+from qsup.encoding import resolve_task, to_json
+from qsup.errors import NonRetryableError, Retry, TaskDefinitionError, TaskTimeout
+
+
+@cache
+def _function(path: str) -> Callable[..., Any]:
+    fn = resolve_task(path)
+    return getattr(fn, "__qsup_task__", fn)
+
+
+def _raise_timeout(signum: int, frame: Any) -> None:
+    raise TaskTimeout("task exceeded its timeout")
+
+
+@contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    """Raise TaskTimeout in this (main) thread after ``seconds``; sync code in a C call that
+    ignores it is killed by the supervisor after the grace period."""
+    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class Runner:
+    """Runs jobs in this process; keeps one event loop for async tasks."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.process = psutil.Process()
+
+    def run(self, job: protocol.Job) -> protocol.Finished:
+        started = time.time()
+        context.enter(job)
+        try:
+            outcome, result, error, delay = self._call(job)
+        finally:
+            saved = context.snapshot_context()
+            context.leave()
+        if saved is not None:
+            context.send(protocol.SaveContext(job.id, saved))
+        return protocol.Finished(job.id, outcome, started, time.time(), result, error, delay,
+                                 self.process.memory_info().rss)
+
+    def _call(self, job: protocol.Job) -> tuple[protocol.Outcome, str | None, str | None, float | None]:
+        try:
+            fn = _function(job.name)
+            bound = _bind(fn, job)
+            if inspect.iscoroutinefunction(fn):
+                value = self.loop.run_until_complete(
+                    asyncio.wait_for(fn(*bound.args, **bound.kwargs), job.timeout))
+            else:
+                with _alarm(job.timeout):
+                    value = fn(*bound.args, **bound.kwargs)
+            return "ok", to_json(value, f"the result of {job.name}"), None, None
+        except (TaskTimeout, asyncio.TimeoutError):
+            return "timeout", None, f"TaskTimeout: {job.name} ran longer than {job.timeout:g} s", None
+        except Retry as exc:
+            return "retry", None, f"Retry: {exc.reason}", exc.delay
+        except (TaskDefinitionError, NonRetryableError):
+            return "fatal", None, traceback.format_exc(limit=-8), None
+        except Exception:
+            return "error", None, traceback.format_exc(), None
+
+
+def _bind(fn: Callable[..., Any], job: protocol.Job) -> inspect.BoundArguments:
+    try:
+        return inspect.signature(fn).bind(*job.args, **job.kwargs)
+    except TypeError as exc:
+        raise TaskDefinitionError(f"wrong arguments for {job.name}: {exc}") from None
