@@ -1,0 +1,103 @@
+"""Task functions used by the tests (imported by real ``qsup serve`` processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from qsup import NonRetryableError, Retry, current_task, task
+
+
+def add(a, b):
+    return a + b
+
+
+async def async_add(a, b):
+    await asyncio.sleep(0.001)
+    return a + b
+
+
+def noop():
+    return None
+
+
+def record(directory: str, key: str, seconds: float = 0.0) -> str:
+    """Sleep, then append this run to ``directory/key`` so tests can count executions."""
+    time.sleep(seconds)
+    with open(Path(directory) / key, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return key
+
+
+def sleep_then_return(seconds: float, value=None):
+    time.sleep(seconds)
+    return value
+
+
+def fail_until(attempts_needed: int):
+    """Fail until the given attempt, then succeed with the attempt number."""
+    if current_task.attempt < attempts_needed:
+        raise RuntimeError(f"failing on attempt {current_task.attempt}")
+    return current_task.attempt
+
+
+def always_fail():
+    raise ValueError("this task always fails")
+
+
+def fatal():
+    raise NonRetryableError("do not retry me")
+
+
+def ask_retry():
+    if current_task.attempt == 1:
+        raise Retry(delay=0.1, reason="come back later")
+    return "second time lucky"
+
+
+def crash_once(directory: str):
+    """Kill our own worker on the first attempt; succeed afterwards."""
+    marker = Path(directory) / "crashed"
+    if not marker.exists():
+        marker.write_text("x")
+        os._exit(17)
+    return "survived"
+
+
+def not_json():
+    return object()
+
+
+def busy_loop(seconds: float):
+    end = time.time() + seconds
+    while time.time() < end:
+        pass
+    return seconds
+
+
+def log_and_context(steps: int):
+    for i in range(steps):
+        current_task.log(f"step {i}")
+        current_task.context["progress"] = i + 1
+        current_task.save_context()
+    return steps
+
+
+def spawn_children(count: int):
+    refs = [current_task.add_task(add, i, i) for i in range(count)]
+    return [str(r.task_id) for r in refs]
+
+
+@task(queue="special", retries=0, timeout=5)
+def decorated(x):
+    return x * 2
+
+
+def leak(megabytes: int):
+    _LEAK.append(bytearray(megabytes * 2**20))
+    return len(_LEAK)
+
+
+_LEAK: list[bytearray] = []

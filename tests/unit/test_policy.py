@@ -1,0 +1,76 @@
+"""The supervisor's pure decisions: tables plus properties, no mocks."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qsup.supervisor import policy
+from qsup.supervisor.policy import WorkerView
+
+
+def test_spawns_up_to_min_then_one_at_a_time_while_work_waits():
+    assert policy.desired_spawns(0, 0, False, 2, 8) == 2
+    assert policy.desired_spawns(2, 0, True, 2, 8) == 1
+    assert policy.desired_spawns(2, 1, True, 2, 8) == 0
+    assert policy.desired_spawns(8, 0, True, 2, 8) == 0
+    assert policy.desired_spawns(3, 0, False, 2, 8) == 0
+
+
+@given(st.integers(0, 50), st.integers(0, 50), st.booleans(), st.integers(0, 10), st.integers(1, 20))
+def test_spawning_never_exceeds_max(current, idle, backlog, low, high):
+    low = min(low, high)
+    idle = min(idle, current)
+    assert current + policy.desired_spawns(current, idle, backlog, low, high) <= max(current, high)
+
+
+def test_idle_workers_retire_longest_idle_first_down_to_min():
+    workers = [WorkerView(False, 0, 0, 0), WorkerView(False, 50, 0, 0), WorkerView(True, 0, 0, 0),
+               WorkerView(False, 10, 0, 0)]
+    assert policy.idle_to_retire(workers, now=100, idle_timeout=60, min_workers=1) == [0, 3]
+    assert policy.idle_to_retire(workers, now=100, idle_timeout=60, min_workers=3) == [0]
+    assert policy.idle_to_retire(workers, now=100, idle_timeout=60, min_workers=4) == []
+
+
+@given(st.lists(st.tuples(st.booleans(), st.floats(0, 100)), max_size=20), st.integers(0, 20))
+def test_retiring_keeps_the_minimum(specs, low):
+    workers = [WorkerView(busy, since, 0, 0) for busy, since in specs]
+    retired = policy.idle_to_retire(workers, now=200, idle_timeout=30, min_workers=low)
+    assert len(workers) - len(retired) >= min(low, len(workers))
+    assert all(not workers[i].busy for i in retired)
+
+
+def test_recycle_reasons():
+    assert policy.recycle_reason(WorkerView(False, 0, 10, 50), 10, 0) is not None
+    assert policy.recycle_reason(WorkerView(False, 0, 9, 50), 10, 0) is None
+    assert "RSS" in policy.recycle_reason(WorkerView(False, 0, 1, 300), 0, 200)
+    assert policy.recycle_reason(WorkerView(False, 0, 1000, 10**6), 0, 0) is None
+
+
+def test_claim_and_handoff_sizes():
+    assert policy.claim_size(0, 0, 200) == 0
+    assert policy.claim_size(2, 0, 200) == 32
+    assert policy.claim_size(2, 40, 200) == 0
+    assert policy.claim_size(100, 0, 200) == 200
+    assert policy.handoff_size(0, 3) == 0
+    assert policy.handoff_size(1, 3) == 1
+    assert policy.handoff_size(10, 2) == 5
+    assert policy.handoff_size(1000, 2) == policy.MAX_HANDOFF
+
+
+@given(st.integers(1, 60), st.floats(0, 10), st.floats(0, 600), st.floats(0, 0.999))
+def test_retry_delay_within_bounds(attempt, base, cap, jitter):
+    delay = policy.retry_delay(attempt, base, cap, jitter)
+    assert 0 <= delay <= min(cap, base * 2 ** (attempt - 1)) + 1e-9
+
+
+def test_after_failure():
+    assert policy.after_failure("error", 1, 3, None, 1, 300, 0.0) == 0.5
+    assert policy.after_failure("error", 4, 3, None, 1, 300, 0.0) is None
+    assert policy.after_failure("fatal", 1, 3, None, 1, 300, 0.0) is None
+    assert policy.after_failure("retry", 1, 3, 7.0, 1, 300, 0.0) == 7.0
+
+
+def test_respawn_backoff_grows_and_caps():
+    delays = [policy.respawn_delay(n) for n in range(0, 12)]
+    assert delays[0] == 0
+    assert delays == sorted(delays)
+    assert max(delays) == 30.0
