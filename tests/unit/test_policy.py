@@ -54,6 +54,15 @@ def test_claim_and_handoff_sizes():
     assert policy.handoff_size(1, 3) == 1
     assert policy.handoff_size(10, 2) == 5
     assert policy.handoff_size(1000, 2) == policy.MAX_HANDOFF
+    assert policy.handoff_size(1000, 2, cap=1) == 1
+    assert policy.claim_size(2, 0, 200, cap=1) == 2
+
+
+def test_batch_cap_sends_slow_tasks_one_at_a_time():
+    assert policy.batch_cap(0.0) == policy.MAX_HANDOFF
+    assert policy.batch_cap(0.0001) == policy.MAX_HANDOFF
+    assert policy.batch_cap(0.005) == 4
+    assert policy.batch_cap(0.5) == 1
 
 
 @given(st.integers(1, 60), st.floats(0, 10), st.floats(0, 600), st.floats(0, 0.999))

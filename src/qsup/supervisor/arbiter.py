@@ -60,6 +60,7 @@ class Arbiter:
         self.next_spawn_at = 0.0
         self.next_listen_at = 0.0
         self.boot_failures = 0
+        self.avg_task_seconds = 0.0  # moving average, sizes the hand-off batches
         self.drain_deadline: float | None = None
         self.signals: SignalPipe | None = None
 
@@ -246,6 +247,7 @@ class Arbiter:
             task = worker.jobs.pop(msg.task_id)
             worker.current, worker.deadline, worker.rss = None, None, msg.rss
             worker.tasks_done += 1
+            self.avg_task_seconds += 0.1 * ((msg.done - msg.started) - self.avg_task_seconds)
             if not worker.jobs:
                 worker.idle_since = now
             self.outbox.finished(task, msg, worker.pid, self.config, now)
@@ -377,7 +379,9 @@ class Arbiter:
         if self.state != "running" or not (self.backlog or now >= self.next_poll):
             return
         free = sum(1 for w in self.workers.values() if w.available)
-        limit = policy.claim_size(free, len(self.buffer), self.config.claim_batch_size)
+        spare = max(0, self.max_workers - len(self.workers))
+        limit = policy.claim_size(free + spare, len(self.buffer), self.config.claim_batch_size,
+                                  policy.batch_cap(self.avg_task_seconds))
         if limit == 0:
             return
         claimed = self.link.call(lambda conn: repo.claim_batch(
@@ -396,9 +400,11 @@ class Arbiter:
 
     def _dispatch(self, now: float) -> None:
         idle = [w for w in self.workers.values() if w.available]
+        spare = max(0, self.max_workers - len(self.workers))
+        cap = policy.batch_cap(self.avg_task_seconds)
         while self.buffer and idle:
             worker = idle.pop()
-            count = policy.handoff_size(len(self.buffer), len(idle) + 1)
+            count = policy.handoff_size(len(self.buffer), len(idle) + 1 + spare, cap)
             tasks = [self.buffer.popleft() for _ in range(count)]
             jobs = tuple(protocol.Job(t.id, t.name, t.args, t.kwargs,
                                       t.timeout or self.config.task_timeout, t.attempts, t.context)

@@ -59,17 +59,26 @@ def recycle_reason(
     return None
 
 
-def claim_size(idle_workers: int, buffered: int, batch_limit: int) -> int:
-    """How many tasks to claim: enough to hand every idle worker a batch, minus what we hold."""
-    want = idle_workers * MAX_HANDOFF - buffered
+def batch_cap(avg_task_seconds: float, target_seconds: float = 0.02) -> int:
+    """Most tasks per hand-off: about ``target_seconds`` of work, so tiny tasks travel in
+    batches while slow ones go one at a time and never queue behind each other."""
+    if avg_task_seconds <= 0:
+        return MAX_HANDOFF
+    return max(1, min(MAX_HANDOFF, int(target_seconds / avg_task_seconds)))
+
+
+def claim_size(idle_workers: int, buffered: int, batch_limit: int, cap: int = MAX_HANDOFF) -> int:
+    """How many tasks to claim: a batch for every idle worker, minus what we already hold."""
+    want = idle_workers * cap - buffered
     return max(0, min(batch_limit, want))
 
 
-def handoff_size(buffered: int, idle_workers: int) -> int:
-    """Tasks for the next idle worker: a fair share of the buffer, at least 1, at most 16."""
-    if buffered <= 0 or idle_workers <= 0:
+def handoff_size(buffered: int, consumers: int, cap: int = MAX_HANDOFF) -> int:
+    """Tasks for the next idle worker: a fair share of the buffer among the workers that are
+    idle or could still be started, at least 1, at most ``cap``."""
+    if buffered <= 0:
         return 0
-    return max(1, min(MAX_HANDOFF, math.ceil(buffered / idle_workers)))
+    return max(1, min(cap, math.ceil(buffered / max(1, consumers))))
 
 
 def retry_delay(attempt: int, base: float, cap: float, jitter: float) -> float:

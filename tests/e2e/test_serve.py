@@ -1,0 +1,159 @@
+"""A real ``qsup serve`` subprocess on a real PostgreSQL: tasks run, signals drain, crashes heal."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import psutil
+import pytest
+
+from qsup import repo
+from tests import tasks
+from tests.conftest import task_states, wait_for
+
+
+def _done(conn, count: int, state: str = "completed") -> bool:
+    return task_states(conn).get(state, 0) == count
+
+
+def test_sync_and_async_tasks_complete_with_results(queue, conn, start_server):
+    server = start_server("--workers", "2")
+    sync_ref = queue.add_task(tasks.add, 2, 3)
+    async_ref = queue.add_task(tasks.async_add, 4, 5)
+    assert sync_ref.result(timeout=20) == 5
+    assert async_ref.result(timeout=20) == 9
+    row = repo.get_task(conn, sync_ref.task_id)
+    assert row["state"] == "completed" and row["attempts"] == 1
+    assert row["date_enqueued"] <= row["date_started"] <= row["date_done"]
+    assert row["worker_pid"] in {w.pid for w in server.workers()}
+
+
+def test_a_batch_of_1000_tasks_all_complete(queue, conn, start_server):
+    refs = queue.add_tasks([(tasks.add, (i, 1), {}) for i in range(1000)])
+    start_server("--workers", "2")
+    wait_for(lambda: _done(conn, 1000), timeout=60, what="1000 completed tasks")
+    results = dict(conn.execute("SELECT id, result FROM queued_tasks").fetchall())
+    assert all(results[r.task_id] == i + 1 for i, r in enumerate(refs))
+
+
+def test_sigterm_drains_running_tasks_and_exits_0(queue, conn, start_server, tmp_path):
+    server = start_server("--workers", "2")
+    refs = queue.add_tasks([(tasks.record, (str(tmp_path), f"t{i}", 0.5), {}) for i in range(8)])
+    wait_for(lambda: task_states(conn).get("running", 0) == 2, what="2 running tasks")
+    server.signal(signal.SIGTERM)
+    assert server.wait(30) == 0
+    states = task_states(conn)
+    assert set(states) <= {"completed", "enqueued"}, states
+    assert sum(states.values()) == len(refs)
+    assert states.get("completed", 0) >= 2
+    ran = {p.name for p in tmp_path.iterdir()}
+    completed = {r[0] for r in conn.execute("SELECT result FROM queued_tasks WHERE state = 'completed'")}
+    assert completed <= ran
+    attempts = conn.execute("SELECT max(attempts) FROM queued_tasks WHERE state = 'enqueued'").fetchone()[0]
+    assert attempts in (None, 0)  # requeued without using an attempt
+    assert conn.execute("SELECT is_running FROM queued_task_workers").fetchone()[0] is False
+
+
+def test_sigkilled_worker_loses_no_task_and_is_replaced(queue, conn, start_server, tmp_path):
+    server = start_server("--workers", "1", "--min-workers", "1")
+    ref = queue.add_task(tasks.record, str(tmp_path), "victim", 1.0)
+    wait_for(lambda: task_states(conn).get("running") == 1, what="the task to run")
+    (victim,) = server.workers()
+    victim.kill()
+    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] in ("enqueued", "picked_up", "running")
+             and repo.get_task(conn, ref.task_id)["attempts"] >= 1
+             and repo.task_logs(conn, ref.task_id), what="the task to be requeued")
+    logs = repo.task_logs(conn, ref.task_id)
+    assert "died" in logs[0]["message"] and "SIGKILL" in logs[0]["message"]
+    replacement = wait_for(lambda: [w for w in server.workers() if w.pid != victim.pid],
+                           what="a replacement worker")
+    assert replacement
+    assert ref.result(timeout=30) == "victim"  # the retry ran to completion
+    assert (tmp_path / "victim").read_text().count("\n") == 1
+
+
+def test_worker_calling_os_exit_is_retried_and_completes(queue, conn, start_server, tmp_path):
+    start_server("--workers", "1")
+    ref = queue.add_task(tasks.crash_once, str(tmp_path))
+    assert ref.result(timeout=30) == "survived"
+    row = repo.get_task(conn, ref.task_id)
+    assert row["attempts"] == 2
+    assert "exit code 17" in repo.task_logs(conn, ref.task_id)[0]["message"]
+
+
+def test_failures_are_retried_then_fail_with_the_error(queue, conn, start_server):
+    start_server("--workers", "2", env={"QUEUE_RETRY_BACKOFF_BASE": "0.05"})
+    flaky = queue.add_task(tasks.fail_until, 3)
+    doomed = queue.add_task(tasks.always_fail, _max_retries=1)
+    fatal = queue.add_task(tasks.fatal)
+    bad_result = queue.add_task(tasks.not_json)
+    wrong_args = queue.add_task(tasks.add, 1)
+    assert flaky.result(timeout=30) == 3
+    assert len(repo.task_logs(conn, flaky.task_id)) == 2
+    for ref, attempts, text in [(doomed, 2, "always fails"), (fatal, 1, "do not retry me"),
+                                (bad_result, 1, "not JSON-serialisable"),
+                                (wrong_args, 1, "wrong arguments for tests.tasks:add")]:
+        wait_for(lambda r=ref: repo.get_task(conn, r.task_id)["state"] == "failed",
+                 what=f"{text} to fail")
+        row = repo.get_task(conn, ref.task_id)
+        assert row["attempts"] == attempts, text
+        assert text in row["error_message"]
+
+
+def test_timeouts_stop_python_loops_and_kill_stuck_workers(queue, conn, start_server):
+    server = start_server("--workers", "1", env={"QUEUE_TIMEOUT_GRACE": "0.5"})
+    looping = queue.add_task(tasks.busy_loop, 30, _timeout=0.3, _max_retries=0)
+    wait_for(lambda: repo.get_task(conn, looping.task_id)["state"] == "failed", what="timeout")
+    assert "TaskTimeout" in repo.get_task(conn, looping.task_id)["error_message"]
+    server.wait_workers(1)
+
+
+def test_polling_without_notify_still_runs_tasks(queue, conn, start_server):
+    start_server("--workers", "1", env={"QUEUE_USE_POSTGRESQL_NOTIFY": "false",
+                                         "QUEUE_POLLING_INTERVAL": "0.1"})
+    assert queue.add_task(tasks.add, 1, 1).result(timeout=20) == 2
+
+
+def test_children_wait_for_their_parent_and_context_and_logs_persist(queue, conn, start_server):
+    start_server("--workers", "2")
+    parent = queue.add_task(tasks.spawn_children, 3)
+    child_ids = parent.result(timeout=20)
+    wait_for(lambda: _done(conn, 4), what="the children to complete")
+    for child in child_ids:
+        assert str(repo.get_task(conn, child)["parent_task"]) == str(parent.task_id)
+    logged = queue.add_task(tasks.log_and_context, 3)
+    assert logged.result(timeout=20) == 3
+    wait_for(lambda: len(repo.task_logs(conn, logged.task_id)) == 3, what="3 log rows")
+    assert repo.get_task(conn, logged.task_id)["context"] == {"progress": 3}
+
+
+def test_ttin_and_ttou_change_max_workers(queue, conn, start_server, tmp_path):
+    server = start_server("--workers", "1", "--min-workers", "1")
+    server.wait_workers(1)
+    server.signal(signal.SIGTTIN)
+    wait_for(lambda: "max workers now 2" in server.output(), what="SIGTTIN")
+    queue.add_tasks([(tasks.record, (str(tmp_path), f"r{i}", 1.0), {}) for i in range(4)])
+    server.wait_workers(2)
+    server.signal(signal.SIGTTOU)
+    wait_for(lambda: "max workers now 1" in server.output(), what="SIGTTOU")
+    wait_for(lambda: _done(conn, 4), what="tasks to finish")
+    server.wait_workers(1)
+
+
+def test_workers_exit_when_the_supervisor_is_killed(start_server):
+    server = start_server("--workers", "2", "--min-workers", "2")
+    workers = server.wait_workers(2)
+    server.signal(signal.SIGKILL)
+    server.wait(10)
+    gone, alive = psutil.wait_procs(workers, timeout=2)
+    assert alive == []
+
+
+@pytest.mark.parametrize("bad", [["--workers", "0"], ["--min-workers", "3", "--workers", "2"],
+                                 ["--import", "no_such_module_xyz"]])
+def test_bad_serve_flags_exit_2_with_one_line(start_server, bad):
+    server = start_server(*bad, wait_ready=False)
+    assert server.wait(20) == 2
+    lines = server.output().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qsup: error:"), lines

@@ -1,0 +1,159 @@
+"""The enqueue API against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+from qsup import Queue, TaskDefinitionError, repo
+from qsup.supervisor.listener import Listener
+from tests import tasks
+
+
+def test_add_task_stores_a_row_with_its_options(queue, conn):
+    ref = queue.add_task(tasks.add, 1, b=2, _queue="mail", _priority=5, _delay=30,
+                         _max_retries=7, _timeout=9.5)
+    assert isinstance(ref.task_id, uuid.UUID)
+    row = repo.get_task(conn, ref.task_id)
+    assert row["name"] == "tests.tasks:add"
+    assert (row["args"], row["kwargs"]) == ([1], {"b": 2})
+    assert (row["queue"], row["priority"], row["max_retries"], row["timeout"]) == ("mail", 5, 7, 9.5)
+    assert row["state"] == "enqueued"
+    assert 29 < (row["scheduled_at"] - row["date_enqueued"]).total_seconds() < 31
+
+
+def test_task_decorator_defaults_apply(queue, conn):
+    ref = queue.add_task(tasks.decorated, 3)
+    row = repo.get_task(conn, ref.task_id)
+    assert (row["queue"], row["max_retries"], row["timeout"]) == ("special", 0, 5.0)
+    assert tasks.decorated(4) == 8  # still callable as a plain function
+
+
+def test_batch_enqueue_of_1000(queue, conn):
+    refs = queue.add_tasks([(tasks.add, (i, i), {}) for i in range(1000)])
+    assert len({r.task_id for r in refs}) == 1000
+    assert conn.execute("SELECT count(*) FROM queued_tasks WHERE state = 'enqueued'").fetchone()[0] == 1000
+    args = conn.execute("SELECT args FROM queued_tasks WHERE id = %s", (refs[7].task_id,)).fetchone()[0]
+    assert args == [7, 7]
+
+
+def test_transactional_enqueue_follows_the_callers_transaction(queue, db_url, conn):
+    with psycopg.connect(db_url) as own:
+        ref = queue.add_task(tasks.add, 1, 2, connection=own)
+        assert repo.get_task(conn, ref.task_id) is None  # not visible before commit
+        own.rollback()
+    assert repo.get_task(conn, ref.task_id) is None
+    with psycopg.connect(db_url) as own:
+        ref = queue.add_task(tasks.add, 1, 2, connection=own)
+        own.commit()
+    assert repo.get_task(conn, ref.task_id)["state"] == "enqueued"
+
+
+def test_notify_is_sent_on_commit_with_the_queue_name_only(queue, db_url):
+    listener = Listener(db_url, queue.config.notify_channel)
+    listener.open()
+    try:
+        queue.add_task(tasks.add, 1, 2, _queue="mail")
+        payloads = []
+        for _ in range(100):
+            payloads += listener.drain()
+            if payloads:
+                break
+            listener.conn.execute("SELECT 1")
+        assert payloads == ["mail"]
+    finally:
+        listener.close()
+
+
+def _renamed():
+    """A module-level function whose recorded name no longer resolves."""
+    def hidden():
+        return 1
+    hidden.__qualname__ = "no_such_function"
+    return hidden
+
+
+def _closure():
+    def inner():
+        return 1
+    return inner
+
+
+@pytest.mark.parametrize("fn, args, kwargs, message", [
+    (lambda: 1, (), {}, "lambda"),
+    (_closure(), (), {}, "inside a function"),
+    (_renamed(), (), {}, "cannot be imported"),
+    (tasks.add, (object(), 1), {}, "not JSON-serialisable"),
+    (tasks.add, (float("nan"), 1), {}, "not JSON-serialisable"),
+    (tasks.add, (1, 2), {"_delay": -1}, "_delay"),
+    (tasks.add, (1, 2), {"_queue": "bad queue!"}, "queue name"),
+    (tasks.add, (1, 2), {"_dealy": 1}, "unknown task option"),
+    (tasks.add, (1, 2), {"_priority": 2**40}, "_priority"),
+    (tasks.add, (1, 2), {"_max_retries": -1}, "_max_retries"),
+    (tasks.add, ("x" * 2_000_000, 1), {}, "QUEUE_MAX_ARGS_BYTES"),
+])
+def test_bad_enqueues_are_refused_with_a_clear_error(queue, conn, fn, args, kwargs, message):
+    with pytest.raises(TaskDefinitionError, match=message):
+        queue.add_task(fn, *args, **kwargs)
+    assert conn.execute("SELECT count(*) FROM queued_tasks").fetchone()[0] == 0
+
+
+def test_dependency_on_a_missing_task_is_refused(queue, conn):
+    with pytest.raises(TaskDefinitionError, match="does not exist"):
+        queue.add_task(tasks.add, 1, 2, _depends_on=[uuid.uuid4()])
+    assert conn.execute("SELECT count(*) FROM queued_tasks").fetchone()[0] == 0
+
+
+def test_unique_key_is_race_free_under_concurrent_enqueues(db_url, conn):
+    ids: list[uuid.UUID] = []
+    barrier = threading.Barrier(10)
+
+    def enqueue() -> None:
+        q = Queue(db_url)
+        try:
+            barrier.wait()
+            for _ in range(10):
+                ids.append(q.add_task(tasks.add, 1, 2, _unique_key="welcome:a@b.c").task_id)
+        finally:
+            q.close()
+
+    threads = [threading.Thread(target=enqueue) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(ids) == 100 and len(set(ids)) == 1
+    assert conn.execute("SELECT count(*) FROM queued_tasks").fetchone()[0] == 1
+
+
+def test_async_add_task_returns_at_once_and_commits(queue, conn):
+    async def scenario() -> uuid.UUID:
+        ref = queue.add_task(tasks.async_add, 1, 2)
+        known = ref.task_id
+        assert await ref.get_task_id() == known
+        other = await queue.add_task_async(tasks.add, 5, 6)
+        await queue.aclose()
+        return other.task_id
+
+    other = asyncio.run(scenario())
+    assert conn.execute("SELECT count(*) FROM queued_tasks").fetchone()[0] == 2
+    assert repo.get_task(conn, other)["args"] == [5, 6]
+
+
+def test_result_times_out_then_raises_on_failure(queue, conn):
+    ref = queue.add_task(tasks.add, 1, 2)
+    with pytest.raises(TimeoutError):
+        ref.result(timeout=0.1)
+    conn.execute("UPDATE queued_tasks SET state = 'failed', error_message = 'boom' WHERE id = %s",
+                 (ref.task_id,))
+    with pytest.raises(Exception, match="boom"):
+        ref.result(timeout=1)
+    done = queue.add_task(tasks.add, 1, 2)
+    conn.execute("UPDATE queued_tasks SET state = 'completed', result = %s WHERE id = %s",
+                 (json.dumps({"x": 1}), done.task_id))
+    assert done.result(timeout=1) == {"x": 1}
