@@ -177,6 +177,19 @@ def cancel_dependents(conn: Conn, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     return [row[0] for row in conn.execute(Q["cancel_dependents"], {"ids": list(ids)})]
 
 
+def cancel_requests(conn: Conn, server_id: int) -> list[uuid.UUID]:
+    return [row[0] for row in conn.execute(Q["cancel_requests"], {"server_id": server_id})]
+
+
+def cancel_batch(conn: Conn, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    return [row[0] for row in conn.execute(Q["cancel_batch"], {"ids": list(ids)})]
+
+
+def prune_finished(conn: Conn, ttl: float, limit: int = 10_000) -> int:
+    """Delete finished tasks older than ``ttl`` seconds; returns how many went."""
+    return conn.execute(Q["prune_finished"], {"key": 0x7153_7571, "ttl": ttl, "limit": limit}).rowcount
+
+
 def insert_logs(conn: Conn, rows: Sequence[tuple[uuid.UUID, str, str, datetime]]) -> None:
     ids, types, messages, dates = zip(*rows, strict=True)
     params = {"ids": list(ids), "types": list(types), "messages": list(messages),

@@ -241,3 +241,26 @@ SELECT id, server_name, hostname, pid, max_workers, active_workers, idle_workers
 FROM queued_task_workers
 WHERE is_running OR date_stopped > now() - interval '1 day'
 ORDER BY is_running DESC, id DESC
+
+-- name: cancel_requests
+-- Tasks this server holds that an operator asked to cancel.
+SELECT id FROM queued_tasks
+WHERE server_id = %(server_id)s AND cancel_requested AND state IN ('picked_up', 'running')
+
+-- name: cancel_batch
+-- Mark held tasks cancelled (their worker was stopped).
+UPDATE queued_tasks
+SET state = 'cancelled', date_done = now(), error_message = 'cancelled by operator'
+WHERE id = ANY(%(ids)s::uuid[]) AND state IN ('picked_up', 'running')
+RETURNING id
+
+-- name: prune_finished
+-- Delete finished tasks (and, by cascade, their logs) older than the TTL; one server at a time.
+WITH turn AS (SELECT pg_try_advisory_xact_lock(%(key)s) AS mine)
+DELETE FROM queued_tasks t
+USING turn
+WHERE turn.mine AND t.id IN (
+    SELECT id FROM queued_tasks
+    WHERE date_done < now() - make_interval(secs => %(ttl)s)
+      AND state IN ('completed', 'failed', 'cancelled')
+    LIMIT %(limit)s)

@@ -34,6 +34,7 @@ from qsup.supervisor.signals import SignalPipe
 
 FLUSH_AFTER = 0.005  # seconds a write may wait for company
 FLUSH_SIZE = 500
+PRUNE_EVERY = 60.0  # seconds between prunes of finished tasks
 
 
 class Arbiter:
@@ -47,7 +48,7 @@ class Arbiter:
         self.workers: dict[int, Worker] = {}
         self.buffer: deque[repo.ClaimedTask] = deque()
         self.outbox = Outbox()
-        self.link = Link(url)
+        self.link = Link(url, f"qsup-supervisor-{os.getpid()}")
         self.link.on_reconnect = self._caught_up
         self.listener = Listener(url, config.notify_channel)
         self.selector = selectors.DefaultSelector()
@@ -57,12 +58,14 @@ class Arbiter:
         self.backlog = True
         self.next_poll = 0.0
         self.next_heartbeat = 0.0
+        self.next_prune = 0.0
         self.next_spawn_at = 0.0
         self.next_listen_at = 0.0
         self.boot_failures = 0
         self.avg_task_seconds = 0.0  # moving average, sizes the hand-off batches
         self.drain_deadline: float | None = None
         self.signals: SignalPipe | None = None
+        self.listen_fd: int | None = None
 
     @property
     def notify(self) -> bool:
@@ -85,7 +88,11 @@ class Arbiter:
                     ",".join(self.config.queues) or "all")
         try:
             while not self._finished():
-                self._pass()
+                try:
+                    self._pass()
+                except Exception:  # a bug here must not orphan the tasks we hold
+                    logger.exception("internal error in the supervisor loop; continuing")
+                    time.sleep(0.1)
         finally:
             self._close()
         return 0
@@ -314,6 +321,8 @@ class Arbiter:
             task = worker.jobs.pop(worker.current)
             if worker.kill_reason == "shutdown":
                 self.outbox.release([task.id], now)
+            elif worker.kill_reason == "cancel":
+                self.outbox.cancel([task.id], now)
             elif worker.kill_reason == "timeout":
                 timeout = task.timeout or self.config.task_timeout
                 error = (f"TaskTimeout: {task.name} ran longer than {timeout:g} s and did not stop"
@@ -351,6 +360,7 @@ class Arbiter:
             self.next_listen_at = time.monotonic() + 1.0
             return
         self.selector.register(fd, selectors.EVENT_READ, "listen")
+        self.listen_fd = fd
         self.backlog = True  # catch up on what was missed while not listening
 
     def _drain_notifications(self) -> None:
@@ -362,11 +372,9 @@ class Arbiter:
             self._drop_listener()
 
     def _drop_listener(self) -> None:
-        if self.listener.conn is not None:
-            try:
-                self.selector.unregister(self.listener.conn.fileno())
-            except (KeyError, ValueError, psycopg.Error):
-                pass
+        if self.listen_fd is not None:
+            self.selector.unregister(self.listen_fd)
+            self.listen_fd = None
         self.listener.close()
         self.next_listen_at = time.monotonic() + 1.0
 
@@ -446,6 +454,25 @@ class Arbiter:
         if alive is False:
             logger.warning("this server was declared dead by another; its tasks were rescued")
         self.link.call(self._rescue)
+        cancelled = self.link.call(lambda conn: repo.cancel_requests(conn, self.server_id))
+        if cancelled:
+            self._cancel(set(cancelled), now)
+        if now >= self.next_prune and self.state == "running":
+            self.next_prune = now + PRUNE_EVERY
+            pruned = self.link.call(lambda conn: repo.prune_finished(conn, self.config.result_ttl))
+            if pruned:
+                logger.info("pruned {} finished task(s) older than {:g} s", pruned,
+                            self.config.result_ttl)
+
+    def _cancel(self, task_ids: set[Any], now: float) -> None:
+        """Stop tasks an operator cancelled: drop them from the buffer or kill their worker."""
+        held = [t.id for t in self.buffer if t.id in task_ids]
+        self.buffer = deque(t for t in self.buffer if t.id not in task_ids)
+        for worker in self.workers.values():
+            if worker.current in task_ids:
+                logger.info("cancelling task {}: stopping worker {}", worker.current, worker.slot)
+                kill(worker, "cancel")
+        self.outbox.cancel(held, now)
 
     def _rescue(self, conn: psycopg.Connection[Any]) -> None:
         for server_id, name in repo.mark_dead_servers(conn, self.server_id,

@@ -18,8 +18,9 @@ T = TypeVar("T")
 class Link:
     """One autocommit connection; ``call`` returns None while the database is away."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, name: str) -> None:
         self.url = url
+        self.name = name  # application_name, so operators can tell our sessions apart
         self.conn: psycopg.Connection[Any] | None = None
         self.failures = 0
         self.retry_at = 0.0
@@ -31,7 +32,7 @@ class Link:
 
     def open(self) -> None:
         """First connection: failure is fatal (exit 3)."""
-        self.conn = connect(self.url, prepare_threshold=0)
+        self.conn = connect(self.url, prepare_threshold=0, application_name=self.name)
 
     def call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T | None:
         """Run ``fn(conn)``; on a lost connection, note it and return None."""
@@ -60,7 +61,7 @@ class Link:
         if time.monotonic() < self.retry_at:
             return False
         try:
-            self.conn = connect(self.url, prepare_threshold=0)
+            self.conn = connect(self.url, prepare_threshold=0, application_name=self.name)
         except DatabaseUnreachable as exc:
             self._lost(str(exc))
             return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psycopg
@@ -21,7 +22,7 @@ class Listener:
     def open(self) -> int:
         """Connect and LISTEN; returns the socket to select on. Raises DatabaseUnreachable."""
         self.close()
-        self.conn = connect(self.url)
+        self.conn = connect(self.url, application_name=f"qsup-listen-{os.getpid()}")
         repo.listen(self.conn, self.channel)
         return self.conn.fileno()
 

@@ -33,6 +33,7 @@ class Outbox:
     retries: list[tuple[uuid.UUID, float, str]] = field(default_factory=list)
     failures: list[tuple[uuid.UUID, str, datetime | None]] = field(default_factory=list)
     releases: list[uuid.UUID] = field(default_factory=list)
+    cancels: list[uuid.UUID] = field(default_factory=list)
     logs: list[tuple[uuid.UUID, str, str, datetime]] = field(default_factory=list)
     contexts: dict[uuid.UUID, str] = field(default_factory=dict)
     enqueues: list[repo.NewTask] = field(default_factory=list)
@@ -40,7 +41,7 @@ class Outbox:
 
     def __len__(self) -> int:
         return (len(self.running) + len(self.completed) + len(self.retries) + len(self.failures)
-                + len(self.releases) + len(self.logs) + len(self.contexts) + len(self.enqueues))
+                + len(self.releases) + len(self.cancels) + len(self.logs) + len(self.contexts) + len(self.enqueues))
 
     def _touch(self, now: float) -> None:
         if self.since is None:
@@ -92,6 +93,13 @@ class Outbox:
         self.releases.extend(task_ids)
         self._touch(now)
 
+    def cancel(self, task_ids: list[uuid.UUID], now: float) -> None:
+        """Tasks stopped on an operator's request."""
+        for task_id in task_ids:
+            self.running.pop(task_id, None)
+            self.log(task_id, "cancelled", "cancelled by operator while held by this server", now)
+        self.cancels.extend(task_ids)
+
     def log(self, task_id: uuid.UUID, kind: str, message: str, now: float,
             at: float | None = None) -> None:
         self.logs.append((task_id, kind, message, _ts(at) if at else datetime.now(UTC)))
@@ -129,6 +137,10 @@ class Outbox:
                     repo.cancel_dependents(conn, failed)
             if self.releases:
                 wake.update(repo.release_batch(conn, self.releases))
+            if self.cancels:
+                cancelled = repo.cancel_batch(conn, self.cancels)
+                if cancelled:
+                    repo.cancel_dependents(conn, cancelled)
             if self.logs:
                 repo.insert_logs(conn, self.logs)
             if channel:
@@ -139,6 +151,7 @@ class Outbox:
     def clear(self) -> None:
         for name in ("running", "contexts"):
             getattr(self, name).clear()
-        for name in ("completed", "retries", "failures", "releases", "logs", "enqueues"):
+        for name in ("completed", "retries", "failures", "releases", "cancels", "logs",
+                     "enqueues"):
             getattr(self, name).clear()
         self.since = None

@@ -1,0 +1,98 @@
+"""The supervisor under trouble: dead servers, lost connections, cancellation, leaks, pruning."""
+
+from __future__ import annotations
+
+import signal
+
+import psycopg
+
+from qsup import repo
+from tests import tasks
+from tests.conftest import task_states, wait_for
+
+FAST_HEARTBEAT = {"QUEUE_HEARTBEAT_INTERVAL": "0.2", "QUEUE_SERVER_TIMEOUT": "2"}
+
+
+def test_tasks_of_a_killed_server_are_rescued_by_another(queue, conn, start_server, tmp_path):
+    first = start_server("--workers", "2", env=FAST_HEARTBEAT)
+    refs = queue.add_tasks([(tasks.record, (str(tmp_path), f"k{i}", 0.3), {}) for i in range(10)])
+    wait_for(lambda: task_states(conn).get("running", 0) >= 1, what="tasks running")
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    start_server("--workers", "2", env=FAST_HEARTBEAT)
+    wait_for(lambda: task_states(conn).get("completed", 0) == len(refs), timeout=40,
+             what="every task to complete on the second server")
+    dead = conn.execute("SELECT is_running FROM queued_task_workers WHERE pid = %s",
+                        (first.pid,)).fetchone()
+    assert dead == (False,)
+
+
+def test_connection_kill_is_survived(queue, conn, start_server):
+    start_server("--workers", "1")
+    assert queue.add_task(tasks.add, 1, 1).result(timeout=20) == 2
+    killed = conn.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name LIKE 'qsup-%%' AND datname = current_database()").fetchone()[0]
+    assert killed == 2
+    refs = [queue.add_task(tasks.add, i, 1) for i in range(5)]
+    assert [r.result(timeout=30) for r in refs] == [1, 2, 3, 4, 5]
+
+
+def test_cancel_request_stops_a_running_task(queue, conn, start_server):
+    server = start_server("--workers", "1", env={"QUEUE_HEARTBEAT_INTERVAL": "0.2"})
+    ref = queue.add_task(tasks.sleep_then_return, 30)
+    after = queue.add_task(tasks.add, 1, 2, _depends_on=[ref])
+    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "running", what="running")
+    conn.execute("UPDATE queued_tasks SET cancel_requested = true WHERE id = %s", (ref.task_id,))
+    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "cancelled", what="cancelled")
+    assert repo.get_task(conn, after.task_id)["state"] == "cancelled"
+    server.wait_workers(1)
+
+
+def test_leaking_worker_is_recycled(queue, conn, start_server):
+    server = start_server("--workers", "1", env={"QUEUE_MAX_WORKER_MEMORY_MB": "60"})
+    (first,) = server.wait_workers(1)
+    results = [queue.add_task(tasks.leak, 30).result(timeout=20) for _ in range(3)]
+    assert results[-1] < 3  # the leak was reset by a fresh worker
+    wait_for(lambda: "recycling worker" in server.output(), what="a recycle log line")
+    assert first.pid not in {w.pid for w in server.workers()}
+
+
+def test_finished_tasks_are_pruned_after_the_ttl(queue, conn, start_server):
+    old = queue.add_task(tasks.add, 1, 1)
+    fresh = queue.add_task(tasks.add, 2, 2)
+    conn.execute("UPDATE queued_tasks SET state = 'completed', date_done = now() - interval '2 hours'"
+                 " WHERE id = %s", (old.task_id,))
+    conn.execute("INSERT INTO queued_task_logs (queued_task_id, message) VALUES (%s, 'x')", (old.task_id,))
+    start_server("--workers", "1", env={"QUEUE_RESULT_TTL": "3600"})
+    wait_for(lambda: repo.get_task(conn, old.task_id) is None, what="the old task to be pruned")
+    assert repo.task_logs(conn, old.task_id) == []
+    assert fresh.result(timeout=20) == 4
+
+
+def test_delayed_task_waits_and_survives_a_restart(queue, conn, start_server):
+    server = start_server("--workers", "1")
+    ref = queue.add_task(tasks.add, 1, 2, _delay=1.5)
+    server.signal(signal.SIGTERM)
+    assert server.wait(20) == 0
+    assert repo.get_task(conn, ref.task_id)["state"] == "enqueued"
+    start_server("--workers", "1")
+    assert ref.result(timeout=20) == 3
+    row = repo.get_task(conn, ref.task_id)
+    assert (row["date_started"] - row["date_enqueued"]).total_seconds() >= 1.5
+
+
+def test_priorities_and_queue_filters(queue, conn, start_server, tmp_path):
+    low = queue.add_task(tasks.record, str(tmp_path), "low", _priority=0)
+    high = queue.add_task(tasks.record, str(tmp_path), "high", _priority=10)
+    other = queue.add_task(tasks.add, 1, 1, _queue="other")
+    start_server("--workers", "1", "--queues", "default")
+    wait_for(lambda: task_states(conn).get("completed", 0) == 2, what="default-queue tasks")
+    rows = {r[0]: r[1] for r in conn.execute("SELECT id, date_started FROM queued_tasks WHERE state = 'completed'")}
+    assert rows[high.task_id] <= rows[low.task_id]
+    assert repo.get_task(conn, other.task_id)["state"] == "enqueued"
+
+
+def test_psycopg_is_happy_with_our_conninfo(db_url):
+    with psycopg.connect(db_url) as c:
+        assert c.execute("SELECT 1").fetchone() == (1,)
