@@ -30,25 +30,18 @@ def describe(url: str) -> str:
     return f"{host}{port}/{info.get('dbname', '')}"
 
 
+def _unreachable(url: str, exc: psycopg.Error) -> DatabaseUnreachable:
+    """One line naming the host that was tried and why it failed."""
+    if isinstance(exc, psycopg.ProgrammingError):
+        return DatabaseUnreachable(f"invalid database URL ({exc})".splitlines()[0])
+    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
+    return DatabaseUnreachable(f"cannot reach PostgreSQL at {describe(url)}: {reason}")
+
+
 def connect(url: str, *, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection[Any]:
     """A connection, or DatabaseUnreachable naming the host that was tried."""
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT, **kwargs)
-    except psycopg.ProgrammingError as exc:
-        raise DatabaseUnreachable(f"invalid database URL ({exc})".splitlines()[0]) from None
-    except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
-        raise DatabaseUnreachable(f"cannot reach PostgreSQL at {describe(url)}: {reason}") from None
+    except (psycopg.ProgrammingError, psycopg.OperationalError) as exc:
+        raise _unreachable(url, exc) from None
 
-
-async def connect_async(url: str, *, autocommit: bool = True) -> psycopg.AsyncConnection[Any]:
-    """The async twin of :func:`connect`, same errors."""
-    try:
-        return await psycopg.AsyncConnection.connect(
-            url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT
-        )
-    except psycopg.ProgrammingError as exc:
-        raise DatabaseUnreachable(f"invalid database URL ({exc})".splitlines()[0]) from None
-    except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
-        raise DatabaseUnreachable(f"cannot reach PostgreSQL at {describe(url)}: {reason}") from None
