@@ -34,4 +34,12 @@ def run_server(config: Config, reload: Callable[[], Config]) -> int:
     with connect(url) as conn:
         migrate(conn)
     import_task_modules(config)
-    return Arbiter(config, url, reload).run()
+    if not config.http:
+        return Arbiter(config, url, reload).run()
+    from qsup.http.process import start_http, stop_http
+
+    http = start_http(config, url)  # forked before the arbiter exists: nothing else crosses
+    try:
+        return Arbiter(config, url, reload).run()
+    finally:
+        stop_http(http)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import math
 import os
 import re
 import sys
@@ -27,6 +29,7 @@ else:  # pragma: no cover
 _MISSING = dataclasses.MISSING
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
 def setting(
@@ -62,6 +65,11 @@ class Config:
         flag="--database-url",
         doc="PostgreSQL URL; unset means the embedded server in data_dir",
         secret=True,
+    )
+    listen_database_url: str | None = setting(
+        None, env="QUEUE_LISTEN_DATABASE_URL", secret=True,
+        doc="Direct PostgreSQL URL for LISTEN when database_url goes through PgBouncer"
+        " in transaction mode (default: database_url)",
     )
     data_dir: str | None = setting(
         None, env="QSUP_DATA_DIR", doc="Data directory of the embedded PostgreSQL server"
@@ -174,6 +182,11 @@ class Config:
                 f" is greater than max_workers={self.max_workers}"
                 f" ({self.sources.get('max_workers', 'default')})"
             )
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(
+                f"log_level={self.log_level!r} ({self.sources.get('log_level')}):"
+                f" expected one of {', '.join(LOG_LEVELS)}"
+            )
         if self.log_format not in ("text", "json"):
             raise ConfigError(
                 f"log_format={self.log_format!r} ({self.sources.get('log_format')}):"
@@ -241,7 +254,7 @@ def _coerce(name: str, value: Any, source: str, from_text: bool) -> Any:
         if kind is list:
             return [item.strip() for item in text.split(",") if item.strip()]
         return text
-    if value is None and nullable:
+    if nullable and (value is None or value == ""):
         return None
     if kind is bool and not isinstance(value, bool):
         raise bad("a boolean")
@@ -250,6 +263,8 @@ def _coerce(name: str, value: Any, source: str, from_text: bool) -> Any:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad("a number")
+        if not math.isfinite(value):
+            raise bad("a finite number")
         return float(value)
     if kind is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -278,8 +293,19 @@ def _unknown_key(key: str, source: str) -> ConfigError:
 
 
 def _line_of(text: str, key: str) -> int | None:
-    match = re.search(rf"^\s*{re.escape(key)}\s*=", text, flags=re.MULTILINE)
+    match = re.search(rf"^[ \t]*{re.escape(key)}[ \t]*=", text, flags=re.MULTILINE)
     return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def _schedule_sources(path: Path, text: str, count: int) -> dict[str, str]:
+    """``schedules[i]`` -> ``file PATH:LINE`` of the i-th ``[[schedules]]`` header."""
+    heads = [text.count("\n", 0, m.start()) + 1
+             for m in re.finditer(r"^[ \t]*\[\[[ \t]*schedules[ \t]*\]\]", text, flags=re.MULTILINE)]
+    found = {"schedules": f"file {path}"}
+    for index in range(count):
+        line = f":{heads[index]}" if index < len(heads) else ""
+        found[f"schedules[{index}]"] = f"file {path}{line}"
+    return found
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:
@@ -293,7 +319,9 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: malformed TOML: {exc}") from None
+        last = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
+        where = str(exc).replace("at end of document", f"at end of document, line {last}")
+        raise ConfigError(f"config file {path}: malformed TOML: {where}") from None
 
 
 def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
@@ -324,10 +352,10 @@ def load_config(
             if key == "schedules":
                 extra[key] = raw
                 continue
-            if key not in _BY_NAME:
-                raise _unknown_key(key, f"config file {path}")
             line = _line_of(text, key)
             source = f"file {path}:{line}" if line else f"file {path}"
+            if key not in _BY_NAME:
+                raise _unknown_key(key, source)
             values[key] = _coerce(key, raw, source, from_text=False)
             sources[key] = source
     for f in SETTINGS:
@@ -351,6 +379,8 @@ def load_config(
     schedules = extra.get("schedules", [])
     if not isinstance(schedules, list) or not all(isinstance(s, dict) for s in schedules):
         raise ConfigError(f"schedules: expected [[schedules]] tables in config file {path}")
+    if path is not None and schedules:
+        sources.update(_schedule_sources(path, text, len(schedules)))
     return Config(**values, schedules=tuple(schedules), sources=sources)
 
 
@@ -361,3 +391,50 @@ def display_value(name: str, value: Any) -> str:
     if isinstance(value, list):
         return ",".join(value)
     return "" if value is None else str(value)
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return '""'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value)
+
+
+_SCHEDULE_EXAMPLE = """\
+# Cron schedules: each tick enqueues exactly one task across all servers.
+# cron has 5 fields (minute hour day month weekday) or 6 (a seconds field first).
+# on_missed: "run_once" (default) runs one task for ticks missed while every server was down;
+# "skip" drops them. timezone is an IANA name (default UTC).
+#
+# [[schedules]]
+# name = "nightly-report"
+# cron = "0 3 * * *"
+# task = "myapp.tasks:nightly_report"
+# args = []
+# kwargs = {}
+# queue = "default"
+# priority = 0
+# timezone = "UTC"
+# on_missed = "run_once"
+"""
+
+
+def example_toml() -> str:
+    """The commented example config: every key at its default (``config/queue.toml``)."""
+    out = ["# qsup configuration. Every key is shown at its default; uncomment to change it.",
+           "# Precedence: command-line flag > environment variable > this file > default.",
+           "# Generated by qsup.settings.example_toml() (qsup config example).", ""]
+    for f in SETTINGS:
+        meta = f.metadata
+        where = [f"env {', '.join(meta['env'])}"] if meta["env"] else []
+        where += [f"flag {meta['flag']}"] if meta["flag"] else []
+        out.append(f"# {meta['doc']}" + (f" [{'; '.join(where)}]" if where else ""))
+        if f.default_factory is _cpu_count:  # type: ignore[comparison-overlap]
+            out.append(f"# {f.name} = 4  # default: the number of CPUs")
+        else:
+            out.append(f"# {f.name} = {_toml_value(default_of(f))}")
+        out.append("")
+    return "\n".join(out) + _SCHEDULE_EXAMPLE

@@ -6,6 +6,11 @@ import sys
 
 import typer
 
+try:  # recent typer vendors click
+    from typer._click import exceptions as click
+except ImportError:  # pragma: no cover
+    from click import exceptions as click  # type: ignore[no-redef]
+
 from qsup import __version__
 from qsup.errors import QsupError
 
@@ -33,7 +38,8 @@ def _root(
 
 
 def _register() -> None:
-    from qsup.cli import config_cmd, db_cmd, enqueue_cmd, queue_cmd, serve_cmd, task_cmd
+    from qsup.cli import (config_cmd, db_cmd, enqueue_cmd, queue_cmd, schedule_cmd, serve_cmd,
+                          task_cmd)
 
     app.command("serve")(serve_cmd.serve)
     app.command("enqueue")(enqueue_cmd.enqueue)
@@ -41,6 +47,7 @@ def _register() -> None:
     app.add_typer(task_cmd.app, name="task")
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(config_cmd.app, name="config")
+    app.add_typer(schedule_cmd.app, name="schedule")
 
 
 _register()
@@ -49,9 +56,26 @@ _register()
 def main() -> None:
     """Console entry point: qsup errors become one line on stderr and their exit code."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except QsupError as exc:
-        print(f"qsup: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code)
+    except click.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help()) if exc.ctx else None
+        sys.exit(2)
+    except click.UsageError as exc:
+        path = exc.ctx.command_path.split(" ", 1)[1:] if exc.ctx else []
+        where = f"{path[0]}: " if path else ""
+        _fail(f"{where}{exc.format_message()}", 2)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except typer.Abort:
+        _fail("aborted", 1)
     except KeyboardInterrupt:
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    """One line on stderr (usage errors included: no usage block, no traceback), then exit."""
+    print(f"qsup: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(code)

@@ -1,23 +1,45 @@
-"""``qsup config show``."""
+"""``qsup config show|check|example``."""
 
 from __future__ import annotations
 
 import typer
 
-from qsup.cli.common import ConfigFile, Json, print_json
-from qsup.settings import SETTINGS, display_value, load_config
+from typing import Annotated
+
+from qsup.cli.common import ConfigFile, DatabaseUrl, Json, print_json
+from qsup.cli.serve_cmd import MinWorkers, Queues, Workers
+from qsup.scheduler import validate_schedules
+from qsup.settings import SETTINGS, display_value, example_toml, load_config
 
 app = typer.Typer(help="Configuration.", no_args_is_help=True)
 
 
 @app.command()
-def show(json: Json = False, config: ConfigFile = None) -> None:
-    """Every effective setting, its value and where it came from."""
-    cfg = load_config({}, config_file=config)
+def show(
+    json: Json = False,
+    config: ConfigFile = None,
+    database_url: DatabaseUrl = None,
+    workers: Workers = None,
+    min_workers: MinWorkers = None,
+    queues: Queues = None,
+    host: Annotated[str | None, typer.Option("--host", help="HTTP bind address.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="HTTP port.")] = None,
+) -> None:
+    """Every effective setting, its value and where it came from (default, file:line, env, flag).
+
+    Takes the same setting flags as serve, to show what serve would use with them."""
+    flags = {"database_url": database_url, "max_workers": workers, "min_workers": min_workers,
+             "queues": queues, "host": host, "port": port}
+    cfg = load_config(flags, config_file=config)
+    schedules = validate_schedules(cfg)
     rows = [(f.name, display_value(f.name, getattr(cfg, f.name)), cfg.sources[f.name])
             for f in SETTINGS]
     if json:
-        print_json({name: {"value": value, "source": source} for name, value, source in rows})
+        report = {f.name: {"value": _raw(f.name, getattr(cfg, f.name)), "source": cfg.sources[f.name]}
+                  for f in SETTINGS}
+        report["schedules"] = {"value": [s.name for s in schedules],
+                               "source": cfg.sources.get("schedules", "default")}
+        print_json(report)
         return
     from rich.console import Console
     from rich.table import Table
@@ -25,4 +47,26 @@ def show(json: Json = False, config: ConfigFile = None) -> None:
     table = Table("setting", "value", "source")
     for row in rows:
         table.add_row(*row)
+    table.add_row("schedules", ",".join(s.name for s in schedules),
+                  cfg.sources.get("schedules", "default"))
     Console().print(table)
+
+
+def _raw(name: str, value: object) -> object:
+    """Typed value for JSON; secrets masked like in the table."""
+    shown = display_value(name, value)
+    return shown if shown == "********" else value
+
+
+@app.command()
+def check(config: ConfigFile = None) -> None:
+    """Validate the configuration (file, environment, schedules); exit 2 naming the problem."""
+    cfg = load_config({}, config_file=config)
+    count = len(validate_schedules(cfg))
+    typer.echo(f"configuration ok ({count} schedule(s))")
+
+
+@app.command()
+def example() -> None:
+    """Print a commented config file with every key at its default (config/queue.toml)."""
+    typer.echo(example_toml(), nl=False)

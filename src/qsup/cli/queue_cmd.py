@@ -1,13 +1,17 @@
-"""``qsup queue status|start``."""
+"""``qsup queue status|start|clear|retry|stats|servers``."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
-from qsup import repo
-from qsup.cli.common import ConfigFile, DatabaseUrl, Json, database, print_json, settings
+from qsup import admin, repo
+from qsup.cli.common import (ConfigFile, DatabaseUrl, Json, database, print_json,
+                             resolve_task_id, settings)
+from qsup.errors import ConfigError
+from qsup.settings import Config
 from qsup.cli.serve_cmd import Imports, MinWorkers, Queues, start as start_server
 
 app = typer.Typer(help="Look at and operate the queue.", no_args_is_help=True)
@@ -60,3 +64,124 @@ def status(json: Json = False, config: ConfigFile = None, database_url: Database
         table.add_row(q, s, str(n))
     console.print(table)
     console.print("oldest waiting task: " + (f"{oldest:.1f} s" if oldest is not None else "none"))
+
+
+def _channel(cfg: Config) -> str | None:
+    return cfg.notify_channel if cfg.use_postgresql_notify else None
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+States = Annotated[list[str] | None, typer.Option(
+    "--state", help="Only tasks in this state (repeatable or comma-separated; default: enqueued,"
+    " waiting, failed, cancelled, completed; picked_up/running are never cleared).")]
+QueueName = Annotated[str | None, typer.Option("--queue", help="Only tasks of this queue.")]
+
+
+@app.command()
+def clear(
+    state: States = None,
+    queue: QueueName = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json: Json = False,
+    config: ConfigFile = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Delete tasks and their logs (asks first, or needs --yes)."""
+    states = _split(state) or list(admin.CLEARABLE)
+    bad = [s for s in states if s not in admin.CLEARABLE]
+    if bad:
+        raise ConfigError(f"queue clear: --state {bad[0]!r} cannot be cleared"
+                          f" (choose from {', '.join(admin.CLEARABLE)})")
+    what = f"tasks in state {', '.join(states)}" + (f" of queue {queue!r}" if queue else "")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"queue clear would delete {what}: confirm with --yes"
+                              " (stdin is not a terminal)")
+        typer.confirm(f"Delete all {what}?", abort=True)
+    cfg = settings(config, database_url=database_url)
+    with database(cfg) as conn:
+        count = admin.clear_tasks(conn, states=states, queue=queue)
+    if json:
+        print_json({"deleted": count})
+    else:
+        typer.echo(f"deleted {count} task(s)")
+
+
+@app.command()
+def retry(
+    task_ids: Annotated[list[str] | None, typer.Argument(
+        help="Task ids (or unique prefixes) of failed or cancelled tasks.")] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="Retry every failed task.")] = False,
+    queue: QueueName = None,
+    json: Json = False,
+    config: ConfigFile = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Put failed/cancelled tasks back in the queue with their attempts reset."""
+    if not task_ids and not all_failed:
+        raise ConfigError("queue retry: give task ids or --all-failed")
+    cfg = settings(config, database_url=database_url)
+    with database(cfg) as conn:
+        ids = [resolve_task_id(conn, t) for t in task_ids or []]
+        count = admin.retry_tasks(conn, ids, all_failed=all_failed, queue=queue,
+                                  channel=_channel(cfg))
+    if json:
+        print_json({"retried": count})
+    else:
+        typer.echo(f"retried {count} task(s)")
+
+
+@app.command()
+def stats(json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None) -> None:
+    """Throughput (last minute/hour), run time by task name (average, p95), failures."""
+    cfg = settings(config, database_url=database_url)
+    with database(cfg) as conn:
+        report = admin.queue_stats(conn)
+    if json:
+        print_json(report)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"completed last minute: {report['completed_last_minute']}  last hour: "
+                  f"{report['completed_last_hour']} "
+                  f"({report['throughput_per_minute_last_hour']:.2f}/min)  "
+                  f"failed last hour: {report['failed_last_hour']}")
+    table = Table("task", "completed (1 h)", "avg s", "p95 s", title="run time by task")
+    for row in report["durations_by_task"]:
+        table.add_row(row["name"], str(row["completed"]), f"{row['avg_seconds']:.3f}",
+                      f"{row['p95_seconds']:.3f}")
+    console.print(table)
+    failures = Table("task", "failed (1 h)", title="failures by task")
+    for row in report["failures_by_task"]:
+        failures.add_row(row["name"], str(row["failed"]))
+    console.print(failures)
+    console.print("tasks by state: " + ", ".join(
+        f"{state} {n}" for state, n in report["tasks_by_state"].items()))
+
+
+@app.command()
+def servers(json: Json = False, config: ConfigFile = None,
+            database_url: DatabaseUrl = None) -> None:
+    """Servers (running, and stopped in the last day) with their workers and heartbeat."""
+    cfg = settings(config, database_url=database_url)
+    with database(cfg) as conn:
+        rows = repo.list_servers(conn)
+    if json:
+        print_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "server", "host", "pid", "running", "workers max/active/idle",
+                  "queues", "last heartbeat")
+    for r in rows:
+        table.add_row(str(r["id"]), r["server_name"], r["hostname"] or "", str(r["pid"] or ""),
+                      "yes" if r["is_running"] else "no",
+                      f"{r['max_workers']}/{r['active_workers']}/{r['idle_workers']}",
+                      ",".join(r["queues"]) or "all", r["last_heartbeat"].isoformat(" ", "seconds"))
+    Console().print(table)

@@ -69,9 +69,10 @@ WITH picked AS (
 SELECT * FROM claimed ORDER BY priority DESC, scheduled_at, id
 
 -- name: next_due_in
--- Seconds until the earliest delayed task of the given queues is due (NULL when none).
+-- Seconds until the earliest enqueued task of the given queues is due (NULL when none; zero or
+-- less when one became due since the claim, which the caller must not sleep through).
 SELECT extract(epoch FROM min(scheduled_at) - now())::float8 FROM queued_tasks
-WHERE state = 'enqueued' AND scheduled_at > now()
+WHERE state = 'enqueued'
   AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[]))
 
 -- name: mark_running

@@ -16,13 +16,14 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from loguru import logger
 from setproctitle import setproctitle
 
-from qsup import protocol, repo
+from qsup import protocol, repo, scheduler
 from qsup.errors import ConfigError, DatabaseUnreachable
 from qsup.settings import Config
 from qsup.supervisor import policy
@@ -34,7 +35,9 @@ from qsup.supervisor.signals import SignalPipe
 
 FLUSH_AFTER = 0.005  # seconds a write may wait for company
 FLUSH_SIZE = 500
+MIN_POLL = 0.01  # floor between polls when due tasks are locked by another server's claim
 PRUNE_EVERY = 60.0  # seconds between prunes of finished tasks
+SCHEDULE_EVERY = 0.5  # seconds between checks for due cron ticks (ticks are whole seconds)
 
 
 class Arbiter:
@@ -50,7 +53,7 @@ class Arbiter:
         self.outbox = Outbox()
         self.link = Link(url, f"qsup-supervisor-{os.getpid()}")
         self.link.on_reconnect = self._caught_up
-        self.listener = Listener(url, config.notify_channel)
+        self.listener = Listener(config.listen_database_url or url, config.notify_channel)
         self.selector = selectors.DefaultSelector()
         self.server_id = 0
         self.hostname = socket.gethostname()
@@ -59,6 +62,7 @@ class Arbiter:
         self.next_poll = 0.0
         self.next_heartbeat = 0.0
         self.next_prune = 0.0
+        self.next_schedule_check = 0.0
         self.next_spawn_at = 0.0
         self.next_listen_at = 0.0
         self.boot_failures = 0
@@ -113,6 +117,7 @@ class Arbiter:
         self._dispatch(now)
         self._flush(now)
         self._heartbeat(now)
+        self._fire_schedules(now)
 
     def _finished(self) -> bool:
         return self.state != "running" and not self.workers
@@ -122,6 +127,8 @@ class Arbiter:
         deadlines = [self.next_heartbeat]
         if self.state == "running":
             deadlines.append(self.next_poll)
+            if self.config.schedules:
+                deadlines.append(self.next_schedule_check)
             if not self.listener.conn and self.notify:
                 deadlines.append(self.next_listen_at)
         if self.outbox.since is not None:
@@ -403,8 +410,8 @@ class Arbiter:
         self.next_poll = now + interval
         if not self.backlog:
             due = self.link.call(lambda conn: repo.next_due_in(conn, self.config.queues))
-            if due is not None:
-                self.next_poll = min(self.next_poll, now + max(0.0, due))
+            if due is not None:  # wake when the next delayed task is due (locked ones: soon)
+                self.next_poll = min(self.next_poll, now + max(MIN_POLL, due))
 
     def _dispatch(self, now: float) -> None:
         idle = [w for w in self.workers.values() if w.available]
@@ -463,6 +470,17 @@ class Arbiter:
             if pruned:
                 logger.info("pruned {} finished task(s) older than {:g} s", pruned,
                             self.config.result_ttl)
+
+    def _fire_schedules(self, now: float) -> None:
+        """Enqueue due cron ticks; the database makes each tick fire once across servers."""
+        if not self.config.schedules or self.state != "running" or now < self.next_schedule_check:
+            return
+        self.next_schedule_check = now + SCHEDULE_EVERY
+        channel = self.config.notify_channel if self.notify else None
+        fired = self.link.call(
+            lambda conn: scheduler.fire_due(conn, self.config, datetime.now(UTC), channel))
+        if fired:
+            self.backlog = True
 
     def _cancel(self, task_ids: set[Any], now: float) -> None:
         """Stop tasks an operator cancelled: drop them from the buffer or kill their worker."""

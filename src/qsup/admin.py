@@ -1,0 +1,123 @@
+"""Operator operations shared by the CLI and the HTTP API.
+
+Each function takes an autocommit psycopg connection; SQL lives in ``sql/admin.sql``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from qsup import repo, scheduler
+from qsup.errors import ConfigError, QsupError, TaskNotFound
+from qsup.settings import Config
+from qsup.sql import queries
+
+Conn = psycopg.Connection[Any]
+Q = queries()
+STATES = ("waiting", "enqueued", "picked_up", "running", "completed", "failed", "cancelled")
+CLEARABLE = ("enqueued", "waiting", "failed", "cancelled", "completed")
+CANCEL_REASON = "cancelled by operator"
+
+
+def cancel_task(conn: Conn, task_id: uuid.UUID) -> str:
+    """Cancel a task: ``'cancelled'`` (it had not started; waiting dependents are cancelled too)
+    or ``'cancelling'`` (it runs: its server is asked to stop it)."""
+    with conn.transaction():
+        row = conn.execute(Q["admin_lock_task"], {"id": task_id}).fetchone()
+        if row is None:
+            raise TaskNotFound(f"no task {task_id}")
+        params = {"id": task_id, "reason": CANCEL_REASON}
+        if row[0] in ("enqueued", "waiting"):
+            conn.execute(Q["admin_cancel_unstarted"], params)
+            repo.cancel_dependents(conn, [task_id])
+            return "cancelled"
+        if row[0] in ("picked_up", "running"):
+            conn.execute(Q["admin_request_cancel"], params)
+            return "cancelling"
+    raise QsupError(f"task {task_id} is already {row[0]}: nothing to cancel")
+
+
+def retry_tasks(conn: Conn, ids: Sequence[uuid.UUID] | None = None, *, all_failed: bool = False,
+                queue: str | None = None, channel: str | None = None) -> int:
+    """Send failed/cancelled tasks back to the queue with their attempts reset; the count."""
+    if not ids and not all_failed:
+        raise ConfigError("retry: give task ids or all_failed (--all-failed)")
+    params = {"ids": list(ids or []), "all_failed": all_failed, "queue": queue}
+    with conn.transaction():
+        rows = conn.execute(Q["admin_retry_tasks"], params).fetchall()
+        if channel:
+            for name in sorted({row[1] for row in rows}):
+                repo.notify(conn, channel, name)
+    return len(rows)
+
+
+def clear_tasks(conn: Conn, *, states: Sequence[str] | None = None,
+                queue: str | None = None) -> int:
+    """Delete tasks (never picked-up or running ones) with their logs; the count."""
+    chosen = list(states) if states else list(CLEARABLE)
+    for state in chosen:
+        if state not in CLEARABLE:
+            raise ConfigError(f"clear: state {state!r} cannot be cleared"
+                              f" (choose from {', '.join(CLEARABLE)})")
+    cur = conn.execute(Q["admin_clear_tasks"], {"states": chosen, "queue": queue})
+    return cur.rowcount
+
+
+def queue_stats(conn: Conn) -> dict[str, Any]:
+    """Throughput, run times by task name, failures and counts by state."""
+    last_minute, last_hour, failed = conn.execute(Q["admin_throughput"]).fetchone() or (0, 0, 0)
+    with conn.cursor(row_factory=dict_row) as cur:
+        durations = cur.execute(Q["admin_durations"]).fetchall()
+        failures = cur.execute(Q["admin_failures_by_name"]).fetchall()
+    counts = dict.fromkeys(STATES, 0) | dict(conn.execute(Q["admin_counts_by_state"]).fetchall())
+    return {
+        "completed_last_minute": last_minute,
+        "completed_last_hour": last_hour,
+        "throughput_per_minute_last_minute": float(last_minute),
+        "throughput_per_minute_last_hour": last_hour / 60.0,
+        "failed_last_hour": failed,
+        "durations_by_task": durations,
+        "failures_by_task": failures,
+        "tasks_by_state": counts,
+    }
+
+
+def task_logs(conn: Conn, task_id: uuid.UUID) -> list[dict[str, Any]]:
+    """A task's log rows, oldest first; TaskNotFound for an unknown id."""
+    if repo.get_task(conn, task_id) is None:
+        raise TaskNotFound(f"no task {task_id}")
+    return repo.task_logs(conn, task_id)
+
+
+def list_schedules(conn: Conn, config: Config) -> list[dict[str, Any]]:
+    """Configured schedules with their stored state (paused, last and next fire)."""
+    specs = scheduler.validate_schedules(config)
+    state = scheduler.stored_state(conn, [s.name for s in specs]) if specs else {}
+    now = datetime.now(timezone.utc)
+    result = []
+    for spec in specs:
+        row = state.get(spec.name, {})
+        result.append({
+            "name": spec.name, "cron": spec.cron, "task": spec.task,
+            "queue": spec.queue or "default", "timezone": spec.timezone,
+            "on_missed": spec.on_missed, "paused": bool(row.get("paused")),
+            "last_fire": row.get("last_fire"),
+            "next_fire": row.get("next_fire") or spec.next_after(now),
+        })
+    return result
+
+
+def set_schedule_paused(conn: Conn, name: str, paused: bool) -> None:
+    """Pause or resume a schedule on every server (resuming skips ticks passed while paused)."""
+    conn.execute(Q["schedule_set_paused"], {"name": name, "paused": paused})
+
+
+def run_schedule_now(conn: Conn, config: Config, name: str, channel: str | None) -> uuid.UUID:
+    """Enqueue a schedule's task now; its id."""
+    return scheduler.run_now(conn, config, name, datetime.now(timezone.utc), channel)

@@ -1,0 +1,155 @@
+"""Mutations: retry, cancel, clear, schedule pause/resume/run. Bearer token required.
+
+With no ``admin_token`` configured every mutation is refused (403); a missing or wrong token is
+401. The token is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib
+import json
+from types import ModuleType
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from qsup.errors import ConfigError, QsupError, TaskNotFound
+from qsup.http import store
+from qsup.http.app import JSON, Backend, backend_of
+from qsup.http.routes import bad, parse_uuid
+
+DISABLED = "admin actions are disabled: set QSUP_ADMIN_TOKEN to enable them"
+
+
+def admin_module() -> ModuleType:
+    """``qsup.admin``, imported when first needed."""
+    try:
+        return importlib.import_module("qsup.admin")
+    except ImportError:
+        raise HTTPException(503, "admin functions are not available in this build") from None
+
+
+def authorize(request: Request) -> Backend:
+    backend = backend_of(request)
+    token = backend.config.admin_token
+    if not token:
+        raise HTTPException(403, DISABLED)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode("utf-8"), token.encode("utf-8")
+    ):
+        raise HTTPException(401, "missing or wrong bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return backend
+
+
+def channel(backend: Backend) -> str | None:
+    return backend.config.notify_channel if backend.config.use_postgresql_notify else None
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise bad("body: expected a JSON object") from None
+    if not isinstance(body, dict):
+        raise bad("body: expected a JSON object")
+    return body
+
+
+def _refused(exc: Exception) -> HTTPException:
+    """404 for what does not exist, 400 for bad input, 409 for a state that forbids it."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, TaskNotFound | LookupError) or "no such schedule" in message:
+        return HTTPException(404, message)
+    if isinstance(exc, ConfigError | ValueError):
+        return HTTPException(400, message)
+    return HTTPException(409, message)
+
+
+def retry_task(request: Request) -> Response:
+    backend = authorize(request)
+    task_id = parse_uuid(request.path_params["task_id"])
+    admin = admin_module()
+    with backend.connection() as conn:
+        if not store.task_exists(conn, task_id):
+            raise HTTPException(404, f"no task {task_id}")
+        count = admin.retry_tasks(conn, [task_id], channel=channel(backend))
+    if not count:
+        raise HTTPException(409, f"task {task_id} is not failed or cancelled")
+    return JSON({"retried": count, "id": task_id})
+
+
+def cancel_task(request: Request) -> Response:
+    backend = authorize(request)
+    task_id = parse_uuid(request.path_params["task_id"])
+    admin = admin_module()
+    with backend.connection() as conn:
+        if not store.task_exists(conn, task_id):
+            raise HTTPException(404, f"no task {task_id}")
+        try:
+            outcome = admin.cancel_task(conn, task_id)
+        except (QsupError, LookupError, ValueError) as exc:
+            raise _refused(exc) from None
+    return JSON({"id": task_id, "outcome": outcome})
+
+
+async def clear_tasks(request: Request) -> Response:
+    backend = authorize(request)
+    body = await json_body(request)
+    states = body.get("states")
+    queue = body.get("queue")
+    if states is not None and (not isinstance(states, list)
+                               or not all(s in store.STATES for s in states)):
+        raise bad(f"states: expected a list drawn from {', '.join(store.STATES)}")
+    if queue is not None and (not isinstance(queue, str) or "\x00" in queue):
+        raise bad("queue: expected a string")
+    admin = admin_module()
+
+    def run() -> int:
+        with backend.connection() as conn:
+            try:
+                cleared: int = admin.clear_tasks(conn, states=states, queue=queue)
+            except (QsupError, ValueError) as exc:
+                raise _refused(exc) from None
+            return cleared
+
+    from starlette.concurrency import run_in_threadpool
+
+    return JSON({"cleared": await run_in_threadpool(run)})
+
+
+def schedule_action(request: Request) -> Response:
+    backend = authorize(request)
+    name = request.path_params["name"]
+    action = request.path_params["action"]
+    if action not in ("pause", "resume", "run"):
+        raise HTTPException(404, f"no schedule action {action!r}")
+    admin = admin_module()
+    with backend.connection() as conn:
+        try:
+            from qsup.scheduler import find_schedule
+
+            find_schedule(backend.config, name)  # unknown names are 404, never stored
+            if action == "run":
+                task_id = admin.run_schedule_now(conn, backend.config, name, channel(backend))
+                return JSON({"schedule": name, "task_id": task_id})
+            admin.set_schedule_paused(conn, name, action == "pause")
+        except (QsupError, LookupError, ValueError) as exc:
+            raise _refused(exc) from None
+    return JSON({"schedule": name, "paused": action == "pause"})
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/api/tasks/clear", clear_tasks, methods=["POST"]),
+    Route("/api/tasks/{task_id}/retry", retry_task, methods=["POST"]),
+    Route("/api/tasks/{task_id}/cancel", cancel_task, methods=["POST"]),
+    Route("/api/schedules/{name}/{action}", schedule_action, methods=["POST"]),
+]

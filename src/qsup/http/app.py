@@ -1,0 +1,166 @@
+"""The Starlette application: health, metrics, JSON API, dashboard; optionally the user's app.
+
+``create_app(config, url)`` owns a small psycopg pool (at most two connections) opened by the
+app's lifespan. With ``config.app`` set (``module:attr``), qsup's routes move under
+:data:`PREFIX` (``/qsup/health/queue``, ``/qsup/metrics``, ``/qsup/api/...``, ``/qsup/``) and every
+other path goes to the user's app, whose lifespan (Starlette/FastAPI) runs inside qsup's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
+
+from qsup.errors import ConfigError
+from qsup.settings import Config
+
+PREFIX = "/qsup"
+POOL_TIMEOUT = 5.0
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, set | tuple):
+        return list(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+class JSON(JSONResponse):
+    """JSON that knows uuids, datetimes and decimals."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, default=_default, ensure_ascii=False,
+                          separators=(",", ":")).encode("utf-8")
+
+
+def error(status: int, message: str, **extra: Any) -> JSON:
+    return JSON({"error": message, **extra}, status_code=status)
+
+
+class Backend:
+    """What every handler needs: the settings, the pool and the metrics registry."""
+
+    def __init__(self, config: Config, url: str) -> None:
+        self.config = config
+        self.url = url
+        self.pool = ConnectionPool(
+            url, min_size=1, max_size=2, open=False, timeout=POOL_TIMEOUT, name="qsup-http",
+            kwargs={"autocommit": True, "connect_timeout": 5},
+            check=ConnectionPool.check_connection)
+        from qsup.http.metrics import make_registry
+
+        self.registry = make_registry(self)
+
+    @contextlib.contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        with self.pool.connection(timeout=timeout) as conn:
+            yield conn
+
+    def open(self) -> None:
+        self.pool.open(wait=False)
+
+    def close(self) -> None:
+        self.pool.close(timeout=2)
+
+
+def backend_of(request: Request) -> Backend:
+    backend: Backend = request.app.state.qsup
+    return backend
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSON({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _db_down(request: Request, exc: Exception) -> Response:
+    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return error(503, f"database unavailable: {reason}")
+
+
+async def _bad_data(request: Request, exc: Exception) -> Response:
+    return error(400, f"invalid input: {str(exc).splitlines()[0] if str(exc) else 'rejected'}")
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    return error(500, "internal error")
+
+
+EXCEPTION_HANDLERS: Any = {
+    HTTPException: _http_error,
+    psycopg.OperationalError: _db_down,
+    PoolTimeout: _db_down,
+    psycopg.DataError: _bad_data,
+    Exception: _internal,
+}
+
+
+def qsup_routes() -> list[BaseRoute]:
+    from qsup.http import admin_routes, dashboard, routes
+    from qsup.http.metrics import metrics_endpoint
+
+    return [*routes.ROUTES, *admin_routes.ROUTES, Route("/metrics", metrics_endpoint),
+            *dashboard.ROUTES]
+
+
+def load_user_app(spec: str) -> ASGIApp:
+    """Import ``module:attr``; a bad value is a configuration error (exit 2)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"app: invalid value {spec!r}: expected module:attr")
+    try:
+        app: ASGIApp = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"app: cannot load {spec!r}: {type(exc).__name__}: {exc}") from None
+    return app
+
+
+def create_app(config: Config, url: str) -> Starlette:
+    """qsup's HTTP app; with ``config.app`` set, the user's app served beside it."""
+    backend = Backend(config, url)
+    user_app = load_user_app(config.app) if config.app else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        backend.open()
+        try:
+            user_lifespan = getattr(getattr(user_app, "router", None), "lifespan_context", None)
+            if user_lifespan is not None:
+                async with user_lifespan(user_app):
+                    yield
+            else:
+                yield
+        finally:
+            backend.close()
+
+    inner = Starlette(routes=qsup_routes(), exception_handlers=EXCEPTION_HANDLERS)
+    inner.state.qsup = backend
+    if user_app is None:
+        inner.router.lifespan_context = lifespan
+        return inner
+    outer = Starlette(
+        routes=[Route(PREFIX, lambda request: RedirectResponse(f"{PREFIX}/")),
+                Mount(PREFIX, app=inner), Mount("/", app=user_app)],
+        lifespan=lifespan)
+    outer.state.qsup = backend
+    return outer

@@ -1,0 +1,114 @@
+"""The OpenAPI 3 document of qsup's HTTP API, written by hand (it is small and stable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+STATES = ["waiting", "enqueued", "picked_up", "running", "completed", "failed", "cancelled"]
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERROR = _json({"$ref": "#/components/schemas/Error"}, "Error")
+OBJ = {"type": "object"}
+TASK_ID = {"name": "task_id", "in": "path", "required": True,
+           "schema": {"type": "string", "format": "uuid"}}
+SECURED = {"security": [{"bearer": []}],
+           "responses": {"401": ERROR, "403": ERROR, "404": ERROR, "409": ERROR, "400": ERROR}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+def _get(summary: str, schema: dict[str, Any], params: list[dict[str, Any]] | None = None,
+         extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    responses = {"200": _json(schema), "400": ERROR, "404": ERROR, "503": ERROR, **(extra or {})}
+    return {"get": {"summary": summary, "parameters": params or [], "responses": responses}}
+
+
+def _post(summary: str, params: list[dict[str, Any]], body: bool = False) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "parameters": params,
+                          "responses": {"200": _json(OBJ), **SECURED["responses"]},
+                          "security": SECURED["security"]}
+    if body:
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {
+                "states": {"type": "array", "items": {"type": "string", "enum": STATES}},
+                "queue": {"type": "string"}}}}}}
+    return {"post": op}
+
+
+TASK_LIST_PARAMS = [
+    _query("state", {"type": "string", "enum": STATES}, "Only tasks in this state"),
+    _query("queue", {"type": "string", "maxLength": 255}, "Only tasks of this queue"),
+    _query("name", {"type": "string", "maxLength": 255}, "Task path contains this text"),
+    _query("parent", {"type": "string", "format": "uuid"}, "Only children of this task"),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+           "Page size"),
+    _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+]
+HEALTH = _json({"type": "object", "required": ["status"], "properties": {
+    "status": {"type": "string", "enum": ["healthy", "degraded", "unhealthy"]},
+    "workers": {"type": "integer"}, "reason": {"type": "string"},
+    "error": {"type": "string"}}})
+
+
+def document() -> dict[str, Any]:
+    sched = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    paths: dict[str, Any] = {
+        "/livez": _get("Process liveness", OBJ),
+        "/health/queue": {"get": {"summary": "Queue health (seed semantics)",
+                                  "responses": {"200": HEALTH, "503": HEALTH}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/api/tasks": _get("Tasks, newest first", {
+            "type": "object", "properties": {
+                "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
+                "next_cursor": {"type": ["string", "null"]}}}, TASK_LIST_PARAMS),
+        "/api/tasks/{task_id}": _get("One task with children and dependencies",
+                                     {"$ref": "#/components/schemas/Task"}, [TASK_ID]),
+        "/api/tasks/{task_id}/logs": _get("A task's logs, oldest first", OBJ, [
+            TASK_ID, _query("after", {"type": "integer", "minimum": 0}, "Log id to start after"),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most rows")]),
+        "/api/stats": _get("Counts, throughput, stuck tasks", OBJ),
+        "/api/servers": _get("Servers and their workers", OBJ),
+        "/api/schedules": _get("Cron schedules", OBJ),
+        "/api/openapi.json": _get("This document", OBJ),
+        "/api/tasks/clear": _post("Delete tasks (by states and queue)", [], body=True),
+        "/api/tasks/{task_id}/retry": _post("Retry a failed or cancelled task", [TASK_ID]),
+        "/api/tasks/{task_id}/cancel": _post("Cancel a task", [TASK_ID]),
+        "/api/schedules/{name}/pause": _post("Pause a schedule", [sched]),
+        "/api/schedules/{name}/resume": _post("Resume a schedule", [sched]),
+        "/api/schedules/{name}/run": _post("Run a schedule now", [sched]),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "qsup", "version": "1",
+                 "description": "Health, metrics and the JSON API of a qsup server."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "QSUP_ADMIN_TOKEN"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"],
+                          "properties": {"error": {"type": "string"}}},
+                "Task": {"type": "object", "required": ["id", "name", "state", "queue"],
+                         "properties": {"id": {"type": "string", "format": "uuid"},
+                                        "name": {"type": "string"},
+                                        "state": {"type": "string", "enum": STATES},
+                                        "queue": {"type": "string"}}},
+            },
+        },
+    }
+
+
+def openapi_endpoint(request: Request) -> Response:
+    return JSONResponse(document())

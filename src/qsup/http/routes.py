@@ -1,0 +1,200 @@
+"""Read routes: health, liveness and the JSON API (``/api/...``)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from qsup.errors import QsupError
+from qsup.http import store
+from qsup.http.app import JSON, backend_of
+from qsup.http.openapi import openapi_endpoint
+
+STUCK_LIMIT = 10  # more stuck tasks than this: degraded
+HEALTH_TIMEOUT = 3.0
+MAX_LIMIT = 500
+MAX_LOGS = 1000
+THROUGHPUT_MINUTES = 30
+
+
+# --- input checking -------------------------------------------------------------------------
+
+
+def bad(message: str) -> HTTPException:
+    return HTTPException(400, message)
+
+
+def parse_uuid(value: str, what: str = "task id") -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError):
+        raise bad(f"invalid {what}: expected a UUID") from None
+
+
+def parse_int(request: Request, key: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad(f"{key}: expected an integer from {low} to {high}") from None
+    if not low <= value <= high:
+        raise bad(f"{key}: expected an integer from {low} to {high}")
+    return value
+
+
+def text_param(request: Request, key: str) -> str | None:
+    value = request.query_params.get(key)
+    if value is None or value == "":
+        return None
+    if "\x00" in value or len(value) > 255:
+        raise bad(f"{key}: must be at most 255 characters, without NUL")
+    return value
+
+
+def encode_cursor(row: dict[str, Any]) -> str:
+    raw = f"{row['date_enqueued'].isoformat()}|{row['id']}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, task_id = raw.partition("|")
+        parsed = datetime.fromisoformat(when)
+        if parsed.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return parsed, uuid.UUID(task_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise bad("cursor: invalid; use the next_cursor of a previous page") from None
+
+
+def task_filter(request: Request) -> store.TaskFilter:
+    state = text_param(request, "state")
+    if state is not None and state not in store.STATES:
+        raise bad(f"state: expected one of {', '.join(store.STATES)}")
+    parent = text_param(request, "parent")
+    return store.TaskFilter(state=state, queue=text_param(request, "queue"),
+                            name=text_param(request, "name"),
+                            parent=parse_uuid(parent, "parent") if parent else None)
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+def livez(request: Request) -> Response:
+    return JSON({"status": "ok"})
+
+
+def health_queue(request: Request) -> Response:
+    """Seed semantics: healthy / degraded (tasks_stuck) with 200, unhealthy with 503."""
+    backend = backend_of(request)
+    try:
+        with backend.connection(timeout=HEALTH_TIMEOUT) as conn:
+            health = store.health(conn, backend.config.server_timeout,
+                                  backend.config.task_timeout)
+    except Exception as exc:  # noqa: BLE001 - any database failure is "unhealthy"
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        return JSON({"status": "unhealthy", "error": message}, status_code=503)
+    if health.servers == 0:
+        return JSON({"status": "unhealthy", "reason": "no_active_workers"}, status_code=503)
+    if health.stuck > STUCK_LIMIT:
+        return JSON({"status": "degraded", "reason": "tasks_stuck", "stuck_tasks": health.stuck,
+                     "workers": health.workers})
+    return JSON({"status": "healthy", "workers": health.workers})
+
+
+def list_tasks(request: Request) -> Response:
+    flt = task_filter(request)
+    limit = parse_int(request, "limit", 50, 1, MAX_LIMIT)
+    cursor = text_param(request, "cursor")
+    before = decode_cursor(cursor) if cursor else None
+    with backend_of(request).connection() as conn:
+        rows = store.list_tasks(conn, flt, limit + 1, before)
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+    return JSON({"tasks": page, "next_cursor": next_cursor})
+
+
+def get_task(request: Request) -> Response:
+    task_id = parse_uuid(request.path_params["task_id"])
+    with backend_of(request).connection() as conn:
+        task = store.get_task(conn, task_id)
+        if task is None:
+            raise HTTPException(404, f"no task {task_id}")
+        task["children"] = store.task_children(conn, task_id)
+        task["dependencies"] = store.task_dependencies(conn, task_id)
+        task["dependents"] = store.task_dependents(conn, task_id)
+    return JSON(task)
+
+
+def task_logs(request: Request) -> Response:
+    task_id = parse_uuid(request.path_params["task_id"])
+    after = parse_int(request, "after", 0, 0, 2**31 - 1)
+    limit = parse_int(request, "limit", MAX_LOGS, 1, MAX_LOGS)
+    with backend_of(request).connection() as conn:
+        if not store.task_exists(conn, task_id):
+            raise HTTPException(404, f"no task {task_id}")
+        logs = store.task_logs(conn, task_id, after, limit)
+    return JSON({"task_id": task_id, "logs": logs})
+
+
+def stats(request: Request) -> Response:
+    backend = backend_of(request)
+    with backend.connection() as conn:
+        counts = store.counts(conn)
+        health = store.health(conn, backend.config.server_timeout, backend.config.task_timeout)
+        waiting = store.oldest_due(conn)
+        throughput = store.throughput(conn, THROUGHPUT_MINUTES)
+    by_state = dict.fromkeys(store.STATES, 0)
+    queues: dict[str, dict[str, int]] = {}
+    for queue, state, n in counts:
+        by_state[state] = by_state.get(state, 0) + n
+        queues.setdefault(queue, {})[state] = n
+    return JSON({
+        "states": by_state, "queues": queues, "total": sum(by_state.values()),
+        "stuck": health.stuck, "workers": health.workers, "servers": health.servers,
+        "oldest_due_seconds": {q: age for q, age, _ in waiting},
+        "throughput": throughput,
+    })
+
+
+def servers(request: Request) -> Response:
+    with backend_of(request).connection() as conn:
+        rows = store.servers(conn)
+    return JSON({"servers": rows})
+
+
+def schedules(request: Request) -> Response:
+    from qsup.http.admin_routes import admin_module
+
+    admin = admin_module()
+    backend = backend_of(request)
+    with backend.connection() as conn:
+        try:
+            rows = admin.list_schedules(conn, backend.config)
+        except QsupError as exc:  # schedules in the configuration are invalid
+            raise HTTPException(409, str(exc)) from None
+    return JSON({"schedules": rows})
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/livez", livez),
+    Route("/health/queue", health_queue),
+    Route("/api/tasks", list_tasks),
+    Route("/api/tasks/{task_id}", get_task),
+    Route("/api/tasks/{task_id}/logs", task_logs),
+    Route("/api/stats", stats),
+    Route("/api/servers", servers),
+    Route("/api/schedules", schedules),
+    Route("/api/openapi.json", openapi_endpoint),
+]

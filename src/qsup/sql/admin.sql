@@ -1,0 +1,122 @@
+-- Operator queries (qsup.admin) and cron schedule bookkeeping (qsup.scheduler).
+
+-- name: admin_lock_task
+-- One task's state, row-locked until the transaction ends (cancel decides on it).
+SELECT state FROM queued_tasks WHERE id = %(id)s FOR UPDATE
+
+-- name: admin_cancel_unstarted
+-- Cancel an enqueued or waiting task and log why.
+WITH cancelled AS (
+    UPDATE queued_tasks
+    SET state = 'cancelled', date_done = now(), error_message = %(reason)s
+    WHERE id = %(id)s AND state IN ('enqueued', 'waiting')
+    RETURNING id
+)
+INSERT INTO queued_task_logs (queued_task_id, type, message)
+SELECT id, 'cancelled', %(reason)s FROM cancelled
+RETURNING queued_task_id
+
+-- name: admin_request_cancel
+-- Ask the server holding a picked-up or running task to stop it, and log the request.
+WITH requested AS (
+    UPDATE queued_tasks SET cancel_requested = true
+    WHERE id = %(id)s AND state IN ('picked_up', 'running')
+    RETURNING id
+)
+INSERT INTO queued_task_logs (queued_task_id, type, message)
+SELECT id, 'cancel_requested', %(reason)s FROM requested
+RETURNING queued_task_id
+
+-- name: admin_retry_tasks
+-- Send failed/cancelled tasks back to the queue with fresh attempts; the old error goes to a log
+-- row. Selection: the given ids (failed or cancelled), or every failed task when %(all_failed)s;
+-- optionally one queue. A task whose unique key is held by an unfinished task is left alone.
+WITH picked AS (
+    SELECT t.id, t.queue, t.error_message FROM queued_tasks t
+    WHERE t.state IN ('failed', 'cancelled')
+      AND (t.id = ANY(%(ids)s::uuid[]) OR (%(all_failed)s AND t.state = 'failed'))
+      AND (%(queue)s::text IS NULL OR t.queue = %(queue)s::text)
+      AND (t.unique_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM queued_tasks o
+          WHERE o.unique_key = t.unique_key AND o.id <> t.id
+            AND o.state IN ('waiting', 'enqueued', 'picked_up', 'running')))
+    FOR UPDATE OF t
+), retried AS (
+    UPDATE queued_tasks t
+    SET state = 'enqueued', attempts = 0, scheduled_at = now(), date_started = NULL,
+        date_done = NULL, error_message = NULL, result = NULL, server_id = NULL,
+        worker_pid = NULL, cancel_requested = false
+    FROM picked WHERE t.id = picked.id
+    RETURNING t.id
+), logged AS (
+    INSERT INTO queued_task_logs (queued_task_id, type, message)
+    SELECT id, 'retry', 'retried by operator; previous error: '
+                        || coalesce(error_message, '(none)')
+    FROM picked
+)
+SELECT picked.id, picked.queue FROM picked JOIN retried ON retried.id = picked.id
+
+-- name: admin_clear_tasks
+-- Delete tasks in the given states (optionally of one queue); logs and dependency rows cascade.
+DELETE FROM queued_tasks
+WHERE state = ANY(%(states)s::text[])
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+
+-- name: admin_throughput
+-- Completed tasks in the last minute and hour, and failures in the last hour.
+SELECT count(*) FILTER (WHERE state = 'completed' AND date_done > now() - interval '1 minute'),
+       count(*) FILTER (WHERE state = 'completed'),
+       count(*) FILTER (WHERE state = 'failed')
+FROM queued_tasks WHERE date_done > now() - interval '1 hour'
+
+-- name: admin_durations
+-- Run time (date_done - date_started) by task name over the tasks completed in the last hour.
+SELECT name, count(*) AS completed,
+       avg(extract(epoch FROM date_done - date_started))::float8 AS avg_seconds,
+       percentile_cont(0.95) WITHIN GROUP (
+           ORDER BY extract(epoch FROM date_done - date_started))::float8 AS p95_seconds
+FROM queued_tasks
+WHERE state = 'completed' AND date_started IS NOT NULL AND date_done > now() - interval '1 hour'
+GROUP BY name ORDER BY name
+
+-- name: admin_failures_by_name
+-- Tasks failed in the last hour, by task name.
+SELECT name, count(*) AS failed FROM queued_tasks
+WHERE state = 'failed' AND date_done > now() - interval '1 hour'
+GROUP BY name ORDER BY name
+
+-- name: admin_counts_by_state
+-- Task counts per state.
+SELECT state, count(*) FROM queued_tasks GROUP BY state ORDER BY state
+
+-- name: schedule_ensure
+-- Make sure a schedule has its row (paused state and fire times live there).
+INSERT INTO queued_task_schedules (name) SELECT unnest(%(names)s::text[])
+ON CONFLICT (name) DO NOTHING
+
+-- name: schedule_rows
+-- The stored state of some schedules.
+SELECT name, paused, last_fire, next_fire FROM queued_task_schedules
+WHERE name = ANY(%(names)s::text[])
+
+-- name: schedule_set_paused
+-- Pause or resume a schedule. Resuming forgets next_fire, so ticks passed while paused never run.
+INSERT INTO queued_task_schedules (name, paused) VALUES (%(name)s, %(paused)s)
+ON CONFLICT (name) DO UPDATE
+SET paused = excluded.paused,
+    next_fire = CASE WHEN excluded.paused THEN queued_task_schedules.next_fire END
+
+-- name: schedule_advance
+-- Compare-and-set: only the caller that read next_fire = %(expected)s moves it on (and may
+-- enqueue the ticks it covered, in the same transaction). Concurrent callers wait on the row
+-- lock, then see the new next_fire and update nothing.
+UPDATE queued_task_schedules
+SET next_fire = %(next_fire)s::timestamptz,
+    last_fire = coalesce(%(fired)s::timestamptz, last_fire)
+WHERE name = %(name)s AND NOT paused AND next_fire IS NOT DISTINCT FROM %(expected)s::timestamptz
+RETURNING name
+
+-- name: schedule_mark_run
+-- Record a run-now of a schedule.
+INSERT INTO queued_task_schedules (name, last_fire) VALUES (%(name)s, %(fired)s::timestamptz)
+ON CONFLICT (name) DO UPDATE SET last_fire = excluded.last_fire
