@@ -63,6 +63,7 @@ class TaskFunction:
         functools.update_wrapper(self, fn)
         self.__qsup_task__ = fn
         self.defaults = defaults
+        _REGISTERED[f"{fn.__module__}:{fn.__qualname__}"] = self
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.__qsup_task__(*args, **kwargs)
@@ -72,6 +73,15 @@ class TaskFunction:
 
     async def add_task_async(self, *args: Any, **kwargs: Any) -> TaskRef:
         return await default_queue().add_task_async(self, *args, **kwargs)
+
+
+_REGISTERED: dict[str, TaskFunction] = {}
+
+
+def registered_tasks() -> dict[str, TaskFunction]:
+    """Tasks declared with ``@task`` in the modules imported so far, by path. The HTTP API
+    enqueues only these, never arbitrary import paths."""
+    return dict(_REGISTERED)
 
 
 def task(
