@@ -101,3 +101,20 @@ def leak(megabytes: int):
 
 
 _LEAK: list[bytearray] = []
+
+
+def orphan_grandchild(directory: str) -> int:
+    """Start a grandchild that outlives its parent (a daemon); it writes its pid, then exits."""
+    child = os.fork()
+    if child == 0:
+        if os.fork() == 0:
+            (Path(directory) / "grandchild").write_text(str(os.getpid()))
+            time.sleep(1.0)
+            os._exit(0)
+        os._exit(0)
+    os.waitpid(child, 0)
+    return child
+
+
+def big_result(size: int) -> str:
+    return "x" * size

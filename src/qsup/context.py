@@ -20,6 +20,15 @@ _send_lock = threading.Lock()
 _send: Callable[[bytes], None] | None = None
 _job: protocol.Job | None = None
 _context: dict[str, Any] = {}
+_max_logs = 1000
+_logs_sent = 0
+MAX_LOG_CHARS = 65536
+
+
+def configure(max_logs: int) -> None:
+    """Called once in a worker: the per-attempt cap on log rows."""
+    global _max_logs
+    _max_logs = max_logs
 
 
 def bind_channel(send: Callable[[bytes], None]) -> None:
@@ -37,8 +46,8 @@ def send(message: object) -> None:
 
 
 def enter(job: protocol.Job) -> None:
-    global _job, _context
-    _job, _context = job, dict(job.context)
+    global _job, _context, _logs_sent
+    _job, _context, _logs_sent = job, dict(job.context), 0
 
 
 def leave() -> None:
@@ -77,8 +86,16 @@ class CurrentTask:
         send(protocol.SaveContext(self.id, to_json(_context, "the task context")))
 
     def log(self, message: str, type: str = "info") -> None:  # noqa: A002 - the seed's name
-        """Add a row to ``queued_task_logs`` for this task."""
-        send(protocol.Log(self.id, str(type)[:50], str(message), time.time()))
+        """Add a row to ``queued_task_logs`` for this task (long messages are truncated;
+        past ``max_logs_per_task`` rows in one attempt, further calls are dropped)."""
+        global _logs_sent
+        task_id = self.id
+        _logs_sent += 1
+        if _logs_sent > _max_logs + 1:
+            return
+        if _logs_sent == _max_logs + 1:
+            type, message = "warning", f"log limit of {_max_logs} rows reached; dropping the rest"
+        send(protocol.Log(task_id, str(type)[:50], str(message)[:MAX_LOG_CHARS], time.time()))
 
     def add_task(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Add a child task: it waits for this one to complete and starts from its context."""

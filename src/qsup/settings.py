@@ -159,6 +159,18 @@ class Config:
     max_args_bytes: int = setting(
         1_000_000, env="QUEUE_MAX_ARGS_BYTES", min=1, doc="Largest encoded task arguments"
     )
+    max_result_bytes: int = setting(
+        1_000_000, env="QUEUE_MAX_RESULT_BYTES", min=1,
+        doc="Largest encoded task result; a larger one fails the task",
+    )
+    max_logs_per_task: int = setting(
+        1000, env="QUEUE_MAX_LOGS_PER_TASK", min=1,
+        doc="Most current_task.log() rows one attempt may write; later ones are dropped",
+    )
+    allowed_task_modules: list[str] = setting(
+        default_factory=list, env="QUEUE_ALLOWED_TASK_MODULES",
+        doc="If set, workers run only tasks from these modules (and their submodules)",
+    )
     http: bool = setting(True, env="QSUP_HTTP", doc="Serve the HTTP API and dashboard")
     host: str = setting("127.0.0.1", env="QSUP_HOST", flag="--host", doc="HTTP bind address")
     port: int = setting(
@@ -169,6 +181,10 @@ class Config:
     )
     admin_token: str | None = setting(
         None, env="QSUP_ADMIN_TOKEN", doc="Bearer token for HTTP mutations", secret=True
+    )
+    protect_reads: bool = setting(
+        False, env="QSUP_PROTECT_READS",
+        doc="Require the admin token for HTTP reads too (all but /livez and /health/queue)",
     )
     log_level: str = setting("INFO", env="QSUP_LOG_LEVEL", doc="Log level")
     log_format: str = setting("text", env="QSUP_LOG_FORMAT", doc="Log format: text or json")

@@ -25,6 +25,7 @@ from setproctitle import setproctitle
 
 from qsup import protocol, repo, scheduler
 from qsup.errors import ConfigError, DatabaseUnreachable
+from qsup.linux import become_subreaper
 from qsup.settings import Config
 from qsup.supervisor import policy
 from qsup.supervisor.link import Link
@@ -79,6 +80,7 @@ class Arbiter:
 
     def run(self) -> int:
         setproctitle("qsup: supervisor")
+        become_subreaper()
         self.link.open()
         assert self.link.conn is not None
         self.server_id = repo.register_server(
@@ -207,7 +209,7 @@ class Arbiter:
     def _spawn(self, now: float) -> None:
         used = {w.slot for w in self.workers.values()}
         slot = next(i for i in range(1, len(used) + 2) if i not in used)
-        worker = spawn(slot)
+        worker = spawn(slot, self.config)
         worker.spawned_at = worker.idle_since = now
         self.workers[worker.pid] = worker
         self.selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)

@@ -11,6 +11,7 @@ from typing import Any
 import multiprocess
 
 from qsup.repo import ClaimedTask
+from qsup.settings import Config
 from qsup.worker.main import worker_main
 
 _FORK = multiprocess.get_context("fork")
@@ -46,11 +47,11 @@ class Worker:
         return self.ready and not self.jobs and self.retiring is None and self.exit_code is None
 
 
-def spawn(slot: int) -> Worker:
+def spawn(slot: int, config: Config) -> Worker:
     """Fork a worker; the child starts warm with everything the supervisor imported."""
     parent_end, child_end = _FORK.Pipe(duplex=True)
     process = _FORK.Process(
-        target=worker_main, args=(child_end, slot, os.getpid()), name=f"qsup-worker-{slot}"
+        target=worker_main, args=(child_end, slot, os.getpid(), config), name=f"qsup-worker-{slot}"
     )
     process.start()
     child_end.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
@@ -12,18 +11,15 @@ from typing import Any
 from setproctitle import setproctitle
 
 from qsup import context, protocol
+from qsup.linux import die_with_parent
+from qsup.settings import Config
 from qsup.worker.runner import Runner
-
-_PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGKILL us when the supervisor dies, so no worker is orphaned."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the pipe's EOF still stops idle workers
-        pass
+    """Ask the kernel to SIGKILL us when the supervisor dies, so no worker is orphaned
+    (elsewhere than Linux, the pipe's EOF still stops idle workers)."""
+    die_with_parent(signal.SIGKILL)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
 
@@ -43,7 +39,7 @@ def _close_inherited_fds(keep: int) -> None:
     os.closerange(keep + 1, 65536)
 
 
-def worker_main(conn: Any, slot: int, parent_pid: int) -> None:
+def worker_main(conn: Any, slot: int, parent_pid: int, config: Config) -> None:
     """Boot, then loop: receive jobs, run them, report. Exits via ``os._exit`` only."""
     code = 0
     try:
@@ -51,7 +47,7 @@ def worker_main(conn: Any, slot: int, parent_pid: int) -> None:
         _reset_signals()
         _close_inherited_fds(conn.fileno())
         context.bind_channel(conn.send_bytes)
-        runner = Runner()
+        runner = Runner(config)
         conn.send_bytes(protocol.encode(protocol.Ready(os.getpid())))
         _serve(conn, slot, runner)
     except (EOFError, OSError, KeyboardInterrupt):

@@ -17,6 +17,7 @@ import psutil
 from qsup import context, protocol
 from qsup.encoding import resolve_task, to_json
 from qsup.errors import NonRetryableError, Retry, TaskDefinitionError, TaskTimeout
+from qsup.settings import Config
 
 
 @cache
@@ -45,9 +46,12 @@ def _alarm(seconds: float) -> Iterator[None]:
 class Runner:
     """Runs jobs in this process; keeps one event loop for async tasks."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: Config) -> None:
         self.loop = asyncio.new_event_loop()
         self.process = psutil.Process()
+        self.allowed = tuple(config.allowed_task_modules)
+        self.max_result_bytes = config.max_result_bytes
+        context.configure(config.max_logs_per_task)
 
     def run(self, job: protocol.Job) -> protocol.Finished:
         started = time.time()
@@ -64,6 +68,7 @@ class Runner:
 
     def _call(self, job: protocol.Job) -> tuple[protocol.Outcome, str | None, str | None, float | None]:
         try:
+            self._check_allowed(job.name)
             fn = _function(job.name)
             bound = _bind(fn, job)
             if inspect.iscoroutinefunction(fn):
@@ -72,7 +77,7 @@ class Runner:
             else:
                 with _alarm(job.timeout):
                     value = fn(*bound.args, **bound.kwargs)
-            return "ok", to_json(value, f"the result of {job.name}"), None, None
+            return "ok", self._result_json(job.name, value), None, None
         except (TaskTimeout, asyncio.TimeoutError):
             return "timeout", None, f"TaskTimeout: {job.name} ran longer than {job.timeout:g} s", None
         except Retry as exc:
@@ -81,6 +86,24 @@ class Runner:
             return "fatal", None, traceback.format_exc(limit=-8), None
         except Exception:
             return "error", None, traceback.format_exc(), None
+
+
+    def _check_allowed(self, name: str) -> None:
+        """Refuse, before importing anything, a task outside the allow-list."""
+        module = name.partition(":")[0]
+        if self.allowed and not any(module == m or module.startswith(m + ".") for m in self.allowed):
+            raise TaskDefinitionError(
+                f"{name}: module {module!r} is not in allowed_task_modules"
+                " (QUEUE_ALLOWED_TASK_MODULES)")
+
+    def _result_json(self, name: str, value: Any) -> str:
+        text = to_json(value, f"the result of {name}")
+        size = len(text.encode())
+        if size > self.max_result_bytes:
+            raise TaskDefinitionError(
+                f"the result of {name} takes {size} bytes encoded, more than"
+                f" max_result_bytes={self.max_result_bytes} (QUEUE_MAX_RESULT_BYTES)")
+        return text
 
 
 def _bind(fn: Callable[..., Any], job: protocol.Job) -> inspect.BoundArguments:
