@@ -16,29 +16,26 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from loguru import logger
 from setproctitle import setproctitle
 
-from qsup import protocol, repo, scheduler
-from qsup.errors import ConfigError, DatabaseUnreachable
+from qsup import protocol, repo
+from qsup.errors import ConfigError
 from qsup.linux import become_subreaper
 from qsup.settings import Config
 from qsup.supervisor import policy
 from qsup.supervisor.link import Link
-from qsup.supervisor.listener import Listener
+from qsup.supervisor.housekeeping import Housekeeper
+from qsup.supervisor.intake import Intake
 from qsup.supervisor.outbox import Outbox
 from qsup.supervisor.pool import Worker, describe_exit, kill, reap, spawn
 from qsup.supervisor.signals import SignalPipe
 
 FLUSH_AFTER = 0.005  # seconds a write may wait for company
 FLUSH_SIZE = 500
-MIN_POLL = 0.01  # floor between polls when due tasks are locked by another server's claim
-PRUNE_EVERY = 60.0  # seconds between prunes of finished tasks
-SCHEDULE_EVERY = 0.5  # seconds between checks for due cron ticks (ticks are whole seconds)
 
 
 class Arbiter:
@@ -53,28 +50,21 @@ class Arbiter:
         self.buffer: deque[repo.ClaimedTask] = deque()
         self.outbox = Outbox()
         self.link = Link(url, f"qsup-supervisor-{os.getpid()}")
-        self.link.on_reconnect = self._caught_up
-        self.listener = Listener(config.listen_database_url or url, config.notify_channel)
         self.selector = selectors.DefaultSelector()
+        self.intake = Intake(config, url, self.link, self.selector)
+        self.housekeeper = Housekeeper(self.link)
         self.server_id = 0
         self.hostname = socket.gethostname()
         self.state = "running"  # then "draining", then "stopping"
-        self.backlog = True
-        self.next_poll = 0.0
-        self.next_heartbeat = 0.0
-        self.next_prune = 0.0
-        self.next_schedule_check = 0.0
         self.next_spawn_at = 0.0
-        self.next_listen_at = 0.0
         self.boot_failures = 0
         self.avg_task_seconds = 0.0  # moving average, sizes the hand-off batches
         self.drain_deadline: float | None = None
         self.signals: SignalPipe | None = None
-        self.listen_fd: int | None = None
 
     @property
-    def notify(self) -> bool:
-        return self.config.use_postgresql_notify
+    def channel(self) -> str | None:
+        return self.config.notify_channel if self.config.use_postgresql_notify else None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -88,7 +78,7 @@ class Arbiter:
             os.getpid(), self.config.queues)
         self.signals = SignalPipe()
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ, "signals")
-        self._listen()
+        self.intake.listen()
         logger.info("supervisor {} started (server id {}, workers {}..{}, queues {})",
                     os.getpid(), self.server_id, self.config.min_workers, self.max_workers,
                     ",".join(self.config.queues) or "all")
@@ -108,7 +98,7 @@ class Arbiter:
             if key.data == "signals":
                 self._handle_signals()
             elif key.data == "listen":
-                self._drain_notifications()
+                self.intake.on_readable()
             else:
                 self._read_worker(key.data)
         now = time.monotonic()
@@ -118,21 +108,17 @@ class Arbiter:
         self._claim(now)
         self._dispatch(now)
         self._flush(now)
-        self._heartbeat(now)
-        self._fire_schedules(now)
+        self._chores(now)
 
     def _finished(self) -> bool:
         return self.state != "running" and not self.workers
 
     def _timeout(self) -> float:
         now = time.monotonic()
-        deadlines = [self.next_heartbeat]
-        if self.state == "running":
-            deadlines.append(self.next_poll)
-            if self.config.schedules:
-                deadlines.append(self.next_schedule_check)
-            if not self.listener.conn and self.notify:
-                deadlines.append(self.next_listen_at)
+        running = self.state == "running"
+        deadlines = self.housekeeper.deadlines(self.config, running)
+        if running:
+            deadlines.extend(self.intake.deadlines())
         if self.outbox.since is not None:
             deadlines.append(self.outbox.since + FLUSH_AFTER)
         if self.drain_deadline is not None:
@@ -153,7 +139,7 @@ class Arbiter:
                          " be rescued by the next one", len(self.outbox))
         self.link.call(lambda conn: repo.stop_server(conn, self.server_id))
         self.link.close()
-        self.listener.close()
+        self.intake.close()
         if self.signals:
             self.signals.close()
         logger.info("supervisor {} stopped", os.getpid())
@@ -200,6 +186,7 @@ class Arbiter:
             logger.error("SIGHUP: configuration not reloaded: {}", exc)
             return
         self.max_workers = self.config.max_workers
+        self.intake.config = self.config
         logger.info("SIGHUP: configuration reloaded; replacing workers")
         for worker in self.workers.values():
             self._retire(worker, "configuration reloaded")
@@ -237,7 +224,7 @@ class Arbiter:
             self._retire(worker, "max workers lowered")
         live = [w for w in self.workers.values() if w.retiring is None]
         free = sum(1 for w in live if not w.busy)
-        wanted = policy.desired_spawns(len(live), free, self.backlog or bool(self.buffer),
+        wanted = policy.desired_spawns(len(live), free, self.intake.backlog or bool(self.buffer),
                                        self.config.min_workers, self.max_workers)
         if wanted and now >= self.next_spawn_at:
             for _ in range(wanted):
@@ -360,60 +347,13 @@ class Arbiter:
 
     # --- claiming and dispatch ------------------------------------------------------------
 
-    def _listen(self) -> None:
-        if not self.notify:
-            return
-        try:
-            fd = self.listener.open()
-        except DatabaseUnreachable:
-            self.next_listen_at = time.monotonic() + 1.0
-            return
-        self.selector.register(fd, selectors.EVENT_READ, "listen")
-        self.listen_fd = fd
-        self.backlog = True  # catch up on what was missed while not listening
-
-    def _drain_notifications(self) -> None:
-        try:
-            if self.listener.drain():
-                self.backlog = True
-        except psycopg.OperationalError:
-            logger.warning("LISTEN connection lost; reconnecting")
-            self._drop_listener()
-
-    def _drop_listener(self) -> None:
-        if self.listen_fd is not None:
-            self.selector.unregister(self.listen_fd)
-            self.listen_fd = None
-        self.listener.close()
-        self.next_listen_at = time.monotonic() + 1.0
-
-    def _caught_up(self) -> None:
-        self.backlog = True
-
     def _claim(self, now: float) -> None:
-        if self.notify and self.listener.conn is None and now >= self.next_listen_at:
-            self._listen()
-        if self.state != "running" or not (self.backlog or now >= self.next_poll):
+        if self.state != "running":
             return
         free = sum(1 for w in self.workers.values() if w.available)
         spare = max(0, self.max_workers - len(self.workers))
-        limit = policy.claim_size(free + spare, len(self.buffer), self.config.claim_batch_size,
-                                  policy.batch_cap(self.avg_task_seconds))
-        if limit == 0:
-            return
-        claimed = self.link.call(lambda conn: repo.claim_batch(
-            conn, self.server_id, self.config.queues, limit))
-        if claimed is None:
-            return  # database away: Link retries with backoff
-        self.buffer.extend(claimed)
-        self.backlog = len(claimed) >= limit
-        interval = policy.poll_interval(self.notify, self.config.polling_interval,
-                                        self.config.fallback_polling_interval)
-        self.next_poll = now + interval
-        if not self.backlog:
-            due = self.link.call(lambda conn: repo.next_due_in(conn, self.config.queues))
-            if due is not None:  # wake when the next delayed task is due (locked ones: soon)
-                self.next_poll = min(self.next_poll, now + max(MIN_POLL, due))
+        self.buffer.extend(self.intake.claim(now, self.server_id, free + spare, len(self.buffer),
+                                             policy.batch_cap(self.avg_task_seconds)))
 
     def _dispatch(self, now: float) -> None:
         idle = [w for w in self.workers.values() if w.available]
@@ -444,7 +384,7 @@ class Arbiter:
         due = self.outbox.since is not None and now - self.outbox.since >= FLUSH_AFTER
         if not (force or due or len(self.outbox) >= FLUSH_SIZE) or not len(self.outbox):
             return True
-        channel = self.config.notify_channel if self.notify else None
+        channel = self.channel
         try:
             return self.link.call(lambda conn: self.outbox.flush(conn, channel) or True) is True
         except psycopg.Error as exc:  # a bad row must not stop the server: report and move on
@@ -453,36 +393,15 @@ class Arbiter:
             self.outbox.clear()
             return False
 
-    def _heartbeat(self, now: float) -> None:
-        if now < self.next_heartbeat:
-            return
-        self.next_heartbeat = now + self.config.heartbeat_interval
+    def _chores(self, now: float) -> None:
         busy = sum(1 for w in self.workers.values() if w.busy)
-        alive = self.link.call(lambda conn: repo.heartbeat(
-            conn, self.server_id, self.max_workers, busy, len(self.workers) - busy))
-        if alive is False:
-            logger.warning("this server was declared dead by another; its tasks were rescued")
-        self.link.call(self._rescue)
-        cancelled = self.link.call(lambda conn: repo.cancel_requests(conn, self.server_id))
-        if cancelled:
-            self._cancel(set(cancelled), now)
-        if now >= self.next_prune and self.state == "running":
-            self.next_prune = now + PRUNE_EVERY
-            pruned = self.link.call(lambda conn: repo.prune_finished(conn, self.config.result_ttl))
-            if pruned:
-                logger.info("pruned {} finished task(s) older than {:g} s", pruned,
-                            self.config.result_ttl)
-
-    def _fire_schedules(self, now: float) -> None:
-        """Enqueue due cron ticks; the database makes each tick fire once across servers."""
-        if not self.config.schedules or self.state != "running" or now < self.next_schedule_check:
-            return
-        self.next_schedule_check = now + SCHEDULE_EVERY
-        channel = self.config.notify_channel if self.notify else None
-        fired = self.link.call(
-            lambda conn: scheduler.fire_due(conn, self.config, datetime.now(UTC), channel))
-        if fired:
-            self.backlog = True
+        chores = self.housekeeper.run(now, self.config, self.server_id,
+                                      (self.max_workers, busy, len(self.workers) - busy),
+                                      self.state == "running")
+        if chores.new_work:
+            self.intake.wake()
+        if chores.cancel:
+            self._cancel(chores.cancel, now)
 
     def _cancel(self, task_ids: set[Any], now: float) -> None:
         """Stop tasks an operator cancelled: drop them from the buffer or kill their worker."""
@@ -493,12 +412,3 @@ class Arbiter:
                 logger.info("cancelling task {}: stopping worker {}", worker.current, worker.slot)
                 kill(worker, "cancel")
         self.outbox.cancel(held, now)
-
-    def _rescue(self, conn: psycopg.Connection[Any]) -> None:
-        for server_id, name in repo.mark_dead_servers(conn, self.server_id,
-                                                      self.config.server_timeout):
-            logger.warning("server {} ({}) missed its heartbeats: marked dead", server_id, name)
-        rescued = repo.rescue_orphans(conn)
-        if rescued:
-            logger.warning("rescued {} task(s) from dead servers", len(rescued))
-            self.backlog = True

@@ -1,0 +1,84 @@
+-- Raw SQL of the benchmark (scripts/bench.py): references, ceiling loop and measurements.
+-- Loaded with qsup.sql.parse_queries; parameters use psycopg's %(name)s style.
+
+-- name: create_database
+-- A fresh database per scenario (identifier composed with psycopg.sql).
+CREATE DATABASE {name}
+
+-- name: drop_database
+-- Drop a scenario's database, closing what still uses it.
+DROP DATABASE IF EXISTS {name} WITH (FORCE)
+
+-- name: reset
+-- Empty the task tables between repeats.
+TRUNCATE queued_task_logs, queued_task_dependencies, queued_tasks, queued_task_workers
+RESTART IDENTITY CASCADE
+
+-- name: bare_insert
+-- Reference for single enqueue: the smallest INSERT of one task row, one round trip.
+INSERT INTO queued_tasks (id, name, args, kwargs) VALUES (%(id)s, %(name)s, %(args)s, %(kwargs)s)
+
+-- name: bare_copy
+-- Reference for batch enqueue: COPY of the fewest columns.
+COPY queued_tasks (id, name, args, kwargs) FROM STDIN
+
+-- name: ceiling_claim
+-- The raw ceiling: claim a batch with SKIP LOCKED, as small as a claim can be.
+UPDATE queued_tasks SET state = 'picked_up', attempts = attempts + 1
+WHERE id IN (
+    SELECT id FROM queued_tasks
+    WHERE state = 'enqueued' AND scheduled_at <= now()
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, name, args, kwargs
+
+-- name: ceiling_complete
+-- The raw ceiling: complete a batch in one statement.
+UPDATE queued_tasks SET state = 'completed', result = 'null', date_done = now()
+WHERE id = ANY(%(ids)s::uuid[])
+
+-- name: remaining
+-- Tasks not finished yet (uses the state index).
+SELECT count(*) FROM queued_tasks WHERE state IN ('waiting', 'enqueued', 'picked_up', 'running')
+
+-- name: completed_span
+-- Completed tasks and the seconds from the first start to the last end, per the database.
+SELECT count(*), extract(epoch FROM max(date_done) - min(date_started))::float8
+FROM queued_tasks WHERE state = 'completed' AND name <> 'bench_filler'
+
+-- name: results
+-- Results of completed tasks (the latency task returns its start time).
+SELECT id, result FROM queued_tasks WHERE state = 'completed' AND name <> 'bench_filler'
+
+-- name: delete_measured
+-- Remove the measured tasks, keep the filler rows.
+DELETE FROM queued_tasks WHERE name <> 'bench_filler'
+
+-- name: insert_filler
+-- Finished rows that a busy table accumulates (pruning keeps a week of them).
+INSERT INTO queued_tasks (id, name, state, date_started, date_done, result, args, kwargs)
+SELECT gen_random_uuid(), 'bench_filler', 'completed', now(), now(), 'null', '[]', '{}'
+FROM generate_series(1, %(count)s)
+
+-- name: vacuum_analyze
+-- Settle the table after bulk changes.
+VACUUM ANALYZE queued_tasks
+
+-- name: connections
+-- Sessions on this database other than ours.
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+
+-- name: transactions
+-- Transactions committed or rolled back in this database so far.
+SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()
+
+-- name: clear_snapshot
+-- Read fresh statistics in the next query.
+SELECT pg_stat_clear_snapshot()
+
+-- name: server_version
+-- For the report.
+SHOW server_version
+

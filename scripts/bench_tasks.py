@@ -1,0 +1,33 @@
+"""Task functions of the benchmark (``scripts/bench.py``); imported by ``qsup serve --import
+bench_tasks`` with ``scripts/`` on PYTHONPATH."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+def noop() -> None:
+    return None
+
+
+def stamp() -> float:
+    """The wall-clock time at which the task function started."""
+    return time.time()
+
+
+def sleep_sync(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+async def sleep_async(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+def burn(seconds: float) -> float:
+    """Spin on the CPU for ``seconds`` of this process's CPU time."""
+    end = time.process_time() + seconds
+    n = 0
+    while time.process_time() < end:
+        n += 1
+    return seconds

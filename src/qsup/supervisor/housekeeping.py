@@ -1,0 +1,78 @@
+"""The supervisor's periodic chores: heartbeat, rescue of dead servers' tasks, operators'
+cancel requests, pruning of old results, cron ticks."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from loguru import logger
+
+from qsup import repo, scheduler
+from qsup.settings import Config
+from qsup.supervisor.link import Link
+
+PRUNE_EVERY = 60.0  # seconds between prunes of finished tasks
+SCHEDULE_EVERY = 0.5  # seconds between checks for due cron ticks (ticks are whole seconds)
+
+
+@dataclass
+class Chores:
+    """What the arbiter must act on after a round of chores."""
+
+    cancel: set[uuid.UUID] = field(default_factory=set)
+    new_work: bool = False
+
+
+class Housekeeper:
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.next_heartbeat = 0.0
+        self.next_prune = 0.0
+        self.next_schedule_check = 0.0
+
+    def deadlines(self, config: Config, running: bool) -> list[float]:
+        due = [self.next_heartbeat]
+        if running and config.schedules:
+            due.append(self.next_schedule_check)
+        return due
+
+    def run(self, now: float, config: Config, server_id: int, workers: tuple[int, int, int],
+            running: bool) -> Chores:
+        """``workers`` is (max, busy, idle). Only what is due runs."""
+        chores = Chores()
+        if now >= self.next_heartbeat:
+            self.next_heartbeat = now + config.heartbeat_interval
+            self._beat(config, server_id, workers, chores)
+            if running and now >= self.next_prune:
+                self.next_prune = now + PRUNE_EVERY
+                self._prune(config)
+        if running and config.schedules and now >= self.next_schedule_check:
+            self.next_schedule_check = now + SCHEDULE_EVERY
+            channel = config.notify_channel if config.use_postgresql_notify else None
+            fired = self.link.call(
+                lambda conn: scheduler.fire_due(conn, config, datetime.now(UTC), channel))
+            chores.new_work |= bool(fired)
+        return chores
+
+    def _beat(self, config: Config, server_id: int, workers: tuple[int, int, int],
+              chores: Chores) -> None:
+        alive = self.link.call(lambda conn: repo.heartbeat(conn, server_id, *workers))
+        if alive is False:
+            logger.warning("this server was declared dead by another; its tasks were rescued")
+        dead = self.link.call(
+            lambda conn: repo.mark_dead_servers(conn, server_id, config.server_timeout)) or []
+        for other, name in dead:
+            logger.warning("server {} ({}) missed its heartbeats: marked dead", other, name)
+        rescued = self.link.call(repo.rescue_orphans) or []
+        if rescued:
+            logger.warning("rescued {} task(s) from dead servers", len(rescued))
+            chores.new_work = True
+        chores.cancel.update(self.link.call(lambda conn: repo.cancel_requests(conn, server_id))
+                             or [])
+
+    def _prune(self, config: Config) -> None:
+        pruned = self.link.call(lambda conn: repo.prune_finished(conn, config.result_ttl))
+        if pruned:
+            logger.info("pruned {} finished task(s) older than {:g} s", pruned, config.result_ttl)

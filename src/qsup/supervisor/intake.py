@@ -1,0 +1,99 @@
+"""Where tasks come from: NOTIFY wake-ups, polls, and the batched claim."""
+
+from __future__ import annotations
+
+import selectors
+import time
+
+import psycopg
+from loguru import logger
+
+from qsup import repo
+from qsup.errors import DatabaseUnreachable
+from qsup.settings import Config
+from qsup.supervisor import policy
+from qsup.supervisor.link import Link
+from qsup.supervisor.listener import Listener
+
+MIN_POLL = 0.01  # floor between polls when due tasks are locked by another server's claim
+LISTEN_RETRY = 1.0  # seconds between attempts to LISTEN again
+
+
+class Intake:
+    """Knows when to claim (``backlog``: NOTIFY came, the last batch was full, or a poll is
+    due) and claims. NOTIFY is only a hint: with it off, polling keeps everything correct."""
+
+    def __init__(self, config: Config, url: str, link: Link,
+                 selector: selectors.BaseSelector) -> None:
+        self.config = config
+        self.link = link
+        self.selector = selector
+        self.listener = Listener(config.listen_database_url or url, config.notify_channel)
+        self.listen_fd: int | None = None
+        self.backlog = True
+        self.next_poll = 0.0
+        self.next_listen_at = 0.0
+        link.on_reconnect = self.wake
+
+    @property
+    def notify(self) -> bool:
+        return self.config.use_postgresql_notify
+
+    def wake(self) -> None:
+        self.backlog = True
+
+    def deadlines(self) -> list[float]:
+        due = [self.next_poll]
+        if self.notify and self.listen_fd is None:
+            due.append(self.next_listen_at)
+        return due
+
+    def listen(self) -> None:
+        if not self.notify:
+            return
+        try:
+            fd = self.listener.open()
+        except DatabaseUnreachable:
+            self.next_listen_at = time.monotonic() + LISTEN_RETRY
+            return
+        self.selector.register(fd, selectors.EVENT_READ, "listen")
+        self.listen_fd = fd
+        self.backlog = True  # catch up on what was missed while not listening
+
+    def on_readable(self) -> None:
+        try:
+            if self.listener.drain():
+                self.backlog = True
+        except psycopg.OperationalError:
+            logger.warning("LISTEN connection lost; reconnecting")
+            self.close()
+            self.next_listen_at = time.monotonic() + LISTEN_RETRY
+
+    def close(self) -> None:
+        if self.listen_fd is not None:
+            self.selector.unregister(self.listen_fd)
+            self.listen_fd = None
+        self.listener.close()
+
+    def claim(self, now: float, server_id: int, capacity: int, buffered: int,
+              cap: int) -> list[repo.ClaimedTask]:
+        """Claim for ``capacity`` free worker slots if it is time to; may return nothing."""
+        if self.notify and self.listen_fd is None and now >= self.next_listen_at:
+            self.listen()
+        if not (self.backlog or now >= self.next_poll):
+            return []
+        limit = policy.claim_size(capacity, buffered, self.config.claim_batch_size, cap)
+        if limit == 0:
+            return []
+        queues = self.config.queues
+        claimed = self.link.call(lambda conn: repo.claim_batch(conn, server_id, queues, limit))
+        if claimed is None:
+            return []  # database away: the link retries with backoff
+        self.backlog = len(claimed) >= limit
+        self.next_poll = now + policy.poll_interval(
+            self.notify, self.config.polling_interval, self.config.fallback_polling_interval)
+        if not self.backlog:
+            due = self.link.call(lambda conn: repo.next_due_in(conn, queues))
+            if due is not None:  # wake when the next delayed task is due (locked ones: soon)
+                self.next_poll = min(self.next_poll, now + max(MIN_POLL, due))
+        return claimed
