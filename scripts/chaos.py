@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import shutil
@@ -45,10 +46,10 @@ if str(ROOT) not in sys.path:
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg.conninfo import make_conninfo  # noqa: E402
+from scripts import chaos_tasks as ct  # noqa: E402  (the same module name the servers import)
 
 from qsup import Queue  # noqa: E402
 from qsup.db.migrate import migrate  # noqa: E402
-from scripts import chaos_tasks as ct  # noqa: E402  (the same module name the servers import)
 
 FINAL = ("completed", "failed", "cancelled")
 TASK_PREFIX = "scripts.chaos_tasks:"
@@ -77,9 +78,12 @@ SERVER_ENV = {
 FAULTS_ALWAYS = ["kill_worker", "kill_supervisor", "term_restart", "hup", "stop_worker",
                  "terminate_backends"]
 FAULTS_PRIVATE_PG = ["pg_restart_fast", "pg_restart_immediate"]
-# Faults that can make a task run again although it finished once (at-least-once delivery).
-RERUN_CAUSES = {"kill_worker", "kill_supervisor", "term_restart", "stop_worker",
-                "pg_restart_fast", "pg_restart_immediate", "terminate_backends", "hup"}
+# Faults that can make a task run again although it finished once (at-least-once delivery):
+# those that hit the worker that ran it or its supervisor, and database faults (a server cut
+# off longer than QUEUE_SERVER_TIMEOUT has its tasks rescued by another one).
+PROCESS_CAUSES = {"kill_worker", "stop_worker", "kill_supervisor", "term_restart"}
+DATABASE_CAUSES = {"pg_restart_fast", "pg_restart_immediate", "terminate_backends"}
+DATABASE_EFFECT = SERVER_TIMEOUT + 12  # seconds a database fault can take to cause a rerun
 
 
 def log(message: str) -> None:
@@ -242,6 +246,7 @@ class Producer:
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     serial: int = 0
+    first_round: list[str] = field(default_factory=list)
 
     WEIGHTS = {"fast": 30, "slow": 8, "flaky": 10, "async": 10, "leak": 4, "overtime": 3,
                "dep_ok": 5, "dep_failed": 4, "unique": 6}
@@ -258,8 +263,11 @@ class Producer:
 
     def one(self) -> None:
         kinds, weights = zip(*self.WEIGHTS.items(), strict=True)
-        kind = self.rng.choices(kinds, weights)[0]
         r = self.rng
+        if not self.first_round and self.serial == 0:  # every kind once, then at random
+            self.first_round = list(kinds)
+            r.shuffle(self.first_round)
+        kind = self.first_round.pop() if self.first_round else r.choices(kinds, weights)[0]
         self.serial += 1
         if kind == "fast":
             self.add(ct.fast, kind="fast", _priority=r.randint(0, 3))
@@ -344,12 +352,15 @@ class Chaos:
         self.draining: dict[int, float] = {}  # slot -> deadline of a SIGTERM drain
         self.faults: Counter[str] = Counter()
         self.fault_log: list[tuple[float, str, str]] = []
+        self.targets: list[tuple[float, str, int | None]] = []  # (at, kind, pid it hit)
         self.problems: list[str] = []  # harness-level violations found while running
         self.drains: list[dict[str, Any]] = []
         self.producer: Producer | None = None
         self.thread: threading.Thread | None = None
         self.fault_kinds: list[str] = []
         self.timings: dict[str, float] = {}
+        self.t0 = time.time()
+        self.boot_crashes = 0
 
     # --- servers ----------------------------------------------------------------------------
 
@@ -398,6 +409,13 @@ class Chaos:
             elif not server.running() and server.signalled is None:
                 self.problems.append(f"server {server.name} died on its own "
                                      f"(exit {server.proc.returncode})")
+                if now - server.started_at < 5:
+                    self.boot_crashes += 1
+                    if self.boot_crashes >= 3:  # no hot restart loop: give up with the reason
+                        tail = "\n".join(server.output().splitlines()[-15:])
+                        raise RuntimeError(f"servers keep dying at start-up:\n{tail}")
+                else:
+                    self.boot_crashes = 0
                 self.start_server(slot, wait=False)
 
     def _cont(self, pid: int, proc: psutil.Process) -> None:
@@ -411,7 +429,8 @@ class Chaos:
 
     def next_fault_kind(self) -> str:
         if not self.fault_kinds:  # each kind once per round, in a seeded order
-            self.fault_kinds = list(FAULTS_ALWAYS + (FAULTS_PRIVATE_PG if self.db and self.db.private else []))
+            private = bool(self.db and self.db.private)
+            self.fault_kinds = FAULTS_ALWAYS + (FAULTS_PRIVATE_PG if private else [])
             self.rng.shuffle(self.fault_kinds)
         return self.fault_kinds.pop()
 
@@ -427,17 +446,20 @@ class Chaos:
             if not workers:
                 return None
             server, worker = self.rng.choice(workers)
+            self.targets.append((time.time(), kind, worker.pid))
             if kind == "kill_worker":
                 worker.kill()
                 return f"SIGKILL worker {worker.pid} of {server.name}"
             worker.suspend()
-            self.stopped[worker.pid] = (worker, time.time() + TASK_TIMEOUT + GRACE + 1.5)
-            return f"SIGSTOP worker {worker.pid} of {server.name} for {TASK_TIMEOUT + GRACE + 1.5:g} s"
+            pause = TASK_TIMEOUT + GRACE + 1.5  # longer than the task timeout and its grace
+            self.stopped[worker.pid] = (worker, time.time() + pause)
+            return f"SIGSTOP worker {worker.pid} of {server.name} for {pause:g} s"
         if kind in ("kill_supervisor", "term_restart", "hup"):
             if not live:
                 return None
             server = self.rng.choice(live)
             slot = next(k for k, v in self.slots.items() if v is server)
+            self.targets.append((time.time(), kind, server.pid))
             if kind == "hup":
                 os.kill(server.pid, signal.SIGHUP)
                 return f"SIGHUP {server.name}"
@@ -474,7 +496,7 @@ class Chaos:
     # --- phases -----------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        t0 = time.time()
+        self.t0 = t0 = time.time()
         self.db = Database(self.args.database_url, self.workdir)
         self.timings["database_s"] = time.time() - t0
         for slot in range(1, SERVERS + 1):
@@ -491,9 +513,7 @@ class Chaos:
             self.thread.join(40)
             queue.close()
         self.calm_down()
-        result = self.check()
-        self.timings["total_s"] = time.time() - t0
-        return result
+        return self.check()
 
     def chaos_phase(self) -> None:
         start = time.time()
@@ -560,13 +580,14 @@ class Chaos:
             lines.append((what, int(pid), int(attempt), float(at)))
         return lines
 
-    def check(self) -> dict[str, Any]:
+    def check(self) -> dict[str, Any]:  # noqa: C901 - one invariant after another
         assert self.db is not None and self.producer is not None
         invariants: dict[str, dict[str, Any]] = {}
         with self.db.connect() as conn:
             rows = conn.execute(
-                "SELECT id::text, name, state, result, error_message, attempts, scheduled_at > now()"
-                " FROM queued_tasks WHERE name LIKE %s", (TASK_PREFIX + "%",)).fetchall()
+                "SELECT id::text, name, state, result, error_message, attempts,"
+                " scheduled_at > now() FROM queued_tasks WHERE name LIKE %s",
+                (TASK_PREFIX + "%",)).fetchall()
             edges = conn.execute(
                 "SELECT d.task_id::text, d.depends_on::text FROM queued_task_dependencies d"
                 " JOIN queued_tasks t ON t.id = d.task_id WHERE t.name LIKE %s",
@@ -599,16 +620,24 @@ class Chaos:
 
         # 3. no task completed twice unless a fault forced a rerun
         duplicates, unexplained = [], []
+        server_of = {pid: s.pid for s in self.servers for pid in s.workers_seen}
         for i, lines in runs.items():
             dones = [x for x in lines if x[0] == "done"]
             if len(dones) < 2:
                 continue
-            starts_after = [x[3] for x in lines if x[0] == "start" and x[3] > dones[0][3]]
-            window_end = starts_after[0] if starts_after else dones[-1][3]
-            causes = sorted({kind for at, kind, _ in self.fault_log
-                             if dones[0][3] - 1.0 <= at <= window_end and kind in RERUN_CAUSES})
+            first = dones[0]
+            first_start = max((x[3] for x in lines if x[0] == "start" and x[1] == first[1]
+                               and x[2] == first[2]), default=first[3])
+            second_start = max(x[3] for x in lines if x[0] == "start" and x[1:3] == dones[1][1:3])
+            hit = {first[1], server_of.get(first[1])}
+            causes = sorted(
+                {kind for at, kind, pid in self.targets if kind in PROCESS_CAUSES
+                 and pid in hit and first_start - 0.1 <= at <= second_start}
+                | {kind for at, kind, _ in self.fault_log if kind in DATABASE_CAUSES
+                   and first_start - DATABASE_EFFECT <= at <= second_start})
             entry = {"id": i, "kind": self._kind(i, tasks), "completions": len(dones),
-                     "causes": causes, "error_message": (tasks[i][4] or "")[:200]}
+                     "overlapping": second_start < first[3], "causes": causes,
+                     "error_message": (tasks[i][4] or "")[:200]}
             duplicates.append(entry)
             if not causes:
                 unexplained.append(entry)
@@ -652,7 +681,16 @@ class Chaos:
         invariants["no_orphan_workers"] = self.check_orphans()
         invariants["clean_stop"] = self.stop_all_and_check()
 
-        # 8. the harness itself: drains exited 0, no server died on its own
+        # 8. a server declared dead while alive (cut off from the database longer than the
+        # server timeout) must recover, not keep running tasks that others rescue again and again
+        zombies = []
+        for server in self.servers:
+            times = server.output().count("this server was declared dead by another")
+            if times > 1:
+                zombies.append({"server": server.name, "pid": server.pid, "declared_dead": times})
+        invariants["declared_dead_servers_recover"] = {"ok": not zombies, "violations": zombies}
+
+        # 9. the harness itself: drains exited 0, no server died on its own
         invariants["servers_behaved"] = {"ok": not self.problems, "violations": self.problems,
                                          "drains": self.drains}
 
@@ -660,6 +698,7 @@ class Chaos:
         for i, r in tasks.items():
             by_kind[self._kind(i, tasks)][r[2]] += 1
         all_runs = [x for lines in runs.values() for x in lines]
+        self.timings["total_s"] = time.time() - self.t0
         return {
             "ok": all(v["ok"] for v in invariants.values()),
             "seed": self.args.seed,
@@ -808,11 +847,12 @@ class Chaos:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)  # expected: pg restarts
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=1.0, help="length of the fault phase")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--database-url", help="a PostgreSQL server to use (no pg restarts)")
-    parser.add_argument("--settle-timeout", type=float, default=30.0,
+    parser.add_argument("--settle-timeout", type=float, default=20.0,
                         help="longest wait for quiescence after the faults stop (seconds)")
     parser.add_argument("--fault-rate", type=float, default=1.0,
                         help="multiplier of the fault frequency (about one per 1.75 s)")

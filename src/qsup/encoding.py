@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 from collections.abc import Callable
@@ -10,8 +11,10 @@ from typing import Any
 from qsup.errors import TaskDefinitionError
 
 
+@functools.lru_cache(maxsize=4096)
 def task_path(fn: Callable[..., Any]) -> str:
-    """``module:qualname`` of a module-level function, refusing what a worker cannot import."""
+    """``module:qualname`` of a module-level function, refusing what a worker cannot import.
+    Cached: batch enqueues check each function once, not once per row."""
     target = getattr(fn, "__qsup_task__", fn)
     module = getattr(target, "__module__", None)
     qualname = getattr(target, "__qualname__", None)
@@ -56,12 +59,29 @@ def resolve_task(path: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
+def _check_keys(value: Any, what: str) -> None:
+    """json.dumps would turn ``{1: "x"}`` into ``{"1": "x"}``: refuse instead of changing it."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TaskDefinitionError(
+                    f"{what} is not JSON-serialisable: dict key {key!r} is not a string")
+            _check_keys(item, what)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_keys(item, what)
+
+
 def to_json(value: Any, what: str) -> str:
-    """Strict JSON (no NaN, no arbitrary objects); ``what`` names the value in the error."""
+    """Strict JSON (no NaN, no arbitrary objects, string keys only); ``what`` names the value
+    in the error."""
     try:
+        _check_keys(value, what)
         return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise TaskDefinitionError(f"{what} is not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise TaskDefinitionError(f"{what} is nested too deeply to encode") from None
 
 
 def encode_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> tuple[str, str]:

@@ -1,7 +1,7 @@
 """Messages between the supervisor and its workers, pickled over ``multiprocess`` pipes.
 
 Supervisor → worker: :class:`Assign`, :class:`Stop`.
-Worker → supervisor: :class:`Ready`, :class:`Started`, :class:`Finished`, :class:`Released`,
+Worker → supervisor: :class:`Ready`, :class:`Started`, :class:`Results`, :class:`Released`,
 :class:`Log`, :class:`SaveContext`, :class:`Enqueue`.
 Plain ``pickle`` (not dill) keeps the hot path cheap; every message is a small frozen dataclass.
 """
@@ -66,6 +66,13 @@ class Finished:
     error: str | None = None
     retry_delay: float | None = None
     rss: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Results:
+    """Several ``Finished`` in one message: tiny tasks report in batches (a few ms at most)."""
+
+    finished: tuple[Finished, ...]
 
 
 @dataclass(frozen=True, slots=True)

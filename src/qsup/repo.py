@@ -102,7 +102,7 @@ async def find_unfinished_by_unique_key_async(
 def copy_rows(tasks: Sequence[NewTask]) -> Iterable[tuple[Any, ...]]:
     for t in tasks:
         yield (t.id, t.name, "enqueued", t.parent, t.queue, t.priority, t.args, t.kwargs,
-               datetime.now().astimezone(), t.max_retries, t.timeout, t.context)
+               t.max_retries, t.timeout, t.context)
 
 
 def copy_tasks(conn: Conn, tasks: Sequence[NewTask]) -> None:
@@ -129,42 +129,47 @@ def next_due_in(conn: Conn, queues: Sequence[str]) -> float | None:
     return row[0] if row else None
 
 
-def mark_running(conn: Conn, rows: Sequence[tuple[uuid.UUID, datetime, int]]) -> None:
+def mark_running(conn: Conn, server_id: int, rows: Sequence[tuple[uuid.UUID, datetime, int]]) -> None:
     ids, started, pids = zip(*rows, strict=True)
-    conn.execute(Q["mark_running"], {"ids": list(ids), "started": list(started), "pids": list(pids)})
+    conn.execute(Q["mark_running"], {"ids": list(ids), "started": list(started),
+                                     "pids": list(pids), "server_id": server_id})
 
 
 def complete_batch(
-    conn: Conn, rows: Sequence[tuple[uuid.UUID, str, datetime, datetime, int]]
+    conn: Conn, server_id: int, rows: Sequence[tuple[uuid.UUID, str, datetime, datetime, int]]
 ) -> list[uuid.UUID]:
-    """Rows of (id, result JSON, started, done, pid); returns the ids actually completed."""
+    """Rows of (id, result JSON, started, done, pid); returns the ids actually completed
+    (only tasks this server still holds: a rescued task is another server's now)."""
     ids, results, started, done, pids = zip(*rows, strict=True)
     params = {"ids": list(ids), "results": list(results), "started": list(started),
-              "done": list(done), "pids": list(pids)}
+              "done": list(done), "pids": list(pids), "server_id": server_id}
     return [row[0] for row in conn.execute(Q["complete_batch"], params)]
 
 
 def retry_batch(
-    conn: Conn, rows: Sequence[tuple[uuid.UUID, float, str]]
+    conn: Conn, server_id: int, rows: Sequence[tuple[uuid.UUID, float, str]]
 ) -> list[tuple[uuid.UUID, str]]:
     """Rows of (id, delay seconds, error); returns (id, queue) of the tasks requeued."""
     ids, delays, errors = zip(*rows, strict=True)
-    params = {"ids": list(ids), "delays": list(delays), "errors": list(errors)}
+    params = {"ids": list(ids), "delays": list(delays), "errors": list(errors),
+              "server_id": server_id}
     return [(row[0], row[1]) for row in conn.execute(Q["retry_batch"], params)]
 
 
 def fail_batch(
-    conn: Conn, rows: Sequence[tuple[uuid.UUID, str, datetime | None]]
+    conn: Conn, server_id: int, rows: Sequence[tuple[uuid.UUID, str, datetime | None]]
 ) -> list[uuid.UUID]:
     """Rows of (id, error, started or None); returns the ids marked failed."""
     ids, errors, started = zip(*rows, strict=True)
-    params = {"ids": list(ids), "errors": list(errors), "started": list(started)}
+    params = {"ids": list(ids), "errors": list(errors), "started": list(started),
+              "server_id": server_id}
     return [row[0] for row in conn.execute(Q["fail_batch"], params)]
 
 
-def release_batch(conn: Conn, ids: Sequence[uuid.UUID]) -> list[str]:
+def release_batch(conn: Conn, server_id: int, ids: Sequence[uuid.UUID]) -> list[str]:
     """Give tasks back without using an attempt; returns their queues."""
-    return [row[0] for row in conn.execute(Q["release_batch"], {"ids": list(ids)})]
+    params = {"ids": list(ids), "server_id": server_id}
+    return [row[0] for row in conn.execute(Q["release_batch"], params)]
 
 
 def release_dependents(conn: Conn, ids: Sequence[uuid.UUID]) -> list[str]:
@@ -173,16 +178,26 @@ def release_dependents(conn: Conn, ids: Sequence[uuid.UUID]) -> list[str]:
 
 
 def cancel_dependents(conn: Conn, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """Cancel, recursively, waiting tasks depending on these; returns the ids cancelled."""
-    return [row[0] for row in conn.execute(Q["cancel_dependents"], {"ids": list(ids)})]
+    """Cancel, recursively, waiting tasks depending on these; returns the ids cancelled.
+
+    One statement sees one snapshot: a dependent committed by a concurrent enqueue while
+    this ran would be missed, so passes repeat (each with a fresh snapshot) until one
+    cancels nothing."""
+    cancelled: list[uuid.UUID] = []
+    roots = list(ids)
+    while roots:
+        roots = [row[0] for row in conn.execute(Q["cancel_dependents"], {"ids": roots})]
+        cancelled.extend(roots)
+    return cancelled
 
 
 def cancel_requests(conn: Conn, server_id: int) -> list[uuid.UUID]:
     return [row[0] for row in conn.execute(Q["cancel_requests"], {"server_id": server_id})]
 
 
-def cancel_batch(conn: Conn, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    return [row[0] for row in conn.execute(Q["cancel_batch"], {"ids": list(ids)})]
+def cancel_batch(conn: Conn, server_id: int, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    params = {"ids": list(ids), "server_id": server_id}
+    return [row[0] for row in conn.execute(Q["cancel_batch"], params)]
 
 
 def prune_finished(conn: Conn, ttl: float, limit: int = 10_000) -> int:
@@ -216,7 +231,8 @@ def register_server(
 
 
 def heartbeat(conn: Conn, server_id: int, max_workers: int, active: int, idle: int) -> bool:
-    """Refresh this server's row; False when another server has declared it dead."""
+    """Refresh this server's row (reviving it); False when another server had declared it
+    dead meanwhile (its tasks were then rescued)."""
     params = {"server_id": server_id, "max_workers": max_workers, "active": active, "idle": idle}
     row = conn.execute(Q["heartbeat"], params).fetchone()
     return bool(row and row[0])

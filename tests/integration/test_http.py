@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 with warnings.catch_warnings():  # starlette 1.x suggests httpx2; httpx is what we install
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
+from qsup.api import TaskRef
 from qsup.http.app import create_app
 from qsup.settings import Config
 from tests import tasks
@@ -206,6 +207,7 @@ def test_openapi_document_lists_every_route(client: TestClient) -> None:
                  "/api/tasks/{task_id}/retry", "/api/tasks/{task_id}/cancel",
                  "/api/tasks/clear", "/api/schedules/{name}/run"):
         assert path in doc["paths"], path
+    assert set(doc["paths"]["/api/tasks"]) == {"get", "post"}  # list and enqueue
 
 
 # --- metrics --------------------------------------------------------------------------------
@@ -310,16 +312,16 @@ def free_port() -> int:
 class HttpServer:
     """``qsup serve --import tests.tasks --port P`` (with HTTP); stopped by pid only."""
 
-    def __init__(self, db_url: str, log: Path) -> None:
+    def __init__(self, db_url: str, log: Path, workers: int = 2, token: str = TOKEN) -> None:
         self.port = free_port()
         self.log_path = log
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         env = {**os.environ, "QUEUE_DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1",
-               "QSUP_ADMIN_TOKEN": TOKEN}
+               "QSUP_ADMIN_TOKEN": token}
         env.pop("QSUP_CONFIG", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qsup", "serve", "--import", "tests.tasks", "--workers", "2",
-             "--port", str(self.port)], cwd=ROOT, env=env, stdout=self.log,
+            [sys.executable, "-m", "qsup", "serve", "--import", "tests.tasks", "--workers",
+             str(workers), "--port", str(self.port)], cwd=ROOT, env=env, stdout=self.log,
             stderr=subprocess.STDOUT)
         self.children: set[int] = set()
 
@@ -378,6 +380,12 @@ def test_real_serve_health_and_metrics(db_url: str, queue: Any, tmp_path: Path) 
         assert rss and all(s.value > 0 for s in rss)
         denied = httpx.post(server.url(f"/api/tasks/{ref.task_id}/retry"), timeout=5)
         assert denied.status_code == 401
+        # The HTTP process knows the @task functions of the modules the server imported.
+        enqueued = httpx.post(server.url("/api/tasks"), headers=AUTH, timeout=5,
+                              json={"task": "tests.tasks:decorated", "args": [4]})
+        assert enqueued.status_code == 201, enqueued.text
+        from_http = TaskRef(queue, uuid.UUID(enqueued.json()["id"]))
+        assert from_http.result(timeout=20) == 8  # decorated(4) ran on a worker
     finally:
         code = server.stop()
     assert code == 0, server.log_path.read_text(errors="replace")

@@ -3,6 +3,7 @@ enqueue of registered tasks; all need the admin bearer token."""
 
 from __future__ import annotations
 
+import sys
 import uuid
 from typing import Any
 
@@ -16,7 +17,7 @@ __all__ = ["client"]  # the fixture, shared with test_http.py
 
 # --- mutations ------------------------------------------------------------------------------
 
-MUTATIONS = ["/api/tasks/{id}/retry", "/api/tasks/{id}/cancel", "/api/tasks/clear",
+MUTATIONS = ["/api/tasks", "/api/tasks/{id}/retry", "/api/tasks/{id}/cancel", "/api/tasks/clear",
              "/api/schedules/nightly/pause", "/api/schedules/nightly/resume",
              "/api/schedules/nightly/run"]
 
@@ -105,3 +106,109 @@ def test_schedules_list_pause_resume_run(db_url: str) -> None:
             missing = c.post(f"/api/schedules/ghost/{action}", headers=AUTH)
             assert missing.status_code == 404, missing.text
         assert c.post("/api/schedules/nightly/explode", headers=AUTH).status_code == 404
+
+
+# --- enqueue of registered tasks ------------------------------------------------------------
+
+
+def test_enqueue_registered_task(client: TestClient) -> None:
+    response = client.post("/api/tasks", headers=AUTH,
+                           json={"task": "tests.tasks:decorated", "args": [21]})
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["name"] == "tests.tasks:decorated" and created["queue"] == "special"
+    task = client.get(f"/api/tasks/{created['id']}").json()
+    assert task["args"] == [21] and task["kwargs"] == {} and task["max_retries"] == 0
+    assert task["state"] == created["state"] == "enqueued"
+
+
+def test_enqueue_with_options(client: TestClient) -> None:
+    response = client.post("/api/tasks", headers=AUTH, json={
+        "task": "tests.tasks:decorated", "kwargs": {"x": 2}, "queue": "mail", "priority": 7,
+        "delay": 3600})
+    assert response.status_code == 201, response.text
+    task = client.get(f"/api/tasks/{response.json()['id']}").json()
+    assert task["queue"] == "mail" and task["priority"] == 7 and task["kwargs"] == {"x": 2}
+    assert task["scheduled_at"] > task["date_enqueued"]  # due in an hour, not now
+
+
+@pytest.mark.parametrize("name", ["tests.tasks:add", "os:system", "qsup_no_such_module:f",
+                                  "tests.tasks", ""])
+def test_enqueue_refuses_unregistered_names(client: TestClient, name: str) -> None:
+    response = client.post("/api/tasks", headers=AUTH, json={"task": name})
+    assert response.status_code == (404 if name else 400), response.text
+    assert "error" in response.json()
+    assert "qsup_no_such_module" not in sys.modules  # never imported
+    assert client.get("/api/tasks").json()["tasks"] == []
+
+
+@pytest.mark.parametrize("body", [
+    {"task": "tests.tasks:decorated", "args": {"x": 1}},
+    {"task": "tests.tasks:decorated", "kwargs": [1]},
+    {"task": "tests.tasks:decorated", "kwargs": {"_queue": "sneaky"}},
+    {"task": "tests.tasks:decorated", "priority": "high"},
+    {"task": "tests.tasks:decorated", "priority": True},
+    {"task": "tests.tasks:decorated", "delay": -1},
+    {"task": "tests.tasks:decorated", "queue": "bad queue!"},
+    {"task": "tests.tasks:decorated", "queue": 5},
+    {"task": "tests.tasks:decorated", "eta": "tomorrow"},
+    {"task": "tests.tasks:decorated", "args": ["x" * 4_000_000]},  # over max_args_bytes
+    {"args": [1]}, [1],
+])
+def test_enqueue_rejects_bad_bodies(client: TestClient, body: Any) -> None:
+    response = client.post("/api/tasks", headers=AUTH, json=body)
+    assert response.status_code == 400, response.text
+    assert "error" in response.json()
+    assert client.get("/api/tasks").json()["tasks"] == []
+
+
+# --- protect_reads --------------------------------------------------------------------------
+
+OPEN = ("/livez", "/health/queue", "/", "/static/app.js", "/static/style.css")
+
+
+def read_paths(c: TestClient, task_id: uuid.UUID) -> list[str]:
+    """Every GET of the OpenAPI document but the open ones, with a real task id."""
+    paths = c.get("/api/openapi.json", headers=AUTH).json()["paths"]
+    return [p.replace("{task_id}", str(task_id)) for p, ops in paths.items()
+            if "get" in ops and p not in OPEN]
+
+
+def test_protect_reads_requires_the_token(db_url: str, queue: Any) -> None:
+    ref = queue.add_task(tasks.noop)
+    with make_client(db_url, admin_token=TOKEN, protect_reads=True) as c:
+        paths = read_paths(c, ref.task_id)
+        assert {"/metrics", "/api/tasks", "/api/stats", "/api/openapi.json"} <= set(paths)
+        for path in paths:
+            denied = c.get(path)
+            assert denied.status_code == 401, path
+            assert denied.headers["www-authenticate"] == "Bearer"
+            assert c.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
+            assert c.get(path, headers=AUTH).status_code == 200, path
+        for path in OPEN:  # liveness, health, and the page (no data) stay open
+            assert c.get(path).status_code in (200, 503), path
+        no_auth = c.post(f"/api/tasks/{ref.task_id}/cancel")
+        assert no_auth.status_code == 401
+
+
+def test_protect_reads_without_a_token_refuses_reads(db_url: str) -> None:
+    with make_client(db_url, protect_reads=True) as c:
+        response = c.get("/api/tasks", headers=AUTH)
+        assert response.status_code == 403 and "QSUP_ADMIN_TOKEN" in response.json()["error"]
+        assert c.get("/metrics").status_code == 403
+        assert c.get("/livez").status_code == 200
+
+
+def test_reads_open_by_default(client: TestClient) -> None:
+    for path in ("/api/tasks", "/api/stats", "/metrics", "/api/openapi.json"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_protect_reads_beside_the_users_app(db_url: str) -> None:
+    with make_client(db_url, admin_token=TOKEN, protect_reads=True,
+                     app="tests.integration.test_http:USER_APP") as c:
+        assert c.get("/qsup/api/tasks").status_code == 401
+        assert c.get("/qsup/api/tasks", headers=AUTH).status_code == 200
+        assert c.get("/qsup/livez").status_code == 200
+        assert c.get("/qsup/").status_code == 200
+        assert c.get("/").text == "user root"  # the user's app is not ours to protect

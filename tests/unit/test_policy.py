@@ -45,17 +45,41 @@ def test_recycle_reasons():
     assert policy.recycle_reason(WorkerView(False, 0, 1000, 10**6), 0, 0) is None
 
 
-def test_claim_and_handoff_sizes():
-    assert policy.claim_size(0, 0, 200) == 0
-    assert policy.claim_size(2, 0, 200) == 32
-    assert policy.claim_size(2, 40, 200) == 0
-    assert policy.claim_size(100, 0, 200) == 200
-    assert policy.handoff_size(0, 3) == 0
-    assert policy.handoff_size(1, 3) == 1
-    assert policy.handoff_size(10, 2) == 5
-    assert policy.handoff_size(1000, 2) == policy.MAX_HANDOFF
-    assert policy.handoff_size(1000, 2, cap=1) == 1
-    assert policy.claim_size(2, 0, 200, cap=1) == 2
+def test_claim_sizes_fill_two_batches_per_worker_for_tiny_tasks():
+    assert policy.claim_size([], 0, 0, 200, cap=16) == 0
+    assert policy.claim_size([0, 0], 0, 0, 200, cap=16) == 64  # two workers, depth 2 x 16
+    assert policy.claim_size([30, 30], 0, 10, 200, cap=16) == 0  # full enough
+    assert policy.claim_size([0, 0], 2, 0, 200, cap=16) == 96  # spare workers count too
+    assert policy.claim_size([0] * 100, 0, 0, 200, cap=16) == 200
+    assert policy.claim_size([0, 1], 0, 0, 200, cap=1) == 1  # slow tasks: one per idle worker
+    assert policy.claim_size([0, 0], 0, 1, 200, cap=1) == 1
+
+
+def test_refill_tops_up_when_one_batch_is_left():
+    assert policy.refill_size(0, 0, 2, cap=16) == 0
+    assert policy.refill_size(0, 100, 2, cap=16) == 16
+    assert policy.refill_size(16, 100, 2, cap=16) == 16
+    assert policy.refill_size(17, 100, 2, cap=16) == 0
+    assert policy.refill_size(0, 10, 2, cap=16) == 5  # fair share
+    assert policy.refill_size(0, 1, 3, cap=16) == 1
+    assert policy.refill_size(0, 5, 2, cap=1) == 1
+    assert policy.refill_size(1, 5, 2, cap=1) == 0
+
+
+@given(st.lists(st.integers(0, 40), max_size=20), st.integers(0, 10), st.integers(0, 500),
+       st.integers(1, 1000), st.integers(1, 16))
+def test_claims_never_exceed_the_batch_limit_or_the_room(in_flight, spare, buffered, limit, cap):
+    size = policy.claim_size(in_flight, spare, buffered, limit, cap)
+    assert 0 <= size <= limit
+    room = sum(max(0, policy.queue_depth(cap) - n) for n in in_flight) + spare * cap
+    assert buffered + size <= max(room, buffered)
+
+
+@given(st.integers(0, 40), st.integers(0, 500), st.integers(1, 50), st.integers(1, 16))
+def test_refills_respect_depth_and_buffer(in_flight, buffered, consumers, cap):
+    n = policy.refill_size(in_flight, buffered, consumers, cap)
+    assert 0 <= n <= buffered
+    assert in_flight + n <= max(in_flight, policy.queue_depth(cap))
 
 
 def test_batch_cap_sends_slow_tasks_one_at_a_time():

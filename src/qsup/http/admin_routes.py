@@ -6,7 +6,6 @@ With no ``admin_token`` configured every mutation is refused (403); a missing or
 
 from __future__ import annotations
 
-import hmac
 import importlib
 import json
 from types import ModuleType
@@ -19,10 +18,8 @@ from starlette.routing import BaseRoute, Route
 
 from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.http import store
-from qsup.http.app import JSON, Backend, backend_of
+from qsup.http.app import DISABLED, JSON, Backend, require_token
 from qsup.http.routes import bad, parse_uuid
-
-DISABLED = "admin actions are disabled: set QSUP_ADMIN_TOKEN to enable them"
 
 
 def admin_module() -> ModuleType:
@@ -34,17 +31,7 @@ def admin_module() -> ModuleType:
 
 
 def authorize(request: Request) -> Backend:
-    backend = backend_of(request)
-    token = backend.config.admin_token
-    if not token:
-        raise HTTPException(403, DISABLED)
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode("utf-8"), token.encode("utf-8")
-    ):
-        raise HTTPException(401, "missing or wrong bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
-    return backend
+    return require_token(request, DISABLED)
 
 
 def channel(backend: Backend) -> str | None:
@@ -106,9 +93,9 @@ async def clear_tasks(request: Request) -> Response:
     body = await json_body(request)
     states = body.get("states")
     queue = body.get("queue")
-    if states is not None and (not isinstance(states, list)
+    if states is not None and (not isinstance(states, list) or not states
                                or not all(s in store.STATES for s in states)):
-        raise bad(f"states: expected a list drawn from {', '.join(store.STATES)}")
+        raise bad(f"states: expected a non-empty list drawn from {', '.join(store.STATES)}")
     if queue is not None and (not isinstance(queue, str) or "\x00" in queue):
         raise bad("queue: expected a string")
     admin = admin_module()

@@ -9,6 +9,8 @@ other path goes to the user's app, whose lifespan (Starlette/FastAPI) runs insid
 from __future__ import annotations
 
 import contextlib
+import copy
+import hmac
 import importlib
 import json
 import uuid
@@ -24,7 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from qsup.errors import ConfigError
 from qsup.settings import Config
@@ -88,6 +90,53 @@ def backend_of(request: Request) -> Backend:
     return backend
 
 
+DISABLED = "admin actions are disabled: set QSUP_ADMIN_TOKEN to enable them"
+READS_DISABLED = ("reads are protected (QSUP_PROTECT_READS) but no QSUP_ADMIN_TOKEN is set:"
+                  " set one to read")
+
+
+def require_token(request: Request, refused: str = DISABLED) -> Backend:
+    """The backend, if the request carries the admin bearer token (compared in constant
+    time); 403 with ``refused`` when no token is configured, 401 when it is missing or wrong."""
+    backend = backend_of(request)
+    token = backend.config.admin_token
+    if not token:
+        raise HTTPException(403, refused)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode("utf-8"), token.encode("utf-8")
+    ):
+        raise HTTPException(401, "missing or wrong bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return backend
+
+
+OPEN_PATHS = frozenset({"/livez", "/health/queue", "/", "/static"})  # no data behind these
+
+
+def _token_required(inner: ASGIApp) -> ASGIApp:
+    """``inner`` behind the admin token (``protect_reads``)."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            require_token(Request(scope, receive), READS_DISABLED)
+        await inner(scope, receive, send)
+
+    return guarded
+
+
+def protect_reads(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """Put every route but :data:`OPEN_PATHS` behind the token (the page and its static
+    files hold no data; the page sends the token it is given with its API calls)."""
+    guarded: list[BaseRoute] = []
+    for route in routes:
+        if isinstance(route, Route | Mount) and route.path not in OPEN_PATHS:
+            route = copy.copy(route)  # the module's ROUTES are shared by every app
+            route.app = _token_required(route.app)
+        guarded.append(route)
+    return guarded
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return JSON({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
@@ -116,10 +165,13 @@ EXCEPTION_HANDLERS: Any = {
 
 
 def qsup_routes() -> list[BaseRoute]:
-    from qsup.http import admin_routes, dashboard, routes
+    from qsup.http import admin_routes, dashboard, enqueue, routes
     from qsup.http.metrics import metrics_endpoint
 
-    return [*routes.ROUTES, *admin_routes.ROUTES, Route("/metrics", metrics_endpoint),
+    # Mutations first: for a method no route allows, Starlette's 405 names the methods of the
+    # first route whose path matches, and /api/tasks/clear also matches /api/tasks/{task_id}.
+    return [*enqueue.ROUTES, *admin_routes.ROUTES, *routes.ROUTES,
+            Route("/metrics", metrics_endpoint),
             *dashboard.ROUTES]
 
 
@@ -153,7 +205,10 @@ def create_app(config: Config, url: str) -> Starlette:
         finally:
             backend.close()
 
-    inner = Starlette(routes=qsup_routes(), exception_handlers=EXCEPTION_HANDLERS)
+    routes = qsup_routes()
+    if config.protect_reads:
+        routes = protect_reads(routes)
+    inner = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     inner.state.qsup = backend
     if user_app is None:
         inner.router.lifespan_context = lifespan

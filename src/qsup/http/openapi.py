@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 STATES = ["waiting", "enqueued", "picked_up", "running", "completed", "failed", "cancelled"]
+CLEARABLE = ["waiting", "enqueued", "completed", "failed", "cancelled"]  # never picked up/running
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -16,6 +17,7 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 ERROR = _json({"$ref": "#/components/schemas/Error"}, "Error")
 OBJ = {"type": "object"}
+NO_NUL = "^[^\\x00]*$"  # PostgreSQL text holds no NUL character
 TASK_ID = {"name": "task_id", "in": "path", "required": True,
            "schema": {"type": "string", "format": "uuid"}}
 SECURED = {"security": [{"bearer": []}],
@@ -40,24 +42,53 @@ def _post(summary: str, params: list[dict[str, Any]], body: bool = False) -> dic
     if body:
         op["requestBody"] = {"required": False, "content": {"application/json": {"schema": {
             "type": "object", "properties": {
-                "states": {"type": "array", "items": {"type": "string", "enum": STATES}},
-                "queue": {"type": "string"}}}}}}
+                "states": {"type": ["array", "null"], "minItems": 1,
+                           "items": {"type": "string", "enum": CLEARABLE},
+                           "description": "Default: every state that can be cleared"},
+                "queue": {"type": ["string", "null"], "pattern": NO_NUL,
+                          "description": "Default: any queue"}}}}}}
     return {"post": op}
 
 
 TASK_LIST_PARAMS = [
     _query("state", {"type": "string", "enum": STATES}, "Only tasks in this state"),
-    _query("queue", {"type": "string", "maxLength": 255}, "Only tasks of this queue"),
-    _query("name", {"type": "string", "maxLength": 255}, "Task path contains this text"),
+    _query("queue", {"type": "string", "maxLength": 255, "pattern": NO_NUL},
+           "Only tasks of this queue"),
+    _query("name", {"type": "string", "maxLength": 255, "pattern": NO_NUL},
+           "Task path contains this text"),
     _query("parent", {"type": "string", "format": "uuid"}, "Only children of this task"),
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
            "Page size"),
-    _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+    _query("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$", "maxLength": 255},
+           "next_cursor of the previous page (opaque; anything else is a 400)"),
 ]
 HEALTH = _json({"type": "object", "required": ["status"], "properties": {
     "status": {"type": "string", "enum": ["healthy", "degraded", "unhealthy"]},
     "workers": {"type": "integer"}, "reason": {"type": "string"},
     "error": {"type": "string"}}})
+
+
+ENQUEUE = {"post": {
+    "summary": "Enqueue a task registered with @task (never an arbitrary import path)",
+    "security": SECURED["security"],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["task"], "additionalProperties": False, "properties": {
+            "task": {"type": "string", "minLength": 1, "pattern": NO_NUL,
+                     "description": "module:function of a registered task"},
+            "args": {"type": "array", "default": []},
+            "kwargs": {"type": "object", "default": {},
+                       "propertyNames": {"pattern": "^[^_]"}},
+            "queue": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_.:-]{1,255}$"},
+            "priority": {"type": ["integer", "null"], "minimum": -2**31 + 1,
+                         "maximum": 2**31 - 1},
+            "delay": {"type": ["number", "null"], "minimum": 0, "maximum": 366 * 86400,
+                      "description": "Seconds before the task is due"}}}}}},
+    "responses": {"201": _json({"type": "object", "required": ["id", "name", "queue", "state"],
+                                "properties": {"id": {"type": "string", "format": "uuid"},
+                                               "name": {"type": "string"},
+                                               "queue": {"type": "string"},
+                                               "state": {"type": "string", "enum": STATES}}},
+                               "Enqueued"), **SECURED["responses"]}}}
 
 
 def document() -> dict[str, Any]:
@@ -69,14 +100,16 @@ def document() -> dict[str, Any]:
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
             "description": "Prometheus text format",
             "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/api/tasks": _get("Tasks, newest first", {
+        "/api/tasks": {**_get("Tasks, newest first", {
             "type": "object", "properties": {
                 "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
                 "next_cursor": {"type": ["string", "null"]}}}, TASK_LIST_PARAMS),
+            **ENQUEUE},
         "/api/tasks/{task_id}": _get("One task with children and dependencies",
                                      {"$ref": "#/components/schemas/Task"}, [TASK_ID]),
         "/api/tasks/{task_id}/logs": _get("A task's logs, oldest first", OBJ, [
-            TASK_ID, _query("after", {"type": "integer", "minimum": 0}, "Log id to start after"),
+            TASK_ID, _query("after", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+                            "Log id to start after"),
             _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most rows")]),
         "/api/stats": _get("Counts, throughput, stuck tasks", OBJ),
         "/api/servers": _get("Servers and their workers", OBJ),

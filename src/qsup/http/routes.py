@@ -41,7 +41,7 @@ def parse_uuid(value: str, what: str = "task id") -> uuid.UUID:
 
 def parse_int(request: Request, key: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(key)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -79,13 +79,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def task_filter(request: Request) -> store.TaskFilter:
-    state = text_param(request, "state")
+    state = request.query_params.get("state")  # typed: an empty value is an error too
     if state is not None and state not in store.STATES:
         raise bad(f"state: expected one of {', '.join(store.STATES)}")
-    parent = text_param(request, "parent")
+    parent = request.query_params.get("parent")
     return store.TaskFilter(state=state, queue=text_param(request, "queue"),
                             name=text_param(request, "name"),
-                            parent=parse_uuid(parent, "parent") if parent else None)
+                            parent=parse_uuid(parent, "parent") if parent is not None else None)
 
 
 # --- handlers -------------------------------------------------------------------------------
@@ -126,6 +126,8 @@ def list_tasks(request: Request) -> Response:
 
 
 def get_task(request: Request) -> Response:
+    if request.path_params["task_id"] == "clear":  # POST /api/tasks/clear, not a task id
+        raise HTTPException(405, "method not allowed", headers={"Allow": "POST"})
     task_id = parse_uuid(request.path_params["task_id"])
     with backend_of(request).connection() as conn:
         task = store.get_task(conn, task_id)
@@ -190,7 +192,6 @@ def schedules(request: Request) -> Response:
 ROUTES: list[BaseRoute] = [
     Route("/livez", livez),
     Route("/health/queue", health_queue),
-    Route("/api/tasks", list_tasks),
     Route("/api/tasks/{task_id}", get_task),
     Route("/api/tasks/{task_id}/logs", task_logs),
     Route("/api/stats", stats),

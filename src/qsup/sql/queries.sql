@@ -38,8 +38,8 @@ FROM ins
 
 -- name: copy_tasks
 -- COPY target for batch enqueue of tasks without dependencies or unique keys.
-COPY queued_tasks (id, name, state, parent_task, queue, priority, args, kwargs, scheduled_at,
-                   max_retries, timeout, context) FROM STDIN
+COPY queued_tasks (id, name, state, parent_task, queue, priority, args, kwargs, max_retries,
+                   timeout, context) FROM STDIN
 
 -- name: find_unfinished_by_unique_key
 -- The unfinished task holding a unique key.
@@ -80,7 +80,7 @@ WHERE state = 'enqueued'
 UPDATE queued_tasks t
 SET state = 'running', date_started = v.started, worker_pid = v.pid
 FROM unnest(%(ids)s::uuid[], %(started)s::timestamptz[], %(pids)s::int[]) AS v (id, started, pid)
-WHERE t.id = v.id AND t.state = 'picked_up'
+WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state = 'picked_up'
 
 -- name: complete_batch
 -- Mark tasks completed with their results.
@@ -89,7 +89,7 @@ SET state = 'completed', result = v.result, date_started = v.started, date_done 
     worker_pid = v.pid, error_message = NULL
 FROM unnest(%(ids)s::uuid[], %(results)s::jsonb[], %(started)s::timestamptz[],
             %(done)s::timestamptz[], %(pids)s::int[]) AS v (id, result, started, done, pid)
-WHERE t.id = v.id AND t.state IN ('picked_up', 'running')
+WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state IN ('picked_up', 'running')
 RETURNING t.id
 
 -- name: retry_batch
@@ -98,7 +98,7 @@ UPDATE queued_tasks t
 SET state = 'enqueued', scheduled_at = now() + make_interval(secs => v.delay),
     error_message = v.error, server_id = NULL, worker_pid = NULL, date_started = NULL
 FROM unnest(%(ids)s::uuid[], %(delays)s::float8[], %(errors)s::text[]) AS v (id, delay, error)
-WHERE t.id = v.id AND t.state IN ('picked_up', 'running')
+WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state IN ('picked_up', 'running')
 RETURNING t.id, t.queue
 
 -- name: fail_batch
@@ -108,7 +108,7 @@ SET state = 'failed', error_message = v.error, date_done = now(),
     date_started = coalesce(t.date_started, v.started)
 FROM unnest(%(ids)s::uuid[], %(errors)s::text[], %(started)s::timestamptz[])
     AS v (id, error, started)
-WHERE t.id = v.id AND t.state IN ('picked_up', 'running')
+WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state IN ('picked_up', 'running')
 RETURNING t.id
 
 -- name: release_batch
@@ -116,7 +116,7 @@ RETURNING t.id
 UPDATE queued_tasks
 SET state = 'enqueued', attempts = greatest(attempts - 1, 0), server_id = NULL,
     worker_pid = NULL, date_started = NULL
-WHERE id = ANY(%(ids)s::uuid[]) AND state IN ('picked_up', 'running')
+WHERE id = ANY(%(ids)s::uuid[]) AND server_id = %(server_id)s AND state IN ('picked_up', 'running')
 RETURNING queue
 
 -- name: release_dependents
@@ -166,12 +166,14 @@ VALUES (%(server_name)s, %(max_workers)s, %(hostname)s, %(pid)s, %(queues)s)
 RETURNING id
 
 -- name: heartbeat
--- Keep this server's row fresh; returns false if another server declared it dead.
-UPDATE queued_task_workers
+-- Keep this server's row fresh (reviving it if another server declared it dead); returns
+-- whether it was still marked running.
+UPDATE queued_task_workers w
 SET last_heartbeat = now(), max_workers = %(max_workers)s, active_workers = %(active)s,
-    idle_workers = %(idle)s
-WHERE id = %(server_id)s
-RETURNING is_running
+    idle_workers = %(idle)s, is_running = true, date_stopped = NULL
+FROM (SELECT id, is_running FROM queued_task_workers WHERE id = %(server_id)s FOR UPDATE) old
+WHERE w.id = old.id
+RETURNING old.is_running
 
 -- name: stop_server
 -- Clean exit: the row stays for history, marked not running.
@@ -252,7 +254,7 @@ WHERE server_id = %(server_id)s AND cancel_requested AND state IN ('picked_up', 
 -- Mark held tasks cancelled (their worker was stopped).
 UPDATE queued_tasks
 SET state = 'cancelled', date_done = now(), error_message = 'cancelled by operator'
-WHERE id = ANY(%(ids)s::uuid[]) AND state IN ('picked_up', 'running')
+WHERE id = ANY(%(ids)s::uuid[]) AND server_id = %(server_id)s AND state IN ('picked_up', 'running')
 RETURNING id
 
 -- name: prune_finished

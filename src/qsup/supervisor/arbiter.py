@@ -241,21 +241,13 @@ class Arbiter:
 
     def _on_message(self, worker: Worker, msg: Any, now: float) -> None:
         if isinstance(msg, protocol.Started):
-            worker.current, worker.started_at = msg.task_id, msg.at
-            task = worker.jobs[msg.task_id]
-            timeout = task.timeout or self.config.task_timeout
-            worker.deadline = now + timeout + self.config.timeout_grace
-            self.outbox.started(msg.task_id, msg.at, worker.pid, now)
-        elif isinstance(msg, protocol.Finished):
-            task = worker.jobs.pop(msg.task_id)
-            worker.current, worker.deadline, worker.rss = None, None, msg.rss
-            worker.tasks_done += 1
-            self.avg_task_seconds += 0.1 * ((msg.done - msg.started) - self.avg_task_seconds)
-            if not worker.jobs:
-                worker.idle_since = now
-            self.outbox.finished(task, msg, worker.pid, self.config, now)
-            self._maybe_recycle(worker)
+            self._started(worker, msg.task_id, msg.at, now)
+        elif isinstance(msg, protocol.Results):
+            for finished in msg.finished:
+                self._on_finished(worker, finished, now)
         elif isinstance(msg, protocol.Released):
+            if worker.current in msg.task_ids:
+                worker.current, worker.deadline = None, None
             self._give_back([worker.jobs.pop(i) for i in msg.task_ids], now)
         elif isinstance(msg, protocol.Log):
             self.outbox.log(msg.task_id, msg.type, msg.message, now, msg.at)
@@ -266,6 +258,24 @@ class Arbiter:
         elif isinstance(msg, protocol.Ready):
             worker.ready, worker.idle_since = True, now
             self.boot_failures = 0
+
+    def _on_finished(self, worker: Worker, msg: protocol.Finished, now: float) -> None:
+        task = worker.jobs.pop(msg.task_id)
+        worker.current, worker.deadline, worker.rss = None, None, msg.rss
+        worker.tasks_done += 1
+        self.avg_task_seconds += 0.1 * ((msg.done - msg.started) - self.avg_task_seconds)
+        self.outbox.finished(task, msg, worker.pid, self.config, now)
+        if worker.jobs:  # the worker went straight on to its next job
+            self._started(worker, next(iter(worker.jobs)), msg.done, now)
+        else:
+            worker.idle_since = now
+        self._maybe_recycle(worker)
+
+    def _started(self, worker: Worker, task_id: Any, at: float, now: float) -> None:
+        worker.current, worker.started_at = task_id, at
+        timeout = worker.jobs[task_id].timeout or self.config.task_timeout
+        worker.deadline = now + timeout + self.config.timeout_grace
+        self.outbox.started(task_id, at, worker.pid, now)
 
     def _maybe_recycle(self, worker: Worker) -> None:
         view = policy.WorkerView(worker.busy, worker.idle_since, worker.tasks_done,
@@ -350,18 +360,23 @@ class Arbiter:
     def _claim(self, now: float) -> None:
         if self.state != "running":
             return
-        free = sum(1 for w in self.workers.values() if w.available)
+        in_flight = [len(w.jobs) for w in self.workers.values() if w.accepting]
         spare = max(0, self.max_workers - len(self.workers))
-        self.buffer.extend(self.intake.claim(now, self.server_id, free + spare, len(self.buffer),
-                                             policy.batch_cap(self.avg_task_seconds)))
+        limit = policy.claim_size(in_flight, spare, len(self.buffer), self.config.claim_batch_size,
+                                  policy.batch_cap(self.avg_task_seconds))
+        self.buffer.extend(self.intake.claim(now, self.server_id, limit))
 
     def _dispatch(self, now: float) -> None:
-        idle = [w for w in self.workers.values() if w.available]
-        spare = max(0, self.max_workers - len(self.workers))
+        """Top up workers from the buffer, emptiest first, several jobs per message."""
         cap = policy.batch_cap(self.avg_task_seconds)
-        while self.buffer and idle:
-            worker = idle.pop()
-            count = policy.handoff_size(len(self.buffer), len(idle) + 1 + spare, cap)
+        spare = max(0, self.max_workers - len(self.workers))
+        takers = sorted((w for w in self.workers.values() if w.accepting), key=lambda w: len(w.jobs))
+        booting = sum(1 for w in self.workers.values() if not w.ready and w.retiring is None)
+        for index, worker in enumerate(takers):
+            consumers = len(takers) - index + spare + booting
+            count = policy.refill_size(len(worker.jobs), len(self.buffer), consumers, cap)
+            if not count:
+                continue
             tasks = [self.buffer.popleft() for _ in range(count)]
             jobs = tuple(protocol.Job(t.id, t.name, t.args, t.kwargs,
                                       t.timeout or self.config.task_timeout, t.attempts, t.context)
@@ -386,7 +401,8 @@ class Arbiter:
             return True
         channel = self.channel
         try:
-            return self.link.call(lambda conn: self.outbox.flush(conn, channel) or True) is True
+            return self.link.call(
+                lambda conn: self.outbox.flush(conn, self.server_id, channel) or True) is True
         except psycopg.Error as exc:  # a bad row must not stop the server: report and move on
             logger.opt(exception=exc).error("dropping {} updates that PostgreSQL refused",
                                             len(self.outbox))
@@ -400,6 +416,8 @@ class Arbiter:
                                       self.state == "running")
         if chores.new_work:
             self.intake.wake()
+        if chores.declared_dead:  # our claimed tasks were requeued: they are not ours any more
+            self.buffer.clear()
         if chores.cancel:
             self._cancel(chores.cancel, now)
 

@@ -23,6 +23,7 @@ class Chores:
 
     cancel: set[uuid.UUID] = field(default_factory=set)
     new_work: bool = False
+    declared_dead: bool = False
 
 
 class Housekeeper:
@@ -60,9 +61,14 @@ class Housekeeper:
               chores: Chores) -> None:
         alive = self.link.call(lambda conn: repo.heartbeat(conn, server_id, *workers))
         if alive is False:
-            logger.warning("this server was declared dead by another; its tasks were rescued")
-        dead = self.link.call(
-            lambda conn: repo.mark_dead_servers(conn, server_id, config.server_timeout)) or []
+            logger.warning("this server had been declared dead by another (its tasks were"
+                           " rescued); it is running again")
+            chores.declared_dead = True
+        if self.link.connected_for() < config.server_timeout:
+            dead: list[tuple[int, str]] = []  # just (re)connected: others' beats may be stale
+        else:                                 # because the database was away, not they
+            dead = self.link.call(
+                lambda conn: repo.mark_dead_servers(conn, server_id, config.server_timeout)) or []
         for other, name in dead:
             logger.warning("server {} ({}) missed its heartbeats: marked dead", other, name)
         rescued = self.link.call(repo.rescue_orphans) or []

@@ -75,15 +75,11 @@ class Intake:
             self.listen_fd = None
         self.listener.close()
 
-    def claim(self, now: float, server_id: int, capacity: int, buffered: int,
-              cap: int) -> list[repo.ClaimedTask]:
-        """Claim for ``capacity`` free worker slots if it is time to; may return nothing."""
+    def claim(self, now: float, server_id: int, limit: int) -> list[repo.ClaimedTask]:
+        """Claim up to ``limit`` tasks if it is time to; may return nothing."""
         if self.notify and self.listen_fd is None and now >= self.next_listen_at:
             self.listen()
-        if not (self.backlog or now >= self.next_poll):
-            return []
-        limit = policy.claim_size(capacity, buffered, self.config.claim_batch_size, cap)
-        if limit == 0:
+        if limit == 0 or not (self.backlog or now >= self.next_poll):
             return []
         queues = self.config.queues
         claimed = self.link.call(lambda conn: repo.claim_batch(conn, server_id, queues, limit))

@@ -25,6 +25,7 @@ class Link:
         self.failures = 0
         self.retry_at = 0.0
         self.on_reconnect: Callable[[], None] | None = None
+        self.connected_at = 0.0
 
     @property
     def up(self) -> bool:
@@ -33,6 +34,7 @@ class Link:
     def open(self) -> None:
         """First connection: failure is fatal (exit 3)."""
         self.conn = connect(self.url, prepare_threshold=0, application_name=self.name)
+        self.connected_at = time.monotonic()
 
     def call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T | None:
         """Run ``fn(conn)``; on a lost connection, note it and return None."""
@@ -44,6 +46,10 @@ class Link:
         except psycopg.OperationalError as exc:
             self._lost(str(exc))
             return None
+
+    def connected_for(self) -> float:
+        """Seconds since the current connection was made (0 when down)."""
+        return time.monotonic() - self.connected_at if self.up else 0.0
 
     def _lost(self, reason: str) -> None:
         if self.conn is not None:
@@ -65,6 +71,7 @@ class Link:
         except DatabaseUnreachable as exc:
             self._lost(str(exc))
             return False
+        self.connected_at = time.monotonic()
         logger.info("reconnected to PostgreSQL after {} attempt(s)", self.failures)
         self.failures = 0
         if self.on_reconnect:

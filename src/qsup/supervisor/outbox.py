@@ -115,7 +115,7 @@ class Outbox:
 
     # --- flushing -------------------------------------------------------------------------
 
-    def flush(self, conn: Any, channel: str | None) -> None:
+    def flush(self, conn: Any, server_id: int, channel: str | None) -> None:
         """Write everything in one transaction; on error nothing is cleared (retry later)."""
         wake: set[str] = set()
         with conn.transaction():
@@ -124,21 +124,21 @@ class Outbox:
             if self.contexts:
                 repo.save_contexts(conn, list(self.contexts.items()))
             if self.running:
-                repo.mark_running(conn, [(i, at, pid) for i, (at, pid) in self.running.items()])
+                repo.mark_running(conn, server_id, [(i, at, pid) for i, (at, pid) in self.running.items()])
             if self.completed:
-                done = repo.complete_batch(conn, self.completed)
+                done = repo.complete_batch(conn, server_id, self.completed)
                 if done:
                     wake.update(repo.release_dependents(conn, done))
             if self.retries:
-                wake.update(queue for _, queue in repo.retry_batch(conn, self.retries))
+                wake.update(queue for _, queue in repo.retry_batch(conn, server_id, self.retries))
             if self.failures:
-                failed = repo.fail_batch(conn, self.failures)
+                failed = repo.fail_batch(conn, server_id, self.failures)
                 if failed:
                     repo.cancel_dependents(conn, failed)
             if self.releases:
-                wake.update(repo.release_batch(conn, self.releases))
+                wake.update(repo.release_batch(conn, server_id, self.releases))
             if self.cancels:
-                cancelled = repo.cancel_batch(conn, self.cancels)
+                cancelled = repo.cancel_batch(conn, server_id, self.cancels)
                 if cancelled:
                     repo.cancel_dependents(conn, cancelled)
             if self.logs:

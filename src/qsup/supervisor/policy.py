@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-MAX_HANDOFF = 16  # most tasks sent to one worker in one message
+MAX_HANDOFF = 128  # most tasks sent to one worker in one message
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class WorkerView:
     retiring: bool = False
 
 
-def desired_spawns(current: int, idle: int, backlog: bool, min_workers: int, max_workers: int) -> int:
+def desired_spawns(current: int, idle: int, backlog: bool, min_workers: int,
+                   max_workers: int) -> int:
     """How many workers to start now: up to the minimum, plus one more while work waits and
     no worker is free; never beyond the maximum."""
     if current < min_workers:
@@ -67,18 +68,32 @@ def batch_cap(avg_task_seconds: float, target_seconds: float = 0.02) -> int:
     return max(1, min(MAX_HANDOFF, int(target_seconds / avg_task_seconds)))
 
 
-def claim_size(idle_workers: int, buffered: int, batch_limit: int, cap: int = MAX_HANDOFF) -> int:
-    """How many tasks to claim: a batch for every idle worker, minus what we already hold."""
-    want = idle_workers * cap - buffered
-    return max(0, min(batch_limit, want))
+def queue_depth(cap: int) -> int:
+    """Jobs a worker may hold: two batches of tiny tasks (one running, one waiting, so the
+    worker never idles during a round trip), but a single slow task (none waits behind it)."""
+    return 2 * cap if cap > 1 else 1
 
 
-def handoff_size(buffered: int, consumers: int, cap: int = MAX_HANDOFF) -> int:
-    """Tasks for the next idle worker: a fair share of the buffer among the workers that are
-    idle or could still be started, at least 1, at most ``cap``."""
-    if buffered <= 0:
+def claim_size(in_flight: Sequence[int], spare: int, buffered: int, batch_limit: int,
+               cap: int = MAX_HANDOFF) -> int:
+    """How many tasks to claim: room in the accepting workers (``in_flight`` jobs each) and in
+    workers that could still be started (``spare``), minus what we hold. Small top-ups wait
+    until a batch is worth it, unless nothing is held at all."""
+    depth = queue_depth(cap)
+    room = sum(max(0, depth - n) for n in in_flight) + spare * cap - buffered
+    if room < cap and buffered > 0:
         return 0
-    return max(1, min(cap, math.ceil(buffered / max(1, consumers))))
+    return max(0, min(batch_limit, room))
+
+
+def refill_size(in_flight: int, buffered: int, consumers: int, cap: int = MAX_HANDOFF) -> int:
+    """Jobs to send a worker holding ``in_flight``: once at most one batch is left, top it up
+    to the queue depth, sharing the buffer fairly among ``consumers``."""
+    depth = queue_depth(cap)
+    if buffered <= 0 or in_flight > depth - cap:
+        return 0
+    share = math.ceil(buffered / max(1, consumers))
+    return max(1, min(depth - in_flight, cap, share))
 
 
 def retry_delay(attempt: int, base: float, cap: float, jitter: float) -> float:

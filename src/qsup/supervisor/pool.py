@@ -43,8 +43,9 @@ class Worker:
         return bool(self.jobs)
 
     @property
-    def available(self) -> bool:
-        return self.ready and not self.jobs and self.retiring is None and self.exit_code is None
+    def accepting(self) -> bool:
+        """Booted, not told to stop, not dead: may be given jobs."""
+        return self.ready and self.retiring is None and self.exit_code is None
 
 
 def spawn(slot: int, config: Config) -> Worker:

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 from typing import Any
 
 from setproctitle import setproctitle
@@ -63,18 +64,47 @@ def worker_main(conn: Any, slot: int, parent_pid: int, config: Config) -> None:
         os._exit(code)
 
 
+REPORT_EVERY = 0.002  # seconds a finished job may wait to share a message with the next
+
+
 def _serve(conn: Any, slot: int, runner: Runner) -> None:
+    """Run jobs in the order received. A ``Started`` is sent only after waiting idle: when
+    jobs follow each other, each result tells the supervisor the next one began."""
+    jobs: deque[protocol.Job] = deque()
+    done: list[protocol.Finished] = []
+    title = ""
     while True:
-        setproctitle(f"qsup: worker {slot} idle")
-        message = protocol.decode(conn.recv_bytes())
-        if isinstance(message, protocol.Stop):
-            return
-        jobs = list(message.jobs)
-        while jobs:
-            if conn.poll(0) and isinstance(protocol.decode(conn.recv_bytes()), protocol.Stop):
+        announce = not jobs
+        if not jobs:
+            _report(conn, done)
+            setproctitle(title := f"qsup: worker {slot} idle")
+            if not _receive(conn, jobs):
+                return
+        while conn.poll(0):  # jobs (or a Stop) that arrived while we were busy
+            if not _receive(conn, jobs):
+                _report(conn, done)
                 conn.send_bytes(protocol.encode(protocol.Released(tuple(j.id for j in jobs))))
                 return
-            job = jobs.pop(0)
-            setproctitle(f"qsup: worker {slot} running {job.name}")
+        job = jobs.popleft()
+        if title != (title := f"qsup: worker {slot} running {job.name}"):
+            setproctitle(title)
+        if announce:
             conn.send_bytes(protocol.encode(protocol.Started(job.id, time.time())))
-            conn.send_bytes(protocol.encode(runner.run(job)))
+        done.append(runner.run(job))
+        if not jobs or done[-1].done - done[0].done >= REPORT_EVERY or done[-1].outcome != "ok":
+            _report(conn, done)
+
+
+def _report(conn: Any, done: list[protocol.Finished]) -> None:
+    if done:
+        conn.send_bytes(protocol.encode(protocol.Results(tuple(done))))
+        done.clear()
+
+
+def _receive(conn: Any, jobs: deque[protocol.Job]) -> bool:
+    """Read one message: queue its jobs, or return False for Stop."""
+    message = protocol.decode(conn.recv_bytes())
+    if isinstance(message, protocol.Stop):
+        return False
+    jobs.extend(message.jobs)
+    return True

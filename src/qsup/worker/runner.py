@@ -50,6 +50,7 @@ class Runner:
         self.loop = asyncio.new_event_loop()
         self.process = psutil.Process()
         self.allowed = tuple(config.allowed_task_modules)
+        self.measure_rss = bool(config.max_worker_memory_mb)  # psutil costs ~20 us per task
         self.max_result_bytes = config.max_result_bytes
         context.configure(config.max_logs_per_task)
 
@@ -63,8 +64,8 @@ class Runner:
             context.leave()
         if saved is not None:
             context.send(protocol.SaveContext(job.id, saved))
-        return protocol.Finished(job.id, outcome, started, time.time(), result, error, delay,
-                                 self.process.memory_info().rss)
+        rss = self.process.memory_info().rss if self.measure_rss else 0
+        return protocol.Finished(job.id, outcome, started, time.time(), result, error, delay, rss)
 
     def _call(self, job: protocol.Job) -> tuple[protocol.Outcome, str | None, str | None, float | None]:
         try:
@@ -106,8 +107,17 @@ class Runner:
         return text
 
 
+@cache
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
 def _bind(fn: Callable[..., Any], job: protocol.Job) -> inspect.BoundArguments:
+    if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
+        raise TaskDefinitionError(
+            f"malformed task row for {job.name}: args must be a JSON array and kwargs a JSON"
+            f" object (got {type(job.args).__name__} and {type(job.kwargs).__name__})")
     try:
-        return inspect.signature(fn).bind(*job.args, **job.kwargs)
+        return _signature(fn).bind(*job.args, **job.kwargs)
     except TypeError as exc:
         raise TaskDefinitionError(f"wrong arguments for {job.name}: {exc}") from None

@@ -19,15 +19,23 @@ function el(tag, text, cls) {
 
 function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
 
+function authHeaders() {
+  // Sent with every call when a token is entered: reads may be protected (QSUP_PROTECT_READS).
+  const token = $("token").value;
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
 async function getJSON(path) {
-  const response = await fetch(path, { headers: { Accept: "application/json" } });
+  const response = await fetch(path, { headers: { Accept: "application/json", ...authHeaders() } });
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401 || response.status === 403) {
+    $("updated").textContent = "reads need the admin token: " + (body.error || response.status);
+  }
   return { status: response.status, body };
 }
 
 async function post(path) {
-  const token = $("token").value;
-  const response = await fetch(path, { method: "POST", headers: { Authorization: "Bearer " + token } });
+  const response = await fetch(path, { method: "POST", headers: authHeaders() });
   const body = await response.json().catch(() => ({}));
   return { status: response.status, body };
 }
@@ -41,7 +49,8 @@ function row(cells, cls) {
 function renderHealth(health) {
   const badge = $("health");
   badge.textContent = health.status + (health.reason ? " (" + health.reason + ")" : "")
-    + (health.workers !== undefined ? " · " + health.workers + " workers" : "");
+    + (health.workers !== undefined
+      ? " · " + health.workers + (health.workers === 1 ? " worker" : " workers") : "");
   badge.className = "badge " + (["healthy", "degraded", "unhealthy"].includes(health.status) ? health.status : "");
 }
 
@@ -70,18 +79,56 @@ function renderStats(stats) {
   renderSpark(stats.throughput || []);
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+const SPARK_MINUTES = 30;
+
 function renderSpark(points) {
-  const perMinute = new Map();
-  for (const p of points) perMinute.set(p.minute, (perMinute.get(p.minute) || 0) + p.n);
-  const values = [...perMinute.values()];
+  // One stacked bar per minute of the last 30 (completed, failed), zeros included.
+  const now = Math.floor(Date.now() / 60000);
+  const bins = Array.from({ length: SPARK_MINUTES }, () => ({ completed: 0, failed: 0 }));
+  let total = 0;
+  for (const p of points) {
+    const age = now - Math.floor(Date.parse(p.minute) / 60000);
+    const index = SPARK_MINUTES - 1 - Math.max(0, Math.min(SPARK_MINUTES - 1, age));
+    if (p.state in bins[index]) bins[index][p.state] += p.n;
+    total += p.n;
+  }
   const svg = $("spark");
   clear(svg);
-  if (values.length === 0) return;
-  const max = Math.max(...values, 1);
-  const step = values.length > 1 ? 300 / (values.length - 1) : 0;
-  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-  line.setAttribute("points", values.map((v, i) => (i * step) + "," + (38 - (v / max) * 36)).join(" "));
-  svg.appendChild(line);
+  const max = Math.max(1, ...bins.map((b) => b.completed + b.failed));
+  const width = 300 / SPARK_MINUTES;
+  bins.forEach((bin, i) => {
+    let top = 40;
+    for (const state of ["completed", "failed"]) {
+      const height = (bin[state] / max) * 38;
+      if (height <= 0) continue;
+      top -= height;
+      const bar = document.createElementNS(SVG, "rect");
+      bar.setAttribute("x", String(i * width + 0.5));
+      bar.setAttribute("y", String(top));
+      bar.setAttribute("width", String(width - 1));
+      bar.setAttribute("height", String(height));
+      bar.setAttribute("class", "bar-" + state);
+      svg.appendChild(bar);
+    }
+  });
+  $("spark-total").textContent = total + " finished in the last " + SPARK_MINUTES + " min";
+}
+
+function when(value) {
+  // "2026-01-02T03:04:05.678+00:00" -> "2026-01-02 03:04:05" in the browser's time zone.
+  if (!value) return "";
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return String(value);
+  const pad = (n) => String(n).padStart(2, "0");
+  return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " "
+    + pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
+}
+
+function lastLine(text) {
+  // A traceback's last line names the exception: the useful part in a one-line cell.
+  const lines = String(text || "").split("\n").map((l) => l.trim()).filter(Boolean);
+  return lines.length ? lines[lines.length - 1] : "";
 }
 
 function renderServers(data) {
@@ -95,8 +142,10 @@ function renderServers(data) {
 }
 
 function taskRow(t) {
-  const tr = row([t.id.slice(0, 8), t.name, t.state, t.queue, t.attempts, t.date_enqueued,
-    el("td", t.error_message || "", "err")], "task");
+  const error = el("td", lastLine(t.error_message), "err");
+  if (t.error_message) error.title = t.error_message;
+  const tr = row([t.id.slice(0, 8), t.name, t.state, t.queue, t.attempts, when(t.date_enqueued),
+    error], "task");
   tr.children[2].className = "state-" + t.state;
   tr.addEventListener("click", () => { selected = t.id; refreshDetail(); });
   return tr;
@@ -116,6 +165,7 @@ async function refreshTasks(append) {
 
 function listItems(list, items) {
   clear(list);
+  if (items.length === 0) list.appendChild(el("li", "none", "muted"));
   for (const item of items) {
     const li = el("li", item.id + "  " + item.name + "  [" + item.state + "]");
     li.addEventListener("click", () => { selected = item.id; refreshDetail(); });
@@ -136,8 +186,10 @@ async function refreshDetail() {
   clear(fields);
   for (const key of ["name", "state", "queue", "priority", "attempts", "max_retries", "timeout",
     "date_enqueued", "scheduled_at", "date_started", "date_done", "parent_task", "worker_pid"]) {
+    const value = body[key] === null || body[key] === undefined ? ""
+      : key.startsWith("date_") || key === "scheduled_at" ? when(body[key]) : body[key];
     fields.appendChild(el("dt", key));
-    fields.appendChild(el("dd", body[key] === null ? "" : body[key]));
+    fields.appendChild(el("dd", value));
   }
   fields.appendChild(el("dt", "args"));
   fields.appendChild(el("dd", JSON.stringify(body.args) + " " + JSON.stringify(body.kwargs)));
@@ -148,7 +200,9 @@ async function refreshDetail() {
   $("d-context").textContent = JSON.stringify(body.context, null, 2);
   const tbody = $("d-logs").tBodies[0];
   clear(tbody);
-  for (const log of (logs.body.logs || [])) tbody.appendChild(row([log.date_created, log.type, log.message]));
+  for (const log of (logs.body.logs || [])) {
+    tbody.appendChild(row([when(log.date_created), log.type, el("td", log.message, "log")]));
+  }
 }
 
 async function action(kind) {
@@ -167,7 +221,7 @@ async function refresh() {
     if (servers.status === 200) renderServers(servers.body);
     await refreshTasks(false);
     await refreshDetail();
-    $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    if (stats.status === 200) $("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (err) {
     $("updated").textContent = "refresh failed: " + err;
   }
