@@ -118,3 +118,7 @@ def orphan_grandchild(directory: str) -> int:
 
 def big_result(size: int) -> str:
     return "x" * size
+
+
+def nul_result() -> str:
+    return "a\x00b"

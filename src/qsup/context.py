@@ -7,6 +7,7 @@ supervisor over the worker's pipe, and the supervisor writes them in batches.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 import uuid
@@ -45,9 +46,9 @@ def send(message: object) -> None:
         _send(data)
 
 
-def enter(job: protocol.Job) -> None:
+def enter(job: protocol.Job, context: dict[str, Any]) -> None:
     global _job, _context, _logs_sent
-    _job, _context, _logs_sent = job, dict(job.context), 0
+    _job, _context, _logs_sent = job, context, 0
 
 
 def leave() -> None:
@@ -114,6 +115,6 @@ current_task = CurrentTask()
 
 def snapshot_context() -> str | None:
     """The context as JSON if it changed since the job started, else None."""
-    if _job is None or _context == _job.context:
+    if _job is None or _context == json.loads(_job.context):  # fresh copy: nested edits count
         return None
     return to_json(_context, "the task context")

@@ -59,25 +59,37 @@ def resolve_task(path: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def _check_keys(value: Any, what: str) -> None:
-    """json.dumps would turn ``{1: "x"}`` into ``{"1": "x"}``: refuse instead of changing it."""
-    if isinstance(value, dict):
+def _check_value(value: Any, what: str) -> None:
+    """Refuse what JSON would silently change (``{1: "x"}`` becomes ``{"1": "x"}``) and what
+    PostgreSQL's jsonb cannot store (NUL characters)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise TaskDefinitionError(f"{what} contain a NUL character, which jsonb cannot store")
+    elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TaskDefinitionError(
                     f"{what} is not JSON-serialisable: dict key {key!r} is not a string")
-            _check_keys(item, what)
+            _check_value(key, what)
+            _check_value(item, what)
     elif isinstance(value, list | tuple):
         for item in value:
-            _check_keys(item, what)
+            _check_value(item, what)
 
 
 def to_json(value: Any, what: str) -> str:
     """Strict JSON (no NaN, no arbitrary objects, string keys only); ``what`` names the value
     in the error."""
     try:
-        _check_keys(value, what)
-        return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        _check_value(value, what)
+    except RecursionError:
+        raise TaskDefinitionError(f"{what} is nested too deeply to encode") from None
+    try:
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        text.encode()  # lone surrogates cannot become UTF-8, nor be stored
+        return text
+    except UnicodeEncodeError:
+        raise TaskDefinitionError(f"{what} contain text that is not valid Unicode") from None
     except (TypeError, ValueError) as exc:
         raise TaskDefinitionError(f"{what} is not JSON-serialisable: {exc}") from None
     except RecursionError:

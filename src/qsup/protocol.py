@@ -18,15 +18,16 @@ Outcome = Literal["ok", "error", "retry", "fatal", "timeout"]
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One task as a worker sees it."""
+    """One task as a worker sees it. Arguments and context stay JSON text until the worker
+    decodes them: the supervisor only forwards them, so it never pays for parsing."""
 
     id: uuid.UUID
     name: str
-    args: list[Any]
-    kwargs: dict[str, Any]
+    args: str
+    kwargs: str
     timeout: float
     attempt: int
-    context: dict[str, Any]
+    context: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,12 +58,12 @@ class ClaimedTask:
 
     id: uuid.UUID
     name: str
-    args: list[Any]
-    kwargs: dict[str, Any]
+    args: str  # JSON text, decoded by the worker
+    kwargs: str
     timeout: float | None
     attempts: int
     max_retries: int
-    context: dict[str, Any]
+    context: str
     queue: str
     priority: int
     scheduled_at: datetime = field(compare=False)
@@ -136,13 +136,14 @@ def mark_running(conn: Conn, server_id: int, rows: Sequence[tuple[uuid.UUID, dat
 
 
 def complete_batch(
-    conn: Conn, server_id: int, rows: Sequence[tuple[uuid.UUID, str, datetime, datetime, int]]
+    conn: Conn, server_id: int, rows: Sequence[tuple[uuid.UUID, str, float, float, int]]
 ) -> list[uuid.UUID]:
-    """Rows of (id, result JSON, started, done, pid); returns the ids actually completed
-    (only tasks this server still holds: a rescued task is another server's now)."""
-    ids, results, started, done, pids = zip(*rows, strict=True)
-    params = {"ids": list(ids), "results": list(results), "started": list(started),
-              "done": list(done), "pids": list(pids), "server_id": server_id}
+    """Rows of (id, result JSON text, started, done (epoch seconds), pid); returns the ids
+    completed (only tasks this server still holds: a rescued task is another server's now)."""
+    document = "[" + ",".join(  # results are already JSON text: spliced in, not re-encoded
+        f'{{"id":"{i}","result":{result},"started":{started!r},"done":{done!r},"pid":{pid}}}'
+        for i, result, started, done, pid in rows) + "]"
+    params = {"rows": document, "server_id": server_id}
     return [row[0] for row in conn.execute(Q["complete_batch"], params)]
 
 

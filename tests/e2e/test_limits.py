@@ -48,3 +48,11 @@ def test_orphaned_grandchildren_are_reaped(queue, conn, start_server, tmp_path):
 
     wait_for(gone, timeout=10, what="the orphan to be reaped")
     assert server.proc.poll() is None
+
+
+def test_a_result_jsonb_cannot_store_fails_the_task_not_the_batch(queue, conn, start_server):
+    start_server("--workers", "1")
+    refs = [queue.add_task(tasks.add, i, 1) for i in range(3)]
+    bad = queue.add_task(tasks.nul_result)
+    _failed_with(conn, bad, "NUL character")
+    assert [r.result(timeout=20) for r in refs] == [1, 2, 3]

@@ -157,3 +157,8 @@ def test_result_times_out_then_raises_on_failure(queue, conn):
     conn.execute("UPDATE queued_tasks SET state = 'completed', result = %s WHERE id = %s",
                  (json.dumps({"x": 1}), done.task_id))
     assert done.result(timeout=1) == {"x": 1}
+
+
+def test_nul_characters_are_refused_at_enqueue(queue):
+    with pytest.raises(TaskDefinitionError, match="NUL"):
+        queue.add_task(tasks.add, "a\x00", "b")

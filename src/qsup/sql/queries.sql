@@ -63,8 +63,9 @@ WITH picked AS (
     UPDATE queued_tasks t
     SET state = 'picked_up', attempts = t.attempts + 1, server_id = %(server_id)s
     FROM picked WHERE t.id = picked.id
-    RETURNING t.id, t.name, t.args, t.kwargs, t.timeout, t.attempts, t.max_retries, t.context,
-              t.queue, t.priority, t.scheduled_at
+    RETURNING t.id, t.name, t.args::text AS args, t.kwargs::text AS kwargs, t.timeout,
+              t.attempts, t.max_retries, t.context::text AS context, t.queue, t.priority,
+              t.scheduled_at
 )
 SELECT * FROM claimed ORDER BY priority DESC, scheduled_at, id
 
@@ -83,12 +84,13 @@ FROM unnest(%(ids)s::uuid[], %(started)s::timestamptz[], %(pids)s::int[]) AS v (
 WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state = 'picked_up'
 
 -- name: complete_batch
--- Mark tasks completed with their results.
+-- Mark tasks completed with their results. The rows travel as one JSON array of
+-- {id, result, started, done, pid} (epoch seconds): far cheaper to send than five arrays.
 UPDATE queued_tasks t
-SET state = 'completed', result = v.result, date_started = v.started, date_done = v.done,
-    worker_pid = v.pid, error_message = NULL
-FROM unnest(%(ids)s::uuid[], %(results)s::jsonb[], %(started)s::timestamptz[],
-            %(done)s::timestamptz[], %(pids)s::int[]) AS v (id, result, started, done, pid)
+SET state = 'completed', result = v.result, date_started = to_timestamp(v.started),
+    date_done = to_timestamp(v.done), worker_pid = v.pid, error_message = NULL
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+    AS v (id uuid, result jsonb, started float8, done float8, pid int)
 WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state IN ('picked_up', 'running')
 RETURNING t.id
 

@@ -404,9 +404,13 @@ class Arbiter:
             return self.link.call(
                 lambda conn: self.outbox.flush(conn, self.server_id, channel) or True) is True
         except psycopg.Error as exc:  # a bad row must not stop the server: report and move on
-            logger.opt(exception=exc).error("dropping {} updates that PostgreSQL refused",
+            logger.opt(exception=exc).error("PostgreSQL refused {} updates; failing their tasks",
                                             len(self.outbox))
-            self.outbox.clear()
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            try:
+                self.link.call(lambda conn: self.outbox.salvage(conn, self.server_id, reason))
+            except psycopg.Error:
+                self.outbox.clear()
             return False
 
     def _chores(self, now: float) -> None:

@@ -29,7 +29,7 @@ class Outbox:
     """Pending writes, grouped by statement."""
 
     running: dict[uuid.UUID, tuple[datetime, int]] = field(default_factory=dict)
-    completed: list[tuple[uuid.UUID, str, datetime, datetime, int]] = field(default_factory=list)
+    completed: list[tuple[uuid.UUID, str, float, float, int]] = field(default_factory=list)
     retries: list[tuple[uuid.UUID, float, str]] = field(default_factory=list)
     failures: list[tuple[uuid.UUID, str, datetime | None]] = field(default_factory=list)
     releases: list[uuid.UUID] = field(default_factory=list)
@@ -41,7 +41,8 @@ class Outbox:
 
     def __len__(self) -> int:
         return (len(self.running) + len(self.completed) + len(self.retries) + len(self.failures)
-                + len(self.releases) + len(self.cancels) + len(self.logs) + len(self.contexts) + len(self.enqueues))
+                + len(self.releases) + len(self.cancels) + len(self.logs) + len(self.contexts)
+                + len(self.enqueues))
 
     def _touch(self, now: float) -> None:
         if self.since is None:
@@ -60,7 +61,7 @@ class Outbox:
         self._touch(now)
         if msg.outcome == "ok":
             assert msg.result is not None
-            self.completed.append((task.id, msg.result, _ts(msg.started), _ts(msg.done), pid))
+            self.completed.append((task.id, msg.result, msg.started, msg.done, pid))
             return
         self.attempt_failed(task, msg.outcome, msg.error or "", msg.retry_delay, msg.started,
                             config, now)
@@ -147,6 +148,19 @@ class Outbox:
                 for queue in sorted(wake):
                     repo.notify(conn, channel, queue)
         self.clear()
+
+    def salvage(self, conn: Any, server_id: int, error: str) -> None:
+        """After PostgreSQL refused a flush: fail the tasks whose outcome could not be stored,
+        so none stays held forever; drop the rest (logs, contexts, children)."""
+        ids = {row[0] for row in self.completed} | {row[0] for row in self.retries}
+        ids |= {row[0] for row in self.failures} | set(self.running)
+        message = f"qsup could not store this task's outcome: {error}"
+        releases = list(self.releases)
+        self.clear()
+        if ids:
+            repo.fail_batch(conn, server_id, [(i, message, None) for i in ids])
+        if releases:
+            repo.release_batch(conn, server_id, releases)
 
     def clear(self) -> None:
         for name in ("running", "contexts"):

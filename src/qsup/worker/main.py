@@ -14,6 +14,7 @@ from setproctitle import setproctitle
 from qsup import context, protocol
 from qsup.linux import die_with_parent
 from qsup.settings import Config
+from qsup.worker.reporter import Reporter
 from qsup.worker.runner import Runner
 
 
@@ -49,7 +50,7 @@ def worker_main(conn: Any, slot: int, parent_pid: int, config: Config) -> None:
         _close_inherited_fds(conn.fileno())
         context.bind_channel(conn.send_bytes)
         runner = Runner(config)
-        conn.send_bytes(protocol.encode(protocol.Ready(os.getpid())))
+        context.send(protocol.Ready(os.getpid()))
         _serve(conn, slot, runner)
     except (EOFError, OSError, KeyboardInterrupt):
         code = 0  # the supervisor went away or told us to stop
@@ -64,41 +65,31 @@ def worker_main(conn: Any, slot: int, parent_pid: int, config: Config) -> None:
         os._exit(code)
 
 
-REPORT_EVERY = 0.002  # seconds a finished job may wait to share a message with the next
-
-
 def _serve(conn: Any, slot: int, runner: Runner) -> None:
     """Run jobs in the order received. A ``Started`` is sent only after waiting idle: when
     jobs follow each other, each result tells the supervisor the next one began."""
     jobs: deque[protocol.Job] = deque()
-    done: list[protocol.Finished] = []
+    reporter = Reporter()
     title = ""
     while True:
         announce = not jobs
         if not jobs:
-            _report(conn, done)
+            reporter.flush()
             setproctitle(title := f"qsup: worker {slot} idle")
             if not _receive(conn, jobs):
                 return
+            reporter.working()
         while conn.poll(0):  # jobs (or a Stop) that arrived while we were busy
             if not _receive(conn, jobs):
-                _report(conn, done)
-                conn.send_bytes(protocol.encode(protocol.Released(tuple(j.id for j in jobs))))
+                reporter.flush()
+                context.send(protocol.Released(tuple(j.id for j in jobs)))
                 return
         job = jobs.popleft()
         if title != (title := f"qsup: worker {slot} running {job.name}"):
             setproctitle(title)
         if announce:
-            conn.send_bytes(protocol.encode(protocol.Started(job.id, time.time())))
-        done.append(runner.run(job))
-        if not jobs or done[-1].done - done[0].done >= REPORT_EVERY or done[-1].outcome != "ok":
-            _report(conn, done)
-
-
-def _report(conn: Any, done: list[protocol.Finished]) -> None:
-    if done:
-        conn.send_bytes(protocol.encode(protocol.Results(tuple(done))))
-        done.clear()
+            context.send(protocol.Started(job.id, time.time()))
+        reporter.add(runner.run(job))
 
 
 def _receive(conn: Any, jobs: deque[protocol.Job]) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import signal
 import time
 import traceback
@@ -56,9 +57,10 @@ class Runner:
 
     def run(self, job: protocol.Job) -> protocol.Finished:
         started = time.time()
-        context.enter(job)
+        args, kwargs, ctx = json.loads(job.args), json.loads(job.kwargs), json.loads(job.context)
+        context.enter(job, ctx if isinstance(ctx, dict) else {})
         try:
-            outcome, result, error, delay = self._call(job)
+            outcome, result, error, delay = self._call(job, args, kwargs)
         finally:
             saved = context.snapshot_context()
             context.leave()
@@ -67,11 +69,12 @@ class Runner:
         rss = self.process.memory_info().rss if self.measure_rss else 0
         return protocol.Finished(job.id, outcome, started, time.time(), result, error, delay, rss)
 
-    def _call(self, job: protocol.Job) -> tuple[protocol.Outcome, str | None, str | None, float | None]:
+    def _call(self, job: protocol.Job, args: Any, kwargs: Any
+              ) -> tuple[protocol.Outcome, str | None, str | None, float | None]:
         try:
             self._check_allowed(job.name)
             fn = _function(job.name)
-            bound = _bind(fn, job)
+            bound = _bind(fn, job.name, args, kwargs)
             if inspect.iscoroutinefunction(fn):
                 value = self.loop.run_until_complete(
                     asyncio.wait_for(fn(*bound.args, **bound.kwargs), job.timeout))
@@ -112,12 +115,12 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(fn)
 
 
-def _bind(fn: Callable[..., Any], job: protocol.Job) -> inspect.BoundArguments:
-    if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
+def _bind(fn: Callable[..., Any], name: str, args: Any, kwargs: Any) -> inspect.BoundArguments:
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise TaskDefinitionError(
-            f"malformed task row for {job.name}: args must be a JSON array and kwargs a JSON"
-            f" object (got {type(job.args).__name__} and {type(job.kwargs).__name__})")
+            f"malformed task row for {name}: args must be a JSON array and kwargs a JSON"
+            f" object (got {type(args).__name__} and {type(kwargs).__name__})")
     try:
-        return _signature(fn).bind(*job.args, **job.kwargs)
+        return _signature(fn).bind(*args, **kwargs)
     except TypeError as exc:
-        raise TaskDefinitionError(f"wrong arguments for {job.name}: {exc}") from None
+        raise TaskDefinitionError(f"wrong arguments for {name}: {exc}") from None
