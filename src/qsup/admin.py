@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -43,8 +43,14 @@ def cancel_task(conn: Conn, task_id: uuid.UUID) -> str:
     raise QsupError(f"task {task_id} is already {row[0]}: nothing to cancel")
 
 
-def retry_tasks(conn: Conn, ids: Sequence[uuid.UUID] | None = None, *, all_failed: bool = False,
-                queue: str | None = None, channel: str | None = None) -> int:
+def retry_tasks(
+    conn: Conn,
+    ids: Sequence[uuid.UUID] | None = None,
+    *,
+    all_failed: bool = False,
+    queue: str | None = None,
+    channel: str | None = None,
+) -> int:
     """Send failed/cancelled tasks back to the queue with their attempts reset; the count."""
     if not ids and not all_failed:
         raise ConfigError("retry: give task ids or all_failed (--all-failed)")
@@ -57,14 +63,16 @@ def retry_tasks(conn: Conn, ids: Sequence[uuid.UUID] | None = None, *, all_faile
     return len(rows)
 
 
-def clear_tasks(conn: Conn, *, states: Sequence[str] | None = None,
-                queue: str | None = None) -> int:
+def clear_tasks(
+    conn: Conn, *, states: Sequence[str] | None = None, queue: str | None = None
+) -> int:
     """Delete tasks (never picked-up or running ones) with their logs; the count."""
     chosen = list(states) if states else list(CLEARABLE)
     for state in chosen:
         if state not in CLEARABLE:
-            raise ConfigError(f"clear: state {state!r} cannot be cleared"
-                              f" (choose from {', '.join(CLEARABLE)})")
+            raise ConfigError(
+                f"clear: state {state!r} cannot be cleared (choose from {', '.join(CLEARABLE)})"
+            )
     cur = conn.execute(Q["admin_clear_tasks"], {"states": chosen, "queue": queue})
     return cur.rowcount
 
@@ -99,17 +107,23 @@ def list_schedules(conn: Conn, config: Config) -> list[dict[str, Any]]:
     """Configured schedules with their stored state (paused, last and next fire)."""
     specs = scheduler.validate_schedules(config)
     state = scheduler.stored_state(conn, [s.name for s in specs]) if specs else {}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     result = []
     for spec in specs:
         row = state.get(spec.name, {})
-        result.append({
-            "name": spec.name, "cron": spec.cron, "task": spec.task,
-            "queue": spec.queue or "default", "timezone": spec.timezone,
-            "on_missed": spec.on_missed, "paused": bool(row.get("paused")),
-            "last_fire": row.get("last_fire"),
-            "next_fire": row.get("next_fire") or spec.next_after(now),
-        })
+        result.append(
+            {
+                "name": spec.name,
+                "cron": spec.cron,
+                "task": spec.task,
+                "queue": spec.queue or "default",
+                "timezone": spec.timezone,
+                "on_missed": spec.on_missed,
+                "paused": bool(row.get("paused")),
+                "last_fire": row.get("last_fire"),
+                "next_fire": row.get("next_fire") or spec.next_after(now),
+            }
+        )
     return result
 
 
@@ -120,4 +134,4 @@ def set_schedule_paused(conn: Conn, name: str, paused: bool) -> None:
 
 def run_schedule_now(conn: Conn, config: Config, name: str, channel: str | None) -> uuid.UUID:
     """Enqueue a schedule's task now; its id."""
-    return scheduler.run_now(conn, config, name, datetime.now(timezone.utc), channel)
+    return scheduler.run_now(conn, config, name, datetime.now(UTC), channel)

@@ -139,8 +139,14 @@ class Queue:
         url = self.url
         with self._lock:
             if self._pool is None:
-                pool = ConnectionPool(url, min_size=1, max_size=4, open=False,
-                                      kwargs={"autocommit": True}, name="qsup")
+                pool = ConnectionPool(
+                    url,
+                    min_size=1,
+                    max_size=4,
+                    open=False,
+                    kwargs={"autocommit": True},
+                    name="qsup",
+                )
                 pool.open(wait=True, timeout=10)
                 self._pool = pool
             return self._pool
@@ -148,8 +154,14 @@ class Queue:
     async def apool(self) -> AsyncConnectionPool:
         if self._apool is None:
             url = await asyncio.to_thread(lambda: self.url)
-            pool = AsyncConnectionPool(url, min_size=1, max_size=4, open=False,
-                                       kwargs={"autocommit": True}, name="qsup-async")
+            pool = AsyncConnectionPool(
+                url,
+                min_size=1,
+                max_size=4,
+                open=False,
+                kwargs={"autocommit": True},
+                name="qsup-async",
+            )
             if self._apool is None:
                 await pool.open(wait=True, timeout=10)
                 self._apool = pool
@@ -172,7 +184,9 @@ class Queue:
 
     # --- building rows --------------------------------------------------------------------
 
-    def build(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> repo.NewTask:
+    def build(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> repo.NewTask:
         """Check and encode one call into a row; every refusal is a TaskDefinitionError."""
         kwargs = dict(kwargs)
         options = TaskOptions.pop_from(kwargs)
@@ -185,25 +199,40 @@ class Queue:
                 f"queue name {queue!r} is invalid: use 1-255 letters, digits, '_', '.', ':' or '-'"
             )
         priority = _checked_int("_priority", _first(options.priority, defaults.get("priority"), 0))
-        max_retries = _first(options.max_retries, defaults.get("max_retries"),
-                             self.config.max_retries)
+        max_retries = _first(
+            options.max_retries, defaults.get("max_retries"), self.config.max_retries
+        )
         if _checked_int("_max_retries", max_retries) < 0:
             raise TaskDefinitionError(f"_max_retries must be >= 0, got {max_retries}")
         timeout = _first(options.timeout, defaults.get("timeout"))
         if timeout is not None and not (_finite(timeout) and timeout > 0):
-            raise TaskDefinitionError(f"_timeout must be a positive number of seconds, got {timeout!r}")
+            raise TaskDefinitionError(
+                f"_timeout must be a positive number of seconds, got {timeout!r}"
+            )
         if not (_finite(options.delay) and options.delay >= 0):
             raise TaskDefinitionError(f"_delay must be >= 0 seconds, got {options.delay!r}")
-        if options.eta is not None and (not isinstance(options.eta, datetime) or options.eta.tzinfo is None):
+        if options.eta is not None and (
+            not isinstance(options.eta, datetime) or options.eta.tzinfo is None
+        ):
             raise TaskDefinitionError("_eta must be a timezone-aware datetime")
         parent = _task_id(options.parent) if options.parent is not None else None
-        depends_on = tuple(dict.fromkeys([*([parent] if parent else []),
-                                          *map(_task_id, options.depends_on)]))
+        depends_on = tuple(
+            dict.fromkeys([*([parent] if parent else []), *map(_task_id, options.depends_on)])
+        )
         return repo.NewTask(
-            id=uuid.uuid4(), name=name, args=args_json, kwargs=kwargs_json, queue=queue,
-            priority=priority, delay=float(options.delay), eta=options.eta,
-            max_retries=int(max_retries), timeout=timeout, unique_key=options.unique_key,
-            parent=parent, depends_on=depends_on,
+            id=uuid.uuid4(),
+            name=name,
+            args=args_json,
+            kwargs=kwargs_json,
+            queue=queue,
+            priority=priority,
+            delay=float(options.delay),
+            eta=options.eta,
+            max_retries=int(max_retries),
+            timeout=timeout,
+            unique_key=options.unique_key,
+            parent=parent,
+            depends_on=depends_on,
         )
 
     @property
@@ -212,8 +241,9 @@ class Queue:
 
     # --- enqueue --------------------------------------------------------------------------
 
-    def add_task(self, fn: Callable[..., Any], *args: Any,
-                 connection: Any = None, **kwargs: Any) -> TaskRef:
+    def add_task(
+        self, fn: Callable[..., Any], *args: Any, connection: Any = None, **kwargs: Any
+    ) -> TaskRef:
         """Enqueue ``fn(*args, **kwargs)``. Options are ``_queue``, ``_priority``, ``_delay``,
         ``_eta``, ``_max_retries``, ``_timeout``, ``_unique_key``, ``_parent``, ``_depends_on``.
 
@@ -234,15 +264,19 @@ class Queue:
         pending.add_done_callback(self._pending.discard)
         return TaskRef(self, new.id, None, pending)
 
-    async def add_task_async(self, fn: Callable[..., Any], *args: Any,
-                             connection: Any = None, **kwargs: Any) -> TaskRef:
+    async def add_task_async(
+        self, fn: Callable[..., Any], *args: Any, connection: Any = None, **kwargs: Any
+    ) -> TaskRef:
         """Like :meth:`add_task`, awaited: the row is committed (or in ``connection``'s
         transaction) when it returns."""
         new = self.build(fn, args, kwargs)
         return TaskRef(self, *await self._insert_async(new, connection))
 
-    def add_tasks(self, calls: Iterable[tuple[Callable[..., Any], Sequence[Any], dict[str, Any]]],
-                  connection: Any = None) -> list[TaskRef]:
+    def add_tasks(
+        self,
+        calls: Iterable[tuple[Callable[..., Any], Sequence[Any], dict[str, Any]]],
+        connection: Any = None,
+    ) -> list[TaskRef]:
         """Enqueue many ``(fn, args, kwargs)`` calls in one transaction (COPY when plain)."""
         rows = [self.build(fn, tuple(args), dict(kwargs or {})) for fn, args, kwargs in calls]
         if connection is not None:
@@ -250,7 +284,9 @@ class Queue:
         with self.pool().connection() as conn, conn.transaction():
             return self._insert_many(conn, rows)
 
-    def _insert_many(self, conn: psycopg.Connection[Any], rows: list[repo.NewTask]) -> list[TaskRef]:
+    def _insert_many(
+        self, conn: psycopg.Connection[Any], rows: list[repo.NewTask]
+    ) -> list[TaskRef]:
         plain = [r for r in rows if r.copyable]
         refs = {}
         if plain:
@@ -271,7 +307,9 @@ class Queue:
             except psycopg.errors.NotNullViolation:
                 raise TaskDefinitionError(_missing_dependency(new)) from None
             except psycopg.OperationalError as exc:
-                raise DatabaseUnreachable(f"lost PostgreSQL at {describe(self.url)}: {exc}") from None
+                raise DatabaseUnreachable(
+                    f"lost PostgreSQL at {describe(self.url)}: {exc}"
+                ) from None
             if inserted:
                 return inserted
             assert new.unique_key is not None
@@ -280,7 +318,9 @@ class Queue:
                 return existing
         raise TaskDefinitionError(f"unique key {new.unique_key!r} keeps changing hands; try again")
 
-    async def _insert_async(self, new: repo.NewTask, connection: Any = None) -> tuple[uuid.UUID, str]:
+    async def _insert_async(
+        self, new: repo.NewTask, connection: Any = None
+    ) -> tuple[uuid.UUID, str]:
         if connection is None:
             async with (await self.apool()).connection() as conn:
                 return await self._insert_async(new, conn)
@@ -301,8 +341,13 @@ class Queue:
 class TaskRef:
     """A handle on an enqueued task. ``task_id`` is known at once."""
 
-    def __init__(self, queue: Queue, task_id: uuid.UUID, state: str | None = None,
-                 pending: asyncio.Future[tuple[uuid.UUID, str]] | None = None) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        task_id: uuid.UUID,
+        state: str | None = None,
+        pending: asyncio.Future[tuple[uuid.UUID, str]] | None = None,
+    ) -> None:
         self.queue = queue
         self.task_id = task_id
         self.initial_state = state

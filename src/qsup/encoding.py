@@ -69,7 +69,8 @@ def _check_value(value: Any, what: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TaskDefinitionError(
-                    f"{what} is not JSON-serialisable: dict key {key!r} is not a string")
+                    f"{what} is not JSON-serialisable: dict key {key!r} is not a string"
+                )
             _check_value(key, what)
             _check_value(item, what)
     elif isinstance(value, list | tuple):

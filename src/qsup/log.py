@@ -7,8 +7,10 @@ import sys
 
 from loguru import logger
 
-_TEXT = ("<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
-         "[{process}] {extra[task]}<level>{message}</level>")
+_TEXT = (
+    "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
+    "[{process}] {extra[task]}<level>{message}</level>"
+)
 
 
 def _task_prefix(record: dict) -> None:  # type: ignore[type-arg]
@@ -23,5 +25,11 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     if fmt == "json":
         logger.add(sys.stderr, level=level.upper(), serialize=True, backtrace=False)
     else:
-        logger.add(sys.stderr, level=level.upper(), format=_TEXT, backtrace=False,
-                   diagnose=False, colorize=sys.stderr.isatty() and not os.environ.get("NO_COLOR"))
+        logger.add(
+            sys.stderr,
+            level=level.upper(),
+            format=_TEXT,
+            backtrace=False,
+            diagnose=False,
+            colorize=sys.stderr.isatty() and not os.environ.get("NO_COLOR"),
+        )

@@ -39,11 +39,21 @@ class NewTask:
 
     def params(self, channel: str | None) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "args": self.args, "kwargs": self.kwargs,
-            "queue": self.queue, "priority": self.priority, "delay": self.delay, "eta": self.eta,
-            "max_retries": self.max_retries, "timeout": self.timeout,
-            "unique_key": self.unique_key, "parent": self.parent,
-            "depends_on": list(self.depends_on), "context": self.context, "channel": channel,
+            "id": self.id,
+            "name": self.name,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "queue": self.queue,
+            "priority": self.priority,
+            "delay": self.delay,
+            "eta": self.eta,
+            "max_retries": self.max_retries,
+            "timeout": self.timeout,
+            "unique_key": self.unique_key,
+            "parent": self.parent,
+            "depends_on": list(self.depends_on),
+            "context": self.context,
+            "channel": channel,
         }
 
     @property
@@ -101,8 +111,19 @@ async def find_unfinished_by_unique_key_async(
 
 def copy_rows(tasks: Sequence[NewTask]) -> Iterable[tuple[Any, ...]]:
     for t in tasks:
-        yield (t.id, t.name, "enqueued", t.parent, t.queue, t.priority, t.args, t.kwargs,
-               t.max_retries, t.timeout, t.context)
+        yield (
+            t.id,
+            t.name,
+            "enqueued",
+            t.parent,
+            t.queue,
+            t.priority,
+            t.args,
+            t.kwargs,
+            t.max_retries,
+            t.timeout,
+            t.context,
+        )
 
 
 def copy_tasks(conn: Conn, tasks: Sequence[NewTask]) -> None:
@@ -129,10 +150,14 @@ def next_due_in(conn: Conn, queues: Sequence[str]) -> float | None:
     return row[0] if row else None
 
 
-def mark_running(conn: Conn, server_id: int, rows: Sequence[tuple[uuid.UUID, datetime, int]]) -> None:
+def mark_running(
+    conn: Conn, server_id: int, rows: Sequence[tuple[uuid.UUID, datetime, int]]
+) -> None:
     ids, started, pids = zip(*rows, strict=True)
-    conn.execute(Q["mark_running"], {"ids": list(ids), "started": list(started),
-                                     "pids": list(pids), "server_id": server_id})
+    conn.execute(
+        Q["mark_running"],
+        {"ids": list(ids), "started": list(started), "pids": list(pids), "server_id": server_id},
+    )
 
 
 def complete_batch(
@@ -140,9 +165,14 @@ def complete_batch(
 ) -> list[uuid.UUID]:
     """Rows of (id, result JSON text, started, done (epoch seconds), pid); returns the ids
     completed (only tasks this server still holds: a rescued task is another server's now)."""
-    document = "[" + ",".join(  # results are already JSON text: spliced in, not re-encoded
-        f'{{"id":"{i}","result":{result},"started":{started!r},"done":{done!r},"pid":{pid}}}'
-        for i, result, started, done, pid in rows) + "]"
+    document = (
+        "["
+        + ",".join(  # results are already JSON text: spliced in, not re-encoded
+            f'{{"id":"{i}","result":{result},"started":{started!r},"done":{done!r},"pid":{pid}}}'
+            for i, result, started, done, pid in rows
+        )
+        + "]"
+    )
     params = {"rows": document, "server_id": server_id}
     return [row[0] for row in conn.execute(Q["complete_batch"], params)]
 
@@ -152,8 +182,12 @@ def retry_batch(
 ) -> list[tuple[uuid.UUID, str]]:
     """Rows of (id, delay seconds, error); returns (id, queue) of the tasks requeued."""
     ids, delays, errors = zip(*rows, strict=True)
-    params = {"ids": list(ids), "delays": list(delays), "errors": list(errors),
-              "server_id": server_id}
+    params = {
+        "ids": list(ids),
+        "delays": list(delays),
+        "errors": list(errors),
+        "server_id": server_id,
+    }
     return [(row[0], row[1]) for row in conn.execute(Q["retry_batch"], params)]
 
 
@@ -162,8 +196,12 @@ def fail_batch(
 ) -> list[uuid.UUID]:
     """Rows of (id, error, started or None); returns the ids marked failed."""
     ids, errors, started = zip(*rows, strict=True)
-    params = {"ids": list(ids), "errors": list(errors), "started": list(started),
-              "server_id": server_id}
+    params = {
+        "ids": list(ids),
+        "errors": list(errors),
+        "started": list(started),
+        "server_id": server_id,
+    }
     return [row[0] for row in conn.execute(Q["fail_batch"], params)]
 
 
@@ -203,13 +241,19 @@ def cancel_batch(conn: Conn, server_id: int, ids: Sequence[uuid.UUID]) -> list[u
 
 def prune_finished(conn: Conn, ttl: float, limit: int = 10_000) -> int:
     """Delete finished tasks older than ``ttl`` seconds; returns how many went."""
-    return conn.execute(Q["prune_finished"], {"key": 0x7153_7571, "ttl": ttl, "limit": limit}).rowcount
+    return conn.execute(
+        Q["prune_finished"], {"key": 0x7153_7571, "ttl": ttl, "limit": limit}
+    ).rowcount
 
 
 def insert_logs(conn: Conn, rows: Sequence[tuple[uuid.UUID, str, str, datetime]]) -> None:
     ids, types, messages, dates = zip(*rows, strict=True)
-    params = {"ids": list(ids), "types": list(types), "messages": list(messages),
-              "dates": list(dates)}
+    params = {
+        "ids": list(ids),
+        "types": list(types),
+        "messages": list(messages),
+        "dates": list(dates),
+    }
     conn.execute(Q["insert_logs"], params)
 
 
@@ -224,8 +268,13 @@ def save_contexts(conn: Conn, rows: Sequence[tuple[uuid.UUID, str]]) -> None:
 def register_server(
     conn: Conn, server_name: str, max_workers: int, hostname: str, pid: int, queues: Sequence[str]
 ) -> int:
-    params = {"server_name": server_name, "max_workers": max_workers, "hostname": hostname,
-              "pid": pid, "queues": list(queues)}
+    params = {
+        "server_name": server_name,
+        "max_workers": max_workers,
+        "hostname": hostname,
+        "pid": pid,
+        "queues": list(queues),
+    }
     row = conn.execute(Q["register_server"], params).fetchone()
     assert row is not None
     return int(row[0])

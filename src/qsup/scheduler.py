@@ -93,8 +93,9 @@ def plan(spec: Schedule, next_fire: datetime | None, now: datetime, grace: float
         return Plan((), upcoming) if next_fire > upcoming else None  # the cron was changed
     horizon = now - timedelta(seconds=grace)
     start = max(next_fire - _TINY, horizon)
-    recent = tuple(t for _, t in zip(range(MAX_TICKS_PER_FIRE), spec.ticks(start, now),
-                                      strict=False))
+    recent = tuple(
+        t for _, t in zip(range(MAX_TICKS_PER_FIRE), spec.ticks(start, now), strict=False)
+    )
     fire = recent
     if not recent and next_fire <= horizon and spec.on_missed == "run_once":
         fire = (spec.latest_at_or_before(horizon),)
@@ -138,7 +139,9 @@ def _check_types(raw: Mapping[str, Any], fail: Callable[[str, Any, str], ConfigE
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise fail("timezone", zone, "unknown time zone (use an IANA name like Europe/Paris)")
+        raise fail(
+            "timezone", zone, "unknown time zone (use an IANA name like Europe/Paris)"
+        ) from None
 
 
 def parse_schedule(raw: Mapping[str, Any], source: str = "python", index: int = 0) -> Schedule:
@@ -158,9 +161,15 @@ def parse_schedule(raw: Mapping[str, Any], source: str = "python", index: int = 
     _check_cron(raw.get("cron"), fail)
     _check_types(raw, fail)
     return Schedule(
-        name=name, cron=raw["cron"], task=raw["task"], args=tuple(raw.get("args", [])),
-        kwargs=dict(raw.get("kwargs", {})), queue=raw.get("queue"), priority=raw.get("priority"),
-        timezone=raw.get("timezone", "UTC"), on_missed=raw.get("on_missed", "run_once"),
+        name=name,
+        cron=raw["cron"],
+        task=raw["task"],
+        args=tuple(raw.get("args", [])),
+        kwargs=dict(raw.get("kwargs", {})),
+        queue=raw.get("queue"),
+        priority=raw.get("priority"),
+        timezone=raw.get("timezone", "UTC"),
+        on_missed=raw.get("on_missed", "run_once"),
         source=source,
     )
 
@@ -168,16 +177,31 @@ def parse_schedule(raw: Mapping[str, Any], source: str = "python", index: int = 
 _registry: dict[str, Schedule] = {}
 
 
-def schedule(name: str, cron: str, task: str | Callable[..., Any], *, args: Sequence[Any] = (),
-             kwargs: Mapping[str, Any] | None = None, queue: str | None = None,
-             priority: int | None = None, timezone: str = "UTC",
-             on_missed: str = "run_once") -> Schedule:
+def schedule(
+    name: str,
+    cron: str,
+    task: str | Callable[..., Any],
+    *,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    timezone: str = "UTC",
+    on_missed: str = "run_once",
+) -> Schedule:
     """Register a schedule from Python (in a module the server imports with ``--import``)."""
     from qsup.encoding import task_path
 
     path = task if isinstance(task, str) else task_path(task)
-    raw = {"name": name, "cron": cron, "task": path, "args": list(args),
-           "kwargs": dict(kwargs or {}), "timezone": timezone, "on_missed": on_missed}
+    raw = {
+        "name": name,
+        "cron": cron,
+        "task": path,
+        "args": list(args),
+        "kwargs": dict(kwargs or {}),
+        "timezone": timezone,
+        "on_missed": on_missed,
+    }
     raw |= {k: v for k, v in (("queue", queue), ("priority", priority)) if v is not None}
     spec = parse_schedule(raw, source="python")
     _registry[name] = spec
@@ -188,7 +212,9 @@ def validate_schedules(config: Config) -> list[Schedule]:
     """Every schedule of the config file and of :func:`schedule`; ConfigError on the first bad."""
     found: dict[str, Schedule] = {}
     for index, raw in enumerate(config.schedules):
-        source = config.sources.get(f"schedules[{index}]", config.sources.get("schedules", "config"))
+        source = config.sources.get(
+            f"schedules[{index}]", config.sources.get("schedules", "config")
+        )
         spec = parse_schedule(raw, source, index)
         if spec.name in found:
             raise _bad(index, spec.name, "name", spec.name, source, "defined twice")
@@ -213,8 +239,11 @@ def build_task(config: Config, spec: Schedule, unique_key: str | None) -> repo.N
     from qsup.api import Queue
     from qsup.encoding import resolve_task
 
-    options: dict[str, Any] = {"_queue": spec.queue, "_priority": spec.priority,
-                               "_unique_key": unique_key}
+    options: dict[str, Any] = {
+        "_queue": spec.queue,
+        "_priority": spec.priority,
+        "_unique_key": unique_key,
+    }
     options = {k: v for k, v in options.items() if v is not None}
     fn = resolve_task(spec.task)
     return Queue(config=config).build(fn, spec.args, {**spec.kwargs, **options})
@@ -231,13 +260,18 @@ def stored_state(conn: Conn, names: Sequence[str]) -> dict[str, dict[str, Any]]:
     return {row["name"]: row for row in rows}
 
 
-def _apply(conn: Conn, config: Config, spec: Schedule, expected: datetime | None,
-           todo: Plan, channel: str | None) -> list[uuid.UUID]:
+def _apply(
+    conn: Conn,
+    config: Config,
+    spec: Schedule,
+    expected: datetime | None,
+    todo: Plan,
+    channel: str | None,
+) -> list[uuid.UUID]:
     """Move next_fire on (compare-and-set) and enqueue the planned ticks, atomically."""
     rows = [build_task(config, spec, tick_key(spec.name, t)) for t in todo.fire]
     fired = todo.fire[-1] if todo.fire else None
-    params = {"name": spec.name, "expected": expected, "next_fire": todo.next_fire,
-              "fired": fired}
+    params = {"name": spec.name, "expected": expected, "next_fire": todo.next_fire, "fired": fired}
     ids: list[uuid.UUID] = []
     with conn.transaction():
         if conn.execute(Q["schedule_advance"], params).fetchone() is None:
@@ -249,8 +283,7 @@ def _apply(conn: Conn, config: Config, spec: Schedule, expected: datetime | None
     return ids
 
 
-def fire_due(conn: Conn, config: Config, now: datetime,
-             channel: str | None) -> list[uuid.UUID]:
+def fire_due(conn: Conn, config: Config, now: datetime, channel: str | None) -> list[uuid.UUID]:
     """Enqueue the due ticks of every schedule not paused; returns the ids enqueued here.
 
     Safe to call from any number of servers at once: each tick is enqueued exactly once.
@@ -278,8 +311,7 @@ def fire_due(conn: Conn, config: Config, now: datetime,
     return enqueued
 
 
-def run_now(conn: Conn, config: Config, name: str, now: datetime,
-            channel: str | None) -> uuid.UUID:
+def run_now(conn: Conn, config: Config, name: str, now: datetime, channel: str | None) -> uuid.UUID:
     """Enqueue a schedule's task at once (paused or not) and record it as its last run."""
     spec = find_schedule(config, name)
     row = build_task(config, spec, None)

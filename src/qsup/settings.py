@@ -13,18 +13,13 @@ import json
 import math
 import os
 import re
-import sys
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from qsup.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 _MISSING = dataclasses.MISSING
 _TRUE = {"1", "true", "yes", "on"}
@@ -67,7 +62,9 @@ class Config:
         secret=True,
     )
     listen_database_url: str | None = setting(
-        None, env="QUEUE_LISTEN_DATABASE_URL", secret=True,
+        None,
+        env="QUEUE_LISTEN_DATABASE_URL",
+        secret=True,
         doc="Direct PostgreSQL URL for LISTEN when database_url goes through PgBouncer"
         " in transaction mode (default: database_url)",
     )
@@ -83,33 +80,47 @@ class Config:
         doc="Most worker processes per server (default: CPU count)",
     )
     min_workers: int = setting(
-        1, env="QUEUE_MIN_WORKERS", flag="--min-workers", min=0, max=1024,
+        1,
+        env="QUEUE_MIN_WORKERS",
+        flag="--min-workers",
+        min=0,
+        max=1024,
         doc="Fewest worker processes kept alive while idle",
     )
     worker_idle_timeout: float = setting(
-        60.0, env="QUEUE_WORKER_IDLE_TIMEOUT", min=0,
+        60.0,
+        env="QUEUE_WORKER_IDLE_TIMEOUT",
+        min=0,
         doc="Seconds a worker may stay idle before it is retired (down to min_workers)",
     )
     polling_interval: float = setting(
-        2.0, env="QUEUE_POLLING_INTERVAL", min=0.01,
+        2.0,
+        env="QUEUE_POLLING_INTERVAL",
+        min=0.01,
         doc="Seconds between polls when NOTIFY is off",
     )
     fallback_polling_interval: float = setting(
-        30.0, env="QUEUE_FALLBACK_POLLING_INTERVAL", min=0.1,
+        30.0,
+        env="QUEUE_FALLBACK_POLLING_INTERVAL",
+        min=0.1,
         doc="Seconds between safety-net polls when NOTIFY is on",
     )
     task_timeout: float = setting(
         300.0, env="QUEUE_TASK_TIMEOUT", min=0.001, doc="Default seconds a task may run"
     )
     timeout_grace: float = setting(
-        5.0, env="QUEUE_TIMEOUT_GRACE", min=0,
+        5.0,
+        env="QUEUE_TIMEOUT_GRACE",
+        min=0,
         doc="Seconds a timed-out task gets to stop before its worker is killed",
     )
     max_retries: int = setting(
         3, env="QUEUE_MAX_RETRIES", min=0, max=1000, doc="Default retries after a failed attempt"
     )
     retry_backoff_base: float = setting(
-        1.0, env="QUEUE_RETRY_BACKOFF_BASE", min=0,
+        1.0,
+        env="QUEUE_RETRY_BACKOFF_BASE",
+        min=0,
         doc="Seconds before the first retry; doubles each attempt, with jitter",
     )
     retry_backoff_max: float = setting(
@@ -122,60 +133,80 @@ class Config:
         "queue_new_task", env="QUEUE_NOTIFY_CHANNEL", doc="PostgreSQL NOTIFY channel"
     )
     queues: list[str] = setting(
-        default_factory=list, env="QUEUE_QUEUES", flag="--queues",
+        default_factory=list,
+        env="QUEUE_QUEUES",
+        flag="--queues",
         doc="Queues this server takes (empty: all)",
     )
     imports: list[str] = setting(
-        default_factory=list, env="QUEUE_IMPORTS", flag="--import",
+        default_factory=list,
+        env="QUEUE_IMPORTS",
+        flag="--import",
         doc="Modules imported by the supervisor before forking workers",
     )
     claim_batch_size: int = setting(
-        200, env="QUEUE_CLAIM_BATCH_SIZE", min=1, max=10000,
+        200,
+        env="QUEUE_CLAIM_BATCH_SIZE",
+        min=1,
+        max=10000,
         doc="Most tasks claimed in one query",
     )
     max_tasks_per_worker: int = setting(
-        0, env="QUEUE_MAX_TASKS_PER_WORKER", min=0,
+        0,
+        env="QUEUE_MAX_TASKS_PER_WORKER",
+        min=0,
         doc="Retire a worker after this many tasks (0: never)",
     )
     max_worker_memory_mb: int = setting(
-        0, env="QUEUE_MAX_WORKER_MEMORY_MB", min=0,
+        0,
+        env="QUEUE_MAX_WORKER_MEMORY_MB",
+        min=0,
         doc="Retire a worker whose RSS passes this after a task (0: never)",
     )
     shutdown_timeout: float = setting(
-        30.0, env="QUEUE_SHUTDOWN_TIMEOUT", min=0,
+        30.0,
+        env="QUEUE_SHUTDOWN_TIMEOUT",
+        min=0,
         doc="Seconds running tasks get to finish on SIGTERM before they are requeued",
     )
     heartbeat_interval: float = setting(
         5.0, env="QUEUE_HEARTBEAT_INTERVAL", min=0.1, doc="Seconds between server heartbeats"
     )
     server_timeout: float = setting(
-        60.0, env="QUEUE_SERVER_TIMEOUT", min=1,
+        60.0,
+        env="QUEUE_SERVER_TIMEOUT",
+        min=1,
         doc="A server silent this long is presumed dead and its tasks are rescued",
     )
     result_ttl: float = setting(
-        7 * 24 * 3600.0, env="QUEUE_RESULT_TTL", min=0,
+        7 * 24 * 3600.0,
+        env="QUEUE_RESULT_TTL",
+        min=0,
         doc="Seconds finished tasks and their logs are kept",
     )
     max_args_bytes: int = setting(
         1_000_000, env="QUEUE_MAX_ARGS_BYTES", min=1, doc="Largest encoded task arguments"
     )
     max_result_bytes: int = setting(
-        1_000_000, env="QUEUE_MAX_RESULT_BYTES", min=1,
+        1_000_000,
+        env="QUEUE_MAX_RESULT_BYTES",
+        min=1,
         doc="Largest encoded task result; a larger one fails the task",
     )
     max_logs_per_task: int = setting(
-        1000, env="QUEUE_MAX_LOGS_PER_TASK", min=1,
+        1000,
+        env="QUEUE_MAX_LOGS_PER_TASK",
+        min=1,
         doc="Most current_task.log() rows one attempt may write; later ones are dropped",
     )
     allowed_task_modules: list[str] = setting(
-        default_factory=list, env="QUEUE_ALLOWED_TASK_MODULES",
+        default_factory=list,
+        env="QUEUE_ALLOWED_TASK_MODULES",
         doc="If set, workers run only tasks from these modules (and their submodules)",
     )
     http: bool = setting(True, env="QSUP_HTTP", doc="Serve the HTTP API and dashboard")
     host: str = setting("127.0.0.1", env="QSUP_HOST", flag="--host", doc="HTTP bind address")
-    port: int = setting(
-        8000, env="QSUP_PORT", flag="--port", min=0, max=65535, doc="HTTP port"
-    )
+    port: int = setting(8000, env="QSUP_PORT", flag="--port", min=0, max=65535, doc="HTTP port")
     app: str | None = setting(
         None, env="QSUP_APP", flag="--app", doc="Your ASGI app (module:attr) served beside qsup"
     )
@@ -183,7 +214,8 @@ class Config:
         None, env="QSUP_ADMIN_TOKEN", doc="Bearer token for HTTP mutations", secret=True
     )
     protect_reads: bool = setting(
-        False, env="QSUP_PROTECT_READS",
+        False,
+        env="QSUP_PROTECT_READS",
         doc="Require the admin token for HTTP reads too (all but /livez and /health/queue)",
     )
     log_level: str = setting("INFO", env="QSUP_LOG_LEVEL", doc="Log level")
@@ -237,58 +269,63 @@ def default_of(f: dataclasses.Field[Any]) -> Any:
     return f.default
 
 
+_TEXT_PARSERS: dict[type, tuple[Any, str]] = {
+    int: (int, "an integer"),
+    float: (float, "a number"),
+}
+
+
 def _coerce(name: str, value: Any, source: str, from_text: bool) -> Any:
+    """A raw value (env/flag text, or a TOML value) as the setting's type, or a ConfigError
+    naming the key, the value and its source."""
     kind = setting_type(name)
-    nullable = "None" in str(_TYPES[name])
 
     def bad(expected: str) -> ConfigError:
         return ConfigError(f"{name}: invalid value {value!r} from {source}: expected {expected}")
 
-    if from_text:
-        text = str(value).strip()
-        if nullable and text == "":
-            return None
-        if kind is bool:
-            if text.lower() in _TRUE:
-                return True
-            if text.lower() in _FALSE:
-                return False
-            raise bad("a boolean (true/false, 1/0, yes/no, on/off)")
-        if kind is int:
-            try:
-                return int(text)
-            except ValueError:
-                raise bad("an integer") from None
-        if kind is float:
-            try:
-                number = float(text)
-            except ValueError:
-                raise bad("a number") from None
-            if number != number or number in (float("inf"), float("-inf")):
-                raise bad("a finite number")
-            return number
-        if kind is list:
-            return [item.strip() for item in text.split(",") if item.strip()]
-        return text
-    if nullable and (value is None or value == ""):
+    if "None" in str(_TYPES[name]) and (value is None or str(value).strip() == ""):
         return None
+    if from_text:
+        return _from_text(kind, str(value).strip(), bad)
+    return _from_toml(kind, value, bad)
+
+
+def _from_text(kind: type, text: str, bad: Any) -> Any:
+    if kind is bool:
+        if text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        raise bad("a boolean (true/false, 1/0, yes/no, on/off)")
+    if kind in _TEXT_PARSERS:
+        parse, expected = _TEXT_PARSERS[kind]
+        try:
+            number = parse(text)
+        except ValueError:
+            raise bad(expected) from None
+        if not math.isfinite(number):
+            raise bad("a finite number")
+        return number
+    if kind is list:
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
+
+
+def _from_toml(kind: type, value: Any, bad: Any) -> Any:
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
     if kind is bool and not isinstance(value, bool):
         raise bad("a boolean")
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+    if kind is int and not (is_number and isinstance(value, int)):
         raise bad("an integer")
     if kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not is_number:
             raise bad("a number")
         if not math.isfinite(value):
             raise bad("a finite number")
         return float(value)
-    if kind is list:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise bad("a list of strings")
-        return list(value)
+    if kind is list and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise bad("a list of strings")
     if kind is str and not isinstance(value, str):
         raise bad("a string")
-    return value
+    return list(value) if kind is list else value
 
 
 def _check_bounds(name: str, value: Any, source: str) -> None:
@@ -315,8 +352,10 @@ def _line_of(text: str, key: str) -> int | None:
 
 def _schedule_sources(path: Path, text: str, count: int) -> dict[str, str]:
     """``schedules[i]`` -> ``file PATH:LINE`` of the i-th ``[[schedules]]`` header."""
-    heads = [text.count("\n", 0, m.start()) + 1
-             for m in re.finditer(r"^[ \t]*\[\[[ \t]*schedules[ \t]*\]\]", text, flags=re.MULTILINE)]
+    heads = [
+        text.count("\n", 0, m.start()) + 1
+        for m in re.finditer(r"^[ \t]*\[\[[ \t]*schedules[ \t]*\]\]", text, flags=re.MULTILINE)
+    ]
     found = {"schedules": f"file {path}"}
     for index in range(count):
         line = f":{heads[index]}" if index < len(heads) else ""
@@ -350,6 +389,46 @@ def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path |
     return default if default.is_file() else None
 
 
+Layer = dict[str, tuple[Any, str]]  # setting name -> (value, source)
+
+
+def _file_layer(path: Path) -> tuple[Layer, list[Any], dict[str, str]]:
+    """Settings of a TOML file, its ``[[schedules]]`` and where each schedule is."""
+    data, text = read_toml(path)
+    layer: Layer = {}
+    for key, raw in data.items():
+        if key == "schedules":
+            continue
+        line = _line_of(text, key)
+        source = f"file {path}:{line}" if line else f"file {path}"
+        if key not in _BY_NAME:
+            raise _unknown_key(key, source)
+        layer[key] = (_coerce(key, raw, source, from_text=False), source)
+    schedules = data.get("schedules", [])
+    if not isinstance(schedules, list) or not all(isinstance(s, dict) for s in schedules):
+        raise ConfigError(f"schedules: expected [[schedules]] tables in config file {path}")
+    return layer, schedules, _schedule_sources(path, text, len(schedules)) if schedules else {}
+
+
+def _env_layer(environ: Mapping[str, str]) -> Layer:
+    layer: Layer = {}
+    for f in SETTINGS:
+        env_name = next((e for e in f.metadata["env"] if e in environ), None)
+        if env_name is not None:
+            source = f"env {env_name}"
+            layer[f.name] = (_coerce(f.name, environ[env_name], source, from_text=True), source)
+    return layer
+
+
+def _flag_layer(flags: Mapping[str, Any]) -> Layer:
+    layer: Layer = {}
+    for name, value in flags.items():
+        if value is not None:
+            source = f"flag {_BY_NAME[name].metadata['flag'] or name}"
+            layer[name] = (_coerce(name, value, source, from_text=isinstance(value, str)), source)
+    return layer
+
+
 def load_config(
     flags: Mapping[str, Any] | None = None,
     *,
@@ -358,45 +437,15 @@ def load_config(
 ) -> Config:
     """Layer defaults < TOML < environment < flags into a frozen :class:`Config`."""
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
     path = find_config_file(config_file, environ)
-    extra: dict[str, Any] = {}
-    if path is not None:
-        data, text = read_toml(path)
-        for key, raw in data.items():
-            if key == "schedules":
-                extra[key] = raw
-                continue
-            line = _line_of(text, key)
-            source = f"file {path}:{line}" if line else f"file {path}"
-            if key not in _BY_NAME:
-                raise _unknown_key(key, source)
-            values[key] = _coerce(key, raw, source, from_text=False)
-            sources[key] = source
-    for f in SETTINGS:
-        for env_name in f.metadata["env"]:
-            if env_name in environ:
-                source = f"env {env_name}"
-                values[f.name] = _coerce(f.name, environ[env_name], source, from_text=True)
-                sources[f.name] = source
-                break
-    for name, value in (flags or {}).items():
-        if value is None:
-            continue
-        flag = _BY_NAME[name].metadata["flag"] or name
-        source = f"flag {flag}"
-        values[name] = _coerce(name, value, source, from_text=isinstance(value, str))
-        sources[name] = source
-    for name, value in values.items():
-        _check_bounds(name, value, sources[name])
-    for f in SETTINGS:
-        sources.setdefault(f.name, "default")
-    schedules = extra.get("schedules", [])
-    if not isinstance(schedules, list) or not all(isinstance(s, dict) for s in schedules):
-        raise ConfigError(f"schedules: expected [[schedules]] tables in config file {path}")
-    if path is not None and schedules:
-        sources.update(_schedule_sources(path, text, len(schedules)))
+    file_layer, schedules, schedule_sources = _file_layer(path) if path else ({}, [], {})
+    merged = file_layer | _env_layer(environ) | _flag_layer(flags or {})
+    for name, (value, source) in merged.items():
+        _check_bounds(name, value, source)
+    sources = {f.name: "default" for f in SETTINGS}
+    sources.update({name: source for name, (_, source) in merged.items()})
+    sources.update(schedule_sources)
+    values = {name: value for name, (value, _) in merged.items()}
     return Config(**values, schedules=tuple(schedules), sources=sources)
 
 
@@ -440,9 +489,12 @@ _SCHEDULE_EXAMPLE = """\
 
 def example_toml() -> str:
     """The commented example config: every key at its default (``config/queue.toml``)."""
-    out = ["# qsup configuration. Every key is shown at its default; uncomment to change it.",
-           "# Precedence: command-line flag > environment variable > this file > default.",
-           "# Generated by qsup.settings.example_toml() (qsup config example).", ""]
+    out = [
+        "# qsup configuration. Every key is shown at its default; uncomment to change it.",
+        "# Precedence: command-line flag > environment variable > this file > default.",
+        "# Generated by qsup.settings.example_toml() (qsup config example).",
+        "",
+    ]
     for f in SETTINGS:
         meta = f.metadata
         where = [f"env {', '.join(meta['env'])}"] if meta["env"] else []

@@ -42,7 +42,7 @@ def test_postgres_restart_mid_run_loses_nothing(private_pg, tmp_path, mode):
     try:
         wait_for(lambda: "started (server id" in server.output(), what="the server")
         first = queue.add_tasks([(tasks.record, (str(tmp_path), f"a{i}", 0.05), {}) for i in range(40)])
-        workers_before = {w.pid for w in server.workers()}
+        workers_before = {w.pid for w in wait_for(server.workers, what="a worker")}
         queue.close()
         pg_ctl(["-w", "-m", mode, "restart"], pgdata=private_pg.pgdata, user=private_pg.system_user,
                timeout=30)

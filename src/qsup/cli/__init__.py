@@ -31,15 +31,23 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """qsup: a PostgreSQL-backed task queue with a multiprocess supervisor."""
 
 
 def _register() -> None:
-    from qsup.cli import (config_cmd, db_cmd, enqueue_cmd, queue_cmd, schedule_cmd, serve_cmd,
-                          task_cmd)
+    from qsup.cli import (
+        config_cmd,
+        db_cmd,
+        enqueue_cmd,
+        queue_cmd,
+        schedule_cmd,
+        serve_cmd,
+        task_cmd,
+    )
 
     app.command("serve")(serve_cmd.serve)
     app.command("enqueue")(enqueue_cmd.enqueue)

@@ -19,11 +19,20 @@ from qsup.errors import TaskNotFound
 from qsup.log import setup_logging
 from qsup.settings import Config, load_config
 
-ConfigFile = Annotated[str | None, typer.Option(
-    "--config", help="TOML config file (default: $QSUP_CONFIG, else ./config/queue.toml).")]
-DatabaseUrl = Annotated[str | None, typer.Option(
-    "--database-url", help="PostgreSQL URL (default: $QUEUE_DATABASE_URL, $DATABASE_URL,"
-    " else the embedded server).")]
+ConfigFile = Annotated[
+    str | None,
+    typer.Option(
+        "--config", help="TOML config file (default: $QSUP_CONFIG, else ./config/queue.toml)."
+    ),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="PostgreSQL URL (default: $QUEUE_DATABASE_URL, $DATABASE_URL,"
+        " else the embedded server).",
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import typer
-
 from typing import Annotated
+
+import typer
 
 from qsup.cli.common import ConfigFile, DatabaseUrl, Json, print_json
 from qsup.cli.serve_cmd import MinWorkers, Queues, Workers
@@ -28,17 +28,28 @@ def show(
     """Every effective setting, its value and where it came from (default, file:line, env, flag).
 
     Takes the same setting flags as serve, to show what serve would use with them."""
-    flags = {"database_url": database_url, "max_workers": workers, "min_workers": min_workers,
-             "queues": queues, "host": host, "port": port}
+    flags = {
+        "database_url": database_url,
+        "max_workers": workers,
+        "min_workers": min_workers,
+        "queues": queues,
+        "host": host,
+        "port": port,
+    }
     cfg = load_config(flags, config_file=config)
     schedules = validate_schedules(cfg)
-    rows = [(f.name, display_value(f.name, getattr(cfg, f.name)), cfg.sources[f.name])
-            for f in SETTINGS]
+    rows = [
+        (f.name, display_value(f.name, getattr(cfg, f.name)), cfg.sources[f.name]) for f in SETTINGS
+    ]
     if json:
-        report = {f.name: {"value": _raw(f.name, getattr(cfg, f.name)), "source": cfg.sources[f.name]}
-                  for f in SETTINGS}
-        report["schedules"] = {"value": [s.name for s in schedules],
-                               "source": cfg.sources.get("schedules", "default")}
+        report = {
+            f.name: {"value": _raw(f.name, getattr(cfg, f.name)), "source": cfg.sources[f.name]}
+            for f in SETTINGS
+        }
+        report["schedules"] = {
+            "value": [s.name for s in schedules],
+            "source": cfg.sources.get("schedules", "default"),
+        }
         print_json(report)
         return
     from rich.console import Console
@@ -47,8 +58,9 @@ def show(
     table = Table("setting", "value", "source")
     for row in rows:
         table.add_row(*row)
-    table.add_row("schedules", ",".join(s.name for s in schedules),
-                  cfg.sources.get("schedules", "default"))
+    table.add_row(
+        "schedules", ",".join(s.name for s in schedules), cfg.sources.get("schedules", "default")
+    )
     Console().print(table)
 
 

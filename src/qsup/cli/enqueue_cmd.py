@@ -22,13 +22,17 @@ def _parse(arg: str) -> Any:
 
 def enqueue(
     task: Annotated[str, typer.Argument(help="Task path, module:function.")],
-    args: Annotated[list[str] | None, typer.Argument(
-        help="Arguments, each parsed as JSON, else taken as a string.")] = None,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="Arguments, each parsed as JSON, else taken as a string."),
+    ] = None,
     queue: Annotated[str | None, typer.Option("--queue", help="Queue name.")] = None,
     priority: Annotated[int | None, typer.Option("--priority", help="Higher runs first.")] = None,
     delay: Annotated[float, typer.Option("--delay", help="Seconds before it may start.")] = 0.0,
-    unique_key: Annotated[str | None, typer.Option(
-        "--unique-key", help="Return the unfinished task holding this key instead.")] = None,
+    unique_key: Annotated[
+        str | None,
+        typer.Option("--unique-key", help="Return the unfinished task holding this key instead."),
+    ] = None,
     json: Json = False,
     config: ConfigFile = None,
     database_url: DatabaseUrl = None,
@@ -44,8 +48,11 @@ def enqueue(
     options = {"_queue": queue, "_priority": priority, "_delay": delay, "_unique_key": unique_key}
     q = Queue(config=cfg)
     try:
-        ref = q.add_task(fn, *[_parse(a) for a in args or []],
-                         **{k: v for k, v in options.items() if v is not None})
+        ref = q.add_task(
+            fn,
+            *[_parse(a) for a in args or []],
+            **{k: v for k, v in options.items() if v is not None},
+        )
     finally:
         q.close()
     if json:

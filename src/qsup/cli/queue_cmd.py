@@ -8,18 +8,28 @@ from typing import Annotated
 import typer
 
 from qsup import admin, repo
-from qsup.cli.common import (ConfigFile, DatabaseUrl, Json, database, print_json,
-                             resolve_task_id, settings)
+from qsup.cli.common import (
+    ConfigFile,
+    DatabaseUrl,
+    Json,
+    database,
+    print_json,
+    resolve_task_id,
+    settings,
+)
+from qsup.cli.serve_cmd import Imports, MinWorkers, Queues
+from qsup.cli.serve_cmd import start as start_server
 from qsup.errors import ConfigError
 from qsup.settings import Config
-from qsup.cli.serve_cmd import Imports, MinWorkers, Queues, start as start_server
 
 app = typer.Typer(help="Look at and operate the queue.", no_args_is_help=True)
 
 
 @app.command()
 def start(
-    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Most worker processes.")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-w", help="Most worker processes.")
+    ] = None,
     min_workers: MinWorkers = None,
     queues: Queues = None,
     imports: Imports = None,
@@ -27,8 +37,15 @@ def start(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run workers without HTTP (same as serve --no-http)."""
-    start_server(config, database_url=database_url, max_workers=workers,
-                 min_workers=min_workers, queues=queues, imports=imports or None, http=False)
+    start_server(
+        config,
+        database_url=database_url,
+        max_workers=workers,
+        min_workers=min_workers,
+        queues=queues,
+        imports=imports or None,
+        http=False,
+    )
 
 
 @app.command()
@@ -57,8 +74,10 @@ def status(json: Json = False, config: ConfigFile = None, database_url: Database
     from rich.table import Table
 
     console = Console()
-    console.print(f"servers running: {report['servers']}  workers active: "
-                  f"{report['workers_active']}  idle: {report['workers_idle']}")
+    console.print(
+        f"servers running: {report['servers']}  workers active: "
+        f"{report['workers_active']}  idle: {report['workers_idle']}"
+    )
     table = Table("queue", "state", "count")
     for q, s, n in counts:
         table.add_row(q, s, str(n))
@@ -74,9 +93,14 @@ def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
 
 
-States = Annotated[list[str] | None, typer.Option(
-    "--state", help="Only tasks in this state (repeatable or comma-separated; default: enqueued,"
-    " waiting, failed, cancelled, completed; picked_up/running are never cleared).")]
+States = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--state",
+        help="Only tasks in this state (repeatable or comma-separated; default: enqueued,"
+        " waiting, failed, cancelled, completed; picked_up/running are never cleared).",
+    ),
+]
 QueueName = Annotated[str | None, typer.Option("--queue", help="Only tasks of this queue.")]
 
 
@@ -93,13 +117,16 @@ def clear(
     states = _split(state) or list(admin.CLEARABLE)
     bad = [s for s in states if s not in admin.CLEARABLE]
     if bad:
-        raise ConfigError(f"queue clear: --state {bad[0]!r} cannot be cleared"
-                          f" (choose from {', '.join(admin.CLEARABLE)})")
+        raise ConfigError(
+            f"queue clear: --state {bad[0]!r} cannot be cleared"
+            f" (choose from {', '.join(admin.CLEARABLE)})"
+        )
     what = f"tasks in state {', '.join(states)}" + (f" of queue {queue!r}" if queue else "")
     if not yes:
         if not sys.stdin.isatty():
-            raise ConfigError(f"queue clear would delete {what}: confirm with --yes"
-                              " (stdin is not a terminal)")
+            raise ConfigError(
+                f"queue clear would delete {what}: confirm with --yes (stdin is not a terminal)"
+            )
         typer.confirm(f"Delete all {what}?", abort=True)
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
@@ -112,9 +139,13 @@ def clear(
 
 @app.command()
 def retry(
-    task_ids: Annotated[list[str] | None, typer.Argument(
-        help="Task ids (or unique prefixes) of failed or cancelled tasks.")] = None,
-    all_failed: Annotated[bool, typer.Option("--all-failed", help="Retry every failed task.")] = False,
+    task_ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="Task ids (or unique prefixes) of failed or cancelled tasks."),
+    ] = None,
+    all_failed: Annotated[
+        bool, typer.Option("--all-failed", help="Retry every failed task.")
+    ] = False,
     queue: QueueName = None,
     json: Json = False,
     config: ConfigFile = None,
@@ -126,8 +157,9 @@ def retry(
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
         ids = [resolve_task_id(conn, t) for t in task_ids or []]
-        count = admin.retry_tasks(conn, ids, all_failed=all_failed, queue=queue,
-                                  channel=_channel(cfg))
+        count = admin.retry_tasks(
+            conn, ids, all_failed=all_failed, queue=queue, channel=_channel(cfg)
+        )
     if json:
         print_json({"retried": count})
     else:
@@ -147,26 +179,35 @@ def stats(json: Json = False, config: ConfigFile = None, database_url: DatabaseU
     from rich.table import Table
 
     console = Console()
-    console.print(f"completed last minute: {report['completed_last_minute']}  last hour: "
-                  f"{report['completed_last_hour']} "
-                  f"({report['throughput_per_minute_last_hour']:.2f}/min)  "
-                  f"failed last hour: {report['failed_last_hour']}")
+    console.print(
+        f"completed last minute: {report['completed_last_minute']}  last hour: "
+        f"{report['completed_last_hour']} "
+        f"({report['throughput_per_minute_last_hour']:.2f}/min)  "
+        f"failed last hour: {report['failed_last_hour']}"
+    )
     table = Table("task", "completed (1 h)", "avg s", "p95 s", title="run time by task")
     for row in report["durations_by_task"]:
-        table.add_row(row["name"], str(row["completed"]), f"{row['avg_seconds']:.3f}",
-                      f"{row['p95_seconds']:.3f}")
+        table.add_row(
+            row["name"],
+            str(row["completed"]),
+            f"{row['avg_seconds']:.3f}",
+            f"{row['p95_seconds']:.3f}",
+        )
     console.print(table)
     failures = Table("task", "failed (1 h)", title="failures by task")
     for row in report["failures_by_task"]:
         failures.add_row(row["name"], str(row["failed"]))
     console.print(failures)
-    console.print("tasks by state: " + ", ".join(
-        f"{state} {n}" for state, n in report["tasks_by_state"].items()))
+    console.print(
+        "tasks by state: "
+        + ", ".join(f"{state} {n}" for state, n in report["tasks_by_state"].items())
+    )
 
 
 @app.command()
-def servers(json: Json = False, config: ConfigFile = None,
-            database_url: DatabaseUrl = None) -> None:
+def servers(
+    json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None
+) -> None:
     """Servers (running, and stopped in the last day) with their workers and heartbeat."""
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
@@ -177,11 +218,25 @@ def servers(json: Json = False, config: ConfigFile = None,
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "server", "host", "pid", "running", "workers max/active/idle",
-                  "queues", "last heartbeat")
+    table = Table(
+        "id",
+        "server",
+        "host",
+        "pid",
+        "running",
+        "workers max/active/idle",
+        "queues",
+        "last heartbeat",
+    )
     for r in rows:
-        table.add_row(str(r["id"]), r["server_name"], r["hostname"] or "", str(r["pid"] or ""),
-                      "yes" if r["is_running"] else "no",
-                      f"{r['max_workers']}/{r['active_workers']}/{r['idle_workers']}",
-                      ",".join(r["queues"]) or "all", r["last_heartbeat"].isoformat(" ", "seconds"))
+        table.add_row(
+            str(r["id"]),
+            r["server_name"],
+            r["hostname"] or "",
+            str(r["pid"] or ""),
+            "yes" if r["is_running"] else "no",
+            f"{r['max_workers']}/{r['active_workers']}/{r['idle_workers']}",
+            ",".join(r["queues"]) or "all",
+            r["last_heartbeat"].isoformat(" ", "seconds"),
+        )
     Console().print(table)

@@ -14,7 +14,9 @@ from qsup.cli.common import ConfigFile, DatabaseUrl, Json, database, print_json
 from qsup.cli.common import settings as load_settings
 from qsup.settings import Config
 
-app = typer.Typer(help="Cron schedules (\\[\\[schedules]] in the config file).", no_args_is_help=True)
+app = typer.Typer(
+    help="Cron schedules (\\[\\[schedules]] in the config file).", no_args_is_help=True
+)
 Name = Annotated[str, typer.Argument(help="Schedule name.")]
 
 
@@ -43,9 +45,15 @@ def list_(json: Json = False, config: ConfigFile = None, database_url: DatabaseU
 
     table = Table("name", "cron", "task", "queue", "state", "last run", "next run")
     for r in rows:
-        table.add_row(r["name"], f"{r['cron']} ({r['timezone']})", r["task"], r["queue"],
-                      "paused" if r["paused"] else "active", _when(r["last_fire"]),
-                      "-" if r["paused"] else _when(r["next_fire"]))
+        table.add_row(
+            r["name"],
+            f"{r['cron']} ({r['timezone']})",
+            r["task"],
+            r["queue"],
+            "paused" if r["paused"] else "active",
+            _when(r["last_fire"]),
+            "-" if r["paused"] else _when(r["next_fire"]),
+        )
     Console().print(table)
 
 
@@ -70,8 +78,9 @@ def resume(name: Name, config: ConfigFile = None, database_url: DatabaseUrl = No
 
 
 @app.command()
-def run(name: Name, json: Json = False, config: ConfigFile = None,
-        database_url: DatabaseUrl = None) -> None:
+def run(
+    name: Name, json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None
+) -> None:
     """Enqueue a schedule's task now (even when paused) and print its id."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())

@@ -7,8 +7,15 @@ from typing import Annotated
 import typer
 
 from qsup import admin, repo
-from qsup.cli.common import (ConfigFile, DatabaseUrl, Json, database, print_json,
-                             resolve_task_id, settings)
+from qsup.cli.common import (
+    ConfigFile,
+    DatabaseUrl,
+    Json,
+    database,
+    print_json,
+    resolve_task_id,
+    settings,
+)
 from qsup.errors import QsupError, TaskNotFound
 
 app = typer.Typer(help="Look at and operate one task.", no_args_is_help=True)
@@ -16,8 +23,12 @@ TaskId = Annotated[str, typer.Argument(help="Task id or a unique prefix of it (4
 
 
 @app.command()
-def show(task_id: str = typer.Argument(..., help="Task id or a unique prefix of it."),
-         json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None) -> None:
+def show(
+    task_id: str = typer.Argument(..., help="Task id or a unique prefix of it."),
+    json: Json = False,
+    config: ConfigFile = None,
+    database_url: DatabaseUrl = None,
+) -> None:
     """Show a task: state, dates, attempts, result or error."""
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
@@ -32,8 +43,9 @@ def show(task_id: str = typer.Argument(..., help="Task id or a unique prefix of 
 
 
 @app.command()
-def logs(task_id: TaskId, json: Json = False, config: ConfigFile = None,
-         database_url: DatabaseUrl = None) -> None:
+def logs(
+    task_id: TaskId, json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None
+) -> None:
     """A task's log rows, oldest first."""
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
@@ -46,14 +58,16 @@ def logs(task_id: TaskId, json: Json = False, config: ConfigFile = None,
 
     table = Table("date", "type", "message")
     for row in rows:
-        table.add_row(row["date_created"].isoformat(" ", "milliseconds"), row["type"],
-                      row["message"] or "")
+        table.add_row(
+            row["date_created"].isoformat(" ", "milliseconds"), row["type"], row["message"] or ""
+        )
     Console().print(table)
 
 
 @app.command()
-def cancel(task_id: TaskId, json: Json = False, config: ConfigFile = None,
-           database_url: DatabaseUrl = None) -> None:
+def cancel(
+    task_id: TaskId, json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None
+) -> None:
     """Cancel a task: at once if it has not started (with its waiting dependents), else ask
     its server to stop it."""
     cfg = settings(config, database_url=database_url)
@@ -67,8 +81,9 @@ def cancel(task_id: TaskId, json: Json = False, config: ConfigFile = None,
 
 
 @app.command()
-def retry(task_id: TaskId, json: Json = False, config: ConfigFile = None,
-          database_url: DatabaseUrl = None) -> None:
+def retry(
+    task_id: TaskId, json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None
+) -> None:
     """Put a failed or cancelled task back in the queue with its attempts reset."""
     cfg = settings(config, database_url=database_url)
     channel = cfg.notify_channel if cfg.use_postgresql_notify else None
@@ -77,8 +92,10 @@ def retry(task_id: TaskId, json: Json = False, config: ConfigFile = None,
         if not admin.retry_tasks(conn, [full_id], channel=channel):
             row = repo.get_task(conn, full_id)
             state = row["state"] if row else "gone"
-            raise QsupError(f"task {full_id} is {state}: only failed or cancelled tasks can be"
-                            " retried (or its unique key is held by an unfinished task)")
+            raise QsupError(
+                f"task {full_id} is {state}: only failed or cancelled tasks can be"
+                " retried (or its unique key is held by an unfinished task)"
+            )
     if json:
         print_json({"id": full_id, "state": "enqueued"})
     else:

@@ -41,7 +41,8 @@ def _unreachable(url: str, exc: psycopg.Error) -> DatabaseUnreachable:
 def connect(url: str, *, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection[Any]:
     """A connection, or DatabaseUnreachable naming the host that was tried."""
     try:
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT, **kwargs)
+        return psycopg.connect(
+            url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT, **kwargs
+        )
     except (psycopg.ProgrammingError, psycopg.OperationalError) as exc:
         raise _unreachable(url, exc) from None
-

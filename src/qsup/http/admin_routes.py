@@ -93,8 +93,9 @@ async def clear_tasks(request: Request) -> Response:
     body = await json_body(request)
     states = body.get("states")
     queue = body.get("queue")
-    if states is not None and (not isinstance(states, list) or not states
-                               or not all(s in store.STATES for s in states)):
+    if states is not None and (
+        not isinstance(states, list) or not states or not all(s in store.STATES for s in states)
+    ):
         raise bad(f"states: expected a non-empty list drawn from {', '.join(store.STATES)}")
     if queue is not None and (not isinstance(queue, str) or "\x00" in queue):
         raise bad("queue: expected a string")

@@ -51,8 +51,9 @@ class JSON(JSONResponse):
     """JSON that knows uuids, datetimes and decimals."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, default=_default, ensure_ascii=False,
-                          separators=(",", ":")).encode("utf-8")
+        return json.dumps(
+            content, default=_default, ensure_ascii=False, separators=(",", ":")
+        ).encode("utf-8")
 
 
 def error(status: int, message: str, **extra: Any) -> JSON:
@@ -66,9 +67,15 @@ class Backend:
         self.config = config
         self.url = url
         self.pool = ConnectionPool(
-            url, min_size=1, max_size=2, open=False, timeout=POOL_TIMEOUT, name="qsup-http",
+            url,
+            min_size=1,
+            max_size=2,
+            open=False,
+            timeout=POOL_TIMEOUT,
+            name="qsup-http",
             kwargs={"autocommit": True, "connect_timeout": 5},
-            check=ConnectionPool.check_connection)
+            check=ConnectionPool.check_connection,
+        )
         from qsup.http.metrics import make_registry
 
         self.registry = make_registry(self)
@@ -91,8 +98,9 @@ def backend_of(request: Request) -> Backend:
 
 
 DISABLED = "admin actions are disabled: set QSUP_ADMIN_TOKEN to enable them"
-READS_DISABLED = ("reads are protected (QSUP_PROTECT_READS) but no QSUP_ADMIN_TOKEN is set:"
-                  " set one to read")
+READS_DISABLED = (
+    "reads are protected (QSUP_PROTECT_READS) but no QSUP_ADMIN_TOKEN is set: set one to read"
+)
 
 
 def require_token(request: Request, refused: str = DISABLED) -> Backend:
@@ -106,8 +114,9 @@ def require_token(request: Request, refused: str = DISABLED) -> Backend:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode("utf-8"), token.encode("utf-8")
     ):
-        raise HTTPException(401, "missing or wrong bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
     return backend
 
 
@@ -170,9 +179,13 @@ def qsup_routes() -> list[BaseRoute]:
 
     # Mutations first: for a method no route allows, Starlette's 405 names the methods of the
     # first route whose path matches, and /api/tasks/clear also matches /api/tasks/{task_id}.
-    return [*enqueue.ROUTES, *admin_routes.ROUTES, *routes.ROUTES,
-            Route("/metrics", metrics_endpoint),
-            *dashboard.ROUTES]
+    return [
+        *enqueue.ROUTES,
+        *admin_routes.ROUTES,
+        *routes.ROUTES,
+        Route("/metrics", metrics_endpoint),
+        *dashboard.ROUTES,
+    ]
 
 
 def load_user_app(spec: str) -> ASGIApp:
@@ -214,8 +227,12 @@ def create_app(config: Config, url: str) -> Starlette:
         inner.router.lifespan_context = lifespan
         return inner
     outer = Starlette(
-        routes=[Route(PREFIX, lambda request: RedirectResponse(f"{PREFIX}/")),
-                Mount(PREFIX, app=inner), Mount("/", app=user_app)],
-        lifespan=lifespan)
+        routes=[
+            Route(PREFIX, lambda request: RedirectResponse(f"{PREFIX}/")),
+            Mount(PREFIX, app=inner),
+            Mount("/", app=user_app),
+        ],
+        lifespan=lifespan,
+    )
     outer.state.qsup = backend
     return outer

@@ -40,8 +40,12 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
         options["_priority"] = priority
     delay = body.get("delay")
     if delay is not None:
-        if (isinstance(delay, bool) or not isinstance(delay, int | float)
-                or not math.isfinite(delay) or not 0 <= delay <= 366 * 86400):
+        if (
+            isinstance(delay, bool)
+            or not isinstance(delay, int | float)
+            or not math.isfinite(delay)
+            or not 0 <= delay <= 366 * 86400
+        ):
             raise bad("delay: expected seconds from 0 to 31622400")
         options["_delay"] = float(delay)
     return options
@@ -66,8 +70,11 @@ async def enqueue_task(request: Request) -> Response:
 
     fn = registered_tasks().get(name)
     if fn is None:
-        raise HTTPException(404, f"no registered task {name!r}: only @task functions of the"
-                                 " modules the server imports can be enqueued")
+        raise HTTPException(
+            404,
+            f"no registered task {name!r}: only @task functions of the"
+            " modules the server imports can be enqueued",
+        )
     queue = Queue(config=backend.config)
     try:
         new = queue.build(fn, tuple(args), {**kwargs, **_options(body)})
@@ -81,8 +88,9 @@ async def enqueue_task(request: Request) -> Response:
     inserted = await run_in_threadpool(insert)
     assert inserted is not None  # no unique key: the insert cannot be skipped
     task_id, state = inserted
-    return JSON({"id": task_id, "name": new.name, "queue": new.queue, "state": state},
-                status_code=201)
+    return JSON(
+        {"id": task_id, "name": new.name, "queue": new.queue, "state": state}, status_code=201
+    )
 
 
 async def tasks_endpoint(request: Request) -> Response:

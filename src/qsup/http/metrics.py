@@ -29,13 +29,32 @@ if TYPE_CHECKING:
 
 WINDOW = 600.0  # seconds of finished tasks the histograms cover
 MAX_ROWS = 50_000
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-           300.0, 600.0, 1800.0, 3600.0)
+BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+)
 SCRAPE_TIMEOUT = 5.0
 
 
-def histogram(name: str, doc: str, label: str,
-              values: dict[str, list[float]]) -> GaugeHistogramMetricFamily:
+def histogram(
+    name: str, doc: str, label: str, values: dict[str, list[float]]
+) -> GaugeHistogramMetricFamily:
     family = GaugeHistogramMetricFamily(name, doc, labels=[label])
     for key, samples in sorted(values.items()):
         samples.sort()
@@ -47,16 +66,19 @@ def histogram(name: str, doc: str, label: str,
 
 def server_gauges(servers: list[dict[str, Any]]) -> Iterator[Metric]:
     running = [s for s in servers if s["is_running"]]
-    specs = (("active", "active_workers", "Busy worker processes"),
-             ("idle", "idle_workers", "Idle worker processes"),
-             ("max", "max_workers", "Most worker processes allowed"))
+    specs = (
+        ("active", "active_workers", "Busy worker processes"),
+        ("idle", "idle_workers", "Idle worker processes"),
+        ("max", "max_workers", "Most worker processes allowed"),
+    )
     for suffix, column, doc in specs:
         gauge = GaugeMetricFamily(f"qsup_workers_{suffix}", doc, labels=["server"])
         for s in running:
             gauge.add_metric([s["server_name"]], float(s[column]))
         yield gauge
-    age = GaugeMetricFamily("qsup_server_heartbeat_age_seconds", "Seconds since the heartbeat",
-                            labels=["server"])
+    age = GaugeMetricFamily(
+        "qsup_server_heartbeat_age_seconds", "Seconds since the heartbeat", labels=["server"]
+    )
     for s in running:
         age.add_metric([s["server_name"]], float(s["heartbeat_age"] or 0.0))
     yield age
@@ -65,8 +87,9 @@ def server_gauges(servers: list[dict[str, Any]]) -> Iterator[Metric]:
 
 def worker_rss() -> GaugeMetricFamily:
     """RSS of the worker processes of the supervisor this HTTP process belongs to."""
-    gauge = GaugeMetricFamily("qsup_worker_rss_bytes", "Resident memory of each worker process",
-                              labels=["server", "pid"])
+    gauge = GaugeMetricFamily(
+        "qsup_worker_rss_bytes", "Resident memory of each worker process", labels=["server", "pid"]
+    )
     try:
         parent = psutil.Process(os.getppid())
         server = f"{os.uname().nodename}:{parent.pid}"
@@ -105,18 +128,23 @@ class QueueCollector(Collector):
             servers = store.servers(conn)
             waiting = store.oldest_due(conn)
             timings = store.recent_timings(conn, WINDOW, MAX_ROWS)
-        tasks = GaugeMetricFamily("qsup_tasks", "Tasks by state and queue",
-                                  labels=["state", "queue"])
+        tasks = GaugeMetricFamily(
+            "qsup_tasks", "Tasks by state and queue", labels=["state", "queue"]
+        )
         for queue, state, n in counts:
             tasks.add_metric([state, queue], float(n))
         yield tasks
-        yield GaugeMetricFamily("qsup_tasks_stuck", "Tasks picked up or running past their "
-                                "timeout", float(health.stuck))
-        oldest = GaugeMetricFamily("qsup_queue_oldest_due_seconds",
-                                   "Age of the oldest due task still waiting", labels=["queue"])
-        retrying = GaugeMetricFamily("qsup_tasks_retrying",
-                                     "Enqueued tasks waiting for another attempt",
-                                     labels=["queue"])
+        yield GaugeMetricFamily(
+            "qsup_tasks_stuck", "Tasks picked up or running past their timeout", float(health.stuck)
+        )
+        oldest = GaugeMetricFamily(
+            "qsup_queue_oldest_due_seconds",
+            "Age of the oldest due task still waiting",
+            labels=["queue"],
+        )
+        retrying = GaugeMetricFamily(
+            "qsup_tasks_retrying", "Enqueued tasks waiting for another attempt", labels=["queue"]
+        )
         for queue, age, n in waiting:
             oldest.add_metric([queue], age)
             retrying.add_metric([queue], float(n))
@@ -129,9 +157,11 @@ class QueueCollector(Collector):
     def _timings(timings: list[tuple[str, str, float, float]]) -> Iterator[Metric]:
         durations: dict[str, list[float]] = {}
         waits: dict[str, list[float]] = {}
-        finished = GaugeMetricFamily("qsup_tasks_finished_recent",
-                                     f"Tasks finished in the last {int(WINDOW)} s",
-                                     labels=["task", "state"])
+        finished = GaugeMetricFamily(
+            "qsup_tasks_finished_recent",
+            f"Tasks finished in the last {int(WINDOW)} s",
+            labels=["task", "state"],
+        )
         by_outcome: dict[tuple[str, str], int] = {}
         for name, state, run, wait in timings:
             durations.setdefault(name, []).append(run)
@@ -140,12 +170,18 @@ class QueueCollector(Collector):
         for (name, state), n in sorted(by_outcome.items()):
             finished.add_metric([name, state], float(n))
         yield finished
-        yield histogram("qsup_task_duration_seconds",
-                        f"Run time of tasks finished in the last {int(WINDOW)} s", "task",
-                        durations)
-        yield histogram("qsup_task_queue_wait_seconds",
-                        f"Wait from due to started, tasks finished in the last {int(WINDOW)} s",
-                        "task", waits)
+        yield histogram(
+            "qsup_task_duration_seconds",
+            f"Run time of tasks finished in the last {int(WINDOW)} s",
+            "task",
+            durations,
+        )
+        yield histogram(
+            "qsup_task_queue_wait_seconds",
+            f"Wait from due to started, tasks finished in the last {int(WINDOW)} s",
+            "task",
+            waits,
+        )
 
 
 def make_registry(backend: Backend) -> CollectorRegistry:

@@ -18,99 +18,222 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 ERROR = _json({"$ref": "#/components/schemas/Error"}, "Error")
 OBJ = {"type": "object"}
 NO_NUL = "^[^\\x00]*$"  # PostgreSQL text holds no NUL character
-TASK_ID = {"name": "task_id", "in": "path", "required": True,
-           "schema": {"type": "string", "format": "uuid"}}
-SECURED = {"security": [{"bearer": []}],
-           "responses": {"401": ERROR, "403": ERROR, "404": ERROR, "409": ERROR, "400": ERROR}}
+TASK_ID = {
+    "name": "task_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+SECURED = {
+    "security": [{"bearer": []}],
+    "responses": {"401": ERROR, "403": ERROR, "404": ERROR, "409": ERROR, "400": ERROR},
+}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
 
 
-def _get(summary: str, schema: dict[str, Any], params: list[dict[str, Any]] | None = None,
-         extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def _get(
+    summary: str,
+    schema: dict[str, Any],
+    params: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     responses = {"200": _json(schema), "400": ERROR, "404": ERROR, "503": ERROR, **(extra or {})}
     return {"get": {"summary": summary, "parameters": params or [], "responses": responses}}
 
 
 def _post(summary: str, params: list[dict[str, Any]], body: bool = False) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "parameters": params,
-                          "responses": {"200": _json(OBJ), **SECURED["responses"]},
-                          "security": SECURED["security"]}
+    op: dict[str, Any] = {
+        "summary": summary,
+        "parameters": params,
+        "responses": {"200": _json(OBJ), **SECURED["responses"]},
+        "security": SECURED["security"],
+    }
     if body:
-        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": {
-            "type": "object", "properties": {
-                "states": {"type": ["array", "null"], "minItems": 1,
-                           "items": {"type": "string", "enum": CLEARABLE},
-                           "description": "Default: every state that can be cleared"},
-                "queue": {"type": ["string", "null"], "pattern": NO_NUL,
-                          "description": "Default: any queue"}}}}}}
+        op["requestBody"] = {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "states": {
+                                "type": ["array", "null"],
+                                "minItems": 1,
+                                "items": {"type": "string", "enum": CLEARABLE},
+                                "description": "Default: every state that can be cleared",
+                            },
+                            "queue": {
+                                "type": ["string", "null"],
+                                "pattern": NO_NUL,
+                                "description": "Default: any queue",
+                            },
+                        },
+                    }
+                }
+            },
+        }
     return {"post": op}
 
 
 TASK_LIST_PARAMS = [
     _query("state", {"type": "string", "enum": STATES}, "Only tasks in this state"),
-    _query("queue", {"type": "string", "maxLength": 255, "pattern": NO_NUL},
-           "Only tasks of this queue"),
-    _query("name", {"type": "string", "maxLength": 255, "pattern": NO_NUL},
-           "Task path contains this text"),
+    _query(
+        "queue", {"type": "string", "maxLength": 255, "pattern": NO_NUL}, "Only tasks of this queue"
+    ),
+    _query(
+        "name",
+        {"type": "string", "maxLength": 255, "pattern": NO_NUL},
+        "Task path contains this text",
+    ),
     _query("parent", {"type": "string", "format": "uuid"}, "Only children of this task"),
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-           "Page size"),
-    _query("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$", "maxLength": 255},
-           "next_cursor of the previous page (opaque; anything else is a 400)"),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Page size"),
+    _query(
+        "cursor",
+        {"type": "string", "pattern": "^[A-Za-z0-9_-]*$", "maxLength": 255},
+        "next_cursor of the previous page (opaque; anything else is a 400)",
+    ),
 ]
-HEALTH = _json({"type": "object", "required": ["status"], "properties": {
-    "status": {"type": "string", "enum": ["healthy", "degraded", "unhealthy"]},
-    "workers": {"type": "integer"}, "reason": {"type": "string"},
-    "error": {"type": "string"}}})
+HEALTH = _json(
+    {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string", "enum": ["healthy", "degraded", "unhealthy"]},
+            "workers": {"type": "integer"},
+            "reason": {"type": "string"},
+            "error": {"type": "string"},
+        },
+    }
+)
 
 
-ENQUEUE = {"post": {
-    "summary": "Enqueue a task registered with @task (never an arbitrary import path)",
-    "security": SECURED["security"],
-    "requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": ["task"], "additionalProperties": False, "properties": {
-            "task": {"type": "string", "minLength": 1, "pattern": NO_NUL,
-                     "description": "module:function of a registered task"},
-            "args": {"type": "array", "default": []},
-            "kwargs": {"type": "object", "default": {},
-                       "propertyNames": {"pattern": "^[^_]"}},
-            "queue": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_.:-]{1,255}$"},
-            "priority": {"type": ["integer", "null"], "minimum": -2**31 + 1,
-                         "maximum": 2**31 - 1},
-            "delay": {"type": ["number", "null"], "minimum": 0, "maximum": 366 * 86400,
-                      "description": "Seconds before the task is due"}}}}}},
-    "responses": {"201": _json({"type": "object", "required": ["id", "name", "queue", "state"],
-                                "properties": {"id": {"type": "string", "format": "uuid"},
-                                               "name": {"type": "string"},
-                                               "queue": {"type": "string"},
-                                               "state": {"type": "string", "enum": STATES}}},
-                               "Enqueued"), **SECURED["responses"]}}}
+ENQUEUE = {
+    "post": {
+        "summary": "Enqueue a task registered with @task (never an arbitrary import path)",
+        "security": SECURED["security"],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["task"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "task": {
+                                "type": "string",
+                                "minLength": 1,
+                                "pattern": NO_NUL,
+                                "description": "module:function of a registered task",
+                            },
+                            "args": {"type": "array", "default": []},
+                            "kwargs": {
+                                "type": "object",
+                                "default": {},
+                                "propertyNames": {"pattern": "^[^_]"},
+                            },
+                            "queue": {
+                                "type": ["string", "null"],
+                                "pattern": "^[A-Za-z0-9_.:-]{1,255}$",
+                            },
+                            "priority": {
+                                "type": ["integer", "null"],
+                                "minimum": -(2**31) + 1,
+                                "maximum": 2**31 - 1,
+                            },
+                            "delay": {
+                                "type": ["number", "null"],
+                                "minimum": 0,
+                                "maximum": 366 * 86400,
+                                "description": "Seconds before the task is due",
+                            },
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            "201": _json(
+                {
+                    "type": "object",
+                    "required": ["id", "name", "queue", "state"],
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "name": {"type": "string"},
+                        "queue": {"type": "string"},
+                        "state": {"type": "string", "enum": STATES},
+                    },
+                },
+                "Enqueued",
+            ),
+            **SECURED["responses"],
+        },
+    }
+}
 
 
 def document() -> dict[str, Any]:
     sched = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     paths: dict[str, Any] = {
         "/livez": _get("Process liveness", OBJ),
-        "/health/queue": {"get": {"summary": "Queue health (seed semantics)",
-                                  "responses": {"200": HEALTH, "503": HEALTH}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
-            "description": "Prometheus text format",
-            "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/api/tasks": {**_get("Tasks, newest first", {
-            "type": "object", "properties": {
-                "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
-                "next_cursor": {"type": ["string", "null"]}}}, TASK_LIST_PARAMS),
-            **ENQUEUE},
-        "/api/tasks/{task_id}": _get("One task with children and dependencies",
-                                     {"$ref": "#/components/schemas/Task"}, [TASK_ID]),
-        "/api/tasks/{task_id}/logs": _get("A task's logs, oldest first", OBJ, [
-            TASK_ID, _query("after", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
-                            "Log id to start after"),
-            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most rows")]),
+        "/health/queue": {
+            "get": {
+                "summary": "Queue health (seed semantics)",
+                "responses": {"200": HEALTH, "503": HEALTH},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/api/tasks": {
+            **_get(
+                "Tasks, newest first",
+                {
+                    "type": "object",
+                    "properties": {
+                        "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
+                        "next_cursor": {"type": ["string", "null"]},
+                    },
+                },
+                TASK_LIST_PARAMS,
+            ),
+            **ENQUEUE,
+        },
+        "/api/tasks/{task_id}": _get(
+            "One task with children and dependencies",
+            {"$ref": "#/components/schemas/Task"},
+            [TASK_ID],
+        ),
+        "/api/tasks/{task_id}/logs": _get(
+            "A task's logs, oldest first",
+            OBJ,
+            [
+                TASK_ID,
+                _query(
+                    "after",
+                    {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+                    "Log id to start after",
+                ),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most rows"),
+            ],
+        ),
         "/api/stats": _get("Counts, throughput, stuck tasks", OBJ),
         "/api/servers": _get("Servers and their workers", OBJ),
         "/api/schedules": _get("Cron schedules", OBJ),
@@ -124,20 +247,32 @@ def document() -> dict[str, Any]:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "qsup", "version": "1",
-                 "description": "Health, metrics and the JSON API of a qsup server."},
+        "info": {
+            "title": "qsup",
+            "version": "1",
+            "description": "Health, metrics and the JSON API of a qsup server.",
+        },
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "QSUP_ADMIN_TOKEN"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "QSUP_ADMIN_TOKEN"}
+            },
             "schemas": {
-                "Error": {"type": "object", "required": ["error"],
-                          "properties": {"error": {"type": "string"}}},
-                "Task": {"type": "object", "required": ["id", "name", "state", "queue"],
-                         "properties": {"id": {"type": "string", "format": "uuid"},
-                                        "name": {"type": "string"},
-                                        "state": {"type": "string", "enum": STATES},
-                                        "queue": {"type": "string"}}},
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                },
+                "Task": {
+                    "type": "object",
+                    "required": ["id", "name", "state", "queue"],
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "name": {"type": "string"},
+                        "state": {"type": "string", "enum": STATES},
+                        "queue": {"type": "string"},
+                    },
+                },
             },
         },
     }

@@ -68,9 +68,16 @@ class _Server:
 
         uvicorn.server.HANDLED_SIGNALS = (signal.SIGTERM,)  # this process only
         app = create_app(config, url)
-        server = uvicorn.Server(uvicorn.Config(
-            app, log_level=config.log_level.lower(), access_log=False, lifespan="on",
-            proxy_headers=False, server_header=False))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                log_level=config.log_level.lower(),
+                access_log=False,
+                lifespan="on",
+                proxy_headers=False,
+                server_header=False,
+            )
+        )
         server.run(sockets=[sock])
 
 
@@ -88,8 +95,9 @@ def start_http(config: Config, url: str) -> Any:
     sock = bind(config)
     host, port = sock.getsockname()[:2]
     ctx = multiprocess.get_context("fork")
-    proc = ctx.Process(target=_child_main, args=(config, url, sock, os.getpid()),
-                       name="qsup-http", daemon=False)
+    proc = ctx.Process(
+        target=_child_main, args=(config, url, sock, os.getpid()), name="qsup-http", daemon=False
+    )
     proc.start()
     sock.close()  # the child has its own copy
     shown = f"[{host}]" if ":" in host else host

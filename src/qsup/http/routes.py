@@ -83,9 +83,12 @@ def task_filter(request: Request) -> store.TaskFilter:
     if state is not None and state not in store.STATES:
         raise bad(f"state: expected one of {', '.join(store.STATES)}")
     parent = request.query_params.get("parent")
-    return store.TaskFilter(state=state, queue=text_param(request, "queue"),
-                            name=text_param(request, "name"),
-                            parent=parse_uuid(parent, "parent") if parent is not None else None)
+    return store.TaskFilter(
+        state=state,
+        queue=text_param(request, "queue"),
+        name=text_param(request, "name"),
+        parent=parse_uuid(parent, "parent") if parent is not None else None,
+    )
 
 
 # --- handlers -------------------------------------------------------------------------------
@@ -100,16 +103,21 @@ def health_queue(request: Request) -> Response:
     backend = backend_of(request)
     try:
         with backend.connection(timeout=HEALTH_TIMEOUT) as conn:
-            health = store.health(conn, backend.config.server_timeout,
-                                  backend.config.task_timeout)
+            health = store.health(conn, backend.config.server_timeout, backend.config.task_timeout)
     except Exception as exc:  # noqa: BLE001 - any database failure is "unhealthy"
         message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         return JSON({"status": "unhealthy", "error": message}, status_code=503)
     if health.servers == 0:
         return JSON({"status": "unhealthy", "reason": "no_active_workers"}, status_code=503)
     if health.stuck > STUCK_LIMIT:
-        return JSON({"status": "degraded", "reason": "tasks_stuck", "stuck_tasks": health.stuck,
-                     "workers": health.workers})
+        return JSON(
+            {
+                "status": "degraded",
+                "reason": "tasks_stuck",
+                "stuck_tasks": health.stuck,
+                "workers": health.workers,
+            }
+        )
     return JSON({"status": "healthy", "workers": health.workers})
 
 
@@ -162,12 +170,18 @@ def stats(request: Request) -> Response:
     for queue, state, n in counts:
         by_state[state] = by_state.get(state, 0) + n
         queues.setdefault(queue, {})[state] = n
-    return JSON({
-        "states": by_state, "queues": queues, "total": sum(by_state.values()),
-        "stuck": health.stuck, "workers": health.workers, "servers": health.servers,
-        "oldest_due_seconds": {q: age for q, age, _ in waiting},
-        "throughput": throughput,
-    })
+    return JSON(
+        {
+            "states": by_state,
+            "queues": queues,
+            "total": sum(by_state.values()),
+            "stuck": health.stuck,
+            "workers": health.workers,
+            "servers": health.servers,
+            "oldest_due_seconds": {q: age for q, age, _ in waiting},
+            "throughput": throughput,
+        }
+    )
 
 
 def servers(request: Request) -> Response:

@@ -44,9 +44,15 @@ def list_tasks(
     conn: Conn, flt: TaskFilter, limit: int, before: tuple[datetime, uuid.UUID] | None
 ) -> list[dict[str, Any]]:
     """A page of tasks, newest first, strictly older than the ``before`` cursor."""
-    params = {"state": flt.state, "queue": flt.queue, "name": flt.name, "parent": flt.parent,
-              "before_date": before[0] if before else None,
-              "before_id": before[1] if before else None, "limit": limit}
+    params = {
+        "state": flt.state,
+        "queue": flt.queue,
+        "name": flt.name,
+        "parent": flt.parent,
+        "before_date": before[0] if before else None,
+        "before_id": before[1] if before else None,
+        "limit": limit,
+    }
     return _rows(conn, "http_list_tasks", params)
 
 

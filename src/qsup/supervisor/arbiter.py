@@ -27,9 +27,9 @@ from qsup.errors import ConfigError
 from qsup.linux import become_subreaper
 from qsup.settings import Config
 from qsup.supervisor import policy
-from qsup.supervisor.link import Link
 from qsup.supervisor.housekeeping import Housekeeper
 from qsup.supervisor.intake import Intake
+from qsup.supervisor.link import Link
 from qsup.supervisor.outbox import Outbox
 from qsup.supervisor.pool import Worker, describe_exit, kill, reap, spawn
 from qsup.supervisor.signals import SignalPipe
@@ -74,14 +74,24 @@ class Arbiter:
         self.link.open()
         assert self.link.conn is not None
         self.server_id = repo.register_server(
-            self.link.conn, f"{self.hostname}:{os.getpid()}", self.max_workers, self.hostname,
-            os.getpid(), self.config.queues)
+            self.link.conn,
+            f"{self.hostname}:{os.getpid()}",
+            self.max_workers,
+            self.hostname,
+            os.getpid(),
+            self.config.queues,
+        )
         self.signals = SignalPipe()
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ, "signals")
         self.intake.listen()
-        logger.info("supervisor {} started (server id {}, workers {}..{}, queues {})",
-                    os.getpid(), self.server_id, self.config.min_workers, self.max_workers,
-                    ",".join(self.config.queues) or "all")
+        logger.info(
+            "supervisor {} started (server id {}, workers {}..{}, queues {})",
+            os.getpid(),
+            self.server_id,
+            self.config.min_workers,
+            self.max_workers,
+            ",".join(self.config.queues) or "all",
+        )
         try:
             while not self._finished():
                 try:
@@ -135,8 +145,11 @@ class Arbiter:
                 break
             time.sleep(1)
         if len(self.outbox):
-            logger.error("could not write {} pending updates; tasks held by this server will"
-                         " be rescued by the next one", len(self.outbox))
+            logger.error(
+                "could not write {} pending updates; tasks held by this server will"
+                " be rescued by the next one",
+                len(self.outbox),
+            )
         self.link.call(lambda conn: repo.stop_server(conn, self.server_id))
         self.link.close()
         self.intake.close()
@@ -167,8 +180,11 @@ class Arbiter:
     def _start_drain(self, sig: signal.Signals) -> None:
         self.state = "draining"
         self.drain_deadline = time.monotonic() + self.config.shutdown_timeout
-        logger.info("{}: draining (running tasks get {:g} s to finish)", sig.name,
-                    self.config.shutdown_timeout)
+        logger.info(
+            "{}: draining (running tasks get {:g} s to finish)",
+            sig.name,
+            self.config.shutdown_timeout,
+        )
         self.buffer_release(time.monotonic())
         for worker in self.workers.values():
             self._retire(worker, "shutdown")
@@ -215,17 +231,24 @@ class Arbiter:
             return
         live = [w for w in self.workers.values() if w.retiring is None]
         views = [policy.WorkerView(w.busy, w.idle_since, w.tasks_done, w.rss / 2**20) for w in live]
-        for i in policy.idle_to_retire(views, now, self.config.worker_idle_timeout,
-                                       self.config.min_workers):
-            logger.info("retiring worker {}: idle for {:g} s", live[i].slot,
-                        self.config.worker_idle_timeout)
+        for i in policy.idle_to_retire(
+            views, now, self.config.worker_idle_timeout, self.config.min_workers
+        ):
+            logger.info(
+                "retiring worker {}: idle for {:g} s", live[i].slot, self.config.worker_idle_timeout
+            )
             self._retire(live[i], "idle")
         for worker in sorted(live, key=lambda w: w.busy)[: max(0, len(live) - self.max_workers)]:
             self._retire(worker, "max workers lowered")
         live = [w for w in self.workers.values() if w.retiring is None]
         free = sum(1 for w in live if not w.busy)
-        wanted = policy.desired_spawns(len(live), free, self.intake.backlog or bool(self.buffer),
-                                       self.config.min_workers, self.max_workers)
+        wanted = policy.desired_spawns(
+            len(live),
+            free,
+            self.intake.backlog or bool(self.buffer),
+            self.config.min_workers,
+            self.max_workers,
+        )
         if wanted and now >= self.next_spawn_at:
             for _ in range(wanted):
                 self._spawn(now)
@@ -278,10 +301,12 @@ class Arbiter:
         self.outbox.started(task_id, at, worker.pid, now)
 
     def _maybe_recycle(self, worker: Worker) -> None:
-        view = policy.WorkerView(worker.busy, worker.idle_since, worker.tasks_done,
-                                 worker.rss / 2**20)
-        reason = policy.recycle_reason(view, self.config.max_tasks_per_worker,
-                                       self.config.max_worker_memory_mb)
+        view = policy.WorkerView(
+            worker.busy, worker.idle_since, worker.tasks_done, worker.rss / 2**20
+        )
+        reason = policy.recycle_reason(
+            view, self.config.max_tasks_per_worker, self.config.max_worker_memory_mb
+        )
         if reason:
             logger.info("recycling worker {} (pid {}): {}", worker.slot, worker.pid, reason)
             self._retire(worker, reason)
@@ -313,11 +338,15 @@ class Arbiter:
             self.boot_failures += 1
             delay = policy.respawn_delay(self.boot_failures)
             self.next_spawn_at = now + delay
-            logger.error("worker {} (pid {}) died at start-up ({}); next start in {:g} s",
-                         worker.slot, worker.pid, how, delay)
+            logger.error(
+                "worker {} (pid {}) died at start-up ({}); next start in {:g} s",
+                worker.slot,
+                worker.pid,
+                how,
+                delay,
+            )
         elif worker.retiring and code == 0:
-            logger.debug("worker {} (pid {}) retired: {}", worker.slot, worker.pid,
-                         worker.retiring)
+            logger.debug("worker {} (pid {}) retired: {}", worker.slot, worker.pid, worker.retiring)
         else:
             logger.warning("worker {} (pid {}) died: {}", worker.slot, worker.pid, how)
         self._settle_dead_workers_tasks(worker, how, now)
@@ -331,28 +360,36 @@ class Arbiter:
                 self.outbox.cancel([task.id], now)
             elif worker.kill_reason == "timeout":
                 timeout = task.timeout or self.config.task_timeout
-                error = (f"TaskTimeout: {task.name} ran longer than {timeout:g} s and did not stop"
-                         f" within {self.config.timeout_grace:g} s; worker killed")
-                self.outbox.attempt_failed(task, "timeout", error, None, worker.started_at,
-                                           self.config, now)
+                error = (
+                    f"TaskTimeout: {task.name} ran longer than {timeout:g} s and did not stop"
+                    f" within {self.config.timeout_grace:g} s; worker killed"
+                )
+                self.outbox.attempt_failed(
+                    task, "timeout", error, None, worker.started_at, self.config, now
+                )
             else:
                 error = f"WorkerDied: worker pid {worker.pid} died running {task.name} ({how})"
-                self.outbox.attempt_failed(task, "error", error, None, worker.started_at,
-                                           self.config, now)
+                self.outbox.attempt_failed(
+                    task, "error", error, None, worker.started_at, self.config, now
+                )
         self._give_back(list(worker.jobs.values()), now)
         worker.jobs.clear()
 
     def _enforce_deadlines(self, now: float) -> None:
         for worker in self.workers.values():
             if worker.deadline is not None and now >= worker.deadline and not worker.kill_reason:
-                logger.warning("worker {} (pid {}) overran its task's timeout: killing it",
-                               worker.slot, worker.pid)
+                logger.warning(
+                    "worker {} (pid {}) overran its task's timeout: killing it",
+                    worker.slot,
+                    worker.pid,
+                )
                 kill(worker, "timeout")
         if self.drain_deadline is not None and now >= self.drain_deadline:
             for worker in self.workers.values():
                 if not worker.kill_reason:
-                    logger.warning("shutdown timeout: stopping worker {} and requeueing its task",
-                                   worker.slot)
+                    logger.warning(
+                        "shutdown timeout: stopping worker {} and requeueing its task", worker.slot
+                    )
                     kill(worker, "shutdown")
 
     # --- claiming and dispatch ------------------------------------------------------------
@@ -362,15 +399,22 @@ class Arbiter:
             return
         in_flight = [len(w.jobs) for w in self.workers.values() if w.accepting]
         spare = max(0, self.max_workers - len(self.workers))
-        limit = policy.claim_size(in_flight, spare, len(self.buffer), self.config.claim_batch_size,
-                                  policy.batch_cap(self.avg_task_seconds))
+        limit = policy.claim_size(
+            in_flight,
+            spare,
+            len(self.buffer),
+            self.config.claim_batch_size,
+            policy.batch_cap(self.avg_task_seconds),
+        )
         self.buffer.extend(self.intake.claim(now, self.server_id, limit))
 
     def _dispatch(self, now: float) -> None:
         """Top up workers from the buffer, emptiest first, several jobs per message."""
         cap = policy.batch_cap(self.avg_task_seconds)
         spare = max(0, self.max_workers - len(self.workers))
-        takers = sorted((w for w in self.workers.values() if w.accepting), key=lambda w: len(w.jobs))
+        takers = sorted(
+            (w for w in self.workers.values() if w.accepting), key=lambda w: len(w.jobs)
+        )
         booting = sum(1 for w in self.workers.values() if not w.ready and w.retiring is None)
         for index, worker in enumerate(takers):
             consumers = len(takers) - index + spare + booting
@@ -378,9 +422,18 @@ class Arbiter:
             if not count:
                 continue
             tasks = [self.buffer.popleft() for _ in range(count)]
-            jobs = tuple(protocol.Job(t.id, t.name, t.args, t.kwargs,
-                                      t.timeout or self.config.task_timeout, t.attempts, t.context)
-                         for t in tasks)
+            jobs = tuple(
+                protocol.Job(
+                    t.id,
+                    t.name,
+                    t.args,
+                    t.kwargs,
+                    t.timeout or self.config.task_timeout,
+                    t.attempts,
+                    t.context,
+                )
+                for t in tasks
+            )
             try:
                 worker.conn.send_bytes(protocol.encode(protocol.Assign(jobs)))
             except OSError:
@@ -401,11 +454,16 @@ class Arbiter:
             return True
         channel = self.channel
         try:
-            return self.link.call(
-                lambda conn: self.outbox.flush(conn, self.server_id, channel) or True) is True
+            return (
+                self.link.call(
+                    lambda conn: self.outbox.flush(conn, self.server_id, channel) or True
+                )
+                is True
+            )
         except psycopg.Error as exc:  # a bad row must not stop the server: report and move on
-            logger.opt(exception=exc).error("PostgreSQL refused {} updates; failing their tasks",
-                                            len(self.outbox))
+            logger.opt(exception=exc).error(
+                "PostgreSQL refused {} updates; failing their tasks", len(self.outbox)
+            )
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             try:
                 self.link.call(lambda conn: self.outbox.salvage(conn, self.server_id, reason))
@@ -415,9 +473,13 @@ class Arbiter:
 
     def _chores(self, now: float) -> None:
         busy = sum(1 for w in self.workers.values() if w.busy)
-        chores = self.housekeeper.run(now, self.config, self.server_id,
-                                      (self.max_workers, busy, len(self.workers) - busy),
-                                      self.state == "running")
+        chores = self.housekeeper.run(
+            now,
+            self.config,
+            self.server_id,
+            (self.max_workers, busy, len(self.workers) - busy),
+            self.state == "running",
+        )
         if chores.new_work:
             self.intake.wake()
         if chores.declared_dead:  # our claimed tasks were requeued: they are not ours any more

@@ -39,8 +39,14 @@ class Housekeeper:
             due.append(self.next_schedule_check)
         return due
 
-    def run(self, now: float, config: Config, server_id: int, workers: tuple[int, int, int],
-            running: bool) -> Chores:
+    def run(
+        self,
+        now: float,
+        config: Config,
+        server_id: int,
+        workers: tuple[int, int, int],
+        running: bool,
+    ) -> Chores:
         """``workers`` is (max, busy, idle). Only what is due runs."""
         chores = Chores()
         if now >= self.next_heartbeat:
@@ -53,30 +59,39 @@ class Housekeeper:
             self.next_schedule_check = now + SCHEDULE_EVERY
             channel = config.notify_channel if config.use_postgresql_notify else None
             fired = self.link.call(
-                lambda conn: scheduler.fire_due(conn, config, datetime.now(UTC), channel))
+                lambda conn: scheduler.fire_due(conn, config, datetime.now(UTC), channel)
+            )
             chores.new_work |= bool(fired)
         return chores
 
-    def _beat(self, config: Config, server_id: int, workers: tuple[int, int, int],
-              chores: Chores) -> None:
+    def _beat(
+        self, config: Config, server_id: int, workers: tuple[int, int, int], chores: Chores
+    ) -> None:
         alive = self.link.call(lambda conn: repo.heartbeat(conn, server_id, *workers))
         if alive is False:
-            logger.warning("this server had been declared dead by another (its tasks were"
-                           " rescued); it is running again")
+            logger.warning(
+                "this server had been declared dead by another (its tasks were"
+                " rescued); it is running again"
+            )
             chores.declared_dead = True
         if self.link.connected_for() < config.server_timeout:
             dead: list[tuple[int, str]] = []  # just (re)connected: others' beats may be stale
-        else:                                 # because the database was away, not they
-            dead = self.link.call(
-                lambda conn: repo.mark_dead_servers(conn, server_id, config.server_timeout)) or []
+        else:  # because the database was away, not they
+            dead = (
+                self.link.call(
+                    lambda conn: repo.mark_dead_servers(conn, server_id, config.server_timeout)
+                )
+                or []
+            )
         for other, name in dead:
             logger.warning("server {} ({}) missed its heartbeats: marked dead", other, name)
         rescued = self.link.call(repo.rescue_orphans) or []
         if rescued:
             logger.warning("rescued {} task(s) from dead servers", len(rescued))
             chores.new_work = True
-        chores.cancel.update(self.link.call(lambda conn: repo.cancel_requests(conn, server_id))
-                             or [])
+        chores.cancel.update(
+            self.link.call(lambda conn: repo.cancel_requests(conn, server_id)) or []
+        )
 
     def _prune(self, config: Config) -> None:
         pruned = self.link.call(lambda conn: repo.prune_finished(conn, config.result_ttl))

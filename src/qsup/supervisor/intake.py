@@ -23,8 +23,9 @@ class Intake:
     """Knows when to claim (``backlog``: NOTIFY came, the last batch was full, or a poll is
     due) and claims. NOTIFY is only a hint: with it off, polling keeps everything correct."""
 
-    def __init__(self, config: Config, url: str, link: Link,
-                 selector: selectors.BaseSelector) -> None:
+    def __init__(
+        self, config: Config, url: str, link: Link, selector: selectors.BaseSelector
+    ) -> None:
         self.config = config
         self.link = link
         self.selector = selector
@@ -87,7 +88,8 @@ class Intake:
             return []  # database away: the link retries with backoff
         self.backlog = len(claimed) >= limit
         self.next_poll = now + policy.poll_interval(
-            self.notify, self.config.polling_interval, self.config.fallback_polling_interval)
+            self.notify, self.config.polling_interval, self.config.fallback_polling_interval
+        )
         if not self.backlog:
             due = self.link.call(lambda conn: repo.next_due_in(conn, queues))
             if due is not None:  # wake when the next delayed task is due (locked ones: soon)

@@ -53,14 +53,17 @@ class Link:
 
     def _lost(self, reason: str) -> None:
         if self.conn is not None:
-            logger.warning("lost PostgreSQL at {}: {}", describe(self.url),
-                           reason.strip().splitlines()[-1] if reason.strip() else "closed")
+            logger.warning(
+                "lost PostgreSQL at {}: {}",
+                describe(self.url),
+                reason.strip().splitlines()[-1] if reason.strip() else "closed",
+            )
             try:
                 self.conn.close()
             except psycopg.Error:
                 pass
         self.conn = None
-        self.retry_at = time.monotonic() + min(10.0, 0.1 * 2 ** self.failures)
+        self.retry_at = time.monotonic() + min(10.0, 0.1 * 2**self.failures)
         self.failures += 1
 
     def _reconnect(self) -> bool:

@@ -40,9 +40,17 @@ class Outbox:
     since: float | None = None  # monotonic time of the oldest pending entry
 
     def __len__(self) -> int:
-        return (len(self.running) + len(self.completed) + len(self.retries) + len(self.failures)
-                + len(self.releases) + len(self.cancels) + len(self.logs) + len(self.contexts)
-                + len(self.enqueues))
+        return (
+            len(self.running)
+            + len(self.completed)
+            + len(self.retries)
+            + len(self.failures)
+            + len(self.releases)
+            + len(self.cancels)
+            + len(self.logs)
+            + len(self.contexts)
+            + len(self.enqueues)
+        )
 
     def _touch(self, now: float) -> None:
         if self.since is None:
@@ -54,8 +62,9 @@ class Outbox:
         self.running[task_id] = (_ts(at), pid)
         self._touch(now)
 
-    def finished(self, task: ClaimedTask, msg: protocol.Finished, pid: int, config: Config,
-                 now: float) -> None:
+    def finished(
+        self, task: ClaimedTask, msg: protocol.Finished, pid: int, config: Config, now: float
+    ) -> None:
         """Record a job's end: completed, retried later, or failed for good."""
         self.running.pop(task.id, None)
         self._touch(now)
@@ -63,18 +72,32 @@ class Outbox:
             assert msg.result is not None
             self.completed.append((task.id, msg.result, msg.started, msg.done, pid))
             return
-        self.attempt_failed(task, msg.outcome, msg.error or "", msg.retry_delay, msg.started,
-                            config, now)
+        self.attempt_failed(
+            task, msg.outcome, msg.error or "", msg.retry_delay, msg.started, config, now
+        )
 
-    def attempt_failed(self, task: ClaimedTask, outcome: str, error: str,
-                       requested_delay: float | None, started: float | None, config: Config,
-                       now: float) -> None:
+    def attempt_failed(
+        self,
+        task: ClaimedTask,
+        outcome: str,
+        error: str,
+        requested_delay: float | None,
+        started: float | None,
+        config: Config,
+        now: float,
+    ) -> None:
         """A failed attempt: log it, then retry with backoff or fail when none is left."""
         self.running.pop(task.id, None)
         self._touch(now)
-        delay = policy.after_failure(outcome, task.attempts, task.max_retries, requested_delay,
-                                     config.retry_backoff_base, config.retry_backoff_max,
-                                     random.random())
+        delay = policy.after_failure(
+            outcome,
+            task.attempts,
+            task.max_retries,
+            requested_delay,
+            config.retry_backoff_base,
+            config.retry_backoff_max,
+            random.random(),
+        )
         summary = error.strip().splitlines()[-1] if error.strip() else outcome
         attempt = f"attempt {task.attempts}/{task.max_retries + 1}"
         if delay is None:
@@ -85,7 +108,8 @@ class Outbox:
             self.retries.append((task.id, delay, error))
             self.log(task.id, "error", f"{attempt} failed, retry in {delay:.1f} s: {error}", now)
             logger.bind(task_id=str(task.id)).info(
-                "task {} {} failed, retry in {:.1f} s: {}", task.name, attempt, delay, summary)
+                "task {} {} failed, retry in {:.1f} s: {}", task.name, attempt, delay, summary
+            )
 
     def release(self, task_ids: list[uuid.UUID], now: float) -> None:
         """Give tasks back to the queue without using an attempt."""
@@ -101,8 +125,9 @@ class Outbox:
             self.log(task_id, "cancelled", "cancelled by operator while held by this server", now)
         self.cancels.extend(task_ids)
 
-    def log(self, task_id: uuid.UUID, kind: str, message: str, now: float,
-            at: float | None = None) -> None:
+    def log(
+        self, task_id: uuid.UUID, kind: str, message: str, now: float, at: float | None = None
+    ) -> None:
         self.logs.append((task_id, kind, message, _ts(at) if at else datetime.now(UTC)))
         self._touch(now)
 
@@ -118,36 +143,38 @@ class Outbox:
 
     def flush(self, conn: Any, server_id: int, channel: str | None) -> None:
         """Write everything in one transaction; on error nothing is cleared (retry later)."""
-        wake: set[str] = set()
         with conn.transaction():
             for task in self.enqueues:  # children first: their parents may complete below
                 repo.insert_task(conn, task, channel)
             if self.contexts:
                 repo.save_contexts(conn, list(self.contexts.items()))
             if self.running:
-                repo.mark_running(conn, server_id, [(i, at, pid) for i, (at, pid) in self.running.items()])
-            if self.completed:
-                done = repo.complete_batch(conn, server_id, self.completed)
-                if done:
-                    wake.update(repo.release_dependents(conn, done))
-            if self.retries:
-                wake.update(queue for _, queue in repo.retry_batch(conn, server_id, self.retries))
-            if self.failures:
-                failed = repo.fail_batch(conn, server_id, self.failures)
-                if failed:
-                    repo.cancel_dependents(conn, failed)
-            if self.releases:
-                wake.update(repo.release_batch(conn, server_id, self.releases))
-            if self.cancels:
-                cancelled = repo.cancel_batch(conn, server_id, self.cancels)
-                if cancelled:
-                    repo.cancel_dependents(conn, cancelled)
+                repo.mark_running(
+                    conn, server_id, [(i, at, pid) for i, (at, pid) in self.running.items()]
+                )
+            wake = self._write_outcomes(conn, server_id)
             if self.logs:
                 repo.insert_logs(conn, self.logs)
-            if channel:
-                for queue in sorted(wake):
-                    repo.notify(conn, channel, queue)
+            for queue in sorted(wake) if channel else ():
+                repo.notify(conn, channel, queue)
         self.clear()
+
+    def _write_outcomes(self, conn: Any, server_id: int) -> set[str]:
+        """Completions, retries, failures, releases, cancels (with what they release or
+        cancel in turn); returns the queues that got new work."""
+        wake: set[str] = set()
+        if self.completed:
+            done = repo.complete_batch(conn, server_id, self.completed)
+            wake.update(repo.release_dependents(conn, done) if done else ())
+        if self.retries:
+            wake.update(queue for _, queue in repo.retry_batch(conn, server_id, self.retries))
+        if self.failures:
+            repo.cancel_dependents(conn, repo.fail_batch(conn, server_id, self.failures))
+        if self.releases:
+            wake.update(repo.release_batch(conn, server_id, self.releases))
+        if self.cancels:
+            repo.cancel_dependents(conn, repo.cancel_batch(conn, server_id, self.cancels))
+        return wake
 
     def salvage(self, conn: Any, server_id: int, error: str) -> None:
         """After PostgreSQL refused a flush: fail the tasks whose outcome could not be stored,
@@ -165,7 +192,6 @@ class Outbox:
     def clear(self) -> None:
         for name in ("running", "contexts"):
             getattr(self, name).clear()
-        for name in ("completed", "retries", "failures", "releases", "cancels", "logs",
-                     "enqueues"):
+        for name in ("completed", "retries", "failures", "releases", "cancels", "logs", "enqueues"):
             getattr(self, name).clear()
         self.since = None

@@ -24,8 +24,9 @@ class WorkerView:
     retiring: bool = False
 
 
-def desired_spawns(current: int, idle: int, backlog: bool, min_workers: int,
-                   max_workers: int) -> int:
+def desired_spawns(
+    current: int, idle: int, backlog: bool, min_workers: int, max_workers: int
+) -> int:
     """How many workers to start now: up to the minimum, plus one more while work waits and
     no worker is free; never beyond the maximum."""
     if current < min_workers:
@@ -42,8 +43,11 @@ def idle_to_retire(
     keeping at least ``min_workers`` alive."""
     alive = sum(1 for w in workers if not w.retiring)
     stale = sorted(
-        (i for i, w in enumerate(workers)
-         if not w.retiring and not w.busy and now - w.idle_since >= idle_timeout),
+        (
+            i
+            for i, w in enumerate(workers)
+            if not w.retiring and not w.busy and now - w.idle_since >= idle_timeout
+        ),
         key=lambda i: workers[i].idle_since,
     )
     return stale[: max(0, alive - min_workers)]
@@ -74,8 +78,9 @@ def queue_depth(cap: int) -> int:
     return 2 * cap if cap > 1 else 1
 
 
-def claim_size(in_flight: Sequence[int], spare: int, buffered: int, batch_limit: int,
-               cap: int = MAX_HANDOFF) -> int:
+def claim_size(
+    in_flight: Sequence[int], spare: int, buffered: int, batch_limit: int, cap: int = MAX_HANDOFF
+) -> int:
     """How many tasks to claim: room in the accepting workers (``in_flight`` jobs each) and in
     workers that could still be started (``spare``), minus what we hold. Small top-ups wait
     until a batch is worth it, unless nothing is held at all."""
@@ -104,8 +109,13 @@ def retry_delay(attempt: int, base: float, cap: float, jitter: float) -> float:
 
 
 def after_failure(
-    outcome: str, attempts: int, max_retries: int, requested_delay: float | None,
-    base: float, cap: float, jitter: float,
+    outcome: str,
+    attempts: int,
+    max_retries: int,
+    requested_delay: float | None,
+    base: float,
+    cap: float,
+    jitter: float,
 ) -> float | None:
     """Seconds before the next attempt, or None when the task has failed for good."""
     if outcome == "fatal" or attempts > max_retries:

@@ -56,8 +56,7 @@ def spawn(slot: int, config: Config) -> Worker:
     )
     process.start()
     child_end.close()
-    return Worker(slot=slot, pid=process.pid, process=process, conn=parent_end,
-                  spawned_at=0.0)
+    return Worker(slot=slot, pid=process.pid, process=process, conn=parent_end, spawned_at=0.0)
 
 
 def kill(worker: Worker, reason: str) -> None:

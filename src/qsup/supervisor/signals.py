@@ -11,8 +11,15 @@ import os
 import signal
 from typing import Any
 
-HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
-           signal.SIGTTOU, signal.SIGCHLD)
+HANDLED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGCHLD,
+)
 
 
 def _noop(signum: int, frame: Any) -> None:

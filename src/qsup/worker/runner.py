@@ -69,21 +69,28 @@ class Runner:
         rss = self.process.memory_info().rss if self.measure_rss else 0
         return protocol.Finished(job.id, outcome, started, time.time(), result, error, delay, rss)
 
-    def _call(self, job: protocol.Job, args: Any, kwargs: Any
-              ) -> tuple[protocol.Outcome, str | None, str | None, float | None]:
+    def _call(
+        self, job: protocol.Job, args: Any, kwargs: Any
+    ) -> tuple[protocol.Outcome, str | None, str | None, float | None]:
         try:
             self._check_allowed(job.name)
             fn = _function(job.name)
             bound = _bind(fn, job.name, args, kwargs)
             if inspect.iscoroutinefunction(fn):
                 value = self.loop.run_until_complete(
-                    asyncio.wait_for(fn(*bound.args, **bound.kwargs), job.timeout))
+                    asyncio.wait_for(fn(*bound.args, **bound.kwargs), job.timeout)
+                )
             else:
                 with _alarm(job.timeout):
                     value = fn(*bound.args, **bound.kwargs)
             return "ok", self._result_json(job.name, value), None, None
-        except (TaskTimeout, asyncio.TimeoutError):
-            return "timeout", None, f"TaskTimeout: {job.name} ran longer than {job.timeout:g} s", None
+        except (TimeoutError, TaskTimeout):
+            return (
+                "timeout",
+                None,
+                f"TaskTimeout: {job.name} ran longer than {job.timeout:g} s",
+                None,
+            )
         except Retry as exc:
             return "retry", None, f"Retry: {exc.reason}", exc.delay
         except (TaskDefinitionError, NonRetryableError):
@@ -91,14 +98,16 @@ class Runner:
         except Exception:
             return "error", None, traceback.format_exc(), None
 
-
     def _check_allowed(self, name: str) -> None:
         """Refuse, before importing anything, a task outside the allow-list."""
         module = name.partition(":")[0]
-        if self.allowed and not any(module == m or module.startswith(m + ".") for m in self.allowed):
+        if self.allowed and not any(
+            module == m or module.startswith(m + ".") for m in self.allowed
+        ):
             raise TaskDefinitionError(
                 f"{name}: module {module!r} is not in allowed_task_modules"
-                " (QUEUE_ALLOWED_TASK_MODULES)")
+                " (QUEUE_ALLOWED_TASK_MODULES)"
+            )
 
     def _result_json(self, name: str, value: Any) -> str:
         text = to_json(value, f"the result of {name}")
@@ -106,7 +115,8 @@ class Runner:
         if size > self.max_result_bytes:
             raise TaskDefinitionError(
                 f"the result of {name} takes {size} bytes encoded, more than"
-                f" max_result_bytes={self.max_result_bytes} (QUEUE_MAX_RESULT_BYTES)")
+                f" max_result_bytes={self.max_result_bytes} (QUEUE_MAX_RESULT_BYTES)"
+            )
         return text
 
 
@@ -119,7 +129,8 @@ def _bind(fn: Callable[..., Any], name: str, args: Any, kwargs: Any) -> inspect.
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise TaskDefinitionError(
             f"malformed task row for {name}: args must be a JSON array and kwargs a JSON"
-            f" object (got {type(args).__name__} and {type(kwargs).__name__})")
+            f" object (got {type(args).__name__} and {type(kwargs).__name__})"
+        )
     try:
         return _signature(fn).bind(*args, **kwargs)
     except TypeError as exc:
