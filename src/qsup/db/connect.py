@@ -46,3 +46,12 @@ def connect(url: str, *, autocommit: bool = True, **kwargs: Any) -> psycopg.Conn
         )
     except (psycopg.ProgrammingError, psycopg.OperationalError) as exc:
         raise _unreachable(url, exc) from None
+
+
+def close_quietly(conn: psycopg.Connection[Any] | None) -> None:
+    """Close a connection that may already be broken."""
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import psycopg
 from loguru import logger
 
-from qsup.db.connect import connect, describe
+from qsup.db.connect import close_quietly, connect, describe
 from qsup.errors import DatabaseUnreachable
 
 T = TypeVar("T")
@@ -58,11 +58,7 @@ class Link:
                 describe(self.url),
                 reason.strip().splitlines()[-1] if reason.strip() else "closed",
             )
-            try:
-                self.conn.close()
-            except psycopg.Error:
-                pass
-        self.conn = None
+        self.close()
         self.retry_at = time.monotonic() + min(10.0, 0.1 * 2**self.failures)
         self.failures += 1
 
@@ -82,9 +78,5 @@ class Link:
         return True
 
     def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except psycopg.Error:
-                pass
-            self.conn = None
+        close_quietly(self.conn)
+        self.conn = None

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from qsup import repo
-from qsup.db.connect import connect
+from qsup.db.connect import close_quietly, connect
 
 
 class Listener:
@@ -32,9 +32,5 @@ class Listener:
         return [n.payload for n in self.conn.notifies(timeout=0)]
 
     def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except psycopg.Error:
-                pass
-            self.conn = None
+        close_quietly(self.conn)
+        self.conn = None
