@@ -15,7 +15,9 @@ def test_spawns_up_to_min_then_one_at_a_time_while_work_waits():
     assert policy.desired_spawns(3, 0, False, 2, 8) == 0
 
 
-@given(st.integers(0, 50), st.integers(0, 50), st.booleans(), st.integers(0, 10), st.integers(1, 20))
+@given(
+    st.integers(0, 50), st.integers(0, 50), st.booleans(), st.integers(0, 10), st.integers(1, 20)
+)
 def test_spawning_never_exceeds_max(current, idle, backlog, low, high):
     low = min(low, high)
     idle = min(idle, current)
@@ -23,8 +25,12 @@ def test_spawning_never_exceeds_max(current, idle, backlog, low, high):
 
 
 def test_idle_workers_retire_longest_idle_first_down_to_min():
-    workers = [WorkerView(False, 0, 0, 0), WorkerView(False, 50, 0, 0), WorkerView(True, 0, 0, 0),
-               WorkerView(False, 10, 0, 0)]
+    workers = [
+        WorkerView(False, 0, 0, 0),
+        WorkerView(False, 50, 0, 0),
+        WorkerView(True, 0, 0, 0),
+        WorkerView(False, 10, 0, 0),
+    ]
     assert policy.idle_to_retire(workers, now=100, idle_timeout=60, min_workers=1) == [0, 3]
     assert policy.idle_to_retire(workers, now=100, idle_timeout=60, min_workers=3) == [0]
     assert policy.idle_to_retire(workers, now=100, idle_timeout=60, min_workers=4) == []
@@ -45,48 +51,67 @@ def test_recycle_reasons():
     assert policy.recycle_reason(WorkerView(False, 0, 1000, 10**6), 0, 0) is None
 
 
+FAST = policy.Handoff(16, 32)
+SLOW = policy.Handoff(1, 1)
+
+
 def test_claim_sizes_fill_two_batches_per_worker_for_tiny_tasks():
-    assert policy.claim_size([], 0, 0, 200, cap=16) == 0
-    assert policy.claim_size([0, 0], 0, 0, 200, cap=16) == 64  # two workers, depth 2 x 16
-    assert policy.claim_size([30, 30], 0, 10, 200, cap=16) == 0  # full enough
-    assert policy.claim_size([0, 0], 2, 0, 200, cap=16) == 96  # spare workers count too
-    assert policy.claim_size([0] * 100, 0, 0, 200, cap=16) == 200
-    assert policy.claim_size([0, 1], 0, 0, 200, cap=1) == 1  # slow tasks: one per idle worker
-    assert policy.claim_size([0, 0], 0, 1, 200, cap=1) == 1
+    assert policy.claim_size([], 0, 0, 200, FAST) == 0
+    assert policy.claim_size([0, 0], 0, 0, 200, FAST) == 96  # 2 workers x (2 + 1 held) x 16
+    assert policy.claim_size([30, 30], 0, 30, 200, FAST) == 0  # full enough
+    assert policy.claim_size([0, 0], 2, 0, 200, FAST) == 128  # spare workers count too
+    assert policy.claim_size([0] * 100, 0, 0, 200, FAST) == 200
+    assert policy.claim_size([0, 1], 0, 0, 200, SLOW) == 3  # slow: one each, plus one held
+    assert policy.claim_size([1, 1], 0, 2, 200, SLOW) == 0
 
 
 def test_refill_tops_up_when_one_batch_is_left():
-    assert policy.refill_size(0, 0, 2, cap=16) == 0
-    assert policy.refill_size(0, 100, 2, cap=16) == 16
-    assert policy.refill_size(16, 100, 2, cap=16) == 16
-    assert policy.refill_size(17, 100, 2, cap=16) == 0
-    assert policy.refill_size(0, 10, 2, cap=16) == 5  # fair share
-    assert policy.refill_size(0, 1, 3, cap=16) == 1
-    assert policy.refill_size(0, 5, 2, cap=1) == 1
-    assert policy.refill_size(1, 5, 2, cap=1) == 0
+    assert policy.refill_size(0, 0, 2, FAST) == 0
+    assert policy.refill_size(0, 100, 2, FAST) == 16
+    assert policy.refill_size(16, 100, 2, FAST) == 16
+    assert policy.refill_size(17, 100, 2, FAST) == 0
+    assert policy.refill_size(0, 10, 2, FAST) == 5  # fair share
+    assert policy.refill_size(0, 1, 3, FAST) == 1
+    assert policy.refill_size(0, 5, 2, SLOW) == 1
+    assert policy.refill_size(1, 5, 2, SLOW) == 0
 
 
-@given(st.lists(st.integers(0, 40), max_size=20), st.integers(0, 10), st.integers(0, 500),
-       st.integers(1, 1000), st.integers(1, 16))
-def test_claims_never_exceed_the_batch_limit_or_the_room(in_flight, spare, buffered, limit, cap):
-    size = policy.claim_size(in_flight, spare, buffered, limit, cap)
+handoffs = st.integers(1, 128).flatmap(
+    lambda cap: st.sampled_from([policy.Handoff(cap, cap), policy.Handoff(cap, 2 * cap)])
+)
+
+
+@given(
+    st.lists(st.integers(0, 300), max_size=20),
+    st.integers(0, 10),
+    st.integers(0, 500),
+    st.integers(1, 1000),
+    handoffs,
+)
+def test_claims_never_exceed_the_batch_limit_or_the_room(in_flight, spare, buffered, limit, how):
+    size = policy.claim_size(in_flight, spare, buffered, limit, how)
     assert 0 <= size <= limit
-    room = sum(max(0, policy.queue_depth(cap) - n) for n in in_flight) + spare * cap
+    room = sum(max(0, how.depth - n) for n in in_flight) + (len(in_flight) + spare) * how.cap
     assert buffered + size <= max(room, buffered)
 
 
-@given(st.integers(0, 40), st.integers(0, 500), st.integers(1, 50), st.integers(1, 16))
-def test_refills_respect_depth_and_buffer(in_flight, buffered, consumers, cap):
-    n = policy.refill_size(in_flight, buffered, consumers, cap)
-    assert 0 <= n <= buffered
-    assert in_flight + n <= max(in_flight, policy.queue_depth(cap))
+@given(st.integers(0, 300), st.integers(0, 500), st.integers(1, 50), handoffs)
+def test_refills_respect_depth_and_buffer(in_flight, buffered, consumers, how):
+    n = policy.refill_size(in_flight, buffered, consumers, how)
+    assert 0 <= n <= min(buffered, how.cap)
+    assert in_flight + n <= max(in_flight, how.depth)
 
 
-def test_batch_cap_sends_slow_tasks_one_at_a_time():
-    assert policy.batch_cap(0.0) == policy.MAX_HANDOFF
-    assert policy.batch_cap(0.0001) == policy.MAX_HANDOFF
-    assert policy.batch_cap(0.005) == 4
-    assert policy.batch_cap(0.5) == 1
+def test_handoff_follows_the_measured_duration():
+    assert policy.handoff(None) == (1, 1)  # unknown: one at a time
+    assert policy.handoff(0.0) == (policy.MAX_HANDOFF, 2 * policy.MAX_HANDOFF)
+    assert policy.handoff(0.0001) == (policy.MAX_HANDOFF, 2 * policy.MAX_HANDOFF)
+    assert policy.handoff(0.005) == (4, 8)
+    assert policy.handoff(0.01) == (2, 4)
+    assert policy.handoff(0.03) == (1, 2)  # short: one may wait behind the running one
+    assert policy.handoff(0.5) == (1, 1)  # long: none waits
+    assert policy.moving_average(None, 0.5) == 0.5
+    assert policy.moving_average(1.0, 0.0) == 0.9
 
 
 @given(st.integers(1, 60), st.floats(0, 10), st.floats(0, 600), st.floats(0, 0.999))

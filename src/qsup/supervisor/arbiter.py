@@ -58,7 +58,7 @@ class Arbiter:
         self.state = "running"  # then "draining", then "stopping"
         self.next_spawn_at = 0.0
         self.boot_failures = 0
-        self.avg_task_seconds = 0.0  # moving average, sizes the hand-off batches
+        self.avg_task_seconds: float | None = None  # sizes the hand-off batches
         self.drain_deadline: float | None = None
         self.signals: SignalPipe | None = None
 
@@ -286,7 +286,7 @@ class Arbiter:
         task = worker.jobs.pop(msg.task_id)
         worker.current, worker.deadline, worker.rss = None, None, msg.rss
         worker.tasks_done += 1
-        self.avg_task_seconds += 0.1 * ((msg.done - msg.started) - self.avg_task_seconds)
+        self.avg_task_seconds = policy.moving_average(self.avg_task_seconds, msg.done - msg.started)
         self.outbox.finished(task, msg, worker.pid, self.config, now)
         if worker.jobs:  # the worker went straight on to its next job
             self._started(worker, next(iter(worker.jobs)), msg.done, now)
@@ -404,13 +404,13 @@ class Arbiter:
             spare,
             len(self.buffer),
             self.config.claim_batch_size,
-            policy.batch_cap(self.avg_task_seconds),
+            policy.handoff(self.avg_task_seconds),
         )
         self.buffer.extend(self.intake.claim(now, self.server_id, limit))
 
     def _dispatch(self, now: float) -> None:
         """Top up workers from the buffer, emptiest first, several jobs per message."""
-        cap = policy.batch_cap(self.avg_task_seconds)
+        how = policy.handoff(self.avg_task_seconds)
         spare = max(0, self.max_workers - len(self.workers))
         takers = sorted(
             (w for w in self.workers.values() if w.accepting), key=lambda w: len(w.jobs)
@@ -418,7 +418,7 @@ class Arbiter:
         booting = sum(1 for w in self.workers.values() if not w.ready and w.retiring is None)
         for index, worker in enumerate(takers):
             consumers = len(takers) - index + spare + booting
-            count = policy.refill_size(len(worker.jobs), len(self.buffer), consumers, cap)
+            count = policy.refill_size(len(worker.jobs), len(self.buffer), consumers, how)
             if not count:
                 continue
             tasks = [self.buffer.popleft() for _ in range(count)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_HANDOFF = 128  # most tasks sent to one worker in one message
 
@@ -64,41 +65,54 @@ def recycle_reason(
     return None
 
 
-def batch_cap(avg_task_seconds: float, target_seconds: float = 0.02) -> int:
-    """Most tasks per hand-off: about ``target_seconds`` of work, so tiny tasks travel in
-    batches while slow ones go one at a time and never queue behind each other."""
+class Handoff(NamedTuple):
+    """How work goes to a worker: ``cap`` jobs per message, at most ``depth`` held by it."""
+
+    cap: int
+    depth: int
+
+
+SHORT_TASK = 0.05  # seconds: below this a worker may hold the next job while it runs one
+
+
+def handoff(avg_task_seconds: float | None, target_seconds: float = 0.02) -> Handoff:
+    """Batches of about ``target_seconds`` of work, two deep so a worker never idles during a
+    round trip; tasks of ``SHORT_TASK`` or more go one at a time, none waiting behind another
+    (a worker's queue cannot be stolen by an idle worker). Unknown durations: one at a time."""
+    if avg_task_seconds is None:
+        return Handoff(1, 1)
     if avg_task_seconds <= 0:
-        return MAX_HANDOFF
-    return max(1, min(MAX_HANDOFF, int(target_seconds / avg_task_seconds)))
+        return Handoff(MAX_HANDOFF, 2 * MAX_HANDOFF)
+    cap = max(1, min(MAX_HANDOFF, int(target_seconds / avg_task_seconds)))
+    return Handoff(cap, 2 * cap if avg_task_seconds < SHORT_TASK else cap)
 
 
-def queue_depth(cap: int) -> int:
-    """Jobs a worker may hold: two batches of tiny tasks (one running, one waiting, so the
-    worker never idles during a round trip), but a single slow task (none waits behind it)."""
-    return 2 * cap if cap > 1 else 1
+def moving_average(average: float | None, sample: float, weight: float = 0.1) -> float:
+    """Exponential moving average; the first sample stands alone."""
+    return sample if average is None else average + weight * (sample - average)
 
 
 def claim_size(
-    in_flight: Sequence[int], spare: int, buffered: int, batch_limit: int, cap: int = MAX_HANDOFF
+    in_flight: Sequence[int], spare: int, buffered: int, batch_limit: int, how: Handoff
 ) -> int:
-    """How many tasks to claim: room in the accepting workers (``in_flight`` jobs each) and in
-    workers that could still be started (``spare``), minus what we hold. Small top-ups wait
-    until a batch is worth it, unless nothing is held at all."""
-    depth = queue_depth(cap)
-    room = sum(max(0, depth - n) for n in in_flight) + spare * cap - buffered
-    if room < cap and buffered > 0:
+    """How many tasks to claim: room in the accepting workers (``in_flight`` jobs each), one
+    more batch per worker kept here for an immediate refill, and a batch for each worker that
+    could still be started (``spare``), minus what we hold. Small top-ups wait until a batch
+    is worth it, unless nothing is held at all."""
+    room = sum(max(0, how.depth - n) for n in in_flight) + (len(in_flight) + spare) * how.cap
+    room -= buffered
+    if room < how.cap and buffered > 0:
         return 0
     return max(0, min(batch_limit, room))
 
 
-def refill_size(in_flight: int, buffered: int, consumers: int, cap: int = MAX_HANDOFF) -> int:
+def refill_size(in_flight: int, buffered: int, consumers: int, how: Handoff) -> int:
     """Jobs to send a worker holding ``in_flight``: once at most one batch is left, top it up
-    to the queue depth, sharing the buffer fairly among ``consumers``."""
-    depth = queue_depth(cap)
-    if buffered <= 0 or in_flight > depth - cap:
+    to the depth, sharing the buffer fairly among ``consumers``."""
+    if buffered <= 0 or in_flight > how.depth - how.cap:
         return 0
     share = math.ceil(buffered / max(1, consumers))
-    return max(1, min(depth - in_flight, cap, share))
+    return max(1, min(how.depth - in_flight, how.cap, share))
 
 
 def retry_delay(attempt: int, base: float, cap: float, jitter: float) -> float:
