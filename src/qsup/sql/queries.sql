@@ -51,7 +51,8 @@ WHERE unique_key = %(unique_key)s AND state IN ('waiting', 'enqueued', 'picked_u
 SELECT pg_notify(%(channel)s, %(payload)s)
 
 -- name: claim_batch
--- Claim up to %(limit)s due tasks of the given queues (all when empty), highest priority first.
+-- Claim up to %(limit)s due tasks of the given queues (all when empty), highest priority first
+-- (rows come back unordered: the caller sorts them).
 WITH picked AS (
     SELECT id FROM queued_tasks
     WHERE state = 'enqueued' AND scheduled_at <= now()
@@ -59,15 +60,13 @@ WITH picked AS (
     ORDER BY priority DESC, scheduled_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE queued_tasks t
-    SET state = 'picked_up', attempts = t.attempts + 1, server_id = %(server_id)s
-    FROM picked WHERE t.id = picked.id
-    RETURNING t.id, t.name, t.args::text AS args, t.kwargs::text AS kwargs, t.timeout,
-              t.attempts, t.max_retries, t.context::text AS context, t.queue, t.priority,
-              t.scheduled_at
 )
-SELECT * FROM claimed ORDER BY priority DESC, scheduled_at, id
+UPDATE queued_tasks t
+SET state = 'picked_up', attempts = t.attempts + 1, server_id = %(server_id)s
+FROM picked WHERE t.id = picked.id
+RETURNING t.id, t.name, t.args::text AS args, t.kwargs::text AS kwargs, t.timeout,
+          t.attempts, t.max_retries, t.context::text AS context, t.queue, t.priority,
+          t.scheduled_at
 
 -- name: next_due_in
 -- Seconds until the earliest enqueued task of the given queues is due (NULL when none; zero or

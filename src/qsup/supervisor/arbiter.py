@@ -34,7 +34,7 @@ from qsup.supervisor.outbox import Outbox
 from qsup.supervisor.pool import Worker, describe_exit, kill, reap, spawn
 from qsup.supervisor.signals import SignalPipe
 
-FLUSH_AFTER = 0.005  # seconds a write may wait for company
+FLUSH_AFTER = 0.02  # seconds a write may wait for company
 FLUSH_SIZE = 500
 
 
