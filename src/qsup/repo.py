@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 import psycopg.sql
@@ -82,16 +82,20 @@ class ClaimedTask:
 # --- enqueue -------------------------------------------------------------------------------
 
 
+def _insert_query(task: NewTask) -> LiteralString:
+    return Q["insert_task"] if task.depends_on else Q["insert_plain_task"]
+
+
 def insert_task(conn: Conn, task: NewTask, channel: str | None) -> tuple[uuid.UUID, str] | None:
     """Insert one task; ``None`` when its unique key is already held by an unfinished task."""
-    row = conn.execute(Q["insert_task"], task.params(channel)).fetchone()
+    row = conn.execute(_insert_query(task), task.params(channel)).fetchone()
     return (row[0], row[1]) if row else None
 
 
 async def insert_task_async(
     conn: psycopg.AsyncConnection[Any], task: NewTask, channel: str | None
 ) -> tuple[uuid.UUID, str] | None:
-    cur = await conn.execute(Q["insert_task"], task.params(channel))
+    cur = await conn.execute(_insert_query(task), task.params(channel))
     row = await cur.fetchone()
     return (row[0], row[1]) if row else None
 

@@ -36,6 +36,24 @@ SELECT id, state, CASE WHEN state = 'enqueued' AND %(channel)s::text IS NOT NULL
                        THEN pg_notify(%(channel)s, queue) END IS NULL AS notified
 FROM ins
 
+-- name: insert_plain_task
+-- insert_task for a task without dependencies (the common case): half the work.
+WITH ins AS (
+    INSERT INTO queued_tasks (id, name, state, queue, priority, args, kwargs, scheduled_at,
+                              max_retries, timeout, unique_key, context)
+    VALUES (%(id)s, %(name)s, 'enqueued', %(queue)s, %(priority)s, %(args)s::jsonb,
+            %(kwargs)s::jsonb,
+            coalesce(%(eta)s::timestamptz, now()) + make_interval(secs => %(delay)s),
+            %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb)
+    ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('waiting', 'enqueued', 'picked_up', 'running')
+        DO NOTHING
+    RETURNING id, state, queue
+)
+SELECT id, state, CASE WHEN %(channel)s::text IS NOT NULL
+                       THEN pg_notify(%(channel)s, queue) END IS NULL AS notified
+FROM ins
+
 -- name: copy_tasks
 -- COPY target for batch enqueue of tasks without dependencies or unique keys.
 COPY queued_tasks (id, name, state, parent_task, queue, priority, args, kwargs, max_retries,
