@@ -10,6 +10,7 @@ claim, hand tasks to idle workers, flush writes, heartbeat. It owns all state; t
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import signal
 import socket
@@ -18,7 +19,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 from loguru import logger
 from setproctitle import setproctitle
 
@@ -33,9 +33,11 @@ from qsup.supervisor.link import Link
 from qsup.supervisor.outbox import Outbox
 from qsup.supervisor.pool import Worker, describe_exit, kill, reap, spawn
 from qsup.supervisor.signals import SignalPipe
+from qsup.supervisor.writer import Writer
 
 FLUSH_AFTER = 0.02  # seconds a write may wait for company
 FLUSH_SIZE = 500
+RETRY_FLUSH_AFTER = 0.25  # seconds between flush attempts while the database is away
 
 
 class Arbiter:
@@ -52,11 +54,14 @@ class Arbiter:
         self.link = Link(url, f"qsup-supervisor-{os.getpid()}")
         self.selector = selectors.DefaultSelector()
         self.intake = Intake(config, url, self.link, self.selector)
+        self.writer = Writer(url, f"qsup-writer-{os.getpid()}")
+        self.selector.register(self.writer.wake_fd, selectors.EVENT_READ, "written")
         self.housekeeper = Housekeeper(self.link)
         self.server_id = 0
         self.hostname = socket.gethostname()
         self.state = "running"  # then "draining", then "stopping"
         self.next_spawn_at = 0.0
+        self.next_flush_at = 0.0  # after a failed flush (database away), not before
         self.boot_failures = 0
         self.avg_task_seconds: float | None = None  # sizes the hand-off batches
         self.drain_deadline: float | None = None
@@ -109,6 +114,8 @@ class Arbiter:
                 self._handle_signals()
             elif key.data == "listen":
                 self.intake.on_readable()
+            elif key.data == "written":
+                self._written()
             else:
                 self._read_worker(key.data)
         now = time.monotonic()
@@ -129,8 +136,8 @@ class Arbiter:
         deadlines = self.housekeeper.deadlines(self.config, running)
         if running:
             deadlines.extend(self.intake.deadlines())
-        if self.outbox.since is not None:
-            deadlines.append(self.outbox.since + FLUSH_AFTER)
+        if self.outbox.since is not None and not self.writer.in_flight:
+            deadlines.append(max(self.outbox.since + FLUSH_AFTER, self.next_flush_at))
         if self.drain_deadline is not None:
             deadlines.append(self.drain_deadline)
         if self.next_spawn_at > now:
@@ -140,8 +147,13 @@ class Arbiter:
 
     def _close(self) -> None:
         self.buffer_release(time.monotonic())
+        while self.writer.in_flight:  # let the flush in progress end
+            select.select([self.writer.wake_fd], [], [], 1.0)
+            self._written()
         for _ in range(3):  # the database may be restarting: try a few times, then give up
-            if not len(self.outbox) or self._flush(time.monotonic(), force=True):
+            if not len(self.outbox) or self.writer.flush_now(
+                self.outbox, self.server_id, self.channel
+            ):
                 break
             time.sleep(1)
         if len(self.outbox):
@@ -152,6 +164,7 @@ class Arbiter:
             )
         self.link.call(lambda conn: repo.stop_server(conn, self.server_id))
         self.link.close()
+        self.writer.close()
         self.intake.close()
         if self.signals:
             self.signals.close()
@@ -212,7 +225,8 @@ class Arbiter:
     def _spawn(self, now: float) -> None:
         used = {w.slot for w in self.workers.values()}
         slot = next(i for i in range(1, len(used) + 2) if i not in used)
-        worker = spawn(slot, self.config)
+        with self.writer.busy:  # never fork while the writer thread is mid-flush
+            worker = spawn(slot, self.config)
         worker.spawned_at = worker.idle_since = now
         self.workers[worker.pid] = worker
         self.selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
@@ -448,28 +462,23 @@ class Arbiter:
 
     # --- writes and heartbeat -------------------------------------------------------------
 
-    def _flush(self, now: float, force: bool = False) -> bool:
+    def _flush(self, now: float) -> None:
+        """Hand the outbox to the writer when it is due and the writer is free."""
         due = self.outbox.since is not None and now - self.outbox.since >= FLUSH_AFTER
-        if not (force or due or len(self.outbox) >= FLUSH_SIZE) or not len(self.outbox):
-            return True
-        channel = self.channel
-        try:
-            return (
-                self.link.call(
-                    lambda conn: self.outbox.flush(conn, self.server_id, channel) or True
-                )
-                is True
-            )
-        except psycopg.Error as exc:  # a bad row must not stop the server: report and move on
-            logger.opt(exception=exc).error(
-                "PostgreSQL refused {} updates; failing their tasks", len(self.outbox)
-            )
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            try:
-                self.link.call(lambda conn: self.outbox.salvage(conn, self.server_id, reason))
-            except psycopg.Error:
-                self.outbox.clear()
-            return False
+        if self.writer.in_flight or now < self.next_flush_at:
+            return
+        if not (due or len(self.outbox) >= FLUSH_SIZE):
+            return
+        self.writer.submit(self.outbox, self.server_id, self.channel)
+        self.outbox = Outbox()
+
+    def _written(self) -> None:
+        """The writer finished; entries it could not write (database away) come back first."""
+        done = self.writer.collect()
+        if done is not None and not done[1]:
+            done[0].absorb(self.outbox)
+            self.outbox = done[0]
+            self.next_flush_at = time.monotonic() + RETRY_FLUSH_AFTER
 
     def _chores(self, now: float) -> None:
         busy = sum(1 for w in self.workers.values() if w.busy)

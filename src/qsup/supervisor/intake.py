@@ -45,6 +45,8 @@ class Intake:
 
     def deadlines(self) -> list[float]:
         due = [self.next_poll]
+        if self.backlog and not self.link.up:  # claim again as soon as the link may be back
+            due.append(self.link.retry_at)
         if self.notify and self.listen_fd is None:
             due.append(self.next_listen_at)
         return due

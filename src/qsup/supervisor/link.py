@@ -71,7 +71,8 @@ class Link:
             self._lost(str(exc))
             return False
         self.connected_at = time.monotonic()
-        logger.info("reconnected to PostgreSQL after {} attempt(s)", self.failures)
+        if self.failures:
+            logger.info("reconnected to PostgreSQL after {} attempt(s)", self.failures)
         self.failures = 0
         if self.on_reconnect:
             self.on_reconnect()

@@ -176,6 +176,17 @@ class Outbox:
             repo.cancel_dependents(conn, repo.cancel_batch(conn, server_id, self.cancels))
         return wake
 
+    def absorb(self, later: Outbox) -> None:
+        """Append the entries of a later outbox after ours (ours were not written yet)."""
+        for name in ("completed", "retries", "failures", "releases", "cancels", "logs", "enqueues"):
+            getattr(self, name).extend(getattr(later, name))
+        self.running.update(later.running)
+        self.contexts.update(later.contexts)
+        for task_id in {row[0] for row in later.completed} | {row[0] for row in later.failures}:
+            self.running.pop(task_id, None)
+        if later.since is not None:
+            self.since = min(self.since or later.since, later.since)
+
     def salvage(self, conn: Any, server_id: int, error: str) -> None:
         """After PostgreSQL refused a flush: fail the tasks whose outcome could not be stored,
         so none stays held forever; drop the rest (logs, contexts, children)."""
