@@ -122,3 +122,10 @@ def big_result(size: int) -> str:
 
 def nul_result() -> str:
     return "a\x00b"
+
+
+def fan_out(directory: str, count: int) -> int:
+    """Add ``count`` children and a final task that depends on all of them."""
+    children = [current_task.add_task(record, directory, f"child{i}") for i in range(count)]
+    current_task.add_task(record, directory, "final", _depends_on=children)
+    return count
