@@ -68,7 +68,7 @@ class Intake:
             if self.listener.drain():
                 self.backlog = True
         except psycopg.OperationalError:
-            logger.warning("LISTEN connection lost; reconnecting")
+            logger.warning("lost the LISTEN connection; reconnecting")
             self.close()
             self.next_listen_at = time.monotonic() + LISTEN_RETRY
 
