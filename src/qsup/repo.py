@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, LiteralString
@@ -286,10 +287,23 @@ def register_server(
     return int(row[0])
 
 
-def heartbeat(conn: Conn, server_id: int, max_workers: int, active: int, idle: int) -> bool:
-    """Refresh this server's row (reviving it); False when another server had declared it
-    dead meanwhile (its tasks were then rescued)."""
-    params = {"server_id": server_id, "max_workers": max_workers, "active": active, "idle": idle}
+def heartbeat(
+    conn: Conn,
+    server_id: int,
+    max_workers: int,
+    active: int,
+    idle: int,
+    counters: Mapping[str, int] | None = None,
+) -> bool:
+    """Refresh this server's row (reviving it) with its running totals; False when another
+    server had declared it dead meanwhile (its tasks were then rescued)."""
+    params = {
+        "server_id": server_id,
+        "max_workers": max_workers,
+        "active": active,
+        "idle": idle,
+        "counters": json.dumps(dict(counters or {})),
+    }
     row = conn.execute(Q["heartbeat"], params).fetchone()
     return bool(row and row[0])
 

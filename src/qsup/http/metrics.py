@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -83,6 +88,34 @@ def server_gauges(servers: list[dict[str, Any]]) -> Iterator[Metric]:
         age.add_metric([s["server_name"]], float(s["heartbeat_age"] or 0.0))
     yield age
     yield GaugeMetricFamily("qsup_servers_running", "Servers marked running", len(running))
+
+
+def server_counters(servers: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Each server's running totals, written by its heartbeat (so they are right whichever
+    process serves /metrics). A restarted server is a new ``server`` label."""
+    totals = (
+        ("completed", "Tasks completed"),
+        ("failed", "Tasks failed for good"),
+        ("retried", "Failed attempts sent back for a retry"),
+        ("claimed", "Tasks claimed"),
+    )
+    for key, doc in totals:
+        family = CounterMetricFamily(f"qsup_tasks_{key}", doc, labels=["server"])
+        for server in servers:
+            family.add_metric([server["server_name"]], float(_counters(server).get(key, 0)))
+        yield family
+    for kind, doc in (("recycled", "Workers recycled"), ("crashed", "Workers that died")):
+        family = CounterMetricFamily(f"qsup_workers_{kind}", doc, labels=["server", "reason"])
+        for server in servers:
+            for key, value in sorted(_counters(server).items()):
+                if key.startswith(kind + ":"):
+                    family.add_metric([server["server_name"], key.split(":", 1)[1]], float(value))
+        yield family
+
+
+def _counters(server: dict[str, Any]) -> dict[str, int]:
+    counters = server.get("counters")
+    return counters if isinstance(counters, dict) else {}
 
 
 def worker_rss() -> GaugeMetricFamily:
@@ -151,6 +184,7 @@ class QueueCollector(Collector):
         yield oldest
         yield retrying
         yield from server_gauges(servers)
+        yield from server_counters(servers)
         yield from self._timings(timings)
 
     @staticmethod

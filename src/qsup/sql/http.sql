@@ -71,7 +71,7 @@ SELECT
 -- Servers seen in the last day, running ones first, with their heartbeat age in seconds.
 SELECT id, server_name, hostname, pid, max_workers, active_workers, idle_workers, is_running,
        last_heartbeat, extract(epoch FROM now() - last_heartbeat)::float8 AS heartbeat_age,
-       queues, date_started, date_stopped
+       queues, date_started, date_stopped, counters
 FROM queued_task_workers
 WHERE is_running OR date_stopped > now() - interval '1 day'
 ORDER BY is_running DESC, id DESC

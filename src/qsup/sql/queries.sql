@@ -189,7 +189,8 @@ RETURNING id
 -- whether it was still marked running.
 UPDATE queued_task_workers w
 SET last_heartbeat = now(), max_workers = %(max_workers)s, active_workers = %(active)s,
-    idle_workers = %(idle)s, is_running = true, date_stopped = NULL
+    idle_workers = %(idle)s, is_running = true, date_stopped = NULL,
+    counters = %(counters)s::jsonb
 FROM (SELECT id, is_running FROM queued_task_workers WHERE id = %(server_id)s FOR UPDATE) old
 WHERE w.id = old.id
 RETURNING old.is_running

@@ -15,7 +15,7 @@ import selectors
 import signal
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -50,13 +50,14 @@ class Arbiter:
         self.max_workers = config.max_workers
         self.workers: dict[int, Worker] = {}
         self.buffer: deque[repo.ClaimedTask] = deque()
-        self.outbox = Outbox()
+        self.counters: Counter[str] = Counter()  # running totals, see housekeeping
+        self.outbox = Outbox(counters=self.counters)
         self.link = Link(url, f"qsup-supervisor-{os.getpid()}")
         self.selector = selectors.DefaultSelector()
         self.intake = Intake(config, url, self.link, self.selector)
         self.writer = Writer(url, f"qsup-writer-{os.getpid()}")
         self.selector.register(self.writer.wake_fd, selectors.EVENT_READ, "written")
-        self.housekeeper = Housekeeper(self.link)
+        self.housekeeper = Housekeeper(self.link, self.counters)
         self.server_id = 0
         self.hostname = socket.gethostname()
         self.state = "running"  # then "draining", then "stopping"
@@ -322,6 +323,7 @@ class Arbiter:
             view, self.config.max_tasks_per_worker, self.config.max_worker_memory_mb
         )
         if reason:
+            self.counters["recycled:" + ("memory" if "RSS" in reason else "max_tasks")] += 1
             logger.info("recycling worker {} (pid {}): {}", worker.slot, worker.pid, reason)
             self._retire(worker, reason)
 
@@ -350,6 +352,7 @@ class Arbiter:
         how = describe_exit(code)
         if not worker.ready and worker.retiring is None:
             self.boot_failures += 1
+            self.counters["crashed:start-up"] += 1
             delay = policy.respawn_delay(self.boot_failures)
             self.next_spawn_at = now + delay
             logger.error(
@@ -362,6 +365,7 @@ class Arbiter:
         elif worker.retiring and code == 0:
             logger.debug("worker {} (pid {}) retired: {}", worker.slot, worker.pid, worker.retiring)
         else:
+            self.counters["crashed:" + (worker.kill_reason or how.split(" (")[0])] += 1
             logger.warning("worker {} (pid {}) died: {}", worker.slot, worker.pid, how)
         self._settle_dead_workers_tasks(worker, how, now)
 
@@ -420,7 +424,9 @@ class Arbiter:
             self.config.claim_batch_size,
             policy.handoff(self.avg_task_seconds),
         )
-        self.buffer.extend(self.intake.claim(now, self.server_id, limit))
+        claimed = self.intake.claim(now, self.server_id, limit)
+        self.counters["claimed"] += len(claimed)
+        self.buffer.extend(claimed)
 
     def _dispatch(self, now: float) -> None:
         """Top up workers from the buffer, emptiest first, several jobs per message."""
@@ -470,7 +476,7 @@ class Arbiter:
         if not (due or len(self.outbox) >= FLUSH_SIZE):
             return
         self.writer.submit(self.outbox, self.server_id, self.channel)
-        self.outbox = Outbox()
+        self.outbox = Outbox(counters=self.counters)
 
     def _written(self) -> None:
         """The writer finished; entries it could not write (database away) come back first."""

@@ -4,6 +4,7 @@ cancel requests, pruning of old results, cron ticks."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -27,8 +28,9 @@ class Chores:
 
 
 class Housekeeper:
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, counters: Counter[str]) -> None:
         self.link = link
+        self.counters = counters  # the server's running totals, written by each heartbeat
         self.next_heartbeat = 0.0
         self.next_prune = 0.0
         self.next_schedule_check = 0.0
@@ -67,7 +69,9 @@ class Housekeeper:
     def _beat(
         self, config: Config, server_id: int, workers: tuple[int, int, int], chores: Chores
     ) -> None:
-        alive = self.link.call(lambda conn: repo.heartbeat(conn, server_id, *workers))
+        alive = self.link.call(
+            lambda conn: repo.heartbeat(conn, server_id, *workers, counters=self.counters)
+        )
         if alive is False:
             logger.warning(
                 "this server had been declared dead by another (its tasks were"

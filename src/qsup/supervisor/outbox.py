@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,7 @@ class Outbox:
     logs: list[tuple[uuid.UUID, str, str, datetime]] = field(default_factory=list)
     contexts: dict[uuid.UUID, str] = field(default_factory=dict)
     enqueues: list[repo.NewTask] = field(default_factory=list)
+    counters: Counter[str] = field(default_factory=Counter)  # shared with the arbiter
     since: float | None = None  # monotonic time of the oldest pending entry
 
     def __len__(self) -> int:
@@ -71,6 +73,7 @@ class Outbox:
         if msg.outcome == "ok":
             assert msg.result is not None
             self.completed.append((task.id, msg.result, msg.started, msg.done, pid))
+            self.counters["completed"] += 1
             return
         self.attempt_failed(
             task, msg.outcome, msg.error or "", msg.retry_delay, msg.started, config, now
@@ -100,6 +103,7 @@ class Outbox:
         )
         summary = error.strip().splitlines()[-1] if error.strip() else outcome
         attempt = f"attempt {task.attempts}/{task.max_retries + 1}"
+        self.counters["failed" if delay is None else "retried"] += 1
         if delay is None:
             self.failures.append((task.id, error, _ts(started) if started else None))
             self.log(task.id, "error", f"{attempt} failed, no retry left: {error}", now)
