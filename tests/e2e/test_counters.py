@@ -28,13 +28,20 @@ def test_totals_reach_metrics_as_counters(queue, conn, db_url, start_server, tmp
     wait_for(lambda: repo.get_task(conn, victim.task_id)["state"] == "running", what="running")
     server.workers()[0].kill()
 
+    seen: list[dict] = []
+
     def counters() -> dict:
         row = conn.execute("SELECT counters FROM queued_task_workers").fetchone()
-        found = row[0] if row else {}
-        return found if found.get("crashed:signal SIGKILL") else {}
+        seen.append(row[0] if row else {})
+        found = seen[-1]
+        complete = (found.get("crashed:signal SIGKILL") == 1 and found.get("completed") == 2
+                    and found.get("failed") == 1 and found.get("retried", 0) >= 2)
+        return found if complete else {}
 
-    totals = wait_for(counters, what="the heartbeat to write the totals")
-    assert totals["completed"] == 2 and totals["failed"] == 1 and totals["retried"] >= 2
+    try:
+        wait_for(counters, what="the heartbeat to write the totals")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last totals seen: {seen[-1] if seen else None}") from None
 
     from qsup.http.app import create_app
 
@@ -43,6 +50,7 @@ def test_totals_reach_metrics_as_counters(queue, conn, db_url, start_server, tmp
         text = client.get("/metrics").text
     samples = {(s.name, s.labels.get("reason", "")): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("qsup_tasks_enqueued_total", "")] == 4
     assert samples[("qsup_tasks_completed_total", "")] == 2
     assert samples[("qsup_tasks_failed_total", "")] == 1
     assert samples[("qsup_workers_crashed_total", "signal SIGKILL")] == 1

@@ -96,3 +96,16 @@ def test_priorities_and_queue_filters(queue, conn, start_server, tmp_path):
 def test_psycopg_is_happy_with_our_conninfo(db_url):
     with psycopg.connect(db_url) as c:
         assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_dependents_of_a_task_failed_by_rescue_are_cancelled(queue, conn, start_server, tmp_path):
+    first = start_server("--workers", "1", env=FAST_HEARTBEAT)
+    doomed = queue.add_task(tasks.sleep_then_return, 30, _max_retries=0)
+    after = queue.add_task(tasks.add, 1, 1, _depends_on=[doomed])
+    wait_for(lambda: repo.get_task(conn, doomed.task_id)["state"] == "running", what="running")
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    start_server("--workers", "1", env=FAST_HEARTBEAT)
+    wait_for(lambda: repo.get_task(conn, doomed.task_id)["state"] == "failed", what="rescue")
+    wait_for(lambda: repo.get_task(conn, after.task_id)["state"] == "cancelled",
+             what="the dependent to be cancelled")

@@ -159,6 +159,7 @@ class QueueCollector(Collector):
             counts = store.counts(conn)
             health = store.health(conn, cfg.server_timeout, cfg.task_timeout)
             servers = store.servers(conn)
+            enqueued = store.enqueued_total(conn)
             waiting = store.oldest_due(conn)
             timings = store.recent_timings(conn, WINDOW, MAX_ROWS)
         tasks = GaugeMetricFamily(
@@ -184,6 +185,7 @@ class QueueCollector(Collector):
         yield oldest
         yield retrying
         yield from server_gauges(servers)
+        yield CounterMetricFamily("qsup_tasks_enqueued", "Tasks ever enqueued", enqueued)
         yield from server_counters(servers)
         yield from self._timings(timings)
 

@@ -94,6 +94,11 @@ def health(conn: Conn, server_timeout: float, task_timeout: float) -> Health:
     return Health(servers=int(row[0]), workers=int(row[1]), stuck=int(row[2]))
 
 
+def enqueued_total(conn: Conn) -> int:
+    row = conn.execute(Q["http_enqueued_total"]).fetchone()
+    return int(row[0]) if row else 0
+
+
 def servers(conn: Conn) -> list[dict[str, Any]]:
     return _rows(conn, "http_servers", {})
 

@@ -101,3 +101,7 @@ SELECT date_trunc('minute', date_done) AS minute, state, count(*) AS n
 FROM queued_tasks
 WHERE state IN ('completed', 'failed') AND date_done > now() - make_interval(mins => %(minutes)s)
 GROUP BY 1, 2 ORDER BY 1
+
+-- name: http_enqueued_total
+-- Tasks ever enqueued (the sequence behind queued_tasks.seq).
+SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM queued_tasks_enqueued_seq

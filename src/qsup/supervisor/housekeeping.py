@@ -93,6 +93,9 @@ class Housekeeper:
         if rescued:
             logger.warning("rescued {} task(s) from dead servers", len(rescued))
             chores.new_work = True
+        failed = [task_id for task_id, state, _, _ in rescued if state == "failed"]
+        if failed:  # no attempt left: their dependents will never run
+            self.link.call(lambda conn: repo.cancel_dependents(conn, failed))
         chores.cancel.update(
             self.link.call(lambda conn: repo.cancel_requests(conn, server_id)) or []
         )
