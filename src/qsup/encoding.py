@@ -78,6 +78,10 @@ def _check_value(value: Any, what: str) -> None:
             _check_value(item, what)
 
 
+# One encoder for every call: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
 def to_json(value: Any, what: str) -> str:
     """Strict JSON (no NaN, no arbitrary objects, string keys only); ``what`` names the value
     in the error."""
@@ -86,7 +90,7 @@ def to_json(value: Any, what: str) -> str:
     except RecursionError:
         raise TaskDefinitionError(f"{what} is nested too deeply to encode") from None
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        text = _ENCODER.encode(value)
         text.encode()  # lone surrogates cannot become UTF-8, nor be stored
         return text
     except UnicodeEncodeError:
@@ -99,9 +103,11 @@ def to_json(value: Any, what: str) -> str:
 
 def encode_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> tuple[str, str]:
     """JSON for a task's positional and keyword arguments, within ``limit`` bytes together."""
-    args_json = to_json(list(args), "the task's arguments")
-    kwargs_json = to_json(kwargs, "the task's keyword arguments")
-    size = len(args_json.encode()) + len(kwargs_json.encode())
+    args_json = to_json(list(args), "the task's arguments") if args else "[]"
+    kwargs_json = to_json(kwargs, "the task's keyword arguments") if kwargs else "{}"
+    size = len(args_json) + len(kwargs_json)
+    if size * 4 > limit:  # characters undercount bytes by at most 4x: measure only if it matters
+        size = len(args_json.encode()) + len(kwargs_json.encode())
     if size > limit:
         raise TaskDefinitionError(
             f"the task's arguments take {size} bytes encoded, more than the limit of {limit}"
