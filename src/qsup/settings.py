@@ -210,6 +210,11 @@ class Config:
     app: str | None = setting(
         None, env="QSUP_APP", flag="--app", doc="Your ASGI app (module:attr) served beside qsup"
     )
+    http_prefix: str = setting(
+        "/qsup",
+        env="QSUP_HTTP_PREFIX",
+        doc="Path prefix of qsup's routes when --app serves your ASGI app at /",
+    )
     admin_token: str | None = setting(
         None, env="QSUP_ADMIN_TOKEN", doc="Bearer token for HTTP mutations", secret=True
     )
@@ -234,6 +239,11 @@ class Config:
             raise ConfigError(
                 f"log_level={self.log_level!r} ({self.sources.get('log_level')}):"
                 f" expected one of {', '.join(LOG_LEVELS)}"
+            )
+        if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", self.http_prefix):
+            raise ConfigError(
+                f"http_prefix={self.http_prefix!r} ({self.sources.get('http_prefix')}):"
+                " expected a path like /qsup (no trailing slash)"
             )
         if self.log_format not in ("text", "json"):
             raise ConfigError(

@@ -279,6 +279,20 @@ def test_user_app_mounted_beside_qsup(db_url: str, conn: Any) -> None:
         assert USER_STARTED == [True]  # the user's lifespan ran
 
 
+def test_the_prefix_is_configurable(db_url: str, conn: Any) -> None:
+    add_server(conn)
+    cfg = Config(database_url=db_url, app="tests.integration.test_http:USER_APP",
+                 http_prefix="/ops/queue")
+    with TestClient(create_app(cfg, db_url)) as c:
+        assert c.get("/ops/queue/health/queue").json()["status"] == "healthy"
+        assert c.get("/qsup/health/queue").text != c.get("/ops/queue/health/queue").text
+
+
+def test_stats_include_durations_by_task(client: TestClient) -> None:
+    body = client.get("/api/stats").json()
+    assert {"durations_by_task", "failures_by_task", "completed_last_hour"} <= set(body)
+
+
 def _make_user_app() -> Any:
     from contextlib import asynccontextmanager
 

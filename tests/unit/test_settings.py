@@ -232,3 +232,9 @@ def test_toml_values_are_checked_by_type_and_bounds(tmp_path_factory, f, value):
         assert ok_type
         assert getattr(cfg, f.name) == value
         assert cfg.sources[f.name] == f"file {path}:1"
+
+
+@pytest.mark.parametrize("prefix", ["qsup", "/", "/qsup/", "/a b", ""])
+def test_bad_http_prefix_is_refused(prefix):
+    with pytest.raises(ConfigError, match="http_prefix"):
+        load_config({}, environ={"QSUP_HTTP_PREFIX": prefix})

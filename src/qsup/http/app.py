@@ -2,8 +2,9 @@
 
 ``create_app(config, url)`` owns a small psycopg pool (at most two connections) opened by the
 app's lifespan. With ``config.app`` set (``module:attr``), qsup's routes move under
-:data:`PREFIX` (``/qsup/health/queue``, ``/qsup/metrics``, ``/qsup/api/...``, ``/qsup/``) and every
-other path goes to the user's app, whose lifespan (Starlette/FastAPI) runs inside qsup's.
+``config.http_prefix`` (default ``/qsup``: ``/qsup/health/queue``, ``/qsup/metrics``,
+``/qsup/api/...``, ``/qsup/``) and every other path goes to the user's app, whose lifespan
+(Starlette/FastAPI) runs inside qsup's.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from qsup.errors import ConfigError
 from qsup.settings import Config
 
-PREFIX = "/qsup"
 POOL_TIMEOUT = 5.0
 
 
@@ -226,10 +226,11 @@ def create_app(config: Config, url: str) -> Starlette:
     if user_app is None:
         inner.router.lifespan_context = lifespan
         return inner
+    prefix = config.http_prefix
     outer = Starlette(
         routes=[
-            Route(PREFIX, lambda request: RedirectResponse(f"{PREFIX}/")),
-            Mount(PREFIX, app=inner),
+            Route(prefix, lambda request: RedirectResponse(f"{prefix}/")),
+            Mount(prefix, app=inner),
             Mount("/", app=user_app),
         ],
         lifespan=lifespan,

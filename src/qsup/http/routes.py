@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from qsup.admin import queue_stats
 from qsup.errors import QsupError
 from qsup.http import store
 from qsup.http.app import JSON, backend_of
@@ -165,6 +166,7 @@ def stats(request: Request) -> Response:
         health = store.health(conn, backend.config.server_timeout, backend.config.task_timeout)
         waiting = store.oldest_due(conn)
         throughput = store.throughput(conn, THROUGHPUT_MINUTES)
+        report = queue_stats(conn)
     by_state = dict.fromkeys(store.STATES, 0)
     queues: dict[str, dict[str, int]] = {}
     for queue, state, n in counts:
@@ -180,6 +182,11 @@ def stats(request: Request) -> Response:
             "servers": health.servers,
             "oldest_due_seconds": {q: age for q, age, _ in waiting},
             "throughput": throughput,
+            "completed_last_minute": report["completed_last_minute"],
+            "completed_last_hour": report["completed_last_hour"],
+            "failed_last_hour": report["failed_last_hour"],
+            "durations_by_task": report["durations_by_task"],
+            "failures_by_task": report["failures_by_task"],
         }
     )
 
