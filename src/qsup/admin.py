@@ -25,9 +25,10 @@ CLEARABLE = ("enqueued", "waiting", "failed", "cancelled", "completed")
 CANCEL_REASON = "cancelled by operator"
 
 
-def cancel_task(conn: Conn, task_id: uuid.UUID) -> str:
+def cancel_task(conn: Conn, task_id: uuid.UUID, channel: str | None = None) -> str:
     """Cancel a task: ``'cancelled'`` (it had not started; waiting dependents are cancelled too)
-    or ``'cancelling'`` (it runs: its server is asked to stop it)."""
+    or ``'cancelling'`` (it runs: its server is asked to stop it, at once when ``channel``
+    names the NOTIFY channel, else at its next heartbeat)."""
     with conn.transaction():
         row = conn.execute(Q["admin_lock_task"], {"id": task_id}).fetchone()
         if row is None:
@@ -39,6 +40,8 @@ def cancel_task(conn: Conn, task_id: uuid.UUID) -> str:
             return "cancelled"
         if row[0] in ("picked_up", "running"):
             conn.execute(Q["admin_request_cancel"], params)
+            if channel:
+                repo.notify(conn, channel, repo.CANCEL_PAYLOAD)
             return "cancelling"
     raise QsupError(f"task {task_id} is already {row[0]}: nothing to cancel")
 

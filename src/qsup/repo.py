@@ -17,6 +17,7 @@ from qsup.sql import queries
 
 Conn = psycopg.Connection[Any]
 Q = queries()
+CANCEL_PAYLOAD = "qsup:cancel"  # NOTIFY payload of an operator's cancel request (not a queue)
 
 
 @dataclass(frozen=True)
@@ -237,10 +238,6 @@ def cancel_dependents(conn: Conn, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     return cancelled
 
 
-def cancel_requests(conn: Conn, server_id: int) -> list[uuid.UUID]:
-    return [row[0] for row in conn.execute(Q["cancel_requests"], {"server_id": server_id})]
-
-
 def cancel_batch(conn: Conn, server_id: int, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     params = {"ids": list(ids), "server_id": server_id}
     return [row[0] for row in conn.execute(Q["cancel_batch"], params)]
@@ -287,35 +284,46 @@ def register_server(
     return int(row[0])
 
 
+@dataclass(frozen=True)
+class Beat:
+    """What a heartbeat found (see the ``heartbeat`` query)."""
+
+    was_running: bool
+    declared_dead: list[str]
+    orphans: bool
+    cancel: list[uuid.UUID]
+    due: bool
+
+
 def heartbeat(
     conn: Conn,
     server_id: int,
-    max_workers: int,
-    active: int,
-    idle: int,
-    counters: Mapping[str, int] | None = None,
-) -> bool:
-    """Refresh this server's row (reviving it) with its running totals; False when another
-    server had declared it dead meanwhile (its tasks were then rescued)."""
+    workers: tuple[int, int, int],
+    counters: Mapping[str, int],
+    queues: Sequence[str],
+    timeout: float,
+    may_declare: bool,
+) -> Beat:
+    """Refresh this server's row with ``workers`` (max, busy, idle) and its running totals,
+    declare silent servers dead (``may_declare``), and report what needs doing."""
+    max_workers, active, idle = workers
     params = {
         "server_id": server_id,
         "max_workers": max_workers,
         "active": active,
         "idle": idle,
-        "counters": json.dumps(dict(counters or {})),
+        "counters": json.dumps(dict(counters)),
+        "queues": list(queues),
+        "timeout": timeout,
+        "may_declare": may_declare,
     }
     row = conn.execute(Q["heartbeat"], params).fetchone()
-    return bool(row and row[0])
+    assert row is not None
+    return Beat(bool(row[0]), list(row[1]), bool(row[2]), list(row[3]), bool(row[4]))
 
 
 def stop_server(conn: Conn, server_id: int) -> None:
     conn.execute(Q["stop_server"], {"server_id": server_id})
-
-
-def mark_dead_servers(conn: Conn, server_id: int, timeout: float) -> list[tuple[int, str]]:
-    """Declare dead the servers silent longer than ``timeout``; returns (id, name) of each."""
-    params = {"server_id": server_id, "timeout": timeout}
-    return [(row[0], row[1]) for row in conn.execute(Q["mark_dead_servers"], params)]
 
 
 def listen(conn: Conn, channel: str) -> None:

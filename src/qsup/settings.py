@@ -170,10 +170,13 @@ class Config:
         doc="Seconds running tasks get to finish on SIGTERM before they are requeued",
     )
     heartbeat_interval: float = setting(
-        5.0, env="QUEUE_HEARTBEAT_INTERVAL", min=0.1, doc="Seconds between server heartbeats"
+        30.0,
+        env="QUEUE_HEARTBEAT_INTERVAL",
+        min=0.1,
+        doc="Seconds between server heartbeats (each also checks for due tasks)",
     )
     server_timeout: float = setting(
-        60.0,
+        90.0,
         env="QUEUE_SERVER_TIMEOUT",
         min=1,
         doc="A server silent this long is presumed dead and its tasks are rescued",

@@ -60,3 +60,19 @@ def test_idle_workers_retire_down_to_the_minimum(queue, conn, start_server, tmp_
     wait_for(lambda: task_states(conn).get("completed", 0) == 9, what="the burst")
     server.wait_workers(1)  # and back down after the idle timeout
     assert "idle for" in server.output()
+
+
+def test_an_idle_server_makes_one_query_per_interval(conn, start_server):
+    start_server("--workers", "2", "--min-workers", "2",
+                 env={"QUEUE_HEARTBEAT_INTERVAL": "1", "QUEUE_FALLBACK_POLLING_INTERVAL": "1"})
+    time.sleep(2)  # let start-up settle (migrations, first claim)
+
+    def commits() -> int:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return conn.execute("SELECT xact_commit FROM pg_stat_database"
+                            " WHERE datname = current_database()").fetchone()[0]
+
+    before = commits()
+    time.sleep(5)
+    made = commits() - before - 2  # our own two reads count too
+    assert made <= 5 + 2, made  # one beat a second (stats are flushed about once a second)

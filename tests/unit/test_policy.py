@@ -132,3 +132,9 @@ def test_respawn_backoff_grows_and_caps():
     assert delays[0] == 0
     assert delays == sorted(delays)
     assert max(delays) == 30.0
+
+
+def test_beats_double_as_the_fallback_poll_with_notify():
+    assert policy.beat_interval(True, 30, 30) == 30
+    assert policy.beat_interval(True, 30, 5) == 5
+    assert policy.beat_interval(False, 30, 5) == 30

@@ -73,7 +73,8 @@ def cancel(
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
         full_id = resolve_task_id(conn, task_id)
-        outcome = admin.cancel_task(conn, full_id)
+        channel = cfg.notify_channel if cfg.use_postgresql_notify else None
+        outcome = admin.cancel_task(conn, full_id, channel)
     if json:
         print_json({"id": full_id, "state": outcome})
     else:

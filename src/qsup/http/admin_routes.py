@@ -82,7 +82,9 @@ def cancel_task(request: Request) -> Response:
         if not store.task_exists(conn, task_id):
             raise HTTPException(404, f"no task {task_id}")
         try:
-            outcome = admin.cancel_task(conn, task_id)
+            config = backend.config
+            channel = config.notify_channel if config.use_postgresql_notify else None
+            outcome = admin.cancel_task(conn, task_id, channel)
         except (QsupError, LookupError, ValueError) as exc:
             raise _refused(exc) from None
     return JSON({"id": task_id, "outcome": outcome})

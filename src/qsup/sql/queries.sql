@@ -185,29 +185,44 @@ VALUES (%(server_name)s, %(max_workers)s, %(hostname)s, %(pid)s, %(queues)s)
 RETURNING id
 
 -- name: heartbeat
--- Keep this server's row fresh (reviving it if another server declared it dead); returns
--- whether it was still marked running.
-UPDATE queued_task_workers w
-SET last_heartbeat = now(), max_workers = %(max_workers)s, active_workers = %(active)s,
-    idle_workers = %(idle)s, is_running = true, date_stopped = NULL,
-    counters = %(counters)s::jsonb
-FROM (SELECT id, is_running FROM queued_task_workers WHERE id = %(server_id)s FOR UPDATE) old
-WHERE w.id = old.id
-RETURNING old.is_running
+-- One round trip per beat: refresh this server's row (reviving it if another server declared
+-- it dead), declare dead the servers silent longer than %(timeout)s seconds (when
+-- %(may_declare)s), and report what the beat must act on: whether this server was still marked
+-- running, the servers just declared dead, whether tasks of dead servers await rescue, the
+-- tasks an operator asked to cancel, and whether a task of our queues is due (the safety net
+-- in case a NOTIFY was missed).
+WITH old AS (
+    SELECT id, is_running FROM queued_task_workers WHERE id = %(server_id)s FOR UPDATE
+), beat AS (
+    UPDATE queued_task_workers w
+    SET last_heartbeat = now(), max_workers = %(max_workers)s, active_workers = %(active)s,
+        idle_workers = %(idle)s, is_running = true, date_stopped = NULL,
+        counters = %(counters)s::jsonb
+    FROM old WHERE w.id = old.id
+    RETURNING old.is_running
+), dead AS (
+    UPDATE queued_task_workers
+    SET is_running = false, date_stopped = now(), active_workers = 0, idle_workers = 0
+    WHERE %(may_declare)s AND is_running AND id <> %(server_id)s
+      AND last_heartbeat < now() - make_interval(secs => %(timeout)s)
+    RETURNING id, server_name
+)
+SELECT (SELECT is_running FROM beat),
+       (SELECT coalesce(array_agg(server_name), '{}') FROM dead),
+       EXISTS (SELECT 1 FROM dead)
+           OR EXISTS (SELECT 1 FROM queued_tasks t JOIN queued_task_workers w ON w.id = t.server_id
+                      WHERE t.state IN ('picked_up', 'running') AND NOT w.is_running),
+       (SELECT coalesce(array_agg(id), '{}') FROM queued_tasks
+        WHERE server_id = %(server_id)s AND cancel_requested AND state IN ('picked_up', 'running')),
+       EXISTS (SELECT 1 FROM queued_tasks
+               WHERE state = 'enqueued' AND scheduled_at <= now()
+                 AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[])))
 
 -- name: stop_server
 -- Clean exit: the row stays for history, marked not running.
 UPDATE queued_task_workers
 SET is_running = false, date_stopped = now(), active_workers = 0, idle_workers = 0
 WHERE id = %(server_id)s
-
--- name: mark_dead_servers
--- Declare dead every running server whose heartbeat is older than %(timeout)s seconds.
-UPDATE queued_task_workers
-SET is_running = false, date_stopped = now(), active_workers = 0, idle_workers = 0
-WHERE is_running AND id <> %(server_id)s
-  AND last_heartbeat < now() - make_interval(secs => %(timeout)s)
-RETURNING id, server_name
 
 -- name: rescue_orphans
 -- Requeue (or fail, when no attempt is left) tasks held by servers that are not running.
@@ -264,11 +279,6 @@ SELECT id, server_name, hostname, pid, max_workers, active_workers, idle_workers
 FROM queued_task_workers
 WHERE is_running OR date_stopped > now() - interval '1 day'
 ORDER BY is_running DESC, id DESC
-
--- name: cancel_requests
--- Tasks this server holds that an operator asked to cancel.
-SELECT id FROM queued_tasks
-WHERE server_id = %(server_id)s AND cancel_requested AND state IN ('picked_up', 'running')
 
 -- name: cancel_batch
 -- Mark held tasks cancelled (their worker was stopped).

@@ -144,6 +144,9 @@ class Arbiter:
         if self.next_spawn_at > now:
             deadlines.append(self.next_spawn_at)
         deadlines.extend(w.deadline for w in self.workers.values() if w.deadline is not None)
+        idle = [w.idle_since for w in self.workers.values() if not w.busy and not w.retiring]
+        if running and len(idle) > self.config.min_workers:  # wake to retire the idlest
+            deadlines.append(min(idle) + self.config.worker_idle_timeout)
         return max(0.0, min(deadlines) - now)
 
     def _close(self) -> None:
@@ -487,6 +490,9 @@ class Arbiter:
             self.next_flush_at = time.monotonic() + RETRY_FLUSH_AFTER
 
     def _chores(self, now: float) -> None:
+        if self.intake.cancel_hint:  # someone asked to cancel a running task: look now
+            self.intake.cancel_hint = False
+            self.housekeeper.beat_now()
         busy = sum(1 for w in self.workers.values() if w.busy)
         chores = self.housekeeper.run(
             now,

@@ -12,9 +12,10 @@ from loguru import logger
 
 from qsup import repo, scheduler
 from qsup.settings import Config
+from qsup.supervisor import policy
 from qsup.supervisor.link import Link
 
-PRUNE_EVERY = 60.0  # seconds between prunes of finished tasks
+PRUNE_EVERY = 600.0  # seconds between prunes of finished tasks (results live for days)
 SCHEDULE_EVERY = 0.5  # seconds between checks for due cron ticks (ticks are whole seconds)
 
 
@@ -52,7 +53,11 @@ class Housekeeper:
         """``workers`` is (max, busy, idle). Only what is due runs."""
         chores = Chores()
         if now >= self.next_heartbeat:
-            self.next_heartbeat = now + config.heartbeat_interval
+            self.next_heartbeat = now + policy.beat_interval(
+                config.use_postgresql_notify,
+                config.heartbeat_interval,
+                config.fallback_polling_interval,
+            )
             self._beat(config, server_id, workers, chores)
             if running and now >= self.next_prune:
                 self.next_prune = now + PRUNE_EVERY
@@ -66,29 +71,42 @@ class Housekeeper:
             chores.new_work |= bool(fired)
         return chores
 
+    def beat_now(self) -> None:
+        """Beat at the next pass (an operator asked to cancel a task: see who holds it)."""
+        self.next_heartbeat = 0.0
+
     def _beat(
         self, config: Config, server_id: int, workers: tuple[int, int, int], chores: Chores
     ) -> None:
-        alive = self.link.call(
-            lambda conn: repo.heartbeat(conn, server_id, *workers, counters=self.counters)
+        # Just (re)connected: others' beats may be stale because the database was away.
+        may_declare = self.link.connected_for() >= config.server_timeout
+        beat = self.link.call(
+            lambda conn: repo.heartbeat(
+                conn,
+                server_id,
+                workers,
+                self.counters,
+                config.queues,
+                config.server_timeout,
+                may_declare,
+            )
         )
-        if alive is False:
+        if beat is None:
+            return
+        if not beat.was_running:
             logger.warning(
                 "this server had been declared dead by another (its tasks were"
                 " rescued); it is running again"
             )
             chores.declared_dead = True
-        if self.link.connected_for() < config.server_timeout:
-            dead: list[tuple[int, str]] = []  # just (re)connected: others' beats may be stale
-        else:  # because the database was away, not they
-            dead = (
-                self.link.call(
-                    lambda conn: repo.mark_dead_servers(conn, server_id, config.server_timeout)
-                )
-                or []
-            )
-        for other, name in dead:
-            logger.warning("server {} ({}) missed its heartbeats: marked dead", other, name)
+        for name in beat.declared_dead:
+            logger.warning("server {} missed its heartbeats: marked dead", name)
+        if beat.orphans:
+            self._rescue(chores)
+        chores.cancel.update(beat.cancel)
+        chores.new_work |= beat.due
+
+    def _rescue(self, chores: Chores) -> None:
         rescued = self.link.call(repo.rescue_orphans) or []
         if rescued:
             logger.warning("rescued {} task(s) from dead servers", len(rescued))
@@ -96,9 +114,6 @@ class Housekeeper:
         failed = [task_id for task_id, state, _, _ in rescued if state == "failed"]
         if failed:  # no attempt left: their dependents will never run
             self.link.call(lambda conn: repo.cancel_dependents(conn, failed))
-        chores.cancel.update(
-            self.link.call(lambda conn: repo.cancel_requests(conn, server_id)) or []
-        )
 
     def _prune(self, config: Config) -> None:
         pruned = self.link.call(lambda conn: repo.prune_finished(conn, config.result_ttl))

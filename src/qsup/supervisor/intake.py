@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import selectors
 import time
 
@@ -11,7 +12,6 @@ from loguru import logger
 from qsup import repo
 from qsup.errors import DatabaseUnreachable
 from qsup.settings import Config
-from qsup.supervisor import policy
 from qsup.supervisor.link import Link
 from qsup.supervisor.listener import Listener
 
@@ -32,6 +32,7 @@ class Intake:
         self.listener = Listener(config.listen_database_url or url, config.notify_channel)
         self.listen_fd: int | None = None
         self.backlog = True
+        self.cancel_hint = False  # an operator asked to cancel a running task somewhere
         self.next_poll = 0.0
         self.next_listen_at = 0.0
         link.on_reconnect = self.wake
@@ -65,8 +66,11 @@ class Intake:
 
     def on_readable(self) -> None:
         try:
-            if self.listener.drain():
+            payloads = self.listener.drain()
+            if any(p != repo.CANCEL_PAYLOAD for p in payloads):
                 self.backlog = True
+            if repo.CANCEL_PAYLOAD in payloads:
+                self.cancel_hint = True
         except psycopg.OperationalError:
             logger.warning("lost the LISTEN connection; reconnecting")
             self.close()
@@ -89,9 +93,8 @@ class Intake:
         if claimed is None:
             return []  # database away: the link retries with backoff
         self.backlog = len(claimed) >= limit
-        self.next_poll = now + policy.poll_interval(
-            self.notify, self.config.polling_interval, self.config.fallback_polling_interval
-        )
+        # With NOTIFY the heartbeat checks for due tasks (one query per beat when idle).
+        self.next_poll = now + (math.inf if self.notify else self.config.polling_interval)
         if not self.backlog:
             due = self.link.call(lambda conn: repo.next_due_in(conn, queues))
             if due is not None:  # wake when the next delayed task is due (locked ones: soon)

@@ -146,6 +146,7 @@ def respawn_delay(consecutive_boot_failures: int, base: float = 0.5, cap: float 
     return min(cap, base * 2 ** (consecutive_boot_failures - 1))
 
 
-def poll_interval(notify: bool, polling_interval: float, fallback_interval: float) -> float:
-    """Seconds between polls: the safety net with NOTIFY, the plain interval without."""
-    return fallback_interval if notify else polling_interval
+def beat_interval(notify: bool, heartbeat: float, fallback_poll: float) -> float:
+    """Seconds between heartbeats. Each beat also checks for due tasks, so with NOTIFY it is
+    the fallback poll too: an idle server makes one query per interval."""
+    return min(heartbeat, fallback_poll) if notify else heartbeat
