@@ -82,9 +82,7 @@ def cancel_task(request: Request) -> Response:
         if not store.task_exists(conn, task_id):
             raise HTTPException(404, f"no task {task_id}")
         try:
-            config = backend.config
-            channel = config.notify_channel if config.use_postgresql_notify else None
-            outcome = admin.cancel_task(conn, task_id, channel)
+            outcome = admin.cancel_task(conn, task_id, channel(backend))
         except (QsupError, LookupError, ValueError) as exc:
             raise _refused(exc) from None
     return JSON({"id": task_id, "outcome": outcome})
