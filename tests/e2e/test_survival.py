@@ -109,3 +109,14 @@ def test_dependents_of_a_task_failed_by_rescue_are_cancelled(queue, conn, start_
     wait_for(lambda: repo.get_task(conn, doomed.task_id)["state"] == "failed", what="rescue")
     wait_for(lambda: repo.get_task(conn, after.task_id)["state"] == "cancelled",
              what="the dependent to be cancelled")
+
+
+def test_cancel_reaches_the_holding_server_by_notify(queue, conn, start_server):
+    from qsup import admin
+
+    start_server("--workers", "1")  # default heartbeat (30 s): only NOTIFY can be this fast
+    ref = queue.add_task(tasks.sleep_then_return, 30)
+    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "running", what="running")
+    assert admin.cancel_task(conn, ref.task_id, queue.config.notify_channel) == "cancelling"
+    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "cancelled", timeout=5,
+             what="the running task to be cancelled")
