@@ -1,6 +1,6 @@
 """Messages between the supervisor and its workers, pickled over ``multiprocess`` pipes.
 
-Supervisor → worker: :class:`Assign`, :class:`Stop`.
+Supervisor → worker: :class:`Assign`, :class:`Drop`, :class:`Stop`.
 Worker → supervisor: :class:`Ready`, :class:`Started`, :class:`Results`, :class:`Released`,
 :class:`Log`, :class:`SaveContext`, :class:`Enqueue`.
 Plain ``pickle`` (not dill) keeps the hot path cheap; every message is a small frozen dataclass.
@@ -40,6 +40,13 @@ class Assign:
 @dataclass(frozen=True, slots=True)
 class Stop:
     """Finish the current job, give back the jobs not started, and exit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Do not start these jobs (cancelled): give them back in a ``Released``."""
+
+    task_ids: tuple[uuid.UUID, ...]
 
 
 @dataclass(frozen=True, slots=True)

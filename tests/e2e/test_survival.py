@@ -120,3 +120,20 @@ def test_cancel_reaches_the_holding_server_by_notify(queue, conn, start_server):
     assert admin.cancel_task(conn, ref.task_id, queue.config.notify_channel) == "cancelling"
     wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "cancelled", timeout=5,
              what="the running task to be cancelled")
+
+
+def test_cancel_of_a_task_queued_in_a_worker_stops_it_from_running(queue, conn, start_server,
+                                                                   tmp_path):
+    from qsup import admin
+
+    start_server("--workers", "1", env={"QUEUE_RETRY_BACKOFF_BASE": "0.05"})
+    # Short tasks make the supervisor queue the next job in the worker behind the running one.
+    assert queue.add_task(tasks.sleep_then_return, 0.02).result(timeout=20) is None
+    first = queue.add_task(tasks.record, str(tmp_path), "first", 1.0)
+    second = queue.add_task(tasks.record, str(tmp_path), "second", 0.0)
+    wait_for(lambda: repo.get_task(conn, first.task_id)["state"] == "running", what="running")
+    wait_for(lambda: repo.get_task(conn, second.task_id)["state"] == "picked_up", what="queued")
+    assert admin.cancel_task(conn, second.task_id, queue.config.notify_channel) == "cancelling"
+    wait_for(lambda: repo.get_task(conn, second.task_id)["state"] == "cancelled", what="cancel")
+    assert first.result(timeout=20) == "first"
+    assert not (tmp_path / "second").exists()

@@ -159,6 +159,7 @@ messages = st.one_of(
     st.builds(protocol.Started, task_id=ids, at=floats),
     finished,
     st.builds(protocol.Released, task_ids=st.lists(ids, max_size=5).map(tuple)),
+    st.builds(protocol.Drop, task_ids=st.lists(ids, max_size=5).map(tuple)),
     st.builds(protocol.Log, task_id=ids, type=st.text(max_size=50), message=st.text(), at=floats),
     st.builds(protocol.SaveContext, task_id=ids, context=json_kwargs.map(json.dumps)),
     st.builds(protocol.Enqueue, task=new_tasks),
@@ -188,7 +189,7 @@ def test_messages_are_immutable(message: Any) -> None:
 def test_every_protocol_message_type_is_covered() -> None:
     """A new message type must be added to the strategy above."""
     covered = {protocol.Job, protocol.Assign, protocol.Stop, protocol.Ready, protocol.Started,
-               protocol.Finished, protocol.Released, protocol.Log, protocol.SaveContext,
+               protocol.Finished, protocol.Released, protocol.Drop, protocol.Log, protocol.SaveContext,
                protocol.Enqueue, *([_results] if _results else [])}
     declared = {v for v in vars(protocol).values()
                 if isinstance(v, type) and v.__module__ == protocol.__name__

@@ -63,6 +63,7 @@ class Arbiter:
         self.state = "running"  # then "draining", then "stopping"
         self.next_spawn_at = 0.0
         self.next_flush_at = 0.0  # after a failed flush (database away), not before
+        self.cancelling: set[Any] = set()  # cancelled tasks a worker was told to drop
         self.boot_failures = 0
         self.avg_task_seconds: float | None = None  # sizes the hand-off batches
         self.drain_deadline: float | None = None
@@ -239,10 +240,7 @@ class Arbiter:
     def _retire(self, worker: Worker, reason: str) -> None:
         if worker.retiring is None and worker.exit_code is None:
             worker.retiring = reason
-            try:
-                worker.conn.send_bytes(protocol.encode(protocol.Stop()))
-            except OSError:
-                pass  # already gone: the reaper will see it
+            self._send(worker, protocol.Stop())
 
     def _manage_workers(self, now: float) -> None:
         if self.state != "running":
@@ -302,6 +300,9 @@ class Arbiter:
 
     def _on_finished(self, worker: Worker, msg: protocol.Finished, now: float) -> None:
         task = worker.jobs.pop(msg.task_id)
+        if msg.task_id in self.cancelling:  # it ran before the worker read our Drop
+            self.cancelling.discard(msg.task_id)
+            logger.info("task {} finished before its cancellation reached the worker", task.id)
         worker.current, worker.deadline, worker.rss = None, None, msg.rss
         worker.tasks_done += 1
         self.avg_task_seconds = policy.moving_average(self.avg_task_seconds, msg.done - msg.started)
@@ -311,6 +312,12 @@ class Arbiter:
         else:
             worker.idle_since = now
         self._maybe_recycle(worker)
+
+    def _send(self, worker: Worker, message: object) -> None:
+        try:
+            worker.conn.send_bytes(protocol.encode(message))
+        except OSError:
+            pass  # already gone: the reaper will see it
 
     def _started(self, worker: Worker, task_id: Any, at: float, now: float) -> None:
         worker.current, worker.started_at = task_id, at
@@ -331,7 +338,13 @@ class Arbiter:
             self._retire(worker, reason)
 
     def _give_back(self, tasks: list[repo.ClaimedTask], now: float) -> None:
-        """Tasks a worker never started: keep them if still running, else release them."""
+        """Tasks a worker never started: cancelled ones are marked so; the rest are kept if
+        still running, else released."""
+        dropped = [t.id for t in tasks if t.id in self.cancelling]
+        if dropped:
+            self.cancelling.difference_update(dropped)
+            self.outbox.cancel(dropped, now)
+            tasks = [t for t in tasks if t.id not in self.cancelling and t.id not in dropped]
         if self.state == "running":
             self.buffer.extendleft(reversed(tasks))
         else:
@@ -509,11 +522,16 @@ class Arbiter:
             self._cancel(chores.cancel, now)
 
     def _cancel(self, task_ids: set[Any], now: float) -> None:
-        """Stop tasks an operator cancelled: drop them from the buffer or kill their worker."""
+        """Stop tasks an operator cancelled: drop them from the buffer and from workers'
+        queues, or kill the worker running one."""
         held = [t.id for t in self.buffer if t.id in task_ids]
         self.buffer = deque(t for t in self.buffer if t.id not in task_ids)
+        self.outbox.cancel(held, now)
         for worker in self.workers.values():
+            queued = tuple(i for i in worker.jobs if i in task_ids and i != worker.current)
+            if queued:
+                self.cancelling.update(queued)
+                self._send(worker, protocol.Drop(queued))
             if worker.current in task_ids:
                 logger.info("cancelling task {}: stopping worker {}", worker.current, worker.slot)
                 kill(worker, "cancel")
-        self.outbox.cancel(held, now)

@@ -93,9 +93,15 @@ def _serve(conn: Any, slot: int, runner: Runner) -> None:
 
 
 def _receive(conn: Any, jobs: deque[protocol.Job]) -> bool:
-    """Read one message: queue its jobs, or return False for Stop."""
+    """Read one message: queue its jobs, drop cancelled ones, or return False for Stop."""
     message = protocol.decode(conn.recv_bytes())
     if isinstance(message, protocol.Stop):
         return False
+    if isinstance(message, protocol.Drop):
+        dropped = [j for j in jobs if j.id in message.task_ids]
+        for job in dropped:
+            jobs.remove(job)
+        context.send(protocol.Released(tuple(j.id for j in dropped)))
+        return True
     jobs.extend(message.jobs)
     return True
