@@ -33,7 +33,7 @@ from qsup.supervisor.link import Link
 from qsup.supervisor.outbox import Outbox
 from qsup.supervisor.pool import Worker, describe_exit, kill, reap, spawn
 from qsup.supervisor.signals import SignalPipe
-from qsup.supervisor.writer import Writer
+from qsup.supervisor.writer import SHUTDOWN_WAIT, Writer
 
 FLUSH_AFTER = 0.02  # seconds a write may wait for company
 FLUSH_SIZE = 500
@@ -152,7 +152,8 @@ class Arbiter:
 
     def _close(self) -> None:
         self.buffer_release(time.monotonic())
-        while self.writer.in_flight:  # let the flush in progress end
+        give_up = time.monotonic() + SHUTDOWN_WAIT
+        while self.writer.in_flight and time.monotonic() < give_up:  # let the flush end
             select.select([self.writer.wake_fd], [], [], 1.0)
             self._written()
         for _ in range(3):  # the database may be restarting: try a few times, then give up

@@ -18,6 +18,8 @@ from loguru import logger
 from qsup.supervisor.link import Link
 from qsup.supervisor.outbox import Outbox
 
+SHUTDOWN_WAIT = 10.0  # seconds shutdown waits for a flush in progress
+
 
 class Writer:
     def __init__(self, url: str, name: str) -> None:
@@ -51,9 +53,13 @@ class Writer:
             return done
 
     def flush_now(self, outbox: Outbox, server_id: int, channel: str | None) -> bool:
-        """Flush in the calling thread (shutdown); the writer thread must be idle."""
-        with self.busy:
+        """Flush in the calling thread (shutdown); False if the writer thread stays busy."""
+        if not self.busy.acquire(timeout=SHUTDOWN_WAIT):
+            return False
+        try:
             return write(self.link, outbox, server_id, channel)
+        finally:
+            self.busy.release()
 
     def _run(self) -> None:
         while True:
@@ -63,7 +69,12 @@ class Writer:
                 outbox, server_id, channel = self._job
                 self._job = None
             with self.busy:
-                written = write(self.link, outbox, server_id, channel)
+                try:
+                    written = write(self.link, outbox, server_id, channel)
+                except Exception:  # the thread must survive anything: the entries are retried
+                    logger.exception("writing results failed; retrying")
+                    self.link.close()
+                    written = False
             with self._ready:
                 self._done = (outbox, written)
             os.write(self._signal_fd, b".")
