@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import psycopg
 
@@ -137,3 +138,28 @@ def test_cancel_of_a_task_queued_in_a_worker_stops_it_from_running(queue, conn, 
     wait_for(lambda: repo.get_task(conn, second.task_id)["state"] == "cancelled", what="cancel")
     assert first.result(timeout=20) == "first"
     assert not (tmp_path / "second").exists()
+
+
+def test_random_worker_kills_during_2000_tasks_lose_nothing(queue, conn, start_server, tmp_path):
+    import random
+
+    server = start_server("--workers", "2", "--min-workers", "2",
+                          env={"QUEUE_RETRY_BACKOFF_BASE": "0.01"})
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    refs = queue.add_tasks([(tasks.record, (str(runs_dir), f"t{i}", 0.002), {})
+                            for i in range(2000)])
+    kills = 0
+    rng = random.Random(7)
+    while task_states(conn).get("completed", 0) < 1500 and kills < 5:
+        workers = server.workers()
+        if workers:
+            rng.choice(workers).kill()
+            kills += 1
+        time.sleep(0.3)
+    wait_for(lambda: task_states(conn).get("completed", 0) == len(refs), timeout=60,
+             what="every task to complete")
+    runs = {p.name: p.read_text().count("\n") for p in runs_dir.iterdir()}
+    assert len(runs) == len(refs)  # every task ran to completion at least once
+    reruns = sum(n - 1 for n in runs.values())
+    assert kills >= 3 and reruns <= kills * 20, (kills, reruns)  # only what a kill interrupted
