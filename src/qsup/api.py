@@ -27,6 +27,12 @@ from qsup.settings import Config, load_config
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
 FINISHED = ("completed", "failed", "cancelled")
 _INT32 = 2**31 - 1
+_POOL_OPTIONS: dict[str, Any] = {
+    "min_size": 1,
+    "max_size": 4,
+    "open": False,
+    "kwargs": {"autocommit": True},
+}
 
 
 @dataclass(frozen=True)
@@ -139,14 +145,7 @@ class Queue:
         url = self.url
         with self._lock:
             if self._pool is None:
-                pool = ConnectionPool(
-                    url,
-                    min_size=1,
-                    max_size=4,
-                    open=False,
-                    kwargs={"autocommit": True},
-                    name="qsup",
-                )
+                pool = ConnectionPool(url, name="qsup", **_POOL_OPTIONS)
                 pool.open(wait=True, timeout=10)
                 self._pool = pool
             return self._pool
@@ -154,14 +153,7 @@ class Queue:
     async def apool(self) -> AsyncConnectionPool:
         if self._apool is None:
             url = await asyncio.to_thread(lambda: self.url)
-            pool = AsyncConnectionPool(
-                url,
-                min_size=1,
-                max_size=4,
-                open=False,
-                kwargs={"autocommit": True},
-                name="qsup-async",
-            )
+            pool = AsyncConnectionPool(url, name="qsup-async", **_POOL_OPTIONS)
             if self._apool is None:
                 await pool.open(wait=True, timeout=10)
                 self._apool = pool

@@ -6,9 +6,10 @@ With no ``admin_token`` configured every mutation is refused (403); a missing or
 
 from __future__ import annotations
 
-import importlib
 import json
-from types import ModuleType
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -16,18 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from qsup import admin
 from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.http import store
 from qsup.http.app import DISABLED, JSON, Backend, require_token
 from qsup.http.routes import bad, parse_uuid
-
-
-def admin_module() -> ModuleType:
-    """``qsup.admin``, imported when first needed."""
-    try:
-        return importlib.import_module("qsup.admin")
-    except ImportError:
-        raise HTTPException(503, "admin functions are not available in this build") from None
 
 
 def authorize(request: Request) -> Backend:
@@ -61,13 +55,19 @@ def _refused(exc: Exception) -> HTTPException:
     return HTTPException(409, message)
 
 
-def retry_task(request: Request) -> Response:
+@contextmanager
+def _existing_task(request: Request) -> Iterator[tuple[Backend, Any, uuid.UUID]]:
+    """Authorize, parse the path's task id, and yield a connection once the task exists."""
     backend = authorize(request)
     task_id = parse_uuid(request.path_params["task_id"])
-    admin = admin_module()
     with backend.connection() as conn:
         if not store.task_exists(conn, task_id):
             raise HTTPException(404, f"no task {task_id}")
+        yield backend, conn, task_id
+
+
+def retry_task(request: Request) -> Response:
+    with _existing_task(request) as (backend, conn, task_id):
         count = admin.retry_tasks(conn, [task_id], channel=channel(backend))
     if not count:
         raise HTTPException(409, f"task {task_id} is not failed or cancelled")
@@ -75,12 +75,7 @@ def retry_task(request: Request) -> Response:
 
 
 def cancel_task(request: Request) -> Response:
-    backend = authorize(request)
-    task_id = parse_uuid(request.path_params["task_id"])
-    admin = admin_module()
-    with backend.connection() as conn:
-        if not store.task_exists(conn, task_id):
-            raise HTTPException(404, f"no task {task_id}")
+    with _existing_task(request) as (backend, conn, task_id):
         try:
             outcome = admin.cancel_task(conn, task_id, channel(backend))
         except (QsupError, LookupError, ValueError) as exc:
@@ -99,7 +94,6 @@ async def clear_tasks(request: Request) -> Response:
         raise bad(f"states: expected a non-empty list drawn from {', '.join(store.STATES)}")
     if queue is not None and (not isinstance(queue, str) or "\x00" in queue):
         raise bad("queue: expected a string")
-    admin = admin_module()
 
     def run() -> int:
         with backend.connection() as conn:
@@ -120,7 +114,6 @@ def schedule_action(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in ("pause", "resume", "run"):
         raise HTTPException(404, f"no schedule action {action!r}")
-    admin = admin_module()
     with backend.connection() as conn:
         try:
             from qsup.scheduler import find_schedule

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from qsup.admin import queue_stats
+from qsup.admin import list_schedules, queue_stats
 from qsup.errors import QsupError
 from qsup.http import store
 from qsup.http.app import JSON, backend_of
@@ -198,13 +198,10 @@ def servers(request: Request) -> Response:
 
 
 def schedules(request: Request) -> Response:
-    from qsup.http.admin_routes import admin_module
-
-    admin = admin_module()
     backend = backend_of(request)
     with backend.connection() as conn:
         try:
-            rows = admin.list_schedules(conn, backend.config)
+            rows = list_schedules(conn, backend.config)
         except QsupError as exc:  # schedules in the configuration are invalid
             raise HTTPException(409, str(exc)) from None
     return JSON({"schedules": rows})
