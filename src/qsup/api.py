@@ -227,10 +227,6 @@ class Queue:
             depends_on=depends_on,
         )
 
-    @property
-    def channel(self) -> str | None:
-        return self.config.notify_channel if self.config.use_postgresql_notify else None
-
     # --- enqueue --------------------------------------------------------------------------
 
     def add_task(
@@ -284,9 +280,9 @@ class Queue:
         if plain:
             repo.copy_tasks(conn, plain)
             refs.update({r.id: TaskRef(self, r.id, "enqueued") for r in plain})
-            if self.channel:
+            if self.config.wake_channel:
                 for queue in sorted({r.queue for r in plain}):
-                    repo.notify(conn, self.channel, queue)
+                    repo.notify(conn, self.config.wake_channel, queue)
         for row in rows:
             if not row.copyable:
                 refs[row.id] = TaskRef(self, *self._insert(conn, row))
@@ -295,7 +291,7 @@ class Queue:
     def _insert(self, conn: psycopg.Connection[Any], new: repo.NewTask) -> tuple[uuid.UUID, str]:
         for _ in range(5):  # the holder of a unique key may finish between our two queries
             try:
-                inserted = repo.insert_task(conn, new, self.channel)
+                inserted = repo.insert_task(conn, new, self.config.wake_channel)
             except psycopg.errors.NotNullViolation:
                 raise TaskDefinitionError(_missing_dependency(new)) from None
             except psycopg.OperationalError as exc:
@@ -318,7 +314,7 @@ class Queue:
                 return await self._insert_async(new, conn)
         for _ in range(5):
             try:
-                inserted = await repo.insert_task_async(connection, new, self.channel)
+                inserted = await repo.insert_task_async(connection, new, self.config.wake_channel)
             except psycopg.errors.NotNullViolation:
                 raise TaskDefinitionError(_missing_dependency(new)) from None
             if inserted:

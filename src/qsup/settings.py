@@ -254,6 +254,11 @@ class Config:
                 " expected 'text' or 'json'"
             )
 
+    @property
+    def wake_channel(self) -> str | None:
+        """The NOTIFY channel to wake servers on, or None when NOTIFY is off."""
+        return self.notify_channel if self.use_postgresql_notify else None
+
     def replace(self, **changes: Any) -> Config:
         """A copy with some values changed (sources say ``runtime``)."""
         sources = dict(self.sources) | {name: "runtime" for name in changes}

@@ -20,7 +20,6 @@ from qsup.cli.common import (
 from qsup.cli.serve_cmd import Imports, MinWorkers, Queues
 from qsup.cli.serve_cmd import start as start_server
 from qsup.errors import ConfigError
-from qsup.settings import Config
 
 app = typer.Typer(help="Look at and operate the queue.", no_args_is_help=True)
 
@@ -83,10 +82,6 @@ def status(json: Json = False, config: ConfigFile = None, database_url: Database
         table.add_row(q, s, str(n))
     console.print(table)
     console.print("oldest waiting task: " + (f"{oldest:.1f} s" if oldest is not None else "none"))
-
-
-def _channel(cfg: Config) -> str | None:
-    return cfg.notify_channel if cfg.use_postgresql_notify else None
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -158,7 +153,7 @@ def retry(
     with database(cfg) as conn:
         ids = [resolve_task_id(conn, t) for t in task_ids or []]
         count = admin.retry_tasks(
-            conn, ids, all_failed=all_failed, queue=queue, channel=_channel(cfg)
+            conn, ids, all_failed=all_failed, queue=queue, channel=cfg.wake_channel
         )
     if json:
         print_json({"retried": count})

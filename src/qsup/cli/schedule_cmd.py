@@ -85,9 +85,8 @@ def run(
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     cfg = settings(config, database_url)
-    channel = cfg.notify_channel if cfg.use_postgresql_notify else None
     with database(cfg) as conn:
-        task_id = admin.run_schedule_now(conn, cfg, name, channel)
+        task_id = admin.run_schedule_now(conn, cfg, name, cfg.wake_channel)
     if json:
         print_json({"id": task_id, "schedule": name})
     else:

@@ -73,8 +73,7 @@ def cancel(
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
         full_id = resolve_task_id(conn, task_id)
-        channel = cfg.notify_channel if cfg.use_postgresql_notify else None
-        outcome = admin.cancel_task(conn, full_id, channel)
+        outcome = admin.cancel_task(conn, full_id, cfg.wake_channel)
     if json:
         print_json({"id": full_id, "state": outcome})
     else:
@@ -87,10 +86,9 @@ def retry(
 ) -> None:
     """Put a failed or cancelled task back in the queue with its attempts reset."""
     cfg = settings(config, database_url=database_url)
-    channel = cfg.notify_channel if cfg.use_postgresql_notify else None
     with database(cfg) as conn:
         full_id = resolve_task_id(conn, task_id)
-        if not admin.retry_tasks(conn, [full_id], channel=channel):
+        if not admin.retry_tasks(conn, [full_id], channel=cfg.wake_channel):
             row = repo.get_task(conn, full_id)
             state = row["state"] if row else "gone"
             raise QsupError(

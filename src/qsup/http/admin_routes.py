@@ -28,10 +28,6 @@ def authorize(request: Request) -> Backend:
     return require_token(request, DISABLED)
 
 
-def channel(backend: Backend) -> str | None:
-    return backend.config.notify_channel if backend.config.use_postgresql_notify else None
-
-
 async def json_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
@@ -68,7 +64,7 @@ def _existing_task(request: Request) -> Iterator[tuple[Backend, Any, uuid.UUID]]
 
 def retry_task(request: Request) -> Response:
     with _existing_task(request) as (backend, conn, task_id):
-        count = admin.retry_tasks(conn, [task_id], channel=channel(backend))
+        count = admin.retry_tasks(conn, [task_id], channel=backend.config.wake_channel)
     if not count:
         raise HTTPException(409, f"task {task_id} is not failed or cancelled")
     return JSON({"retried": count, "id": task_id})
@@ -77,7 +73,7 @@ def retry_task(request: Request) -> Response:
 def cancel_task(request: Request) -> Response:
     with _existing_task(request) as (backend, conn, task_id):
         try:
-            outcome = admin.cancel_task(conn, task_id, channel(backend))
+            outcome = admin.cancel_task(conn, task_id, backend.config.wake_channel)
         except (QsupError, LookupError, ValueError) as exc:
             raise _refused(exc) from None
     return JSON({"id": task_id, "outcome": outcome})
@@ -120,7 +116,9 @@ def schedule_action(request: Request) -> Response:
 
             find_schedule(backend.config, name)  # unknown names are 404, never stored
             if action == "run":
-                task_id = admin.run_schedule_now(conn, backend.config, name, channel(backend))
+                task_id = admin.run_schedule_now(
+                    conn, backend.config, name, backend.config.wake_channel
+                )
                 return JSON({"schedule": name, "task_id": task_id})
             admin.set_schedule_paused(conn, name, action == "pause")
         except (QsupError, LookupError, ValueError) as exc:

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from qsup import repo
 from qsup.errors import TaskDefinitionError
-from qsup.http.admin_routes import authorize, channel, json_body
+from qsup.http.admin_routes import authorize, json_body
 from qsup.http.app import JSON
 from qsup.http.routes import bad, list_tasks
 
@@ -83,7 +83,7 @@ async def enqueue_task(request: Request) -> Response:
 
     def insert() -> tuple[Any, str] | None:
         with backend.connection() as conn:
-            return repo.insert_task(conn, new, channel(backend))
+            return repo.insert_task(conn, new, backend.config.wake_channel)
 
     inserted = await run_in_threadpool(insert)
     assert inserted is not None  # no unique key: the insert cannot be skipped

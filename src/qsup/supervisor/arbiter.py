@@ -69,10 +69,6 @@ class Arbiter:
         self.drain_deadline: float | None = None
         self.signals: SignalPipe | None = None
 
-    @property
-    def channel(self) -> str | None:
-        return self.config.notify_channel if self.config.use_postgresql_notify else None
-
     # --- lifecycle ------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -158,7 +154,7 @@ class Arbiter:
             self._written()
         for _ in range(3):  # the database may be restarting: try a few times, then give up
             if not len(self.outbox) or self.writer.flush_now(
-                self.outbox, self.server_id, self.channel
+                self.outbox, self.server_id, self.config.wake_channel
             ):
                 break
             time.sleep(1)
@@ -233,7 +229,7 @@ class Arbiter:
         slot = next(i for i in range(1, len(used) + 2) if i not in used)
         with self.writer.busy:  # never fork while the writer thread is mid-flush
             worker = spawn(slot, self.config)
-        worker.spawned_at = worker.idle_since = now
+        worker.idle_since = now
         self.workers[worker.pid] = worker
         self.selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
         logger.debug("spawned worker {} (pid {})", slot, worker.pid)
@@ -492,7 +488,7 @@ class Arbiter:
             return
         if not (due or len(self.outbox) >= FLUSH_SIZE):
             return
-        self.writer.submit(self.outbox, self.server_id, self.channel)
+        self.writer.submit(self.outbox, self.server_id, self.config.wake_channel)
         self.outbox = Outbox(counters=self.counters)
 
     def _written(self) -> None:

@@ -64,9 +64,10 @@ class Housekeeper:
                 self._prune(config)
         if running and config.schedules and now >= self.next_schedule_check:
             self.next_schedule_check = now + SCHEDULE_EVERY
-            channel = config.notify_channel if config.use_postgresql_notify else None
             fired = self.link.call(
-                lambda conn: scheduler.fire_due(conn, config, datetime.now(UTC), channel)
+                lambda conn: scheduler.fire_due(
+                    conn, config, datetime.now(UTC), config.wake_channel
+                )
             )
             chores.new_work |= bool(fired)
         return chores

@@ -25,7 +25,6 @@ class Worker:
     pid: int
     process: Any
     conn: Any
-    spawned_at: float
     ready: bool = False
     jobs: dict[uuid.UUID, ClaimedTask] = field(default_factory=dict)  # assigned, unfinished
     current: uuid.UUID | None = None
@@ -56,7 +55,7 @@ def spawn(slot: int, config: Config) -> Worker:
     )
     process.start()
     child_end.close()
-    return Worker(slot=slot, pid=process.pid, process=process, conn=parent_end, spawned_at=0.0)
+    return Worker(slot=slot, pid=process.pid, process=process, conn=parent_end)
 
 
 def kill(worker: Worker, reason: str) -> None:
