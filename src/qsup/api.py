@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import ConnectionPool
 
 from qsup import repo
 from qsup.db.connect import connect, describe, resolve_url
@@ -126,8 +126,8 @@ class Queue:
         self._url: str | None = None
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
-        self._apool: AsyncConnectionPool | None = None
-        self._pending: set[asyncio.Task[Any]] = set()
+        # background inserts of add_task() called in async code
+        self._pending: set[asyncio.Future[tuple[uuid.UUID, str]]] = set()
 
     # --- connections ----------------------------------------------------------------------
 
@@ -150,29 +150,16 @@ class Queue:
                 self._pool = pool
             return self._pool
 
-    async def apool(self) -> AsyncConnectionPool:
-        if self._apool is None:
-            url = await asyncio.to_thread(lambda: self.url)
-            pool = AsyncConnectionPool(url, name="qsup-async", **_POOL_OPTIONS)
-            if self._apool is None:
-                await pool.open(wait=True, timeout=10)
-                self._apool = pool
-            else:
-                await pool.close()
-        return self._apool
-
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
 
     async def aclose(self) -> None:
+        """Wait for the background inserts, then close the pool."""
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
-        if self._apool is not None:
-            await self._apool.close()
-            self._apool = None
-        self.close()
+        await asyncio.to_thread(self.close)
 
     # --- building rows --------------------------------------------------------------------
 
@@ -243,11 +230,10 @@ class Queue:
         if connection is not None:
             return TaskRef(self, *self._insert(connection, new))
         try:
-            asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
         except RuntimeError:
-            with self.pool().connection() as conn:
-                return TaskRef(self, *self._insert(conn, new))
-        pending = asyncio.ensure_future(self._insert_async(new))
+            return TaskRef(self, *self._insert_pooled(new))
+        pending = loop.run_in_executor(None, self._insert_pooled, new)
         self._pending.add(pending)
         pending.add_done_callback(self._pending.discard)
         return TaskRef(self, new.id, None, pending)
@@ -256,9 +242,11 @@ class Queue:
         self, fn: Callable[..., Any], *args: Any, connection: Any = None, **kwargs: Any
     ) -> TaskRef:
         """Like :meth:`add_task`, awaited: the row is committed (or in ``connection``'s
-        transaction) when it returns."""
+        transaction, a psycopg ``AsyncConnection``) when it returns."""
         new = self.build(fn, args, kwargs)
-        return TaskRef(self, *await self._insert_async(new, connection))
+        if connection is None:
+            return TaskRef(self, *await asyncio.to_thread(self._insert_pooled, new))
+        return TaskRef(self, *await self._insert_async(connection, new))
 
     def add_tasks(
         self,
@@ -288,6 +276,13 @@ class Queue:
                 refs[row.id] = TaskRef(self, *self._insert(conn, row))
         return [refs[r.id] for r in rows]
 
+    # Async code uses the same thread-safe pool from a worker thread: an AsyncConnectionPool
+    # belongs to one event loop, and an app may run several (asyncio.run per script step, a loop
+    # per test, TestClient per block), each ending with the pool's tasks stuck mid-connect.
+    def _insert_pooled(self, new: repo.NewTask) -> tuple[uuid.UUID, str]:
+        with self.pool().connection() as conn:
+            return self._insert(conn, new)
+
     def _insert(self, conn: psycopg.Connection[Any], new: repo.NewTask) -> tuple[uuid.UUID, str]:
         for _ in range(5):  # the holder of a unique key may finish between our two queries
             try:
@@ -307,11 +302,8 @@ class Queue:
         raise TaskDefinitionError(f"unique key {new.unique_key!r} keeps changing hands; try again")
 
     async def _insert_async(
-        self, new: repo.NewTask, connection: Any = None
+        self, connection: psycopg.AsyncConnection[Any], new: repo.NewTask
     ) -> tuple[uuid.UUID, str]:
-        if connection is None:
-            async with (await self.apool()).connection() as conn:
-                return await self._insert_async(new, conn)
         for _ in range(5):
             try:
                 inserted = await repo.insert_task_async(connection, new, self.config.wake_channel)
@@ -352,6 +344,10 @@ class TaskRef:
             self._pending = None
         return self.task_id
 
+    def _outcome(self) -> tuple[str, Any, str | None] | None:
+        with self.queue.pool().connection() as conn:
+            return repo.task_outcome(conn, self.task_id)
+
     def _settle(self, outcome: tuple[str, Any, str | None] | None) -> tuple[bool, Any]:
         if outcome is None:
             raise TaskNotFound(f"task {self.task_id} does not exist (pruned or never committed)")
@@ -366,8 +362,7 @@ class TaskRef:
         """Block until the task finishes: its result, or TaskFailed / TimeoutError."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for pause in _backoff():
-            with self.queue.pool().connection() as conn:
-                done, value = self._settle(repo.task_outcome(conn, self.task_id))
+            done, value = self._settle(self._outcome())
             if done:
                 return value
             if deadline is not None and time.monotonic() + pause > deadline:
@@ -380,8 +375,7 @@ class TaskRef:
         await self.get_task_id()
         deadline = None if timeout is None else time.monotonic() + timeout
         for pause in _backoff():
-            async with (await self.queue.apool()).connection() as conn:
-                done, value = self._settle(await repo.task_outcome_async(conn, self.task_id))
+            done, value = self._settle(await asyncio.to_thread(self._outcome))
             if done:
                 return value
             if deadline is not None and time.monotonic() + pause > deadline:
@@ -425,3 +419,9 @@ def default_queue() -> Queue:
     if _default_queue is None:
         _default_queue = Queue()
     return _default_queue
+
+
+async def aclose_default_queue() -> None:
+    """Close the process-wide Queue's connections, if it was used (before the event loop ends)."""
+    if _default_queue is not None:
+        await _default_queue.aclose()

@@ -352,14 +352,6 @@ def task_outcome(conn: Conn, task_id: uuid.UUID) -> tuple[str, Any, str | None] 
     return (row[0], row[1], row[2]) if row else None
 
 
-async def task_outcome_async(
-    conn: psycopg.AsyncConnection[Any], task_id: uuid.UUID
-) -> tuple[str, Any, str | None] | None:
-    cur = await conn.execute(Q["task_outcome"], {"id": task_id})
-    row = await cur.fetchone()
-    return (row[0], row[1], row[2]) if row else None
-
-
 def task_logs(conn: Conn, task_id: uuid.UUID) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(Q["task_logs"], {"id": task_id}).fetchall()

@@ -23,3 +23,15 @@ def test_example_app_returns_a_task_id_that_completes(queue, conn, start_server)
     assert all(repo.get_task(conn, uuid.UUID(i)) is not None for i in many)
     wait_for(lambda: repo.get_task(conn, task_id)["state"] == "completed", what="the task")
     assert repo.get_task(conn, task_id)["result"] == 7
+
+
+def test_example_app_survives_a_restart_in_the_same_process(queue, conn):
+    # each TestClient runs the app's lifespan in a new event loop; qsup_lifespan closes the
+    # async pool of the first loop so its end does not wait on pool tasks, and the second loop
+    # gets a pool of its own
+    from examples.fastapi_app import app
+
+    for _ in range(2):
+        with TestClient(app) as client:
+            ids = client.post("/add-many", params={"count": 6}).json()["task_ids"]
+        assert all(repo.get_task(conn, uuid.UUID(i)) is not None for i in ids)

@@ -145,6 +145,19 @@ def test_async_add_task_returns_at_once_and_commits(queue, conn):
     assert repo.get_task(conn, other)["args"] == [5, 6]
 
 
+def test_one_queue_serves_one_event_loop_after_another(queue, conn):
+    # asyncio.run per script step, a loop per pytest-asyncio test...: the pool of a finished loop
+    # is dead (its tasks never run again) and must not be reused by the next loop
+    async def enqueue(count: int) -> list[uuid.UUID]:
+        adding = (queue.add_task_async(tasks.add, i, i) for i in range(count))
+        refs = await asyncio.wait_for(asyncio.gather(*adding), timeout=10)
+        return [ref.task_id for ref in refs]
+
+    for _ in range(3):  # concurrent inserts make the pool grow while the loop ends
+        ids = asyncio.run(enqueue(6))
+        assert len({repo.get_task(conn, i)["id"] for i in ids}) == 6
+
+
 def test_result_times_out_then_raises_on_failure(queue, conn):
     ref = queue.add_task(tasks.add, 1, 2)
     with pytest.raises(TimeoutError):
