@@ -67,7 +67,7 @@ class CurrentTask:
 
     @property
     def id(self) -> uuid.UUID:
-        return self._job.id
+        return uuid.UUID(self._job.id)
 
     @property
     def attempt(self) -> int:
@@ -84,13 +84,13 @@ class CurrentTask:
         return _context
 
     def save_context(self) -> None:
-        send(protocol.SaveContext(self.id, to_json(_context, "the task context")))
+        send(protocol.SaveContext(self._job.id, to_json(_context, "the task context")))
 
     def log(self, message: str, type: str = "info") -> None:  # noqa: A002 - the seed's name
         """Add a row to ``queued_task_logs`` for this task (long messages are truncated;
         past ``max_logs_per_task`` rows in one attempt, further calls are dropped)."""
         global _logs_sent
-        task_id = self.id
+        task_id = self._job.id
         _logs_sent += 1
         if _logs_sent > _max_logs + 1:
             return
@@ -115,6 +115,8 @@ current_task = CurrentTask()
 
 def snapshot_context() -> str | None:
     """The context as JSON if it changed since the job started, else None."""
-    if _job is None or _context == json.loads(_job.context):  # fresh copy: nested edits count
+    if _job is None or (not _context and _job.context == "{}"):
+        return None
+    if _context == json.loads(_job.context):  # a fresh copy: nested edits count
         return None
     return to_json(_context, "the task context")

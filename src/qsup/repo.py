@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, LiteralString
+from typing import Any, LiteralString, NamedTuple
 
 import psycopg
 import psycopg.sql
 from psycopg.rows import dict_row
 
+from qsup.protocol import TaskId
 from qsup.sql import queries
 
 Conn = psycopg.Connection[Any]
@@ -64,11 +65,10 @@ class NewTask:
         return not (self.unique_key or self.depends_on or self.delay or self.eta)
 
 
-@dataclass(frozen=True)
-class ClaimedTask:
-    """A task this server now holds (state ``picked_up``)."""
+class ClaimedTask(NamedTuple):
+    """A task this server now holds (state ``picked_up``); its id as text, like the workers'."""
 
-    id: uuid.UUID
+    id: TaskId
     name: str
     args: str  # JSON text, decoded by the worker
     kwargs: str
@@ -78,7 +78,7 @@ class ClaimedTask:
     context: str
     queue: str
     priority: int
-    scheduled_at: datetime = field(compare=False)
+    scheduled_at: datetime
 
 
 # --- enqueue -------------------------------------------------------------------------------
@@ -158,9 +158,7 @@ def next_due_in(conn: Conn, queues: Sequence[str]) -> float | None:
     return row[0] if row else None
 
 
-def mark_running(
-    conn: Conn, server_id: int, rows: Sequence[tuple[uuid.UUID, datetime, int]]
-) -> None:
+def mark_running(conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, datetime, int]]) -> None:
     ids, started, pids = zip(*rows, strict=True)
     conn.execute(
         Q["mark_running"],
@@ -169,10 +167,11 @@ def mark_running(
 
 
 def complete_batch(
-    conn: Conn, server_id: int, rows: Sequence[tuple[uuid.UUID, str, float, float, int]]
-) -> list[uuid.UUID]:
-    """Rows of (id, result JSON text, started, done (epoch seconds), pid); returns the ids
-    completed (only tasks this server still holds: a rescued task is another server's now)."""
+    conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, str, float, float, int]]
+) -> list[str]:
+    """Rows of (id, result JSON text, started, done (epoch seconds), pid); completes the tasks
+    this server still holds (a rescued task is another server's now) and returns the queues
+    of the dependents this released."""
     document = (
         "["
         + ",".join(  # results are already JSON text: spliced in, not re-encoded
@@ -186,7 +185,7 @@ def complete_batch(
 
 
 def retry_batch(
-    conn: Conn, server_id: int, rows: Sequence[tuple[uuid.UUID, float, str]]
+    conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, float, str]]
 ) -> list[tuple[uuid.UUID, str]]:
     """Rows of (id, delay seconds, error); returns (id, queue) of the tasks requeued."""
     ids, delays, errors = zip(*rows, strict=True)
@@ -200,7 +199,7 @@ def retry_batch(
 
 
 def fail_batch(
-    conn: Conn, server_id: int, rows: Sequence[tuple[uuid.UUID, str, datetime | None]]
+    conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, str, datetime | None]]
 ) -> list[uuid.UUID]:
     """Rows of (id, error, started or None); returns the ids marked failed."""
     ids, errors, started = zip(*rows, strict=True)
@@ -213,15 +212,16 @@ def fail_batch(
     return [row[0] for row in conn.execute(Q["fail_batch"], params)]
 
 
-def release_batch(conn: Conn, server_id: int, ids: Sequence[uuid.UUID]) -> list[str]:
+def release_unknown(conn: Conn, server_id: int, known: Sequence[TaskId]) -> list[str]:
+    """Requeue the tasks this server holds apart from ``known``; returns their queues."""
+    params = {"server_id": server_id, "known": list(known)}
+    return [row[0] for row in conn.execute(Q["release_unknown"], params)]
+
+
+def release_batch(conn: Conn, server_id: int, ids: Sequence[TaskId]) -> list[str]:
     """Give tasks back without using an attempt; returns their queues."""
     params = {"ids": list(ids), "server_id": server_id}
     return [row[0] for row in conn.execute(Q["release_batch"], params)]
-
-
-def release_dependents(conn: Conn, ids: Sequence[uuid.UUID]) -> list[str]:
-    """Enqueue tasks whose dependencies are all completed now; returns their queues."""
-    return [row[0] for row in conn.execute(Q["release_dependents"], {"ids": list(ids)})]
 
 
 def cancel_dependents(conn: Conn, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
@@ -238,7 +238,7 @@ def cancel_dependents(conn: Conn, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     return cancelled
 
 
-def cancel_batch(conn: Conn, server_id: int, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+def cancel_batch(conn: Conn, server_id: int, ids: Sequence[TaskId]) -> list[uuid.UUID]:
     params = {"ids": list(ids), "server_id": server_id}
     return [row[0] for row in conn.execute(Q["cancel_batch"], params)]
 
@@ -250,7 +250,7 @@ def prune_finished(conn: Conn, ttl: float, limit: int = 10_000) -> int:
     ).rowcount
 
 
-def insert_logs(conn: Conn, rows: Sequence[tuple[uuid.UUID, str, str, datetime]]) -> None:
+def insert_logs(conn: Conn, rows: Sequence[tuple[TaskId, str, str, datetime]]) -> None:
     ids, types, messages, dates = zip(*rows, strict=True)
     params = {
         "ids": list(ids),
@@ -261,7 +261,7 @@ def insert_logs(conn: Conn, rows: Sequence[tuple[uuid.UUID, str, str, datetime]]
     conn.execute(Q["insert_logs"], params)
 
 
-def save_contexts(conn: Conn, rows: Sequence[tuple[uuid.UUID, str]]) -> None:
+def save_contexts(conn: Conn, rows: Sequence[tuple[TaskId, str]]) -> None:
     ids, contexts = zip(*rows, strict=True)
     conn.execute(Q["save_contexts"], {"ids": list(ids), "contexts": list(contexts)})
 
@@ -291,7 +291,7 @@ class Beat:
     was_running: bool
     declared_dead: list[str]
     orphans: bool
-    cancel: list[uuid.UUID]
+    cancel: list[TaskId]
     due: bool
 
 

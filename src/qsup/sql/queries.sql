@@ -82,7 +82,7 @@ WITH picked AS (
 UPDATE queued_tasks t
 SET state = 'picked_up', attempts = t.attempts + 1, server_id = %(server_id)s
 FROM picked WHERE t.id = picked.id
-RETURNING t.id, t.name, t.args::text AS args, t.kwargs::text AS kwargs, t.timeout,
+RETURNING t.id::text AS id, t.name, t.args::text AS args, t.kwargs::text AS kwargs, t.timeout,
           t.attempts, t.max_retries, t.context::text AS context, t.queue, t.priority,
           t.scheduled_at
 
@@ -101,15 +101,29 @@ FROM unnest(%(ids)s::uuid[], %(started)s::timestamptz[], %(pids)s::int[]) AS v (
 WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state = 'picked_up'
 
 -- name: complete_batch
--- Mark tasks completed with their results. The rows travel as one JSON array of
--- {id, result, started, done, pid} (epoch seconds): far cheaper to send than five arrays.
-UPDATE queued_tasks t
-SET state = 'completed', result = v.result, date_started = to_timestamp(v.started),
-    date_done = to_timestamp(v.done), worker_pid = v.pid, error_message = NULL
-FROM jsonb_to_recordset(%(rows)s::jsonb)
-    AS v (id uuid, result jsonb, started float8, done float8, pid int)
-WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state IN ('picked_up', 'running')
-RETURNING t.id
+-- Mark tasks completed with their results, and enqueue the waiting tasks whose dependencies are
+-- now all completed; returns the queues of those. One statement, so a flush of completions is
+-- one round trip. The rows travel as one JSON array of {id, result, started, done, pid} (epoch
+-- seconds): far cheaper to send than five arrays. The statement's snapshot still shows the
+-- tasks it completes as unfinished, hence "NOT IN done".
+WITH done AS (
+    UPDATE queued_tasks t
+    SET state = 'completed', result = v.result, date_started = to_timestamp(v.started),
+        date_done = to_timestamp(v.done), worker_pid = v.pid, error_message = NULL
+    FROM jsonb_to_recordset(%(rows)s::jsonb)
+        AS v (id uuid, result jsonb, started float8, done float8, pid int)
+    WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state IN ('picked_up', 'running')
+    RETURNING t.id
+), released AS (
+    UPDATE queued_tasks w SET state = 'enqueued', scheduled_at = now()
+    WHERE w.state = 'waiting'
+      AND w.id IN (SELECT d.task_id FROM queued_task_dependencies d JOIN done ON d.depends_on = done.id)
+      AND NOT EXISTS (
+          SELECT 1 FROM queued_task_dependencies d JOIN queued_tasks p ON p.id = d.depends_on
+          WHERE d.task_id = w.id AND p.state <> 'completed' AND p.id NOT IN (SELECT id FROM done))
+    RETURNING w.queue
+)
+SELECT DISTINCT queue FROM released
 
 -- name: retry_batch
 -- Send failed attempts back to the queue after their backoff.
@@ -130,6 +144,16 @@ FROM unnest(%(ids)s::uuid[], %(errors)s::text[], %(started)s::timestamptz[])
 WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state IN ('picked_up', 'running')
 RETURNING t.id
 
+-- name: release_unknown
+-- Requeue, without using an attempt, what this server holds in the database but does not know
+-- of (a claim that committed while its reply was lost with the connection).
+UPDATE queued_tasks
+SET state = 'enqueued', attempts = greatest(attempts - 1, 0), server_id = NULL,
+    worker_pid = NULL, date_started = NULL
+WHERE server_id = %(server_id)s AND state IN ('picked_up', 'running')
+  AND NOT (id = ANY(%(known)s::uuid[]))
+RETURNING queue
+
 -- name: release_batch
 -- Give claimed tasks back without using an attempt (drain, or never started).
 UPDATE queued_tasks
@@ -137,16 +161,6 @@ SET state = 'enqueued', attempts = greatest(attempts - 1, 0), server_id = NULL,
     worker_pid = NULL, date_started = NULL
 WHERE id = ANY(%(ids)s::uuid[]) AND server_id = %(server_id)s AND state IN ('picked_up', 'running')
 RETURNING queue
-
--- name: release_dependents
--- Enqueue waiting tasks whose dependencies are now all completed.
-UPDATE queued_tasks t SET state = 'enqueued', scheduled_at = now()
-WHERE t.state = 'waiting'
-  AND t.id IN (SELECT task_id FROM queued_task_dependencies WHERE depends_on = ANY(%(ids)s::uuid[]))
-  AND NOT EXISTS (
-      SELECT 1 FROM queued_task_dependencies d JOIN queued_tasks p ON p.id = d.depends_on
-      WHERE d.task_id = t.id AND p.state <> 'completed')
-RETURNING t.queue
 
 -- name: cancel_dependents
 -- Cancel, recursively, every waiting task that depends on one of these failed/cancelled tasks.
@@ -212,7 +226,7 @@ SELECT (SELECT is_running FROM beat),
        EXISTS (SELECT 1 FROM dead)
            OR EXISTS (SELECT 1 FROM queued_tasks t JOIN queued_task_workers w ON w.id = t.server_id
                       WHERE t.state IN ('picked_up', 'running') AND NOT w.is_running),
-       (SELECT coalesce(array_agg(id), '{}') FROM queued_tasks
+       (SELECT coalesce(array_agg(id::text), '{}') FROM queued_tasks
         WHERE server_id = %(server_id)s AND cancel_requested AND state IN ('picked_up', 'running')),
        EXISTS (SELECT 1 FROM queued_tasks
                WHERE state = 'enqueued' AND scheduled_at <= now()

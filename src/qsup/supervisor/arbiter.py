@@ -58,6 +58,8 @@ class Arbiter:
         self.writer = Writer(url, f"qsup-writer-{os.getpid()}")
         self.selector.register(self.writer.wake_fd, selectors.EVENT_READ, "written")
         self.housekeeper = Housekeeper(self.link, self.counters)
+        self.link.on_reconnect = self._on_reconnect
+        self.reconcile_due = False
         self.server_id = 0
         self.hostname = socket.gethostname()
         self.state = "running"  # then "draining", then "stopping"
@@ -425,9 +427,31 @@ class Arbiter:
 
     # --- claiming and dispatch ------------------------------------------------------------
 
+    def _on_reconnect(self) -> None:
+        self.intake.wake()  # catch up on what NOTIFY said while we were away
+        self.reconcile_due = True
+
+    def _reconcile(self) -> None:
+        """After a lost connection: a claim whose reply never arrived may have committed. Give
+        back the tasks the database says this server holds that nothing here knows of."""
+        known = {t.id for t in self.buffer} | self.outbox.task_ids()
+        for worker in self.workers.values():
+            known.update(worker.jobs)
+        if self.writer.flushing is not None:
+            known |= self.writer.flushing.task_ids()
+        given_back = self.link.call(
+            lambda conn: repo.release_unknown(conn, self.server_id, list(known))
+        )
+        if given_back is not None:
+            self.reconcile_due = False
+        if given_back:
+            logger.warning("requeued {} task(s) of a claim whose reply was lost", len(given_back))
+
     def _claim(self, now: float) -> None:
         if self.state != "running":
             return
+        if self.reconcile_due:
+            self._reconcile()
         in_flight = [len(w.jobs) for w in self.workers.values() if w.accepting]
         spare = max(0, self.max_workers - len(self.workers))
         limit = policy.claim_size(

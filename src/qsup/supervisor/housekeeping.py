@@ -3,7 +3,6 @@ cancel requests, pruning of old results, cron ticks."""
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,6 +10,7 @@ from datetime import UTC, datetime
 from loguru import logger
 
 from qsup import repo, scheduler
+from qsup.protocol import TaskId
 from qsup.settings import Config
 from qsup.supervisor import policy
 from qsup.supervisor.link import Link
@@ -23,7 +23,7 @@ SCHEDULE_EVERY = 0.5  # seconds between checks for due cron ticks (ticks are who
 class Chores:
     """What the arbiter must act on after a round of chores."""
 
-    cancel: set[uuid.UUID] = field(default_factory=set)
+    cancel: set[TaskId] = field(default_factory=set)
     new_work: bool = False
     declared_dead: bool = False
 

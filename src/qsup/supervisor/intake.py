@@ -35,7 +35,6 @@ class Intake:
         self.cancel_hint = False  # an operator asked to cancel a running task somewhere
         self.next_poll = 0.0
         self.next_listen_at = 0.0
-        link.on_reconnect = self.wake
 
     @property
     def notify(self) -> bool:

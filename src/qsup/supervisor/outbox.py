@@ -7,7 +7,6 @@ Entries stay here until a flush commits, so a database outage delays them but lo
 from __future__ import annotations
 
 import random
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from typing import Any
 from loguru import logger
 
 from qsup import protocol, repo
+from qsup.protocol import TaskId
 from qsup.repo import ClaimedTask
 from qsup.settings import Config
 from qsup.supervisor import policy
@@ -29,14 +29,14 @@ def _ts(seconds: float) -> datetime:
 class Outbox:
     """Pending writes, grouped by statement."""
 
-    running: dict[uuid.UUID, tuple[datetime, int]] = field(default_factory=dict)
-    completed: list[tuple[uuid.UUID, str, float, float, int]] = field(default_factory=list)
-    retries: list[tuple[uuid.UUID, float, str]] = field(default_factory=list)
-    failures: list[tuple[uuid.UUID, str, datetime | None]] = field(default_factory=list)
-    releases: list[uuid.UUID] = field(default_factory=list)
-    cancels: list[uuid.UUID] = field(default_factory=list)
-    logs: list[tuple[uuid.UUID, str, str, datetime]] = field(default_factory=list)
-    contexts: dict[uuid.UUID, str] = field(default_factory=dict)
+    running: dict[TaskId, tuple[datetime, int]] = field(default_factory=dict)
+    completed: list[tuple[TaskId, str, float, float, int]] = field(default_factory=list)
+    retries: list[tuple[TaskId, float, str]] = field(default_factory=list)
+    failures: list[tuple[TaskId, str, datetime | None]] = field(default_factory=list)
+    releases: list[TaskId] = field(default_factory=list)
+    cancels: list[TaskId] = field(default_factory=list)
+    logs: list[tuple[TaskId, str, str, datetime]] = field(default_factory=list)
+    contexts: dict[TaskId, str] = field(default_factory=dict)
     enqueues: list[repo.NewTask] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)  # shared with the arbiter
     since: float | None = None  # monotonic time of the oldest pending entry
@@ -54,13 +54,20 @@ class Outbox:
             + len(self.enqueues)
         )
 
+    def task_ids(self) -> set[TaskId]:
+        """The tasks these entries are about (all still held by this server until written)."""
+        ids = set(self.running) | set(self.releases) | set(self.cancels)
+        for rows in (self.completed, self.retries, self.failures):
+            ids.update(row[0] for row in rows)
+        return ids
+
     def _touch(self, now: float) -> None:
         if self.since is None:
             self.since = now
 
     # --- recording ------------------------------------------------------------------------
 
-    def started(self, task_id: uuid.UUID, at: float, pid: int, now: float) -> None:
+    def started(self, task_id: TaskId, at: float, pid: int, now: float) -> None:
         self.running[task_id] = (_ts(at), pid)
         self._touch(now)
 
@@ -115,14 +122,14 @@ class Outbox:
                 "task {} {} failed, retry in {:.1f} s: {}", task.name, attempt, delay, summary
             )
 
-    def release(self, task_ids: list[uuid.UUID], now: float) -> None:
+    def release(self, task_ids: list[TaskId], now: float) -> None:
         """Give tasks back to the queue without using an attempt."""
         for task_id in task_ids:
             self.running.pop(task_id, None)
         self.releases.extend(task_ids)
         self._touch(now)
 
-    def cancel(self, task_ids: list[uuid.UUID], now: float) -> None:
+    def cancel(self, task_ids: list[TaskId], now: float) -> None:
         """Tasks stopped on an operator's request."""
         for task_id in task_ids:
             self.running.pop(task_id, None)
@@ -130,12 +137,12 @@ class Outbox:
         self.cancels.extend(task_ids)
 
     def log(
-        self, task_id: uuid.UUID, kind: str, message: str, now: float, at: float | None = None
+        self, task_id: TaskId, kind: str, message: str, now: float, at: float | None = None
     ) -> None:
         self.logs.append((task_id, kind, message, _ts(at) if at else datetime.now(UTC)))
         self._touch(now)
 
-    def save_context(self, task_id: uuid.UUID, context: str, now: float) -> None:
+    def save_context(self, task_id: TaskId, context: str, now: float) -> None:
         self.contexts[task_id] = context
         self._touch(now)
 
@@ -168,8 +175,7 @@ class Outbox:
         cancel in turn); returns the queues that got new work."""
         wake: set[str] = set()
         if self.completed:
-            done = repo.complete_batch(conn, server_id, self.completed)
-            wake.update(repo.release_dependents(conn, done) if done else ())
+            wake.update(repo.complete_batch(conn, server_id, self.completed))
         if self.retries:
             wake.update(queue for _, queue in repo.retry_batch(conn, server_id, self.retries))
         if self.failures:
@@ -194,8 +200,7 @@ class Outbox:
     def salvage(self, conn: Any, server_id: int, error: str) -> None:
         """After PostgreSQL refused a flush: fail the tasks whose outcome could not be stored,
         so none stays held forever; drop the rest (logs, contexts, children)."""
-        ids = {row[0] for row in self.completed} | {row[0] for row in self.retries}
-        ids |= {row[0] for row in self.failures} | set(self.running)
+        ids = self.task_ids() - set(self.releases) - set(self.cancels)
         message = f"qsup could not store this task's outcome: {error}"
         releases = list(self.releases)
         self.clear()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import multiprocess
 
+from qsup.protocol import TaskId
 from qsup.repo import ClaimedTask
 from qsup.settings import Config
 from qsup.worker.main import worker_main
@@ -26,8 +26,8 @@ class Worker:
     process: Any
     conn: Any
     ready: bool = False
-    jobs: dict[uuid.UUID, ClaimedTask] = field(default_factory=dict)  # assigned, unfinished
-    current: uuid.UUID | None = None
+    jobs: dict[TaskId, ClaimedTask] = field(default_factory=dict)  # assigned, unfinished
+    current: TaskId | None = None
     started_at: float = 0.0  # wall clock of the current job's start
     deadline: float | None = None  # monotonic time past which the worker is killed
     idle_since: float = 0.0

@@ -31,6 +31,7 @@ class Writer:
         self._job: tuple[Outbox, int, str | None] | None = None
         self._done: tuple[Outbox, bool] | None = None
         self.in_flight = False
+        self.flushing: Outbox | None = None  # what the thread is writing (main thread's view)
         threading.Thread(target=self._run, name="qsup-writer", daemon=True).start()
 
     def submit(self, outbox: Outbox, server_id: int, channel: str | None) -> None:
@@ -38,6 +39,7 @@ class Writer:
         with self._ready:
             self._job = (outbox, server_id, channel)
             self.in_flight = True
+            self.flushing = outbox
             self._ready.notify()
 
     def collect(self) -> tuple[Outbox, bool] | None:
@@ -50,6 +52,7 @@ class Writer:
             done, self._done = self._done, None
             if done is not None:
                 self.in_flight = False
+                self.flushing = None
             return done
 
     def flush_now(self, outbox: Outbox, server_id: int, channel: str | None) -> bool:

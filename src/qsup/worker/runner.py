@@ -8,8 +8,7 @@ import json
 import signal
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -31,17 +30,19 @@ def _raise_timeout(signum: int, frame: Any) -> None:
     raise TaskTimeout("task exceeded its timeout")
 
 
-@contextmanager
-def _alarm(seconds: float) -> Iterator[None]:
+def _call_with_alarm(
+    fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], seconds: float
+) -> Any:
     """Raise TaskTimeout in this (main) thread after ``seconds``; sync code in a C call that
-    ignores it is killed by the supervisor after the grace period."""
-    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    ignores it is killed by the supervisor after the grace period. The handler is installed
+    once per worker (again only if a task replaced it): two syscalls per task, not four."""
+    if signal.getsignal(signal.SIGALRM) is not _raise_timeout:
+        signal.signal(signal.SIGALRM, _raise_timeout)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        yield
+        return fn(*args, **kwargs)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 class Runner:
@@ -75,14 +76,17 @@ class Runner:
         try:
             self._check_allowed(job.name)
             fn = _function(job.name)
-            bound = _bind(fn, job.name, args, kwargs)
-            if inspect.iscoroutinefunction(fn):
-                value = self.loop.run_until_complete(
-                    asyncio.wait_for(fn(*bound.args, **bound.kwargs), job.timeout)
-                )
-            else:
-                with _alarm(job.timeout):
-                    value = fn(*bound.args, **bound.kwargs)
+            _check_shapes(job.name, args, kwargs)
+            try:
+                if inspect.iscoroutinefunction(fn):
+                    value = self.loop.run_until_complete(
+                        asyncio.wait_for(fn(*args, **kwargs), job.timeout)
+                    )
+                else:
+                    value = _call_with_alarm(fn, args, kwargs, job.timeout)
+            except TypeError:
+                _check_binding(fn, job.name, args, kwargs)  # the call itself did not fit?
+                raise
             return "ok", self._result_json(job.name, value), None, None
         except (TimeoutError, TaskTimeout):
             return (
@@ -125,13 +129,20 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(fn)
 
 
-def _bind(fn: Callable[..., Any], name: str, args: Any, kwargs: Any) -> inspect.BoundArguments:
+def _check_shapes(name: str, args: Any, kwargs: Any) -> None:
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise TaskDefinitionError(
             f"malformed task row for {name}: args must be a JSON array and kwargs a JSON"
             f" object (got {type(args).__name__} and {type(kwargs).__name__})"
         )
+
+
+def _check_binding(
+    fn: Callable[..., Any], name: str, args: list[Any], kwargs: dict[str, Any]
+) -> None:
+    """After a TypeError: was it the arguments not fitting the signature (a definition error,
+    not worth a retry)? Checked only then, so a successful call never pays for it."""
     try:
-        return _signature(fn).bind(*args, **kwargs)
+        _signature(fn).bind(*args, **kwargs)
     except TypeError as exc:
         raise TaskDefinitionError(f"wrong arguments for {name}: {exc}") from None
