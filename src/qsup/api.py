@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
+from uuid_utils.compat import uuid7
 
 from qsup import repo
 from qsup.db.connect import connect, describe, resolve_url
@@ -199,7 +200,7 @@ class Queue:
             dict.fromkeys([*([parent] if parent else []), *map(_task_id, options.depends_on)])
         )
         return repo.NewTask(
-            id=uuid.uuid4(),
+            id=uuid7(),  # time-ordered: claims and completions touch neighbouring pages
             name=name,
             args=args_json,
             kwargs=kwargs_json,

@@ -28,6 +28,17 @@ def test_tasks_of_a_killed_server_are_rescued_by_another(queue, conn, start_serv
     assert dead == (False,)
 
 
+def test_tasks_held_by_a_deleted_server_row_are_rescued(queue, conn, start_server):
+    # an operator cleaned up queued_task_workers while a dead server still held a task
+    ref = queue.add_task(tasks.add, 4, 5, _delay=3600)
+    conn.execute("UPDATE queued_tasks SET state = 'running', server_id = 424242, attempts = 1,"
+                 " scheduled_at = now() WHERE id = %s", (ref.task_id,))
+    start_server("--workers", "1", env=FAST_HEARTBEAT)
+    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "completed",
+             what="the task of the vanished server to be rescued")
+    assert repo.get_task(conn, ref.task_id)["attempts"] == 2
+
+
 def test_connection_kill_is_survived(queue, conn, start_server):
     start_server("--workers", "1")
     assert queue.add_task(tasks.add, 1, 1).result(timeout=20) == 2

@@ -70,18 +70,17 @@ SELECT pg_notify(%(channel)s, %(payload)s)
 
 -- name: claim_batch
 -- Claim up to %(limit)s due tasks of the given queues (all when empty), highest priority first
--- (rows come back unordered: the caller sorts them).
-WITH picked AS (
+-- (rows come back unordered: the caller sorts them). "id = ANY(ARRAY(...))" keeps the update
+-- on the primary key whatever the statistics say (a join plan hashed a scan of the whole table).
+UPDATE queued_tasks t
+SET state = 'picked_up', attempts = t.attempts + 1, server_id = %(server_id)s
+WHERE t.id = ANY(ARRAY(
     SELECT id FROM queued_tasks
     WHERE state = 'enqueued' AND scheduled_at <= now()
       AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[]))
     ORDER BY priority DESC, scheduled_at, id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE queued_tasks t
-SET state = 'picked_up', attempts = t.attempts + 1, server_id = %(server_id)s
-FROM picked WHERE t.id = picked.id
+    FOR UPDATE SKIP LOCKED))
 RETURNING t.id::text AS id, t.name, t.args::text AS args, t.kwargs::text AS kwargs, t.timeout,
           t.attempts, t.max_retries, t.context::text AS context, t.queue, t.priority,
           t.scheduled_at
@@ -224,8 +223,9 @@ WITH old AS (
 SELECT (SELECT is_running FROM beat),
        (SELECT coalesce(array_agg(server_name), '{}') FROM dead),
        EXISTS (SELECT 1 FROM dead)
-           OR EXISTS (SELECT 1 FROM queued_tasks t JOIN queued_task_workers w ON w.id = t.server_id
-                      WHERE t.state IN ('picked_up', 'running') AND NOT w.is_running),
+           OR EXISTS (SELECT 1 FROM queued_tasks t
+                      LEFT JOIN queued_task_workers w ON w.id = t.server_id
+                      WHERE t.state IN ('picked_up', 'running') AND NOT coalesce(w.is_running, false)),
        (SELECT coalesce(array_agg(id::text), '{}') FROM queued_tasks
         WHERE server_id = %(server_id)s AND cancel_requested AND state IN ('picked_up', 'running')),
        EXISTS (SELECT 1 FROM queued_tasks
@@ -239,10 +239,11 @@ SET is_running = false, date_stopped = now(), active_workers = 0, idle_workers =
 WHERE id = %(server_id)s
 
 -- name: rescue_orphans
--- Requeue (or fail, when no attempt is left) tasks held by servers that are not running.
+-- Requeue (or fail, when no attempt is left) tasks held by servers that are not running (or
+-- whose row is gone).
 WITH orphans AS (
-    SELECT t.id FROM queued_tasks t JOIN queued_task_workers w ON w.id = t.server_id
-    WHERE t.state IN ('picked_up', 'running') AND NOT w.is_running
+    SELECT t.id FROM queued_tasks t LEFT JOIN queued_task_workers w ON w.id = t.server_id
+    WHERE t.state IN ('picked_up', 'running') AND NOT coalesce(w.is_running, false)
     FOR UPDATE OF t SKIP LOCKED
 )
 UPDATE queued_tasks t
