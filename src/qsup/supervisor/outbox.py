@@ -29,7 +29,7 @@ def _ts(seconds: float) -> datetime:
 class Outbox:
     """Pending writes, grouped by statement."""
 
-    running: dict[TaskId, tuple[datetime, int]] = field(default_factory=dict)
+    running: dict[TaskId, tuple[float, int]] = field(default_factory=dict)  # epoch, pid
     completed: list[tuple[TaskId, str, float, float, int]] = field(default_factory=list)
     retries: list[tuple[TaskId, float, str]] = field(default_factory=list)
     failures: list[tuple[TaskId, str, datetime | None]] = field(default_factory=list)
@@ -68,7 +68,7 @@ class Outbox:
     # --- recording ------------------------------------------------------------------------
 
     def started(self, task_id: TaskId, at: float, pid: int, now: float) -> None:
-        self.running[task_id] = (_ts(at), pid)
+        self.running[task_id] = (at, pid)  # most are completed before the flush
         self._touch(now)
 
     def finished(
@@ -161,7 +161,7 @@ class Outbox:
                 repo.save_contexts(conn, list(self.contexts.items()))
             if self.running:
                 repo.mark_running(
-                    conn, server_id, [(i, at, pid) for i, (at, pid) in self.running.items()]
+                    conn, server_id, [(i, _ts(at), pid) for i, (at, pid) in self.running.items()]
                 )
             wake = self._write_outcomes(conn, server_id)
             if self.logs:

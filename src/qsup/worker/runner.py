@@ -21,9 +21,11 @@ from qsup.settings import Config
 
 
 @cache
-def _function(path: str) -> Callable[..., Any]:
+def _function(path: str) -> tuple[Callable[..., Any], bool]:
+    """The task's function and whether it is a coroutine function (imported once)."""
     fn = resolve_task(path)
-    return getattr(fn, "__qsup_task__", fn)
+    fn = getattr(fn, "__qsup_task__", fn)
+    return fn, inspect.iscoroutinefunction(fn)
 
 
 def _raise_timeout(signum: int, frame: Any) -> None:
@@ -33,11 +35,9 @@ def _raise_timeout(signum: int, frame: Any) -> None:
 def _call_with_alarm(
     fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], seconds: float
 ) -> Any:
-    """Raise TaskTimeout in this (main) thread after ``seconds``; sync code in a C call that
-    ignores it is killed by the supervisor after the grace period. The handler is installed
-    once per worker (again only if a task replaced it): two syscalls per task, not four."""
-    if signal.getsignal(signal.SIGALRM) is not _raise_timeout:
-        signal.signal(signal.SIGALRM, _raise_timeout)
+    """Raise TaskTimeout in this (main) thread after ``seconds`` (the handler is installed once
+    per worker). Sync code in a C call that ignores it, or a task that takes SIGALRM for
+    itself, is killed by the supervisor after the grace period."""
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         return fn(*args, **kwargs)
@@ -50,6 +50,7 @@ class Runner:
 
     def __init__(self, config: Config) -> None:
         self.loop = asyncio.new_event_loop()
+        signal.signal(signal.SIGALRM, _raise_timeout)
         self.process = psutil.Process()
         self.allowed = tuple(config.allowed_task_modules)
         self.measure_rss = bool(config.max_worker_memory_mb)  # psutil costs ~20 us per task
@@ -58,7 +59,7 @@ class Runner:
 
     def run(self, job: protocol.Job) -> protocol.Finished:
         started = time.time()
-        args, kwargs, ctx = json.loads(job.args), json.loads(job.kwargs), json.loads(job.context)
+        args, kwargs, ctx = _decode(job.args), _decode(job.kwargs), _decode(job.context)
         context.enter(job, ctx if isinstance(ctx, dict) else {})
         try:
             outcome, result, error, delay = self._call(job, args, kwargs)
@@ -75,10 +76,10 @@ class Runner:
     ) -> tuple[protocol.Outcome, str | None, str | None, float | None]:
         try:
             self._check_allowed(job.name)
-            fn = _function(job.name)
+            fn, is_async = _function(job.name)
             _check_shapes(job.name, args, kwargs)
             try:
-                if inspect.iscoroutinefunction(fn):
+                if is_async:
                     value = self.loop.run_until_complete(
                         asyncio.wait_for(fn(*args, **kwargs), job.timeout)
                     )
@@ -114,6 +115,8 @@ class Runner:
             )
 
     def _result_json(self, name: str, value: Any) -> str:
+        if value is None:
+            return "null"
         text = to_json(value, f"the result of {name}")
         size = len(text.encode())
         if size > self.max_result_bytes:
@@ -122,6 +125,13 @@ class Runner:
                 f" max_result_bytes={self.max_result_bytes} (QUEUE_MAX_RESULT_BYTES)"
             )
         return text
+
+
+_EMPTY = {"[]": list, "{}": dict}  # most tasks: no kwargs, no context
+
+
+def _decode(text: str) -> Any:
+    return _EMPTY[text]() if text in _EMPTY else json.loads(text)
 
 
 @cache
