@@ -63,6 +63,9 @@ class TaskOptions:
         return cls(**options)
 
 
+NO_OPTIONS = TaskOptions()
+
+
 class TaskFunction:
     """What ``@task`` returns: the function, callable as before, plus ``.add_task``."""
 
@@ -127,6 +130,7 @@ class Queue:
         self._url: str | None = None
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
+        self._plain: dict[Callable[..., Any], tuple[str, str, int, int, float | None]] = {}
         # background inserts of add_task() called in async code
         self._pending: set[asyncio.Future[tuple[uuid.UUID, str]]] = set()
 
@@ -168,27 +172,18 @@ class Queue:
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> repo.NewTask:
         """Check and encode one call into a row; every refusal is a TaskDefinitionError."""
-        kwargs = dict(kwargs)
-        options = TaskOptions.pop_from(kwargs)
-        defaults = getattr(fn, "defaults", {})
-        name = task_path(fn)
+        if any(key[:1] == "_" for key in kwargs):
+            kwargs = dict(kwargs)
+            options = TaskOptions.pop_from(kwargs)
+        else:
+            options = NO_OPTIONS
+        if options is NO_OPTIONS:  # the common case: checked once per function (batches)
+            if fn not in self._plain:
+                self._plain[fn] = self._settle(fn, options)
+            name, queue, priority, max_retries, timeout = self._plain[fn]
+        else:
+            name, queue, priority, max_retries, timeout = self._settle(fn, options)
         args_json, kwargs_json = encode_arguments(args, kwargs, self.config.max_args_bytes)
-        queue = options.queue or defaults.get("queue") or "default"
-        if not QUEUE_NAME.match(queue):
-            raise TaskDefinitionError(
-                f"queue name {queue!r} is invalid: use 1-255 letters, digits, '_', '.', ':' or '-'"
-            )
-        priority = _checked_int("_priority", _first(options.priority, defaults.get("priority"), 0))
-        max_retries = _first(
-            options.max_retries, defaults.get("max_retries"), self.config.max_retries
-        )
-        if _checked_int("_max_retries", max_retries) < 0:
-            raise TaskDefinitionError(f"_max_retries must be >= 0, got {max_retries}")
-        timeout = _first(options.timeout, defaults.get("timeout"))
-        if timeout is not None and not (_finite(timeout) and timeout > 0):
-            raise TaskDefinitionError(
-                f"_timeout must be a positive number of seconds, got {timeout!r}"
-            )
         if not (_finite(options.delay) and options.delay >= 0):
             raise TaskDefinitionError(f"_delay must be >= 0 seconds, got {options.delay!r}")
         if options.eta is not None and (
@@ -208,12 +203,37 @@ class Queue:
             priority=priority,
             delay=float(options.delay),
             eta=options.eta,
-            max_retries=int(max_retries),
+            max_retries=max_retries,
             timeout=timeout,
             unique_key=options.unique_key,
             parent=parent,
             depends_on=depends_on,
         )
+
+    def _settle(
+        self, fn: Callable[..., Any], options: TaskOptions
+    ) -> tuple[str, str, int, int, float | None]:
+        """Name, queue, priority, retries and timeout of a call: options, then the function's
+        ``@task`` defaults, then the configuration."""
+        defaults = getattr(fn, "defaults", {})
+        name = task_path(fn)
+        queue = options.queue or defaults.get("queue") or "default"
+        if not QUEUE_NAME.match(queue):
+            raise TaskDefinitionError(
+                f"queue name {queue!r} is invalid: use 1-255 letters, digits, '_', '.', ':' or '-'"
+            )
+        priority = _checked_int("_priority", _first(options.priority, defaults.get("priority"), 0))
+        max_retries = _first(
+            options.max_retries, defaults.get("max_retries"), self.config.max_retries
+        )
+        if _checked_int("_max_retries", max_retries) < 0:
+            raise TaskDefinitionError(f"_max_retries must be >= 0, got {max_retries}")
+        timeout = _first(options.timeout, defaults.get("timeout"))
+        if timeout is not None and not (_finite(timeout) and timeout > 0):
+            raise TaskDefinitionError(
+                f"_timeout must be a positive number of seconds, got {timeout!r}"
+            )
+        return name, queue, priority, int(max_retries), timeout
 
     # --- enqueue --------------------------------------------------------------------------
 
