@@ -24,11 +24,11 @@ COPY queued_tasks (id, name, args, kwargs) FROM STDIN
 
 -- name: ceiling_claim
 -- The raw ceiling: claim a batch with SKIP LOCKED, as small as a claim can be (through the
--- same claim index as qsup: "claimable" is the generated "state = 'enqueued'").
+-- same claim index as qsup: "claimable = 1" is the generated "state = 'enqueued'").
 UPDATE queued_tasks SET state = 'picked_up', attempts = attempts + 1
 WHERE id IN (
     SELECT id FROM queued_tasks
-    WHERE claimable AND scheduled_at <= now()
+    WHERE claimable = 1 AND scheduled_at <= now()
     ORDER BY priority DESC, scheduled_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED)

@@ -76,7 +76,7 @@ UPDATE queued_tasks t
 SET state = 'picked_up', attempts = t.attempts + 1, server_id = %(server_id)s
 WHERE t.id = ANY(ARRAY(
     SELECT id FROM queued_tasks
-    WHERE claimable AND scheduled_at <= now()  -- claimable: state = 'enqueued' (see 0005)
+    WHERE claimable = 1 AND scheduled_at <= now()  -- claimable = 1: state = 'enqueued' (see 0005)
       AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[]))
     ORDER BY priority DESC, scheduled_at, id
     LIMIT %(limit)s
@@ -90,7 +90,7 @@ RETURNING t.id::text AS id, t.name, t.args::text AS args, t.kwargs::text AS kwar
 -- due (NULL when none; zero or less when one became due since the claim, which the caller must
 -- not sleep through). Tasks due at once announce themselves by NOTIFY.
 SELECT extract(epoch FROM min(scheduled_at) - now())::float8 FROM queued_tasks
-WHERE claimable AND scheduled_at > date_enqueued
+WHERE claimable = 1 AND scheduled_at > date_enqueued
   AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[]))
 
 -- name: mark_running
@@ -256,7 +256,7 @@ SELECT (SELECT is_running FROM beat),
        (SELECT coalesce(array_agg(id::text), '{}') FROM queued_tasks
         WHERE server_id = %(server_id)s AND cancel_requested AND state IN ('picked_up', 'running')),
        EXISTS (SELECT 1 FROM queued_tasks
-               WHERE claimable AND scheduled_at <= now()
+               WHERE claimable = 1 AND scheduled_at <= now()
                  AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[])))
 
 -- name: stop_server

@@ -124,6 +124,7 @@ class Arbiter:
         self._manage_workers(now)
         self._claim(now)
         self._dispatch(now)
+        self.intake.check_next_due(now)
         self._flush(now)
         self._chores(now)
 

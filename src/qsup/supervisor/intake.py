@@ -32,6 +32,7 @@ class Intake:
         self.listener = Listener(config.listen_database_url or url, config.notify_channel)
         self.listen_fd: int | None = None
         self.backlog = True
+        self.due_check = False  # the last claim was not full: look for delayed tasks
         self.cancel_hint = False  # an operator asked to cancel a running task somewhere
         self.next_poll = 0.0
         self.next_listen_at = 0.0
@@ -94,8 +95,16 @@ class Intake:
         self.backlog = len(claimed) >= limit
         # With NOTIFY the heartbeat checks for due tasks (one query per beat when idle).
         self.next_poll = now + (math.inf if self.notify else self.config.polling_interval)
-        if not self.backlog:
-            due = self.link.call(lambda conn: repo.next_due_in(conn, queues))
-            if due is not None:  # wake when the next delayed task is due (locked ones: soon)
-                self.next_poll = min(self.next_poll, now + max(MIN_POLL, due))
+        self.due_check = not self.backlog
         return claimed
+
+    def check_next_due(self, now: float) -> None:
+        """After a claim that emptied the queue (and after its tasks went out: this costs a
+        round trip), wake when the next delayed task is due; soon if one already is."""
+        if not self.due_check:
+            return
+        self.due_check = False
+        queues = self.config.queues
+        due = self.link.call(lambda conn: repo.next_due_in(conn, queues))
+        if due is not None:
+            self.next_poll = min(self.next_poll, now + max(MIN_POLL, due))

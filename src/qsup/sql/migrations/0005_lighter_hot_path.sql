@@ -9,14 +9,16 @@
 -- the claim's choices; the due index keeps only delayed tasks (due ones announce themselves by
 -- NOTIFY), so it cannot stand in for the claim index either. The state index stays whole: the
 -- seed's monitoring queries and operators' counts by state use it.
-ALTER TABLE queued_tasks ADD COLUMN claimable boolean
-    GENERATED ALWAYS AS (state = 'enqueued') STORED;
+-- It is 1 or NULL rather than a boolean: before the first ANALYZE the planner assumes half of
+-- a boolean column is true (and chose a sort again), but few rows for "= 1".
+ALTER TABLE queued_tasks ADD COLUMN claimable smallint
+    GENERATED ALWAYS AS (CASE WHEN state = 'enqueued' THEN 1 END) STORED;
 DROP INDEX IF EXISTS idx_queued_tasks_claim;
 CREATE INDEX idx_queued_tasks_claim ON queued_tasks (priority DESC, scheduled_at, id)
-    WHERE claimable;
+    WHERE claimable = 1;
 DROP INDEX IF EXISTS idx_queued_tasks_due;
 CREATE INDEX idx_queued_tasks_due ON queued_tasks (scheduled_at)
-    WHERE claimable AND scheduled_at > date_enqueued;
+    WHERE claimable = 1 AND scheduled_at > date_enqueued;
 
 -- Every claim and completion is a non-HOT update (the state changes): it inserts into each
 -- index whose predicate the new row version matches. The server index goes (the few held
