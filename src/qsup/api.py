@@ -9,7 +9,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -275,27 +275,34 @@ class Queue:
         connection: Any = None,
     ) -> list[TaskRef]:
         """Enqueue many ``(fn, args, kwargs)`` calls in one transaction (COPY when plain)."""
-        rows = [self.build(fn, tuple(args), dict(kwargs or {})) for fn, args, kwargs in calls]
-        if connection is not None:
-            return self._insert_many(connection, rows)
+        rows = (self.build(fn, tuple(args), dict(kwargs or {})) for fn, args, kwargs in calls)
+        if connection is not None:  # all checked before the caller's transaction is touched
+            return self._insert_many(connection, list(rows))
         with self.pool().connection() as conn, conn.transaction():
-            return self._insert_many(conn, rows)
+            return self._insert_many(conn, rows)  # built while the COPY streams: both cores work
 
     def _insert_many(
-        self, conn: psycopg.Connection[Any], rows: list[repo.NewTask]
+        self, conn: psycopg.Connection[Any], rows: Iterable[repo.NewTask]
     ) -> list[TaskRef]:
-        plain = [r for r in rows if r.copyable]
-        refs = {}
-        if plain:
-            repo.copy_tasks(conn, plain)
-            refs.update({r.id: TaskRef(self, r.id, "enqueued") for r in plain})
-            if self.config.wake_channel:
-                for queue in sorted({r.queue for r in plain}):
-                    repo.notify(conn, self.config.wake_channel, queue)
-        for row in rows:
-            if not row.copyable:
-                refs[row.id] = TaskRef(self, *self._insert(conn, row))
-        return [refs[r.id] for r in rows]
+        built: list[repo.NewTask] = []
+        later: list[repo.NewTask] = []  # unique keys, dependencies, delays: one INSERT each
+
+        def plain() -> Iterator[repo.NewTask]:
+            for row in rows:
+                built.append(row)
+                if row.copyable:
+                    yield row
+                else:
+                    later.append(row)
+
+        repo.copy_tasks(conn, plain())
+        refs = {r.id: TaskRef(self, r.id, "enqueued") for r in built if r.copyable}
+        if self.config.wake_channel:
+            for queue in sorted({r.queue for r in built if r.copyable}):
+                repo.notify(conn, self.config.wake_channel, queue)
+        for row in later:
+            refs[row.id] = TaskRef(self, *self._insert(conn, row))
+        return [refs[r.id] for r in built]
 
     # Async code uses the same thread-safe pool from a worker thread: an AsyncConnectionPool
     # belongs to one event loop, and an app may run several (asyncio.run per script step, a loop

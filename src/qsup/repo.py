@@ -115,7 +115,7 @@ async def find_unfinished_by_unique_key_async(
     return (row[0], row[1]) if row else None
 
 
-def copy_rows(tasks: Sequence[NewTask]) -> Iterable[tuple[Any, ...]]:
+def copy_rows(tasks: Iterable[NewTask]) -> Iterable[tuple[Any, ...]]:
     for t in tasks:
         yield (
             t.id,
@@ -132,7 +132,7 @@ def copy_rows(tasks: Sequence[NewTask]) -> Iterable[tuple[Any, ...]]:
         )
 
 
-def copy_tasks(conn: Conn, tasks: Sequence[NewTask]) -> None:
+def copy_tasks(conn: Conn, tasks: Iterable[NewTask]) -> None:
     """Bulk insert plain tasks with COPY (call inside a transaction, then :func:`notify`)."""
     with conn.cursor().copy(Q["copy_tasks"]) as copy:
         for row in copy_rows(tasks):

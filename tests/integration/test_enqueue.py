@@ -42,6 +42,22 @@ def test_batch_enqueue_of_1000(queue, conn):
     assert args == [7, 7]
 
 
+def test_batch_with_a_bad_call_inserts_nothing_and_mixes_kinds_in_order(queue, conn, db_url):
+    calls = [(tasks.add, (i, i), {}) for i in range(3000)]
+    with pytest.raises(TaskDefinitionError, match="lambdas"):
+        queue.add_tasks([*calls, (lambda: None, (), {}), *calls])  # refused mid-stream
+    assert conn.execute("SELECT count(*) FROM queued_tasks").fetchone()[0] == 0
+    with psycopg.connect(db_url) as own:  # the caller's transaction is untouched by a refusal
+        with pytest.raises(TaskDefinitionError):
+            queue.add_tasks([(tasks.add, (1, 1), {}), (tasks.add, (object(),), {})], connection=own)
+        assert own.execute("SELECT 1").fetchone() == (1,)
+    mixed = [(tasks.add, (1, 1), {}), (tasks.add, (2, 2), {"_unique_key": "k"}),
+             (tasks.add, (3, 3), {"_delay": 60}), (tasks.add, (4, 4), {})]
+    refs = queue.add_tasks(mixed)
+    assert [repo.get_task(conn, r.task_id)["args"][0] for r in refs] == [1, 2, 3, 4]
+    assert [r.initial_state for r in refs] == ["enqueued"] * 4
+
+
 def test_transactional_enqueue_follows_the_callers_transaction(queue, db_url, conn):
     with psycopg.connect(db_url) as own:
         ref = queue.add_task(tasks.add, 1, 2, connection=own)
