@@ -122,6 +122,7 @@ class Arbiter:
         self._reap()
         self._enforce_deadlines(now)
         self._manage_workers(now)
+        self._dispatch(now)  # refill workers from what we hold before waiting on the database
         self._claim(now)
         self._dispatch(now)
         self.intake.check_next_due(now)
