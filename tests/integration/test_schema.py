@@ -151,16 +151,16 @@ def test_outcome_writes_probe_the_primary_key_per_row_whatever_the_statistics(qu
     # Statistics taken when no task was held (every row finished), then thousands held: the
     # generic plan of a prepared statement must still look each result row up by primary key,
     # never scan the held tasks once per row (that took 30 s per flush in a benchmark).
-    if conn.info.server_version < 160000:
-        pytest.skip("EXPLAIN (GENERIC_PLAN) needs PostgreSQL 16")
     queue.add_tasks([(tasks.noop, (), {}) for _ in range(3000)])
     conn.execute("UPDATE queued_tasks SET state = 'completed', date_done = now()")
     conn.execute("ANALYZE queued_tasks")
     conn.execute("UPDATE queued_tasks SET state = 'picked_up', date_done = NULL, server_id = 7")
-    sql = re.sub(r"%\((\w+)\)s", lambda m: f"${m.group(1)}", queries()[name])
-    for position, param in enumerate(dict.fromkeys(re.findall(r"\$(\w+)", sql)), 1):
-        sql = sql.replace(f"${param}", f"${position}")
-    plan = "\n".join(row[0] for row in conn.execute("EXPLAIN (GENERIC_PLAN) " + sql))
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", queries()[name])))
+    sql = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", queries()[name])
+    conn.execute("SET plan_cache_mode = force_generic_plan")  # what a prepared statement gets
+    conn.execute(f"PREPARE outcome AS {sql}")
+    nulls = ", ".join(["NULL"] * len(names))
+    plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN EXECUTE outcome({nulls})"))
     assert "Index Scan using queued_tasks_pkey on queued_tasks q" in plan, plan
     assert "Tid Scan on queued_tasks t" in plan, plan
     assert "Seq Scan on queued_tasks" not in plan, plan
