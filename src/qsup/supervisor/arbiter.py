@@ -332,13 +332,13 @@ class Arbiter:
         view = policy.WorkerView(
             worker.busy, worker.idle_since, worker.tasks_done, worker.rss / 2**20
         )
-        reason = policy.recycle_reason(
+        recycle = policy.recycle_reason(
             view, self.config.max_tasks_per_worker, self.config.max_worker_memory_mb
         )
-        if reason:
-            self.counters["recycled:" + ("memory" if "RSS" in reason else "max_tasks")] += 1
-            logger.info("recycling worker {} (pid {}): {}", worker.slot, worker.pid, reason)
-            self._retire(worker, reason)
+        if recycle:
+            self.counters["recycled:" + recycle.kind] += 1
+            logger.info("recycling worker {} (pid {}): {}", worker.slot, worker.pid, recycle.reason)
+            self._retire(worker, recycle.reason)
 
     def _give_back(self, tasks: list[repo.ClaimedTask], now: float) -> None:
         """Tasks a worker never started: cancelled ones are marked so; the rest are kept if

@@ -54,12 +54,21 @@ def idle_to_retire(
     return stale[: max(0, alive - min_workers)]
 
 
-def recycle_reason(worker: WorkerView, max_tasks: int, max_memory_mb: int) -> str | None:
+class Recycle(NamedTuple):
+    kind: str  # "max_tasks" or "memory": the label of the recycles counter
+    reason: str  # for the log
+
+
+def recycle_reason(worker: WorkerView, max_tasks: int, max_memory_mb: int) -> Recycle | None:
     """Why a worker that just finished a task should be replaced, or None."""
     if max_tasks and worker.tasks_done >= max_tasks:
-        return f"ran {worker.tasks_done} tasks (max_tasks_per_worker={max_tasks})"
+        return Recycle(
+            "max_tasks", f"ran {worker.tasks_done} tasks (max_tasks_per_worker={max_tasks})"
+        )
     if max_memory_mb and worker.rss_mb > max_memory_mb:
-        return f"RSS {worker.rss_mb:.0f} MB above max_worker_memory_mb={max_memory_mb}"
+        return Recycle(
+            "memory", f"RSS {worker.rss_mb:.0f} MB above max_worker_memory_mb={max_memory_mb}"
+        )
     return None
 
 
