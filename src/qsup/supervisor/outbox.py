@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -153,8 +154,10 @@ class Outbox:
     # --- flushing -------------------------------------------------------------------------
 
     def flush(self, conn: Any, server_id: int, channel: str | None) -> None:
-        """Write everything in one transaction; on error nothing is cleared (retry later)."""
-        with conn.transaction():
+        """Write everything in one transaction, or in autocommit when one statement does it
+        (two round trips and a commit fewer: slow tasks flush one start or one end at a time);
+        on error nothing is cleared (retry later: every statement is idempotent)."""
+        with nullcontext() if self._one_statement() else conn.transaction():
             for task in self.enqueues:  # children first: their parents may complete below
                 repo.insert_task(conn, task, channel)
             if self.contexts:
@@ -169,6 +172,14 @@ class Outbox:
             for queue in sorted(wake) if channel else ():
                 repo.notify(conn, channel, queue)
         self.clear()
+
+    def _one_statement(self) -> bool:
+        """Only one kind of entry, written by one statement (the NOTIFYs after it are hints:
+        they may commit on their own)."""
+        kinds = (self.running, self.completed, self.retries, self.releases, self.logs,
+                 self.contexts)  # fmt: skip
+        chained = self.enqueues or self.failures or self.cancels  # several dependent statements
+        return not chained and sum(1 for entries in kinds if entries) == 1
 
     def _write_outcomes(self, conn: Any, server_id: int) -> set[str]:
         """Completions, retries, failures, releases, cancels (with what they release or
