@@ -175,14 +175,13 @@ class Queue:
         if any(key[:1] == "_" for key in kwargs):
             kwargs = dict(kwargs)
             options = TaskOptions.pop_from(kwargs)
-        else:
+            settled = self._settle(fn, options)
+        else:  # the common case: a function's settings are checked once (batches)
             options = NO_OPTIONS
-        if options is NO_OPTIONS:  # the common case: checked once per function (batches)
             if fn not in self._plain:
                 self._plain[fn] = self._settle(fn, options)
-            name, queue, priority, max_retries, timeout = self._plain[fn]
-        else:
-            name, queue, priority, max_retries, timeout = self._settle(fn, options)
+            settled = self._plain[fn]
+        name, queue, priority, max_retries, timeout = settled
         args_json, kwargs_json = encode_arguments(args, kwargs, self.config.max_args_bytes)
         if not (_finite(options.delay) and options.delay >= 0):
             raise TaskDefinitionError(f"_delay must be >= 0 seconds, got {options.delay!r}")
@@ -447,9 +446,3 @@ def default_queue() -> Queue:
     if _default_queue is None:
         _default_queue = Queue()
     return _default_queue
-
-
-async def aclose_default_queue() -> None:
-    """Close the process-wide Queue's connections, if it was used (before the event loop ends)."""
-    if _default_queue is not None:
-        await _default_queue.aclose()

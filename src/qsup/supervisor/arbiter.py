@@ -327,8 +327,6 @@ class Arbiter:
         self.outbox.started(task_id, at, worker.pid, now)
 
     def _maybe_recycle(self, worker: Worker) -> None:
-        if not (self.config.max_tasks_per_worker or self.config.max_worker_memory_mb):
-            return
         view = policy.WorkerView(
             worker.busy, worker.idle_since, worker.tasks_done, worker.rss / 2**20
         )

@@ -30,7 +30,6 @@ class Writer:
         self._ready = threading.Condition()
         self._job: tuple[Outbox, int, str | None] | None = None
         self._done: tuple[Outbox, bool] | None = None
-        self.in_flight = False
         self.flushing: Outbox | None = None  # what the thread is writing (main thread's view)
         threading.Thread(target=self._run, name="qsup-writer", daemon=True).start()
 
@@ -38,9 +37,12 @@ class Writer:
         """Start flushing ``outbox`` (call only when not ``in_flight``)."""
         with self._ready:
             self._job = (outbox, server_id, channel)
-            self.in_flight = True
             self.flushing = outbox
             self._ready.notify()
+
+    @property
+    def in_flight(self) -> bool:
+        return self.flushing is not None
 
     def collect(self) -> tuple[Outbox, bool] | None:
         """After the wake fd fired: the outbox flushed and whether it was written."""
@@ -51,7 +53,6 @@ class Writer:
         with self._ready:
             done, self._done = self._done, None
             if done is not None:
-                self.in_flight = False
                 self.flushing = None
             return done
 
