@@ -148,7 +148,7 @@ def notify(conn: Conn, channel: str, payload: str) -> None:
 
 def claim_batch(conn: Conn, server_id: int, queues: Sequence[str], limit: int) -> list[ClaimedTask]:
     params = {"server_id": server_id, "queues": list(queues), "limit": limit}
-    tasks = [ClaimedTask(*row) for row in conn.execute(Q["claim_batch"], params)]
+    tasks = [ClaimedTask(*row) for row in conn.execute(Q["claim_batch"], params).fetchall()]
     tasks.sort(key=lambda t: (-t.priority, t.scheduled_at))
     return tasks
 

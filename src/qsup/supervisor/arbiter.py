@@ -273,7 +273,7 @@ class Arbiter:
     def _read_worker(self, worker: Worker) -> None:
         now = time.monotonic()
         try:
-            while worker.conn.poll(0):
+            while worker.waiting():
                 self._on_message(worker, protocol.decode(worker.conn.recv_bytes()), now)
         except (EOFError, OSError):
             self.selector.unregister(worker.conn.fileno())

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 MAX_HANDOFF = 128  # most tasks sent to one worker in one message
 
 
-@dataclass(frozen=True)
-class WorkerView:
-    """What policies know about one worker."""
+class WorkerView(NamedTuple):
+    """What policies know about one worker (a NamedTuple: one is built per finished task)."""
 
     busy: bool
     idle_since: float

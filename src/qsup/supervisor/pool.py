@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import multiprocess
 
+from qsup import protocol
 from qsup.protocol import TaskId
 from qsup.repo import ClaimedTask
 from qsup.settings import Config
@@ -36,6 +38,10 @@ class Worker:
     retiring: str | None = None  # why it was told to stop
     kill_reason: str | None = None  # why we killed it: "timeout" or "shutdown"
     exit_code: int | None = None
+    waiting: Callable[[], bool] = field(init=False, repr=False)  # a message to read?
+
+    def __post_init__(self) -> None:
+        self.waiting = protocol.waiting(self.conn.fileno())
 
     @property
     def busy(self) -> bool:

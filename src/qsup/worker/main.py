@@ -70,6 +70,7 @@ def _serve(conn: Any, slot: int, runner: Runner) -> None:
     jobs follow each other, each result tells the supervisor the next one began."""
     jobs: deque[protocol.Job] = deque()
     reporter = Reporter()
+    waiting = protocol.waiting(conn.fileno())
     title = ""
     while True:
         announce = not jobs
@@ -79,7 +80,7 @@ def _serve(conn: Any, slot: int, runner: Runner) -> None:
             if not _receive(conn, jobs):
                 return
             reporter.working()
-        while conn.poll(0):  # jobs (or a Stop) that arrived while we were busy
+        while waiting():  # jobs (or a Stop) that arrived while we were busy
             if not _receive(conn, jobs):
                 reporter.flush()
                 context.send(protocol.Released(tuple(j.id for j in jobs)))
