@@ -145,7 +145,7 @@ class Config:
         doc="Modules imported by the supervisor before forking workers",
     )
     claim_batch_size: int = setting(
-        200,
+        500,
         env="QUEUE_CLAIM_BATCH_SIZE",
         min=1,
         max=10000,
