@@ -794,7 +794,8 @@ class Chaos:
             try:
                 code = server.proc.wait(SHUTDOWN_TIMEOUT + 10)
             except subprocess.TimeoutExpired:
-                problems.append(f"{server.name} did not stop on SIGTERM")
+                problems.append(f"{server.name} did not stop on SIGTERM; its log ends:\n"
+                                + server.output()[-2000:])
                 server.proc.kill()
                 code = server.proc.wait(10)
             if code != 0:
