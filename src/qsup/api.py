@@ -12,11 +12,11 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg_pool import ConnectionPool
-from uuid_utils.compat import uuid7
+from uuid_utils import uuid7
 
 from qsup import repo
 from qsup.db.connect import connect, describe, resolve_url
@@ -172,41 +172,32 @@ class Queue:
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> repo.NewTask:
         """Check and encode one call into a row; every refusal is a TaskDefinitionError."""
-        if any(key[:1] == "_" for key in kwargs):
+        options = NO_OPTIONS
+        if kwargs and any(key[:1] == "_" for key in kwargs):
             kwargs = dict(kwargs)
             options = TaskOptions.pop_from(kwargs)
             settled = self._settle(fn, options)
-        else:  # the common case: a function's settings are checked once (batches)
-            options = NO_OPTIONS
-            if fn not in self._plain:
-                self._plain[fn] = self._settle(fn, options)
+        elif fn in self._plain:  # the common case: a function's settings are checked once
             settled = self._plain[fn]
+        else:
+            settled = self._plain[fn] = self._settle(fn, options)
         name, queue, priority, max_retries, timeout = settled
         args_json, kwargs_json = encode_arguments(args, kwargs, self.config.max_args_bytes)
-        if not (_finite(options.delay) and options.delay >= 0):
-            raise TaskDefinitionError(f"_delay must be >= 0 seconds, got {options.delay!r}")
-        if options.eta is not None and (
-            not isinstance(options.eta, datetime) or options.eta.tzinfo is None
-        ):
-            raise TaskDefinitionError("_eta must be a timezone-aware datetime")
-        parent = _task_id(options.parent) if options.parent is not None else None
-        depends_on = tuple(
-            dict.fromkeys([*([parent] if parent else []), *map(_task_id, options.depends_on)])
-        )
+        parent, depends_on = (None, ()) if options is NO_OPTIONS else _when_and_links(options)
         return repo.NewTask(
-            id=uuid7(),  # time-ordered: claims and completions touch neighbouring pages
-            name=name,
-            args=args_json,
-            kwargs=kwargs_json,
-            queue=queue,
-            priority=priority,
-            delay=float(options.delay),
-            eta=options.eta,
-            max_retries=max_retries,
-            timeout=timeout,
-            unique_key=options.unique_key,
-            parent=parent,
-            depends_on=depends_on,
+            str(uuid7()),  # time-ordered: claims and completions touch neighbouring pages
+            name,
+            args_json,
+            kwargs_json,
+            queue,
+            priority,
+            float(options.delay),
+            options.eta,
+            max_retries,
+            timeout,
+            options.unique_key,
+            parent,
+            depends_on,
         )
 
     def _settle(
@@ -283,25 +274,27 @@ class Queue:
     def _insert_many(
         self, conn: psycopg.Connection[Any], rows: Iterable[repo.NewTask]
     ) -> list[TaskRef]:
-        built: list[repo.NewTask] = []
-        later: list[repo.NewTask] = []  # unique keys, dependencies, delays: one INSERT each
+        refs: list[TaskRef | None] = []  # in call order; None until a later INSERT fills it
+        later: list[tuple[int, repo.NewTask]] = []  # unique keys, dependencies, delays
+        queues: set[str] = set()
 
         def plain() -> Iterator[repo.NewTask]:
             for row in rows:
-                built.append(row)
                 if row.copyable:
+                    queues.add(row.queue)
+                    refs.append(TaskRef(self, row.id, "enqueued"))
                     yield row
                 else:
-                    later.append(row)
+                    later.append((len(refs), row))
+                    refs.append(None)
 
         repo.copy_tasks(conn, plain())
-        refs = {r.id: TaskRef(self, r.id, "enqueued") for r in built if r.copyable}
         if self.config.wake_channel:
-            for queue in sorted({r.queue for r in built if r.copyable}):
+            for queue in sorted(queues):
                 repo.notify(conn, self.config.wake_channel, queue)
-        for row in later:
-            refs[row.id] = TaskRef(self, *self._insert(conn, row))
-        return [refs[r.id] for r in built]
+        for index, row in later:
+            refs[index] = TaskRef(self, *self._insert(conn, row))
+        return cast(list[TaskRef], refs)
 
     # Async code uses the same thread-safe pool from a worker thread: an AsyncConnectionPool
     # belongs to one event loop, and an app may run several (asyncio.run per script step, a loop
@@ -351,14 +344,22 @@ class TaskRef:
     def __init__(
         self,
         queue: Queue,
-        task_id: uuid.UUID,
+        task_id: uuid.UUID | str,
         state: str | None = None,
         pending: asyncio.Future[tuple[uuid.UUID, str]] | None = None,
     ) -> None:
         self.queue = queue
-        self.task_id = task_id
+        self._task_id = task_id
         self.initial_state = state
         self._pending = pending
+
+    @property
+    def task_id(self) -> uuid.UUID:
+        """The task's id. A new task's stays text until asked for: a batch builds thousands
+        of refs, and a ``uuid.UUID`` costs more to make than the rest of a row."""
+        if isinstance(self._task_id, str):
+            self._task_id = uuid.UUID(self._task_id)
+        return self._task_id
 
     def __repr__(self) -> str:
         return f"TaskRef({self.task_id})"
@@ -367,7 +368,7 @@ class TaskRef:
         """Wait until the row is committed; returns its id (an existing task's for a
         duplicate unique key)."""
         if self._pending is not None:
-            self.task_id, self.initial_state = await self._pending
+            self._task_id, self.initial_state = await self._pending
             self._pending = None
         return self.task_id
 
@@ -420,6 +421,21 @@ def _backoff(first: float = 0.005, factor: float = 1.5, cap: float = 0.5) -> Ite
 
 def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
+
+
+def _when_and_links(options: TaskOptions) -> tuple[uuid.UUID | None, tuple[uuid.UUID, ...]]:
+    """Check ``_delay`` and ``_eta``; return the parent and the dependencies (parent first)."""
+    if not (_finite(options.delay) and options.delay >= 0):
+        raise TaskDefinitionError(f"_delay must be >= 0 seconds, got {options.delay!r}")
+    if options.eta is not None and (
+        not isinstance(options.eta, datetime) or options.eta.tzinfo is None
+    ):
+        raise TaskDefinitionError("_eta must be a timezone-aware datetime")
+    parent = _task_id(options.parent) if options.parent is not None else None
+    depends_on = tuple(
+        dict.fromkeys([*([parent] if parent else []), *map(_task_id, options.depends_on)])
+    )
+    return parent, depends_on
 
 
 def _finite(value: Any) -> bool:
