@@ -6,7 +6,6 @@ supervisor over the worker's pipe, and the supervisor writes them in batches.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
@@ -105,7 +104,7 @@ class CurrentTask:
         queue = default_queue()
         kwargs.setdefault("_parent", self.id)
         new = queue.build(fn, args, kwargs)
-        new = dataclasses.replace(new, context=to_json(_context, "the task context"))
+        new = new._replace(context=to_json(_context, "the task context"))
         send(protocol.Enqueue(new))
         return TaskRef(queue, new.id, "waiting")
 
