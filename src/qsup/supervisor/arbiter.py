@@ -35,8 +35,7 @@ from qsup.supervisor.pool import Worker, describe_exit, kill, reap, spawn
 from qsup.supervisor.signals import SignalPipe
 from qsup.supervisor.writer import SHUTDOWN_WAIT, Writer
 
-FLUSH_AFTER = 0.02  # seconds a write may wait for company
-FLUSH_SIZE = 500
+FLUSH_SIZE = 500  # outcomes that are worth a flush at once
 RETRY_FLUSH_AFTER = 0.25  # seconds between flush attempts while the database is away
 
 
@@ -138,8 +137,9 @@ class Arbiter:
         deadlines = self.housekeeper.deadlines(self.config, running)
         if running:
             deadlines.extend(self.intake.deadlines())
-        if self.outbox.since is not None and not self.writer.in_flight:
-            deadlines.append(max(self.outbox.since + FLUSH_AFTER, self.next_flush_at))
+        flush_at = self.outbox.due_at()
+        if flush_at is not None and not self.writer.in_flight:
+            deadlines.append(max(flush_at, self.next_flush_at))
         if self.drain_deadline is not None:
             deadlines.append(self.drain_deadline)
         if self.next_spawn_at > now:
@@ -508,14 +508,17 @@ class Arbiter:
     # --- writes and heartbeat -------------------------------------------------------------
 
     def _flush(self, now: float) -> None:
-        """Hand the outbox to the writer when it is due and the writer is free."""
-        due = self.outbox.since is not None and now - self.outbox.since >= FLUSH_AFTER
-        if self.writer.in_flight or now < self.next_flush_at:
+        """Hand the outbox to the writer when it is due and the writer is free (the starts of
+        tasks that only just began stay behind)."""
+        flush_at = self.outbox.due_at()
+        if flush_at is None or self.writer.in_flight or now < self.next_flush_at:
             return
-        if not (due or len(self.outbox) >= FLUSH_SIZE):
+        if now < flush_at and len(self.outbox) - len(self.outbox.running) < FLUSH_SIZE:
             return
-        self.writer.submit(self.outbox, self.server_id, self.config.wake_channel)
-        self.outbox = Outbox(counters=self.counters)
+        young = self.outbox.split_young_starts(now)  # with their own, exact, running_since
+        if len(self.outbox):
+            self.writer.submit(self.outbox, self.server_id, self.config.wake_channel)
+        self.outbox = young
 
     def _written(self) -> None:
         """The writer finished; entries it could not write (database away) come back first."""

@@ -7,6 +7,7 @@ Entries stay here until a flush commits, so a database outage delays them but lo
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from qsup.protocol import TaskId
 from qsup.repo import ClaimedTask
 from qsup.settings import Config
 from qsup.supervisor import policy
+
+FLUSH_AFTER = 0.02  # seconds an outcome may wait for company
+STARTS_AFTER = 0.1  # seconds a start waits: most tasks end first, and their end writes it
 
 
 def _ts(seconds: float) -> datetime:
@@ -40,7 +44,8 @@ class Outbox:
     contexts: dict[TaskId, str] = field(default_factory=dict)
     enqueues: list[repo.NewTask] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)  # shared with the arbiter
-    since: float | None = None  # monotonic time of the oldest pending entry
+    since: float | None = None  # monotonic time of the oldest pending entry but starts
+    running_since: float | None = None  # monotonic time of the oldest start not written
 
     def __len__(self) -> int:
         return (
@@ -69,8 +74,30 @@ class Outbox:
     # --- recording ------------------------------------------------------------------------
 
     def started(self, task_id: TaskId, at: float, pid: int, now: float) -> None:
-        self.running[task_id] = (at, pid)  # most are completed before the flush
-        self._touch(now)
+        self.running[task_id] = (at, pid)
+        if self.running_since is None:
+            self.running_since = now
+
+    def due_at(self) -> float | None:
+        """When to flush: soon after an outcome; for starts alone, once the oldest task has run
+        ``STARTS_AFTER`` (most end before: their completion writes the start, in one update)."""
+        due = [self.since + FLUSH_AFTER] if self.since is not None else []
+        if self.running and self.running_since is not None:
+            due.append(self.running_since + STARTS_AFTER)
+        return min(due, default=None)
+
+    def split_young_starts(self, now: float) -> Outbox:
+        """Take the starts of tasks running for less than ``STARTS_AFTER`` out, into an outbox
+        of their own: a flush leaves them for later."""
+        young = Outbox(counters=self.counters)
+        wall = time.time()
+        for task_id, (at, _) in list(self.running.items()):
+            if wall - at < STARTS_AFTER:
+                young.running[task_id] = self.running.pop(task_id)
+        if young.running:
+            oldest = min(at for at, _ in young.running.values())
+            young.running_since = now - max(0.0, wall - oldest)
+        return young
 
     def finished(
         self, task: ClaimedTask, msg: protocol.Finished, pid: int, config: Config, now: float
@@ -207,6 +234,8 @@ class Outbox:
             self.running.pop(task_id, None)
         if later.since is not None:
             self.since = min(self.since or later.since, later.since)
+        if later.running_since is not None:
+            self.running_since = min(self.running_since or later.running_since, later.running_since)
 
     def salvage(self, conn: Any, server_id: int, error: str) -> None:
         """After PostgreSQL refused a flush: fail the tasks whose outcome could not be stored,
@@ -225,4 +254,4 @@ class Outbox:
             getattr(self, name).clear()
         for name in ("completed", "retries", "failures", "releases", "cancels", "logs", "enqueues"):
             getattr(self, name).clear()
-        self.since = None
+        self.since = self.running_since = None
