@@ -70,7 +70,7 @@ class CurrentTask:
 
     @property
     def attempt(self) -> int:
-        return self._job.attempt
+        return self._job.attempts
 
     @property
     def name(self) -> str:

@@ -19,15 +19,17 @@ TaskId = str  # a task's uuid as text: ids only travel and key dicts in the hot 
 
 
 class Job(NamedTuple):
-    """One task as a worker sees it. Arguments and context stay JSON text until the worker
-    decodes them: the supervisor only forwards them, so it never pays for parsing."""
+    """A claimed task, as the claim returns it and as it travels to a worker (no conversion
+    in between). Arguments and context stay JSON text until the worker decodes them: the
+    supervisor only forwards them, so it never pays for parsing."""
 
     id: TaskId
     name: str
     args: str
     kwargs: str
-    timeout: float
-    attempt: int
+    timeout: float  # the task's own, else the configured default
+    attempts: int  # this one included
+    max_retries: int
     context: str
 
 

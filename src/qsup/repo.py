@@ -13,7 +13,7 @@ import psycopg
 import psycopg.sql
 from psycopg.rows import dict_row
 
-from qsup.protocol import TaskId
+from qsup.protocol import Job, TaskId
 from qsup.sql import queries
 
 Conn = psycopg.Connection[Any]
@@ -63,22 +63,6 @@ class NewTask(NamedTuple):
     def copyable(self) -> bool:
         """Plain tasks can go through COPY; the rest need :func:`insert_task`'s checks."""
         return not (self.unique_key or self.depends_on or self.delay or self.eta)
-
-
-class ClaimedTask(NamedTuple):
-    """A task this server now holds (state ``picked_up``); its id as text, like the workers'."""
-
-    id: TaskId
-    name: str
-    args: str  # JSON text, decoded by the worker
-    kwargs: str
-    timeout: float | None
-    attempts: int
-    max_retries: int
-    context: str
-    queue: str
-    priority: int
-    scheduled_at: datetime
 
 
 # --- enqueue -------------------------------------------------------------------------------
@@ -146,11 +130,14 @@ def notify(conn: Conn, channel: str, payload: str) -> None:
 # --- claiming and completion (the supervisor's hot path) -----------------------------------
 
 
-def claim_batch(conn: Conn, server_id: int, queues: Sequence[str], limit: int) -> list[ClaimedTask]:
-    params = {"server_id": server_id, "queues": list(queues), "limit": limit}
-    tasks = [ClaimedTask(*row) for row in conn.execute(Q["claim_batch"], params).fetchall()]
-    tasks.sort(key=lambda t: (-t.priority, t.scheduled_at))
-    return tasks
+def claim_batch(
+    conn: Conn, server_id: int, queues: Sequence[str], limit: int, default_timeout: float
+) -> list[Job]:
+    """Claim up to ``limit`` due tasks, highest priority first; they are this server's now
+    (state ``picked_up``)."""
+    params = {"server_id": server_id, "queues": list(queues), "limit": limit,
+              "default_timeout": default_timeout}  # fmt: skip
+    return [Job(*row) for row in conn.execute(Q["claim_batch"], params).fetchall()]
 
 
 def next_due_in(conn: Conn, queues: Sequence[str]) -> float | None:

@@ -116,11 +116,23 @@ def test_claim_reads_the_claim_index_in_order(queue, conn, stats):
                      "(SELECT ctid FROM queued_tasks LIMIT 1000)")
         conn.execute("ANALYZE queued_tasks")
     sid = repo.register_server(conn, "x", 1, "h", 1, [])
-    plan = str(conn.execute(
+    plan_json = conn.execute(
         "EXPLAIN (FORMAT JSON) " + queries()["claim_batch"],
-        {"server_id": sid, "queues": [], "limit": 10},
-    ).fetchone()[0])
-    assert "idx_queued_tasks_claim" in plan and "'Sort'" not in plan, plan
+        {"server_id": sid, "queues": [], "limit": 10, "default_timeout": 60.0},
+    ).fetchone()[0][0]["Plan"]
+    plan = str(plan_json)
+    assert "idx_queued_tasks_claim" in plan, plan
+    sorted_inputs = [child["Node Type"] for node in _nodes(plan_json) if node["Node Type"] == "Sort"
+                     for child in node["Plans"] if child["Parent Relationship"] == "Outer"]
+    assert sorted_inputs == ["CTE Scan"], plan  # only the claimed rows are sorted
+
+
+def _nodes(plan: dict) -> list[dict]:
+    """A JSON plan's nodes, depth first."""
+    found = [plan]
+    for child in plan.get("Plans", []):
+        found += _nodes(child)
+    return found
 
 
 def test_sql_names_used_are_the_names_defined():

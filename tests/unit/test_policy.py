@@ -45,12 +45,12 @@ def test_retiring_keeps_the_minimum(specs, low):
 
 
 def test_recycle_reasons():
-    assert policy.recycle_reason(WorkerView(False, 0, 10, 50), 10, 0) is not None
-    assert policy.recycle_reason(WorkerView(False, 0, 9, 50), 10, 0) is None
-    assert policy.recycle_reason(WorkerView(False, 0, 10, 50), 10, 0).kind == "max_tasks"
-    assert policy.recycle_reason(WorkerView(False, 0, 1, 300), 0, 200).kind == "memory"
-    assert "RSS" in policy.recycle_reason(WorkerView(False, 0, 1, 300), 0, 200).reason
-    assert policy.recycle_reason(WorkerView(False, 0, 1000, 10**6), 0, 0) is None
+    assert policy.recycle_reason(10, 50, 10, 0) is not None
+    assert policy.recycle_reason(9, 50, 10, 0) is None
+    assert policy.recycle_reason(10, 50, 10, 0).kind == "max_tasks"
+    assert policy.recycle_reason(1, 300, 0, 200).kind == "memory"
+    assert "RSS" in policy.recycle_reason(1, 300, 0, 200).reason
+    assert policy.recycle_reason(1000, 10**6, 0, 0) is None
 
 
 FAST = policy.Handoff(16, 32)

@@ -136,9 +136,10 @@ ids = uuids.map(str)  # task ids travel between processes as text
 jobs = st.builds(protocol.Job, id=ids, name=st.text(),
                  args=st.lists(json_values, max_size=4).map(json.dumps),
                  kwargs=json_kwargs.map(json.dumps), timeout=floats,
-                 attempt=st.integers(0, 2**31), context=json_kwargs.map(json.dumps))
+                 attempts=st.integers(0, 2**31), max_retries=st.integers(0, 2**31),
+                 context=json_kwargs.map(json.dumps))
 new_tasks = st.builds(
-    repo.NewTask, id=uuids, name=st.text(), args=st.lists(json_values).map(json.dumps),
+    repo.NewTask, id=ids, name=st.text(), args=st.lists(json_values).map(json.dumps),
     kwargs=json_kwargs.map(json.dumps), queue=st.text(), priority=st.integers(),
     delay=floats, eta=st.none() | st.datetimes(timezones=st.just(UTC)),
     max_retries=st.integers(), timeout=st.none() | floats, unique_key=st.none() | st.text(),
@@ -199,7 +200,7 @@ def test_every_protocol_message_type_is_covered() -> None:
 
 
 def test_an_assignment_keeps_job_order() -> None:
-    jobs_ = tuple(protocol.Job(str(uuid.uuid4()), f"m:f{i}", f"[{i}]", "{}", 1.0, 1, "{}") for i in range(5))
+    jobs_ = tuple(protocol.Job(str(uuid.uuid4()), f"m:f{i}", f"[{i}]", "{}", 1.0, 1, 3, "{}") for i in range(5))
     assert protocol.decode(protocol.encode(protocol.Assign(jobs_))).jobs == jobs_
 
 

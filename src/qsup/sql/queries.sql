@@ -69,21 +69,27 @@ WHERE unique_key = %(unique_key)s AND state IN ('waiting', 'enqueued', 'picked_u
 SELECT pg_notify(%(channel)s, %(payload)s)
 
 -- name: claim_batch
--- Claim up to %(limit)s due tasks of the given queues (all when empty), highest priority first
--- (rows come back unordered: the caller sorts them). "id = ANY(ARRAY(...))" keeps the update
--- on the primary key whatever the statistics say (a join plan hashed a scan of the whole table).
-UPDATE queued_tasks t
-SET state = 'picked_up', attempts = t.attempts + 1, server_id = %(server_id)s
-WHERE t.id = ANY(ARRAY(
-    SELECT id FROM queued_tasks
-    WHERE claimable = 1 AND scheduled_at <= now()  -- claimable = 1: state = 'enqueued' (see 0005)
-      AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[]))
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED))
-RETURNING t.id::text AS id, t.name, t.args::text AS args, t.kwargs::text AS kwargs, t.timeout,
-          t.attempts, t.max_retries, t.context::text AS context, t.queue, t.priority,
-          t.scheduled_at
+-- Claim up to %(limit)s due tasks of the given queues (all when empty), highest priority first.
+-- "id = ANY(ARRAY(...))" keeps the update on the primary key whatever the statistics say (a
+-- join plan hashed a scan of the whole table). The rows are the workers' jobs as they travel
+-- (protocol.Job), sorted here: a sort of the claimed rows only.
+WITH claimed AS (
+    UPDATE queued_tasks t
+    SET state = 'picked_up', attempts = t.attempts + 1, server_id = %(server_id)s
+    WHERE t.id = ANY(ARRAY(
+        SELECT id FROM queued_tasks
+        WHERE claimable = 1 AND scheduled_at <= now()  -- claimable = 1: enqueued (see 0005)
+          AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[]))
+        ORDER BY priority DESC, scheduled_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED))
+    RETURNING t.id, t.name, t.args, t.kwargs, t.timeout, t.attempts, t.max_retries, t.context,
+              t.priority, t.scheduled_at
+)
+SELECT id::text, name, args::text, kwargs::text,
+       coalesce(timeout, %(default_timeout)s::float8), attempts, max_retries, context::text
+FROM claimed
+ORDER BY priority DESC, scheduled_at, id
 
 -- name: next_due_in
 -- Seconds until the earliest delayed task (delay, eta or retry backoff) of the given queues is

@@ -48,7 +48,7 @@ class Arbiter:
         self.reload = reload
         self.max_workers = config.max_workers
         self.workers: dict[int, Worker] = {}
-        self.buffer: deque[repo.ClaimedTask] = deque()
+        self.buffer: deque[protocol.Job] = deque()
         self.counters: Counter[str] = Counter()  # running totals, see housekeeping
         self.outbox = Outbox(counters=self.counters)
         self.link = Link(url, f"qsup-supervisor-{os.getpid()}")
@@ -283,8 +283,7 @@ class Arbiter:
         if isinstance(msg, protocol.Started):
             self._started(worker, msg.task_id, msg.at, now)
         elif isinstance(msg, protocol.Results):
-            for finished in msg.finished:
-                self._on_finished(worker, finished, now)
+            self._on_results(worker, msg.finished, now)
         elif isinstance(msg, protocol.Released):
             if worker.current in msg.task_ids:
                 worker.current, worker.deadline = None, None
@@ -299,17 +298,25 @@ class Arbiter:
             worker.ready, worker.idle_since = True, now
             self.boot_failures = 0
 
-    def _on_finished(self, worker: Worker, msg: protocol.Finished, now: float) -> None:
-        task = worker.jobs.pop(msg.task_id)
-        if msg.task_id in self.cancelling:  # it ran before the worker read our Drop
-            self.cancelling.discard(msg.task_id)
-            logger.info("task {} finished before its cancellation reached the worker", task.id)
-        worker.current, worker.deadline, worker.rss = None, None, msg.rss
-        worker.tasks_done += 1
-        self.avg_task_seconds = policy.moving_average(self.avg_task_seconds, msg.done - msg.started)
-        self.outbox.finished(task, msg, worker.pid, self.config, now)
-        if worker.jobs:  # the worker went straight on to its next job
-            self._started(worker, next(iter(worker.jobs)), msg.done, now)
+    def _on_results(
+        self, worker: Worker, results: tuple[protocol.Finished, ...], now: float
+    ) -> None:
+        """Jobs that ended, in order; after the last one the worker went straight on to its
+        next job, if it holds one."""
+        for msg in results:
+            task = worker.jobs.pop(msg.task_id)
+            if msg.task_id in self.cancelling:  # it ran before the worker read our Drop
+                self.cancelling.discard(msg.task_id)
+                logger.info("task {} finished before its cancellation reached the worker", task.id)
+            self.avg_task_seconds = policy.moving_average(
+                self.avg_task_seconds, msg.done - msg.started
+            )
+            self.outbox.finished(task, msg, worker.pid, self.config, now)
+        last = results[-1]
+        worker.current, worker.deadline, worker.rss = None, None, last.rss
+        worker.tasks_done += len(results)
+        if worker.jobs:
+            self._started(worker, next(iter(worker.jobs)), last.done, now)
         else:
             worker.idle_since = now
         self._maybe_recycle(worker)
@@ -322,23 +329,22 @@ class Arbiter:
 
     def _started(self, worker: Worker, task_id: Any, at: float, now: float) -> None:
         worker.current, worker.started_at = task_id, at
-        timeout = worker.jobs[task_id].timeout or self.config.task_timeout
-        worker.deadline = now + timeout + self.config.timeout_grace
+        worker.deadline = now + worker.jobs[task_id].timeout + self.config.timeout_grace
         self.outbox.started(task_id, at, worker.pid, now)
 
     def _maybe_recycle(self, worker: Worker) -> None:
-        view = policy.WorkerView(
-            worker.busy, worker.idle_since, worker.tasks_done, worker.rss / 2**20
-        )
         recycle = policy.recycle_reason(
-            view, self.config.max_tasks_per_worker, self.config.max_worker_memory_mb
+            worker.tasks_done,
+            worker.rss / 2**20,
+            self.config.max_tasks_per_worker,
+            self.config.max_worker_memory_mb,
         )
         if recycle:
             self.counters["recycled:" + recycle.kind] += 1
             logger.info("recycling worker {} (pid {}): {}", worker.slot, worker.pid, recycle.reason)
             self._retire(worker, recycle.reason)
 
-    def _give_back(self, tasks: list[repo.ClaimedTask], now: float) -> None:
+    def _give_back(self, tasks: list[protocol.Job], now: float) -> None:
         """Tasks a worker never started: cancelled ones are marked so; the rest are kept if
         still running, else released."""
         dropped = [t.id for t in tasks if t.id in self.cancelling]
@@ -394,9 +400,8 @@ class Arbiter:
             elif worker.kill_reason == "cancel":
                 self.outbox.cancel([task.id], now)
             elif worker.kill_reason == "timeout":
-                timeout = task.timeout or self.config.task_timeout
                 error = (
-                    f"TaskTimeout: {task.name} ran longer than {timeout:g} s and did not stop"
+                    f"TaskTimeout: {task.name} ran longer than {task.timeout:g} s and did not stop"
                     f" within {self.config.timeout_grace:g} s; worker killed"
                 )
                 self.outbox.attempt_failed(
@@ -480,21 +485,9 @@ class Arbiter:
             count = policy.refill_size(len(worker.jobs), len(self.buffer), consumers, how)
             if not count:
                 continue
-            tasks = [self.buffer.popleft() for _ in range(count)]
-            jobs = tuple(
-                protocol.Job(
-                    t.id,
-                    t.name,
-                    t.args,
-                    t.kwargs,
-                    t.timeout or self.config.task_timeout,
-                    t.attempts,
-                    t.context,
-                )
-                for t in tasks
-            )
+            tasks = tuple(self.buffer.popleft() for _ in range(count))
             try:
-                worker.conn.send_bytes(protocol.encode(protocol.Assign(jobs)))
+                worker.conn.send_bytes(protocol.encode(protocol.Assign(tasks)))
             except OSError:
                 self.buffer.extendleft(reversed(tasks))
                 continue

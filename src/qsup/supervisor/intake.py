@@ -11,6 +11,7 @@ from loguru import logger
 
 from qsup import repo
 from qsup.errors import DatabaseUnreachable
+from qsup.protocol import Job
 from qsup.settings import Config
 from qsup.supervisor.link import Link
 from qsup.supervisor.listener import Listener
@@ -82,14 +83,17 @@ class Intake:
             self.listen_fd = None
         self.listener.close()
 
-    def claim(self, now: float, server_id: int, limit: int) -> list[repo.ClaimedTask]:
+    def claim(self, now: float, server_id: int, limit: int) -> list[Job]:
         """Claim up to ``limit`` tasks if it is time to; may return nothing."""
         if self.notify and self.listen_fd is None and now >= self.next_listen_at:
             self.listen()
         if limit == 0 or not (self.backlog or now >= self.next_poll):
             return []
         queues = self.config.queues
-        claimed = self.link.call(lambda conn: repo.claim_batch(conn, server_id, queues, limit))
+        timeout = self.config.task_timeout
+        claimed = self.link.call(
+            lambda conn: repo.claim_batch(conn, server_id, queues, limit, timeout)
+        )
         if claimed is None:
             return []  # database away: the link retries with backoff
         self.backlog = len(claimed) >= limit

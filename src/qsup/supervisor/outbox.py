@@ -17,8 +17,7 @@ from typing import Any
 from loguru import logger
 
 from qsup import protocol, repo
-from qsup.protocol import TaskId
-from qsup.repo import ClaimedTask
+from qsup.protocol import Job, TaskId
 from qsup.settings import Config
 from qsup.supervisor import policy
 
@@ -100,7 +99,7 @@ class Outbox:
         return young
 
     def finished(
-        self, task: ClaimedTask, msg: protocol.Finished, pid: int, config: Config, now: float
+        self, task: Job, msg: protocol.Finished, pid: int, config: Config, now: float
     ) -> None:
         """Record a job's end: completed, retried later, or failed for good."""
         self.running.pop(task.id, None)
@@ -116,7 +115,7 @@ class Outbox:
 
     def attempt_failed(
         self,
-        task: ClaimedTask,
+        task: Job,
         outcome: str,
         error: str,
         requested_delay: float | None,

@@ -14,7 +14,7 @@ MAX_HANDOFF = 128  # most tasks sent to one worker in one message
 
 
 class WorkerView(NamedTuple):
-    """What policies know about one worker (a NamedTuple: one is built per finished task)."""
+    """What the scaling policy knows about one worker."""
 
     busy: bool
     idle_since: float
@@ -57,16 +57,14 @@ class Recycle(NamedTuple):
     reason: str  # for the log
 
 
-def recycle_reason(worker: WorkerView, max_tasks: int, max_memory_mb: int) -> Recycle | None:
-    """Why a worker that just finished a task should be replaced, or None."""
-    if max_tasks and worker.tasks_done >= max_tasks:
-        return Recycle(
-            "max_tasks", f"ran {worker.tasks_done} tasks (max_tasks_per_worker={max_tasks})"
-        )
-    if max_memory_mb and worker.rss_mb > max_memory_mb:
-        return Recycle(
-            "memory", f"RSS {worker.rss_mb:.0f} MB above max_worker_memory_mb={max_memory_mb}"
-        )
+def recycle_reason(
+    tasks_done: int, rss_mb: float, max_tasks: int, max_memory_mb: int
+) -> Recycle | None:
+    """Why a worker that just finished tasks should be replaced, or None."""
+    if max_tasks and tasks_done >= max_tasks:
+        return Recycle("max_tasks", f"ran {tasks_done} tasks (max_tasks_per_worker={max_tasks})")
+    if max_memory_mb and rss_mb > max_memory_mb:
+        return Recycle("memory", f"RSS {rss_mb:.0f} MB above max_worker_memory_mb={max_memory_mb}")
     return None
 
 

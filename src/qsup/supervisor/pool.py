@@ -11,8 +11,7 @@ from typing import Any
 import multiprocess
 
 from qsup import protocol
-from qsup.protocol import TaskId
-from qsup.repo import ClaimedTask
+from qsup.protocol import Job, TaskId
 from qsup.settings import Config
 from qsup.worker.main import worker_main
 
@@ -28,7 +27,7 @@ class Worker:
     process: Any
     conn: Any
     ready: bool = False
-    jobs: dict[TaskId, ClaimedTask] = field(default_factory=dict)  # assigned, unfinished
+    jobs: dict[TaskId, Job] = field(default_factory=dict)  # assigned, unfinished
     current: TaskId | None = None
     started_at: float = 0.0  # wall clock of the current job's start
     deadline: float | None = None  # monotonic time past which the worker is killed
