@@ -12,10 +12,9 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
-from psycopg_pool import ConnectionPool
 from uuid_utils import uuid7
 
 from qsup import repo
@@ -24,6 +23,9 @@ from qsup.db.migrate import migrate
 from qsup.encoding import encode_arguments, task_path
 from qsup.errors import DatabaseUnreachable, TaskDefinitionError, TaskFailed, TaskNotFound
 from qsup.settings import Config, load_config
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
 FINISHED = ("completed", "failed", "cancelled")
@@ -150,6 +152,8 @@ class Queue:
         url = self.url
         with self._lock:
             if self._pool is None:
+                from psycopg_pool import ConnectionPool  # on first use: keeps imports light
+
                 pool = ConnectionPool(url, name="qsup", **_POOL_OPTIONS)
                 pool.open(wait=True, timeout=10)
                 self._pool = pool

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-import psutil
-
 from qsup import context, protocol
 from qsup.encoding import resolve_task, to_json
 from qsup.errors import NonRetryableError, Retry, TaskDefinitionError, TaskTimeout
@@ -51,9 +49,12 @@ class Runner:
     def __init__(self, config: Config) -> None:
         self.loop = asyncio.new_event_loop()
         signal.signal(signal.SIGALRM, _raise_timeout)
-        self.process = psutil.Process()
         self.allowed = tuple(config.allowed_task_modules)
-        self.measure_rss = bool(config.max_worker_memory_mb)  # psutil costs ~20 us per task
+        self.memory_info = None  # psutil costs ~20 us per task: only for a memory ceiling
+        if config.max_worker_memory_mb:
+            import psutil  # here, not at the top: the supervisor imports this module
+
+            self.memory_info = psutil.Process().memory_info
         self.max_result_bytes = config.max_result_bytes
         context.configure(config.max_logs_per_task)
 
@@ -68,7 +69,7 @@ class Runner:
             context.leave()
         if saved is not None:
             context.send(protocol.SaveContext(job.id, saved))
-        rss = self.process.memory_info().rss if self.measure_rss else 0
+        rss = self.memory_info().rss if self.memory_info else 0
         return protocol.Finished(job.id, outcome, started, time.time(), result, error, delay, rss)
 
     def _call(
