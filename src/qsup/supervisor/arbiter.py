@@ -168,7 +168,7 @@ class Arbiter:
                 " be rescued by the next one",
                 len(self.outbox),
             )
-        self.link.call(lambda conn: repo.stop_server(conn, self.server_id))
+        self.link.call(lambda conn: repo.stop_server(conn, self.server_id), now=True)
         self.link.close()
         self.writer.close()
         self.intake.close()

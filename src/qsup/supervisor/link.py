@@ -36,9 +36,11 @@ class Link:
         self.conn = connect(self.url, prepare_threshold=0, application_name=self.name)
         self.connected_at = time.monotonic()
 
-    def call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T | None:
-        """Run ``fn(conn)``; on a lost connection, note it and return None."""
-        if not self.up and not self._reconnect():
+    def call(self, fn: Callable[[psycopg.Connection[Any]], T], *, now: bool = False) -> T | None:
+        """Run ``fn(conn)``; on a lost connection, note it and return None. While the
+        database is away, reconnection is tried with backoff, or at once with ``now`` (the
+        last writes of a shutdown must not wait out a backoff of up to 10 s)."""
+        if not self.up and not self._reconnect(now):
             return None
         assert self.conn is not None
         try:
@@ -62,8 +64,8 @@ class Link:
         self.retry_at = time.monotonic() + min(10.0, 0.1 * 2**self.failures)
         self.failures += 1
 
-    def _reconnect(self) -> bool:
-        if time.monotonic() < self.retry_at:
+    def _reconnect(self, now: bool = False) -> bool:
+        if not now and time.monotonic() < self.retry_at:
             return False
         try:
             self.conn = connect(self.url, prepare_threshold=0, application_name=self.name)

@@ -18,7 +18,7 @@ from loguru import logger
 from qsup.supervisor.link import Link
 from qsup.supervisor.outbox import Outbox
 
-SHUTDOWN_WAIT = 10.0  # seconds shutdown waits for a flush in progress
+SHUTDOWN_WAIT = 5.0  # seconds shutdown waits for a flush in progress
 
 
 class Writer:
@@ -57,11 +57,12 @@ class Writer:
             return done
 
     def flush_now(self, outbox: Outbox, server_id: int, channel: str | None) -> bool:
-        """Flush in the calling thread (shutdown); False if the writer thread stays busy."""
+        """Flush in the calling thread (shutdown: no backoff); False if the writer thread
+        stays busy."""
         if not self.busy.acquire(timeout=SHUTDOWN_WAIT):
             return False
         try:
-            return write(self.link, outbox, server_id, channel)
+            return write(self.link, outbox, server_id, channel, now=True)
         finally:
             self.busy.release()
 
@@ -87,11 +88,15 @@ class Writer:
         self.link.close()
 
 
-def write(link: Link, outbox: Outbox, server_id: int, channel: str | None) -> bool:
-    """Flush ``outbox``; False (entries kept) when the database is away. A statement
-    PostgreSQL refuses must not stop the server: the tasks concerned fail instead."""
+def write(
+    link: Link, outbox: Outbox, server_id: int, channel: str | None, now: bool = False
+) -> bool:
+    """Flush ``outbox``; False (entries kept) when the database is away (reconnecting at once
+    with ``now``). A statement PostgreSQL refuses must not stop the server: the tasks
+    concerned fail instead."""
     try:
-        return link.call(lambda conn: outbox.flush(conn, server_id, channel) or True) is True
+        flushed = link.call(lambda conn: outbox.flush(conn, server_id, channel) or True, now=now)
+        return flushed is True
     except psycopg.Error as exc:
         logger.opt(exception=exc).error(
             "PostgreSQL refused {} updates; failing their tasks", len(outbox)
