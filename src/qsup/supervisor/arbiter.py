@@ -3,7 +3,10 @@
 One ``selectors`` loop waits on the signal pipe, the LISTEN socket and every worker pipe, with
 a timeout that is the nearest deadline (flush, poll, heartbeat, task timeouts, shutdown).
 Each pass: handle signals, read worker messages, reap, enforce deadlines, manage workers,
-claim, hand tasks to idle workers, flush writes, heartbeat. It owns all state; the policies in
+claim, hand tasks to idle workers, flush writes, heartbeat. The arbiter owns the flow of tasks
+(buffer, claims, hand-off, results, outbox, cancels); the worker processes themselves (spawning,
+scaling, recycling, killing, reaping) belong to its :class:`~qsup.supervisor.crew.Crew`, which
+hands each dead worker back so the arbiter settles the tasks it held. The policies in
 :mod:`qsup.supervisor.policy` make the decisions.
 """
 
@@ -28,11 +31,12 @@ from qsup.errors import ConfigError
 from qsup.linux import become_subreaper
 from qsup.settings import Config
 from qsup.supervisor import policy
+from qsup.supervisor.crew import Crew
 from qsup.supervisor.housekeeping import Housekeeper
 from qsup.supervisor.intake import Intake
 from qsup.supervisor.link import Link
 from qsup.supervisor.outbox import Outbox
-from qsup.supervisor.pool import Worker, describe_exit, kill, reap, spawn
+from qsup.supervisor.pool import Worker, kill
 from qsup.supervisor.signals import SignalPipe
 from qsup.supervisor.writer import SHUTDOWN_WAIT, Writer
 
@@ -47,8 +51,6 @@ class Arbiter:
         self.config = config
         self.url = url
         self.reload = reload
-        self.max_workers = config.max_workers
-        self.workers: dict[int, Worker] = {}
         self.buffer: deque[protocol.Job] = deque()
         self.counters: Counter[str] = Counter()  # running totals, see housekeeping
         self.outbox = Outbox(counters=self.counters)
@@ -57,16 +59,15 @@ class Arbiter:
         self.intake = Intake(config, url, self.link, self.selector)
         self.writer = Writer(url, f"qsup-writer-{os.getpid()}")
         self.selector.register(self.writer.wake_fd, selectors.EVENT_READ, "written")
+        self.crew = Crew(config, self.selector, self.writer.busy, self.counters)
         self.housekeeper = Housekeeper(self.link, self.counters)
         self.link.on_reconnect = self._on_reconnect
         self.reconcile_due = False
         self.server_id = 0
         self.hostname = socket.gethostname()
         self.state = "running"  # then "draining", then "stopping"
-        self.next_spawn_at = 0.0
         self.next_flush_at = 0.0  # after a failed flush (database away), not before
         self.cancelling: set[Any] = set()  # cancelled tasks a worker was told to drop
-        self.boot_failures = 0
         self.avg_task_seconds: float | None = None  # sizes the hand-off batches
         self.drain_deadline: float | None = None
         self.signals: SignalPipe | None = None
@@ -81,7 +82,7 @@ class Arbiter:
         self.server_id = repo.register_server(
             self.link.conn,
             f"{self.hostname}:{os.getpid()}",
-            self.max_workers,
+            self.crew.max_workers,
             self.hostname,
             os.getpid(),
             self.config.queues,
@@ -98,7 +99,7 @@ class Arbiter:
             os.getpid(),
             self.server_id,
             self.config.min_workers,
-            self.max_workers,
+            self.crew.max_workers,
             ",".join(self.config.queues) or "all",
         )
         try:
@@ -124,8 +125,9 @@ class Arbiter:
                 self._read_worker(key.data)
         now = time.monotonic()
         self._reap()
-        self._enforce_deadlines(now)
-        self._manage_workers(now)
+        self.crew.enforce_deadlines(now, self.drain_deadline)
+        if self.state == "running":
+            self.crew.scale(now, self.intake.backlog or bool(self.buffer))
         self._dispatch(now)  # refill workers from what we hold before waiting on the database
         self._claim(now)
         self._dispatch(now)
@@ -134,7 +136,7 @@ class Arbiter:
         self._chores(now)
 
     def _finished(self) -> bool:
-        return self.state != "running" and not self.workers
+        return self.state != "running" and not self.crew.workers
 
     def _timeout(self) -> float:
         now = time.monotonic()
@@ -147,12 +149,7 @@ class Arbiter:
             deadlines.append(max(flush_at, self.next_flush_at))
         if self.drain_deadline is not None:
             deadlines.append(self.drain_deadline)
-        if self.next_spawn_at > now:
-            deadlines.append(self.next_spawn_at)
-        deadlines.extend(w.deadline for w in self.workers.values() if w.deadline is not None)
-        idle = [w.idle_since for w in self.workers.values() if not w.busy and not w.retiring]
-        if running and len(idle) > self.config.min_workers:  # wake to retire the idlest
-            deadlines.append(min(idle) + self.config.worker_idle_timeout)
+        deadlines.extend(self.crew.deadlines(now, running))
         return max(0.0, min(deadlines) - now)
 
     def _close(self) -> None:
@@ -194,12 +191,9 @@ class Arbiter:
                 self._stop_now()
             elif sig == signal.SIGHUP and self.state == "running":
                 self._reload()
-            elif sig == signal.SIGTTIN:
-                self.max_workers += 1
-                logger.info("SIGTTIN: max workers now {}", self.max_workers)
-            elif sig == signal.SIGTTOU:
-                self.max_workers = max(1, self.config.min_workers, self.max_workers - 1)
-                logger.info("SIGTTOU: max workers now {}", self.max_workers)
+            elif sig in (signal.SIGTTIN, signal.SIGTTOU):
+                self.crew.resize(1 if sig == signal.SIGTTIN else -1)
+                logger.info("{}: max workers now {}", sig.name, self.crew.max_workers)
 
     def _start_drain(self, sig: signal.Signals) -> None:
         self.state = "draining"
@@ -210,14 +204,12 @@ class Arbiter:
             self.config.shutdown_timeout,
         )
         self.buffer_release(time.monotonic())
-        for worker in self.workers.values():
-            self._retire(worker, "shutdown")
+        self.crew.retire_all("shutdown")
 
     def _stop_now(self) -> None:
         logger.warning("stopping now: running tasks are requeued")
         self.state = "stopping"
-        for worker in self.workers.values():
-            kill(worker, "shutdown")
+        self.crew.kill_all("shutdown")
 
     def _reload(self) -> None:
         try:
@@ -225,55 +217,11 @@ class Arbiter:
         except ConfigError as exc:
             logger.error("SIGHUP: configuration not reloaded: {}", exc)
             return
-        self.max_workers = self.config.max_workers
         self.intake.config = self.config
         logger.info("SIGHUP: configuration reloaded; replacing workers")
-        for worker in self.workers.values():
-            self._retire(worker, "configuration reloaded")
+        self.crew.reload(self.config)
 
-    # --- workers --------------------------------------------------------------------------
-
-    def _spawn(self, now: float) -> None:
-        used = {w.slot for w in self.workers.values()}
-        slot = next(i for i in range(1, len(used) + 2) if i not in used)
-        with self.writer.busy:  # never fork while the writer thread is mid-flush
-            worker = spawn(slot, self.config)
-        worker.idle_since = now
-        self.workers[worker.pid] = worker
-        self.selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
-        logger.debug("spawned worker {} (pid {})", slot, worker.pid)
-
-    def _retire(self, worker: Worker, reason: str) -> None:
-        if worker.retiring is None and worker.exit_code is None:
-            worker.retiring = reason
-            self._send(worker, protocol.Stop())
-
-    def _manage_workers(self, now: float) -> None:
-        if self.state != "running":
-            return
-        live = [w for w in self.workers.values() if w.retiring is None]
-        views = [policy.WorkerView(w.busy, w.idle_since, w.tasks_done, w.rss / 2**20) for w in live]
-        for i in policy.idle_to_retire(
-            views, now, self.config.worker_idle_timeout, self.config.min_workers
-        ):
-            logger.info(
-                "retiring worker {}: idle for {:g} s", live[i].slot, self.config.worker_idle_timeout
-            )
-            self._retire(live[i], "idle")
-        for worker in sorted(live, key=lambda w: w.busy)[: max(0, len(live) - self.max_workers)]:
-            self._retire(worker, "max workers lowered")
-        live = [w for w in self.workers.values() if w.retiring is None]
-        free = sum(1 for w in live if not w.busy)
-        wanted = policy.desired_spawns(
-            len(live),
-            free,
-            self.intake.backlog or bool(self.buffer),
-            self.config.min_workers,
-            self.max_workers,
-        )
-        if wanted and now >= self.next_spawn_at:
-            for _ in range(wanted):
-                self._spawn(now)
+    # --- worker messages, dead workers' tasks ---------------------------------------------
 
     def _read_worker(self, worker: Worker) -> None:
         now = time.monotonic()
@@ -281,8 +229,7 @@ class Arbiter:
             while worker.waiting():
                 self._on_message(worker, protocol.decode(worker.conn.recv_bytes()), now)
         except (EOFError, OSError):
-            self.selector.unregister(worker.conn.fileno())
-            worker.conn.close()
+            self.crew.close_pipe(worker)
 
     def _on_message(self, worker: Worker, msg: Any, now: float) -> None:
         if isinstance(msg, protocol.Started):
@@ -300,8 +247,7 @@ class Arbiter:
         elif isinstance(msg, protocol.Enqueue):
             self.outbox.enqueue(msg.task, now)
         elif isinstance(msg, protocol.Ready):
-            worker.ready, worker.idle_since = True, now
-            self.boot_failures = 0
+            self.crew.on_ready(worker, now)
 
     def _on_results(
         self, worker: Worker, results: tuple[protocol.Finished, ...], now: float
@@ -324,30 +270,12 @@ class Arbiter:
             self._started(worker, next(iter(worker.jobs)), last.done, now)
         else:
             worker.idle_since = now
-        self._maybe_recycle(worker)
-
-    def _send(self, worker: Worker, message: object) -> None:
-        try:
-            worker.conn.send_bytes(protocol.encode(message))
-        except OSError:
-            pass  # already gone: the reaper will see it
+        self.crew.maybe_recycle(worker)
 
     def _started(self, worker: Worker, task_id: Any, at: float, now: float) -> None:
         worker.current, worker.started_at = task_id, at
         worker.deadline = now + worker.jobs[task_id].timeout + self.config.timeout_grace
         self.outbox.started(task_id, at, worker.pid, now)
-
-    def _maybe_recycle(self, worker: Worker) -> None:
-        recycle = policy.recycle_reason(
-            worker.tasks_done,
-            worker.rss / 2**20,
-            self.config.max_tasks_per_worker,
-            self.config.max_worker_memory_mb,
-        )
-        if recycle:
-            self.counters["recycled:" + recycle.kind] += 1
-            logger.info("recycling worker {} (pid {}): {}", worker.slot, worker.pid, recycle.reason)
-            self._retire(worker, recycle.reason)
 
     def _give_back(self, tasks: list[protocol.Job], now: float) -> None:
         """Tasks a worker never started: cancelled ones are marked so; the rest are kept if
@@ -363,39 +291,8 @@ class Arbiter:
             self.outbox.release([t.id for t in tasks], now)
 
     def _reap(self) -> None:
-        for pid, code in reap():
-            worker = self.workers.get(pid)
-            if worker is not None:
-                self._on_worker_exit(worker, code)
-
-    def _on_worker_exit(self, worker: Worker, code: int) -> None:
-        now = time.monotonic()
-        worker.exit_code = code
-        if not worker.conn.closed:
-            self._read_worker(worker)  # collect what it said before dying
-            if not worker.conn.closed:
-                self.selector.unregister(worker.conn.fileno())
-                worker.conn.close()
-        del self.workers[worker.pid]
-        how = describe_exit(code)
-        if not worker.ready and worker.retiring is None:
-            self.boot_failures += 1
-            self.counters["crashed:start-up"] += 1
-            delay = policy.respawn_delay(self.boot_failures)
-            self.next_spawn_at = now + delay
-            logger.error(
-                "worker {} (pid {}) died at start-up ({}); next start in {:g} s",
-                worker.slot,
-                worker.pid,
-                how,
-                delay,
-            )
-        elif worker.retiring and code == 0:
-            logger.debug("worker {} (pid {}) retired: {}", worker.slot, worker.pid, worker.retiring)
-        else:
-            self.counters["crashed:" + (worker.kill_reason or how.split(" (")[0])] += 1
-            logger.warning("worker {} (pid {}) died: {}", worker.slot, worker.pid, how)
-        self._settle_dead_workers_tasks(worker, how, now)
+        for worker, how in self.crew.reap(last_words=self._read_worker):
+            self._settle_dead_workers_tasks(worker, how, time.monotonic())
 
     def _settle_dead_workers_tasks(self, worker: Worker, how: str, now: float) -> None:
         if worker.current is not None and worker.current in worker.jobs:
@@ -420,23 +317,6 @@ class Arbiter:
         self._give_back(list(worker.jobs.values()), now)
         worker.jobs.clear()
 
-    def _enforce_deadlines(self, now: float) -> None:
-        for worker in self.workers.values():
-            if worker.deadline is not None and now >= worker.deadline and not worker.kill_reason:
-                logger.warning(
-                    "worker {} (pid {}) overran its task's timeout: killing it",
-                    worker.slot,
-                    worker.pid,
-                )
-                kill(worker, "timeout")
-        if self.drain_deadline is not None and now >= self.drain_deadline:
-            for worker in self.workers.values():
-                if not worker.kill_reason:
-                    logger.warning(
-                        "shutdown timeout: stopping worker {} and requeueing its task", worker.slot
-                    )
-                    kill(worker, "shutdown")
-
     # --- claiming and dispatch ------------------------------------------------------------
 
     def _on_reconnect(self) -> None:
@@ -447,7 +327,7 @@ class Arbiter:
         """After a lost connection: a claim whose reply never arrived may have committed. Give
         back the tasks the database says this server holds that nothing here knows of."""
         known = {t.id for t in self.buffer} | self.outbox.task_ids()
-        for worker in self.workers.values():
+        for worker in self.crew.workers.values():
             known.update(worker.jobs)
         if self.writer.flushing is not None:
             known |= self.writer.flushing.task_ids()
@@ -464,11 +344,10 @@ class Arbiter:
             return
         if self.reconcile_due:
             self._reconcile()
-        in_flight = [len(w.jobs) for w in self.workers.values() if w.accepting]
-        spare = max(0, self.max_workers - len(self.workers))
+        in_flight = [len(w.jobs) for w in self.crew.workers.values() if w.accepting]
         limit = policy.claim_size(
             in_flight,
-            spare,
+            self.crew.spare,
             len(self.buffer),
             self.config.claim_batch_size,
             policy.handoff(self.avg_task_seconds),
@@ -480,11 +359,11 @@ class Arbiter:
     def _dispatch(self, now: float) -> None:
         """Top up workers from the buffer, emptiest first, several jobs per message."""
         how = policy.handoff(self.avg_task_seconds)
-        spare = max(0, self.max_workers - len(self.workers))
+        spare = self.crew.spare
         takers = sorted(
-            (w for w in self.workers.values() if w.accepting), key=lambda w: len(w.jobs)
+            (w for w in self.crew.workers.values() if w.accepting), key=lambda w: len(w.jobs)
         )
-        booting = sum(1 for w in self.workers.values() if not w.ready and w.retiring is None)
+        booting = sum(1 for w in self.crew.workers.values() if not w.ready and w.retiring is None)
         for index, worker in enumerate(takers):
             consumers = len(takers) - index + spare + booting
             count = policy.refill_size(len(worker.jobs), len(self.buffer), consumers, how)
@@ -513,7 +392,7 @@ class Arbiter:
         if flush_at is None or self.writer.in_flight or now < self.next_flush_at:
             return
         outcomes = len(self.outbox) - len(self.outbox.running)
-        quiet = not self.buffer and not any(w.busy for w in self.workers.values())
+        quiet = not self.buffer and not any(w.busy for w in self.crew.workers.values())
         if now < flush_at and outcomes < FLUSH_SIZE and not (quiet and outcomes):
             return
         young = self.outbox.split_young_starts(now)  # with their own, exact, running_since
@@ -533,12 +412,12 @@ class Arbiter:
         if self.intake.cancel_hint:  # someone asked to cancel a running task: look now
             self.intake.cancel_hint = False
             self.housekeeper.beat_now()
-        busy = sum(1 for w in self.workers.values() if w.busy)
+        busy = sum(1 for w in self.crew.workers.values() if w.busy)
         chores = self.housekeeper.run(
             now,
             self.config,
             self.server_id,
-            (self.max_workers, busy, len(self.workers) - busy),
+            (self.crew.max_workers, busy, len(self.crew.workers) - busy),
             self.state == "running",
         )
         if chores.new_work:
@@ -554,11 +433,11 @@ class Arbiter:
         held = [t.id for t in self.buffer if t.id in task_ids]
         self.buffer = deque(t for t in self.buffer if t.id not in task_ids)
         self.outbox.cancel(held, now)
-        for worker in self.workers.values():
+        for worker in self.crew.workers.values():
             queued = tuple(i for i in worker.jobs if i in task_ids and i != worker.current)
             if queued:
                 self.cancelling.update(queued)
-                self._send(worker, protocol.Drop(queued))
+                self.crew.send(worker, protocol.Drop(queued))
             if worker.current in task_ids:
                 logger.info("cancelling task {}: stopping worker {}", worker.current, worker.slot)
                 kill(worker, "cancel")

@@ -1,0 +1,202 @@
+"""The worker processes of the supervisor: started, scaled, recycled, killed and reaped here.
+
+The crew owns the processes and their pipes in the arbiter's selector; the arbiter owns the
+tasks they hold. When a worker dies the crew does the bookkeeping (exit log, crash counters,
+backoff after start-up crashes) and hands the worker back so the arbiter settles its tasks.
+"""
+
+from __future__ import annotations
+
+import selectors
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+from loguru import logger
+
+from qsup import protocol
+from qsup.settings import Config
+from qsup.supervisor import policy, pool
+from qsup.supervisor.pool import Worker
+
+
+class Crew:
+    """The worker processes by pid, how many may run, and when the next one may start."""
+
+    def __init__(
+        self,
+        config: Config,
+        selector: selectors.BaseSelector,
+        fork_lock: threading.Lock,
+        counters: Counter[str],
+    ) -> None:
+        self.config = config
+        self.selector = selector
+        self.fork_lock = fork_lock  # the writer's ``busy``
+        self.counters = counters  # shared with the arbiter
+        self.max_workers = config.max_workers
+        self.workers: dict[int, Worker] = {}
+        self.next_spawn_at = 0.0
+        self.boot_failures = 0
+
+    @property
+    def spare(self) -> int:
+        """Workers that could still be started: each may take a batch as soon as it is up."""
+        return max(0, self.max_workers - len(self.workers))
+
+    def deadlines(self, now: float, running: bool) -> list[float]:
+        """When the loop must wake for the workers: a delayed start, a task's timeout, and
+        (while running) the retirement of the idlest worker."""
+        due = [self.next_spawn_at] if self.next_spawn_at > now else []
+        due.extend(w.deadline for w in self.workers.values() if w.deadline is not None)
+        idle = [w.idle_since for w in self.workers.values() if not w.busy and not w.retiring]
+        if running and len(idle) > self.config.min_workers:
+            due.append(min(idle) + self.config.worker_idle_timeout)
+        return due
+
+    # --- starting, scaling, stopping ------------------------------------------------------
+
+    def _spawn(self, now: float) -> None:
+        used = {w.slot for w in self.workers.values()}
+        slot = next(i for i in range(1, len(used) + 2) if i not in used)
+        with self.fork_lock:  # never fork while the writer thread is mid-flush
+            worker = pool.spawn(slot, self.config)
+        worker.idle_since = now
+        self.workers[worker.pid] = worker
+        self.selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
+        logger.debug("spawned worker {} (pid {})", slot, worker.pid)
+
+    def on_ready(self, worker: Worker, now: float) -> None:
+        """A worker booted: start-ups work again, so the respawn backoff starts over."""
+        worker.ready, worker.idle_since = True, now
+        self.boot_failures = 0
+
+    def send(self, worker: Worker, message: object) -> None:
+        """Stop or Drop: losing one to a worker that just died is harmless."""
+        try:
+            worker.conn.send_bytes(protocol.encode(message))
+        except OSError:
+            pass  # already gone: the reaper will see it
+
+    def _retire(self, worker: Worker, reason: str) -> None:
+        if worker.retiring is None and worker.exit_code is None:
+            worker.retiring = reason
+            self.send(worker, protocol.Stop())
+
+    def retire_all(self, reason: str) -> None:
+        """Ask every worker to stop after its current job; it hands back the ones it holds."""
+        for worker in self.workers.values():
+            self._retire(worker, reason)
+
+    def kill_all(self, reason: str) -> None:
+        """SIGKILL every worker at once; ``reason`` decides what becomes of its task."""
+        for worker in self.workers.values():
+            pool.kill(worker, reason)
+
+    def reload(self, config: Config) -> None:
+        """Replace every worker, so the new configuration reaches the processes too."""
+        self.config = config
+        self.max_workers = config.max_workers
+        self.retire_all("configuration reloaded")
+
+    def resize(self, step: int) -> None:
+        """SIGTTIN/SIGTTOU: ``step`` more workers allowed, never fewer than ``min_workers``."""
+        self.max_workers = max(1, self.config.min_workers, self.max_workers + step)
+
+    def scale(self, now: float, backlog: bool) -> None:
+        """Retire idle workers and those beyond ``max_workers``; start what the policy wants."""
+        live = [w for w in self.workers.values() if w.retiring is None]
+        views = [policy.WorkerView(w.busy, w.idle_since, w.tasks_done, w.rss / 2**20) for w in live]
+        for i in policy.idle_to_retire(
+            views, now, self.config.worker_idle_timeout, self.config.min_workers
+        ):
+            logger.info(
+                "retiring worker {}: idle for {:g} s", live[i].slot, self.config.worker_idle_timeout
+            )
+            self._retire(live[i], "idle")
+        for worker in sorted(live, key=lambda w: w.busy)[: max(0, len(live) - self.max_workers)]:
+            self._retire(worker, "max workers lowered")
+        live = [w for w in self.workers.values() if w.retiring is None]
+        free = sum(1 for w in live if not w.busy)
+        wanted = policy.desired_spawns(
+            len(live), free, backlog, self.config.min_workers, self.max_workers
+        )
+        if wanted and now >= self.next_spawn_at:
+            for _ in range(wanted):
+                self._spawn(now)
+
+    def maybe_recycle(self, worker: Worker) -> None:
+        """After results: replace a worker that ran too many tasks or grew too big."""
+        recycle = policy.recycle_reason(
+            worker.tasks_done,
+            worker.rss / 2**20,
+            self.config.max_tasks_per_worker,
+            self.config.max_worker_memory_mb,
+        )
+        if recycle:
+            self.counters["recycled:" + recycle.kind] += 1
+            logger.info("recycling worker {} (pid {}): {}", worker.slot, worker.pid, recycle.reason)
+            self._retire(worker, recycle.reason)
+
+    def enforce_deadlines(self, now: float, drain_deadline: float | None) -> None:
+        """Kill workers whose task overran its timeout, and every one once a drain is over."""
+        for worker in self.workers.values():
+            if worker.deadline is not None and now >= worker.deadline and not worker.kill_reason:
+                logger.warning(
+                    "worker {} (pid {}) overran its task's timeout: killing it",
+                    worker.slot,
+                    worker.pid,
+                )
+                pool.kill(worker, "timeout")
+        if drain_deadline is not None and now >= drain_deadline:
+            for worker in self.workers.values():
+                if not worker.kill_reason:
+                    logger.warning(
+                        "shutdown timeout: stopping worker {} and requeueing its task", worker.slot
+                    )
+                    pool.kill(worker, "shutdown")
+
+    # --- exits ----------------------------------------------------------------------------
+
+    def close_pipe(self, worker: Worker) -> None:
+        """Stop watching a worker's pipe: it hung up, or the worker exited."""
+        self.selector.unregister(worker.conn.fileno())
+        worker.conn.close()
+
+    def reap(self, last_words: Callable[[Worker], None]) -> Iterator[tuple[Worker, str]]:
+        """Each worker that exited, gone from the crew, with how it ended, one at a time so
+        its tasks are settled before the next exit is logged. ``last_words`` first reads what
+        it said before dying: results, or the Ready that makes it no start-up crash."""
+        for pid, code in pool.reap():
+            worker = self.workers.get(pid)
+            if worker is not None:
+                yield worker, self._on_exit(worker, code, last_words)
+
+    def _on_exit(self, worker: Worker, code: int, last_words: Callable[[Worker], None]) -> str:
+        now = time.monotonic()
+        worker.exit_code = code
+        if not worker.conn.closed:
+            last_words(worker)  # collect what it said before dying
+            if not worker.conn.closed:
+                self.close_pipe(worker)
+        del self.workers[worker.pid]
+        how = pool.describe_exit(code)
+        if not worker.ready and worker.retiring is None:
+            self.boot_failures += 1
+            self.counters["crashed:start-up"] += 1
+            delay = policy.respawn_delay(self.boot_failures)
+            self.next_spawn_at = now + delay
+            logger.error(
+                "worker {} (pid {}) died at start-up ({}); next start in {:g} s",
+                worker.slot,
+                worker.pid,
+                how,
+                delay,
+            )
+        elif worker.retiring and code == 0:
+            logger.debug("worker {} (pid {}) retired: {}", worker.slot, worker.pid, worker.retiring)
+        else:
+            self.counters["crashed:" + (worker.kill_reason or how.split(" (")[0])] += 1
+            logger.warning("worker {} (pid {}) died: {}", worker.slot, worker.pid, how)
+        return how
