@@ -7,6 +7,7 @@ backoff after start-up crashes) and hands the worker back so the arbiter settles
 
 from __future__ import annotations
 
+import os
 import selectors
 import threading
 import time
@@ -177,6 +178,9 @@ class Crew:
         now = time.monotonic()
         worker.exit_code = code
         if not worker.conn.closed:
+            # It is dead, so all it wrote is here: a message it was cut off in the middle of
+            # must end the reading (BlockingIOError), not block the loop.
+            os.set_blocking(worker.conn.fileno(), False)
             last_words(worker)  # collect what it said before dying
             if not worker.conn.closed:
                 self.close_pipe(worker)
