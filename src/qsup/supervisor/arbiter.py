@@ -144,7 +144,7 @@ class Arbiter:
         deadlines = self.housekeeper.deadlines(self.config, running)
         if running:
             deadlines.extend(self.intake.deadlines())
-        flush_at = self.outbox.due_at()
+        flush_at = self.outbox.due_at(now)
         if flush_at is not None and not self.writer.in_flight:
             deadlines.append(max(flush_at, self.next_flush_at))
         if self.drain_deadline is not None:
@@ -275,7 +275,7 @@ class Arbiter:
     def _started(self, worker: Worker, task_id: Any, at: float, now: float) -> None:
         worker.current, worker.started_at = task_id, at
         worker.deadline = now + worker.jobs[task_id].timeout + self.config.timeout_grace
-        self.outbox.started(task_id, at, worker.pid, now)
+        self.outbox.started(task_id, at, worker.pid)
 
     def _give_back(self, tasks: list[protocol.Job], now: float) -> None:
         """Tasks a worker never started: cancelled ones are marked so; the rest are kept if
@@ -388,14 +388,14 @@ class Arbiter:
         """Hand the outbox to the writer when it is due and the writer is free (the starts of
         tasks that only just began stay behind). With every worker idle and nothing held, no
         result can join the batch: it is due at once."""
-        flush_at = self.outbox.due_at()
+        flush_at = self.outbox.due_at(now)
         if flush_at is None or self.writer.in_flight or now < self.next_flush_at:
             return
         outcomes = len(self.outbox) - len(self.outbox.running)
         quiet = not self.buffer and not any(w.busy for w in self.crew.workers.values())
         if now < flush_at and outcomes < FLUSH_SIZE and not (quiet and outcomes):
             return
-        young = self.outbox.split_young_starts(now)  # with their own, exact, running_since
+        young = self.outbox.split_young_starts()
         if len(self.outbox):
             self.writer.submit(self.outbox, self.server_id, self.config.wake_channel)
         self.outbox = young

@@ -44,7 +44,6 @@ class Outbox:
     enqueues: list[repo.NewTask] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)  # shared with the arbiter
     since: float | None = None  # monotonic time of the oldest pending entry but starts
-    running_since: float | None = None  # monotonic time of the oldest start not written
 
     def __len__(self) -> int:
         return (
@@ -72,20 +71,20 @@ class Outbox:
 
     # --- recording ------------------------------------------------------------------------
 
-    def started(self, task_id: TaskId, at: float, pid: int, now: float) -> None:
-        self.running[task_id] = (at, pid)
-        if self.running_since is None:
-            self.running_since = now
+    def started(self, task_id: TaskId, at: float, pid: int) -> None:
+        self.running[task_id] = (at, pid)  # one per busy worker at most
 
-    def due_at(self) -> float | None:
-        """When to flush: soon after an outcome; for starts alone, once the oldest task has run
-        ``STARTS_AFTER`` (most end before: their completion writes the start, in one update)."""
+    def due_at(self, now: float) -> float | None:
+        """When (monotonic) to flush: soon after an outcome; for starts alone, once the oldest
+        task has run ``STARTS_AFTER`` (most end before: their completion writes the start, in
+        one update)."""
         due = [self.since + FLUSH_AFTER] if self.since is not None else []
-        if self.running and self.running_since is not None:
-            due.append(self.running_since + STARTS_AFTER)
+        if self.running:
+            oldest = min(at for at, _ in self.running.values())  # wall clock, as workers saw it
+            due.append(now + oldest + STARTS_AFTER - time.time())
         return min(due, default=None)
 
-    def split_young_starts(self, now: float) -> Outbox:
+    def split_young_starts(self) -> Outbox:
         """Take the starts of tasks running for less than ``STARTS_AFTER`` out, into an outbox
         of their own: a flush leaves them for later."""
         young = Outbox(counters=self.counters)
@@ -93,9 +92,6 @@ class Outbox:
         for task_id, (at, _) in list(self.running.items()):
             if wall - at < STARTS_AFTER:
                 young.running[task_id] = self.running.pop(task_id)
-        if young.running:
-            oldest = min(at for at, _ in young.running.values())
-            young.running_since = now - max(0.0, wall - oldest)
         return young
 
     def finished(
@@ -233,8 +229,6 @@ class Outbox:
             self.running.pop(task_id, None)
         if later.since is not None:
             self.since = min(self.since or later.since, later.since)
-        if later.running_since is not None:
-            self.running_since = min(self.running_since or later.running_since, later.running_since)
 
     def salvage(self, conn: Any, server_id: int, error: str) -> None:
         """After PostgreSQL refused a flush: fail the tasks whose outcome could not be stored,
@@ -253,4 +247,4 @@ class Outbox:
             getattr(self, name).clear()
         for name in ("completed", "retries", "failures", "releases", "cancels", "logs", "enqueues"):
             getattr(self, name).clear()
-        self.since = self.running_since = None
+        self.since = None
