@@ -55,6 +55,19 @@ def test_bad_usage_exits_2_with_one_line(args, tmp_path):
     assert one_line(result).startswith("qsup: error:")
 
 
+def test_help_lists_every_command_and_an_unknown_one_is_exit_2(tmp_path):
+    """Only the command being run is built (start-up); help and errors still see them all."""
+    listing = run(["--help"], cwd=tmp_path)
+    assert listing.returncode == 0
+    for name in ("serve", "enqueue", "queue", "task", "db", "config", "schedule"):
+        assert f" {name} " in listing.stdout, name
+    serve_help = run(["serve", "--help"], cwd=tmp_path)
+    assert serve_help.returncode == 0 and "--workers" in serve_help.stdout
+    unknown = run(["sevre"], cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert one_line(unknown).startswith("qsup: error: No such command 'sevre'. Did you mean 'serve'")
+
+
 @pytest.mark.parametrize("toml, env, needle", [
     ("max_retrys = 1\n", {}, "did you mean 'max_retries'"),
     ("max_workers = [\n", {}, "malformed TOML"),
