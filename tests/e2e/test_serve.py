@@ -157,3 +157,21 @@ def test_bad_serve_flags_exit_2_with_one_line(start_server, bad):
     assert server.wait(20) == 2
     lines = server.output().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("qsup: error:"), lines
+
+
+def test_a_job_queued_behind_a_long_task_goes_to_a_worker_that_idles(queue, conn, start_server):
+    """Short tasks are handed over several at a time, so a worker may hold jobs behind the task
+    it runs. When that task is long and another worker idles with nothing left to take, the
+    supervisor calls the queued jobs back and the idle worker runs them."""
+    start_server("--workers", "2", "--min-workers", "2")
+    for ref in queue.add_tasks([(tasks.noop, (), {})] * 2):  # durations known: batched hand-off
+        ref.result(timeout=20)
+    refs = queue.add_tasks([  # claimed together, in this order; one worker takes the first two
+        (tasks.sleep_then_return, (6.0, "long"), {"_priority": 9}),
+        (tasks.sleep_then_return, (0.3, "queued"), {"_priority": 8}),
+        (tasks.sleep_then_return, (0.3, "other"), {"_priority": 7}),
+    ])
+    assert [ref.result(timeout=30) for ref in refs] == ["long", "queued", "other"]
+    done = dict(conn.execute("SELECT result, date_done FROM queued_tasks WHERE result <> 'null'"))
+    for name in ("queued", "other"):  # not after the long one (6 s)
+        assert (done["long"] - done[name]).total_seconds() > 3, f"{name} waited for long"

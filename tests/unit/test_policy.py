@@ -111,7 +111,9 @@ def test_handoff_follows_the_measured_duration():
     assert policy.handoff(0.005) == (4, 8)
     assert policy.handoff(0.01) == (2, 4)
     assert policy.handoff(0.03) == (1, 2)  # short: one may wait behind the running one
-    assert policy.handoff(0.5) == (1, 1)  # long: none waits
+    assert policy.handoff(0.5) == (1, 2)
+    assert policy.handoff(policy.SHORT_TASK) == (1, 1)  # long: none waits
+    assert policy.handoff(30.0) == (1, 1)
     assert policy.moving_average(None, 0.5) == 0.5
     assert policy.moving_average(1.0, 0.0) == 0.9
 

@@ -131,6 +131,7 @@ class Arbiter:
         self._dispatch(now)  # refill workers from what we hold before waiting on the database
         self._claim(now)
         self._dispatch(now)
+        self._recall()
         self.intake.check_next_due(now)
         self._flush(now)
         self._chores(now)
@@ -237,6 +238,7 @@ class Arbiter:
         elif isinstance(msg, protocol.Results):
             self._on_results(worker, msg.finished, now)
         elif isinstance(msg, protocol.Released):
+            worker.recalled.difference_update(msg.task_ids)
             if worker.current in msg.task_ids:
                 worker.current, worker.deadline = None, None
             self._give_back([worker.jobs.pop(i) for i in msg.task_ids], now)
@@ -256,6 +258,7 @@ class Arbiter:
         next job, if it holds one."""
         for msg in results:
             task = worker.jobs.pop(msg.task_id)
+            worker.recalled.discard(msg.task_id)  # it ran before our Drop reached the worker
             if msg.task_id in self.cancelling:  # it ran before the worker read our Drop
                 self.cancelling.discard(msg.task_id)
                 logger.info("task {} finished before its cancellation reached the worker", task.id)
@@ -376,6 +379,23 @@ class Arbiter:
                 self.buffer.extendleft(reversed(tasks))
                 continue
             worker.jobs.update((t.id, t) for t in tasks)
+
+    def _recall(self) -> None:
+        """A worker idles and nothing is left to hand out: call back the jobs the others hold
+        but have not started (a long task must not hold up the job queued behind it). They
+        come back in a ``Released`` and go to the buffer, to be shared out again."""
+        if self.state != "running" or self.buffer:
+            return
+        accepting = [w for w in self.crew.workers.values() if w.accepting]
+        if all(w.jobs for w in accepting):
+            return
+        for worker in accepting:
+            queued = tuple(
+                t for t in worker.jobs if t != worker.current and t not in worker.recalled
+            )
+            if queued:
+                worker.recalled.update(queued)
+                self.crew.send(worker, protocol.Drop(queued))
 
     def buffer_release(self, now: float) -> None:
         if self.buffer:

@@ -28,6 +28,7 @@ class Worker:
     conn: Any
     ready: bool = False
     jobs: dict[TaskId, Job] = field(default_factory=dict)  # assigned, unfinished
+    recalled: set[TaskId] = field(default_factory=set)  # asked back (Drop), not yet answered
     current: TaskId | None = None
     started_at: float = 0.0  # wall clock of the current job's start
     deadline: float | None = None  # monotonic time past which the worker is killed

@@ -6,7 +6,6 @@ import os
 import signal
 import sys
 import time
-from collections import deque
 from typing import Any
 
 from setproctitle import setproctitle
@@ -14,6 +13,7 @@ from setproctitle import setproctitle
 from qsup import context, protocol
 from qsup.linux import die_with_parent
 from qsup.settings import Config
+from qsup.worker.mailbox import Mailbox
 from qsup.worker.reporter import Reporter
 from qsup.worker.runner import Runner
 
@@ -68,41 +68,27 @@ def worker_main(conn: Any, slot: int, parent_pid: int, config: Config) -> None:
 def _serve(conn: Any, slot: int, runner: Runner) -> None:
     """Run jobs in the order received. A ``Started`` is sent only after waiting idle: when
     jobs follow each other, each result tells the supervisor the next one began."""
-    jobs: deque[protocol.Job] = deque()
-    reporter = Reporter()
-    waiting = protocol.waiting(conn.fileno())
+    mailbox = Mailbox(conn)
+    reporter = Reporter(on_tick=mailbox.read_waiting_quietly)
     title = ""
     while True:
-        announce = not jobs
-        if not jobs:
+        announce = not mailbox
+        if announce:
             reporter.flush()
             setproctitle(title := f"qsup: worker {slot} idle")
-            if not _receive(conn, jobs):
-                return
-            reporter.working()
-        while waiting():  # jobs (or a Stop) that arrived while we were busy
-            if not _receive(conn, jobs):
+            mailbox.wait()
+        else:
+            mailbox.read_waiting()  # jobs, a Drop or a Stop that arrived while we were busy
+        job = mailbox.pop()
+        if job is None:
+            if mailbox.stopped:
                 reporter.flush()
-                context.send(protocol.Released(tuple(j.id for j in jobs)))
+                mailbox.release_all()
                 return
-        job = jobs.popleft()
+            continue  # a Drop took what we held
+        reporter.working()
         if title != (title := f"qsup: worker {slot} running {job.name}"):
             setproctitle(title)
         if announce:
             context.send(protocol.Started(job.id, time.time()))
         reporter.add(runner.run(job))
-
-
-def _receive(conn: Any, jobs: deque[protocol.Job]) -> bool:
-    """Read one message: queue its jobs, drop cancelled ones, or return False for Stop."""
-    message = protocol.decode(conn.recv_bytes())
-    if isinstance(message, protocol.Stop):
-        return False
-    if isinstance(message, protocol.Drop):
-        dropped = [j for j in jobs if j.id in message.task_ids]
-        for job in dropped:
-            jobs.remove(job)
-        context.send(protocol.Released(tuple(j.id for j in dropped)))
-        return True
-    jobs.extend(message.jobs)
-    return True

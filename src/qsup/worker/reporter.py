@@ -3,13 +3,15 @@
 The main thread sends a batch once its oldest result is ``REPORT_EVERY`` old. A long job would
 hold back the results of the tiny jobs before it (the supervisor infers from those results which
 job runs, and so its deadline), so a helper thread sends anything older than ``SAFETY_NET``
-while the worker is busy. It sleeps while the worker idles.
+while the worker is busy, and reads the worker's pipe (``on_tick``: a Drop must not wait for a long
+job to end). It sleeps while the worker idles.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from qsup import context, protocol
 
@@ -18,7 +20,8 @@ SAFETY_NET = 0.02  # seconds after which the helper thread sends what a long job
 
 
 class Reporter:
-    def __init__(self) -> None:
+    def __init__(self, on_tick: Callable[[], None]) -> None:
+        self._on_tick = on_tick
         self._pending: list[protocol.Finished] = []
         self._lock = threading.Lock()
         self._busy = threading.Event()
@@ -47,6 +50,7 @@ class Reporter:
             with self._lock:
                 if self._pending and time.time() - self._pending[0].done >= SAFETY_NET:
                     self._send_pending()
+            self._on_tick()
 
     def _send_pending(self) -> None:
         if self._pending:

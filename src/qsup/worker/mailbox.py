@@ -1,0 +1,76 @@
+"""The jobs a worker holds, fed from its pipe.
+
+The main thread reads the pipe between jobs. While a job runs, the reporter's thread reads it
+too (``read_waiting``), so a ``Drop`` is answered at once: a job queued behind a long one can be
+cancelled, or called back by the supervisor for a worker that idles, without waiting for the long
+one to end. Every read and every change of the queue happens under one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from qsup import context, protocol
+
+
+class Mailbox:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._waiting = protocol.waiting(conn.fileno())
+        self._lock = threading.Lock()
+        self._jobs: deque[protocol.Job] = deque()
+        self.stopped = False  # a Stop arrived: finish the current job, give back the rest
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def wait(self) -> None:
+        """Block until a message arrives, then take it and whatever else is waiting (not after
+        a Stop, which the reporter's thread may have read during the last job)."""
+        with self._lock:
+            if not self.stopped:
+                self._take(self._conn.recv_bytes())
+            self._take_waiting()
+
+    def read_waiting(self) -> None:
+        """Take the messages already there, without blocking (main thread, between jobs)."""
+        with self._lock:
+            self._take_waiting()
+
+    def read_waiting_quietly(self) -> None:
+        """``read_waiting`` for the reporter's thread: a closed pipe is the main thread's to
+        notice."""
+        try:
+            self.read_waiting()
+        except (EOFError, OSError):
+            pass
+
+    def pop(self) -> protocol.Job | None:
+        """The next job to run; None after a Stop, or when a Drop took the last one."""
+        with self._lock:
+            return None if self.stopped or not self._jobs else self._jobs.popleft()
+
+    def release_all(self) -> None:
+        """After a Stop: give back every job not started."""
+        with self._lock:
+            if self._jobs:
+                context.send(protocol.Released(tuple(job.id for job in self._jobs)))
+            self._jobs.clear()
+
+    def _take_waiting(self) -> None:
+        while not self.stopped and self._waiting():
+            self._take(self._conn.recv_bytes())
+
+    def _take(self, raw: bytes) -> None:
+        message = protocol.decode(raw)
+        if isinstance(message, protocol.Stop):
+            self.stopped = True
+        elif isinstance(message, protocol.Drop):
+            dropped = [job for job in self._jobs if job.id in message.task_ids]
+            for job in dropped:
+                self._jobs.remove(job)
+            context.send(protocol.Released(tuple(job.id for job in dropped)))
+        else:
+            self._jobs.extend(message.jobs)

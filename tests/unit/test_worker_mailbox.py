@@ -1,0 +1,77 @@
+"""A real forked worker answers a Drop while it runs a long job, and still honours a Stop."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from qsup import protocol
+from qsup.settings import Config
+from qsup.supervisor import pool
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def job(name: str, *args: object) -> protocol.Job:
+    return protocol.Job(
+        id=str(uuid.uuid4()),
+        name=name,
+        args=json.dumps(list(args)),
+        kwargs="{}",
+        timeout=30.0,
+        attempts=1,
+        max_retries=0,
+        context="{}",
+    )
+
+
+def next_message(worker: pool.Worker, timeout: float, skip: tuple[type, ...] = ()) -> object:
+    """The worker's next message (skipping ``skip`` types), or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.conn.poll(0.05):
+            message = protocol.decode(worker.conn.recv_bytes())
+            if not isinstance(message, skip):
+                return message
+    raise AssertionError(f"no message from the worker within {timeout} s")
+
+
+@pytest.fixture
+def worker():
+    spawned = pool.spawn(1, Config())
+    try:
+        assert isinstance(next_message(spawned, 10), protocol.Ready)
+        yield spawned
+    finally:
+        spawned.process.kill()
+        spawned.process.join(5)
+
+
+def test_a_job_queued_behind_a_long_one_is_given_back_at_once(worker):
+    long_job = job("tests.tasks:sleep_then_return", 5.0, "long")
+    queued = job("tests.tasks:noop")
+    worker.conn.send_bytes(protocol.encode(protocol.Assign((long_job, queued))))
+    started = next_message(worker, 10)
+    assert started == protocol.Started(long_job.id, started.at)
+    asked = time.monotonic()
+    worker.conn.send_bytes(protocol.encode(protocol.Drop((queued.id,))))
+    assert next_message(worker, 3) == protocol.Released((queued.id,))
+    assert time.monotonic() - asked < 1.0  # not after the 5 s job
+    # The long job goes on; a Stop read while it runs ends the worker after it, not before.
+    worker.conn.send_bytes(protocol.encode(protocol.Stop()))
+    results = next_message(worker, 10)
+    assert isinstance(results, protocol.Results)
+    assert [(f.task_id, f.outcome) for f in results.finished] == [(long_job.id, "ok")]
+    worker.process.join(10)
+    assert worker.process.exitcode == 0
+
+
+def test_a_stop_while_idle_ends_the_worker(worker):
+    worker.conn.send_bytes(protocol.encode(protocol.Assign((job("tests.tasks:noop"),))))
+    assert isinstance(next_message(worker, 10, skip=(protocol.Started,)), protocol.Results)
+    worker.conn.send_bytes(protocol.encode(protocol.Stop()))
+    worker.process.join(10)
+    assert worker.process.exitcode == 0
