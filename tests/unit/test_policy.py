@@ -142,3 +142,10 @@ def test_beats_double_as_the_fallback_poll_with_notify():
     assert policy.beat_interval(True, 30, 30) == 30
     assert policy.beat_interval(True, 30, 5) == 5
     assert policy.beat_interval(False, 30, 5) == 30
+
+
+def test_only_jobs_held_behind_the_running_one_are_recalled():
+    assert policy.recallable([], set()) == ()
+    assert policy.recallable(["a"], set()) == ()  # a lone job is running or about to
+    assert policy.recallable(["a", "b", "c"], set()) == ("b", "c")
+    assert policy.recallable({"a": 1, "b": 2, "c": 3}, {"c"}) == ("b",)  # asked for already

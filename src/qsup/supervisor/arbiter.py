@@ -390,9 +390,7 @@ class Arbiter:
         if all(w.jobs for w in accepting):
             return
         for worker in accepting:
-            queued = tuple(
-                t for t in worker.jobs if t != worker.current and t not in worker.recalled
-            )
+            queued = policy.recallable(worker.jobs, worker.recalled)
             if queued:
                 worker.recalled.update(queued)
                 self.crew.send(worker, protocol.Drop(queued))

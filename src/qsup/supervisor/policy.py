@@ -6,9 +6,12 @@ arbiter only applies them and the unit tests need no mocks.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Container, Iterable, Sequence
+from typing import NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 MAX_HANDOFF = 128  # most tasks sent to one worker in one message
 
@@ -90,6 +93,13 @@ def handoff(avg_task_seconds: float | None, target_seconds: float = 0.02) -> Han
         return Handoff(MAX_HANDOFF, 2 * MAX_HANDOFF)
     cap = max(1, min(MAX_HANDOFF, int(target_seconds / avg_task_seconds)))
     return Handoff(cap, 2 * cap if avg_task_seconds < SHORT_TASK else cap)
+
+
+def recallable(jobs: Iterable[T], recalled: Container[T]) -> tuple[T, ...]:
+    """The jobs a worker holds behind the one it runs, not yet asked back: it runs them in
+    the order given, so the first is running or about to (asking for it would only bounce a
+    lone task between two idle workers)."""
+    return tuple(job for job in itertools.islice(jobs, 1, None) if job not in recalled)
 
 
 def moving_average(average: float | None, sample: float, weight: float = 0.1) -> float:
