@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 
+import multiprocess
 import pytest
 
 from qsup import protocol
 from qsup.settings import Config
 from qsup.supervisor import pool
+from qsup.worker.mailbox import Mailbox
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -75,3 +78,20 @@ def test_a_stop_while_idle_ends_the_worker(worker):
     worker.conn.send_bytes(protocol.encode(protocol.Stop()))
     worker.process.join(10)
     assert worker.process.exitcode == 0
+
+
+def test_jobs_taken_by_the_reporter_thread_as_the_worker_went_idle_are_not_waited_for():
+    """The reporter's thread ticks once more after the worker went idle and takes an Assign
+    from the pipe: the main thread's wait must return with it, not block on the pipe."""
+    supervisor_end, worker_end = multiprocess.Pipe()
+    mailbox = Mailbox(worker_end)
+    assigned = job("tests.tasks:noop")
+    supervisor_end.send_bytes(protocol.encode(protocol.Assign((assigned,))))
+    deadline = time.monotonic() + 5
+    while not len(mailbox) and time.monotonic() < deadline:  # the reporter's last tick
+        mailbox.read_waiting_quietly()
+    waiting = threading.Thread(target=mailbox.wait, daemon=True)
+    waiting.start()
+    waiting.join(2)
+    assert not waiting.is_alive(), "the worker blocked on its pipe with a job in hand"
+    assert mailbox.pop() == assigned

@@ -27,10 +27,11 @@ class Mailbox:
         return len(self._jobs)
 
     def wait(self) -> None:
-        """Block until a message arrives, then take it and whatever else is waiting (not after
-        a Stop, which the reporter's thread may have read during the last job)."""
+        """Block until a message arrives, then take it and whatever else is waiting. Not when
+        the reporter's thread, in a last tick as the worker went idle, already took jobs or a
+        Stop: their message is gone from the pipe, and blocking would hang with them held."""
         with self._lock:
-            if not self.stopped:
+            if not self._jobs and not self.stopped:
                 self._take(self._conn.recv_bytes())
             self._take_waiting()
 
