@@ -7,21 +7,25 @@ from qsup.supervisor import policy
 from qsup.supervisor.policy import WorkerView
 
 
-def test_spawns_up_to_min_then_one_at_a_time_while_work_waits():
-    assert policy.desired_spawns(0, 0, False, 2, 8) == 2
-    assert policy.desired_spawns(2, 0, True, 2, 8) == 1
-    assert policy.desired_spawns(2, 1, True, 2, 8) == 0
-    assert policy.desired_spawns(8, 0, True, 2, 8) == 0
-    assert policy.desired_spawns(3, 0, False, 2, 8) == 0
+def test_spawns_up_to_min_then_one_per_task_no_free_worker_can_take():
+    assert policy.desired_spawns(0, 0, 0, 2, 8) == 2
+    assert policy.desired_spawns(0, 0, 1, 2, 8) == 2
+    assert policy.desired_spawns(2, 0, 1, 2, 8) == 1
+    assert policy.desired_spawns(2, 1, 1, 2, 8) == 0
+    assert policy.desired_spawns(1, 1, 500, 1, 8) == 7  # a first claim: every worker at once
+    assert policy.desired_spawns(2, 0, 3, 1, 8) == 3
+    assert policy.desired_spawns(8, 0, 50, 2, 8) == 0
+    assert policy.desired_spawns(3, 0, 0, 2, 8) == 0
 
 
 @given(
-    st.integers(0, 50), st.integers(0, 50), st.booleans(), st.integers(0, 10), st.integers(1, 20)
+    st.integers(0, 50), st.integers(0, 50), st.integers(0, 1000), st.integers(0, 10),
+    st.integers(1, 20),
 )
-def test_spawning_never_exceeds_max(current, idle, backlog, low, high):
+def test_spawning_never_exceeds_max(current, idle, waiting, low, high):
     low = min(low, high)
     idle = min(idle, current)
-    assert current + policy.desired_spawns(current, idle, backlog, low, high) <= max(current, high)
+    assert current + policy.desired_spawns(current, idle, waiting, low, high) <= max(current, high)
 
 
 def test_idle_workers_retire_longest_idle_first_down_to_min():

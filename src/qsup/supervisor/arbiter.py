@@ -127,7 +127,8 @@ class Arbiter:
         self._reap()
         self.crew.enforce_deadlines(now, self.drain_deadline)
         if self.state == "running":
-            self.crew.scale(now, self.intake.backlog or bool(self.buffer))
+            # the tasks we hold, else one if the last claim left more in the database
+            self.crew.scale(now, len(self.buffer) or int(self.intake.backlog))
         self._dispatch(now)  # refill workers from what we hold before waiting on the database
         self._claim(now)
         self._dispatch(now)

@@ -58,15 +58,23 @@ class Crew:
 
     # --- starting, scaling, stopping ------------------------------------------------------
 
-    def _spawn(self, now: float) -> None:
-        used = {w.slot for w in self.workers.values()}
-        slot = next(i for i in range(1, len(used) + 2) if i not in used)
-        with self.fork_lock:  # never fork while the writer thread is mid-flush
+    def _spawn(self, now: float) -> bool:
+        """Fork a worker, unless the writer thread is mid-flush (a child must not inherit a
+        lock it holds): then False, and a later pass tries again (the flush's end wakes the
+        loop). Waiting for the lock stalled the whole loop for a flush, 20-150 ms."""
+        if not self.fork_lock.acquire(blocking=False):
+            return False
+        try:
+            used = {w.slot for w in self.workers.values()}
+            slot = next(i for i in range(1, len(used) + 2) if i not in used)
             worker = pool.spawn(slot, self.config)
+        finally:
+            self.fork_lock.release()
         worker.idle_since = now
         self.workers[worker.pid] = worker
         self.selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
         logger.debug("spawned worker {} (pid {})", slot, worker.pid)
+        return True
 
     def on_ready(self, worker: Worker, now: float) -> None:
         """A worker booted: start-ups work again, so the respawn backoff starts over."""
@@ -105,8 +113,9 @@ class Crew:
         """SIGTTIN/SIGTTOU: ``step`` more workers allowed, never fewer than ``min_workers``."""
         self.max_workers = max(1, self.config.min_workers, self.max_workers + step)
 
-    def scale(self, now: float, backlog: bool) -> None:
-        """Retire idle workers and those beyond ``max_workers``; start what the policy wants."""
+    def scale(self, now: float, waiting: int) -> None:
+        """Retire idle workers and those beyond ``max_workers``; start what the policy wants
+        for ``waiting`` tasks."""
         live = [w for w in self.workers.values() if w.retiring is None]
         views = [policy.WorkerView(w.busy, w.idle_since, w.tasks_done, w.rss / 2**20) for w in live]
         for i in policy.idle_to_retire(
@@ -121,11 +130,12 @@ class Crew:
         live = [w for w in self.workers.values() if w.retiring is None]
         free = sum(1 for w in live if not w.busy)
         wanted = policy.desired_spawns(
-            len(live), free, backlog, self.config.min_workers, self.max_workers
+            len(live), free, waiting, self.config.min_workers, self.max_workers
         )
         if wanted and now >= self.next_spawn_at:
             for _ in range(wanted):
-                self._spawn(now)
+                if not self._spawn(now):
+                    break
 
     def maybe_recycle(self, worker: Worker) -> None:
         """After results: replace a worker that ran too many tasks or grew too big."""

@@ -27,15 +27,13 @@ class WorkerView(NamedTuple):
 
 
 def desired_spawns(
-    current: int, idle: int, backlog: bool, min_workers: int, max_workers: int
+    current: int, idle: int, waiting: int, min_workers: int, max_workers: int
 ) -> int:
-    """How many workers to start now: up to the minimum, plus one more while work waits and
-    no worker is free; never beyond the maximum."""
-    if current < min_workers:
-        return min_workers - current
-    if backlog and idle == 0 and current < max_workers:
-        return 1
-    return 0
+    """How many workers to start now: up to the minimum, plus one for each waiting task that
+    no free worker can take (at start-up the first claim brings up every worker it needs at
+    once, not one per pass); never beyond the maximum."""
+    below_min, unserved = min_workers - current, waiting - idle
+    return max(0, min(max(below_min, unserved), max_workers - current))
 
 
 def idle_to_retire(
