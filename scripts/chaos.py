@@ -361,6 +361,7 @@ class Chaos:
         self.timings: dict[str, float] = {}
         self.t0 = time.time()
         self.boot_crashes = 0
+        self.db_restarted_at = 0.0  # end of the last PostgreSQL restart (wall clock)
 
     # --- servers ----------------------------------------------------------------------------
 
@@ -407,6 +408,10 @@ class Chaos:
                     server.proc.wait(10)
                     self.start_server(slot, wait=False)
             elif not server.running() and server.signalled is None:
+                if self._refused_at_start(server):
+                    log(f"{server.name} started while PostgreSQL restarted: exit 3, restarted")
+                    self.start_server(slot, wait=False)
+                    continue
                 self.problems.append(f"server {server.name} died on its own "
                                      f"(exit {server.proc.returncode})")
                 if now - server.started_at < 5:
@@ -417,6 +422,13 @@ class Chaos:
                 else:
                     self.boot_crashes = 0
                 self.start_server(slot, wait=False)
+
+    def _refused_at_start(self, server: Server) -> bool:
+        """Exit 3 (database unreachable) is what a server started into a PostgreSQL restart
+        must do (its first connection is not retried); the harness restarts it, as systemd or
+        a container runtime would. Anywhere else an exit is a problem."""
+        return (server.proc.returncode == 3
+                and server.started_at <= self.db_restarted_at < server.started_at + 10)
 
     def _cont(self, pid: int, proc: psutil.Process) -> None:
         self.stopped.pop(pid, None)
@@ -490,6 +502,7 @@ class Chaos:
             mode = kind.removeprefix("pg_restart_")
             started = time.monotonic()
             self.db.restart(mode)
+            self.db_restarted_at = time.time()
             return f"pg_ctl -m {mode} restart ({time.monotonic() - started:.1f} s)"
         raise ValueError(kind)
 
