@@ -26,32 +26,26 @@ class Mailbox:
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def wait(self) -> None:
-        """Block until a message arrives, then take it and whatever else is waiting. Not when
-        the reporter's thread, in a last tick as the worker went idle, already took jobs or a
-        Stop: their message is gone from the pipe, and blocking would hang with them held."""
+    def next_job(self, block: bool) -> protocol.Job | None:
+        """Take the messages already in the pipe (with ``block``, first wait for one), then
+        the next job to run: None after a Stop, or when a Drop took the last one. It does not
+        wait when the reporter's thread, in a last tick as the worker went idle, already took
+        jobs or a Stop: their message is gone from the pipe, and waiting would hang with them
+        held."""
         with self._lock:
-            if not self._jobs and not self.stopped:
+            if block and not self._jobs and not self.stopped:
                 self._take(self._conn.recv_bytes())
             self._take_waiting()
+            return None if self.stopped or not self._jobs else self._jobs.popleft()
 
     def read_waiting(self) -> None:
-        """Take the messages already there, without blocking (main thread, between jobs)."""
-        with self._lock:
-            self._take_waiting()
-
-    def read_waiting_quietly(self) -> None:
-        """``read_waiting`` for the reporter's thread: a closed pipe is the main thread's to
-        notice."""
+        """For the reporter's thread, while a job runs: take the messages already there. A
+        closed pipe is the main thread's to notice."""
         try:
-            self.read_waiting()
+            with self._lock:
+                self._take_waiting()
         except (EOFError, OSError):
             pass
-
-    def pop(self) -> protocol.Job | None:
-        """The next job to run; None after a Stop, or when a Drop took the last one."""
-        with self._lock:
-            return None if self.stopped or not self._jobs else self._jobs.popleft()
 
     def release_all(self) -> None:
         """After a Stop: give back every job not started."""

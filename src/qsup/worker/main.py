@@ -69,24 +69,22 @@ def _serve(conn: Any, slot: int, runner: Runner) -> None:
     """Run jobs in the order received. A ``Started`` is sent only after waiting idle: when
     jobs follow each other, each result tells the supervisor the next one began."""
     mailbox = Mailbox(conn)
-    reporter = Reporter(on_tick=mailbox.read_waiting_quietly)
+    reporter = Reporter(on_tick=mailbox.read_waiting)
     title = ""
     while True:
         announce = not mailbox
         if announce:
             reporter.flush()
             setproctitle(title := f"qsup: worker {slot} idle")
-            mailbox.wait()
-        else:
-            mailbox.read_waiting()  # jobs, a Drop or a Stop that arrived while we were busy
-        job = mailbox.pop()
+        job = mailbox.next_job(block=announce)  # and what arrived while we were busy
         if job is None:
             if mailbox.stopped:
                 reporter.flush()
                 mailbox.release_all()
                 return
             continue  # a Drop took what we held
-        reporter.working()
+        if announce:
+            reporter.working()
         if title != (title := f"qsup: worker {slot} running {job.name}"):
             setproctitle(title)
         if announce:
