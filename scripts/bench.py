@@ -745,6 +745,14 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
                          "ratio": ratio(med("drain", "noop_workers_2", "tasks_per_s"),
                                         value["drain"]["tasks_per_s"]["median"]),
                          "target": ">= 2"})
+        steady = med("peers", peer, "drain", "steady_tasks_per_s")
+        if steady:
+            rows.append({"scenario": f"drain steady vs {peer} steady (tasks/s)",
+                         "qsup": med("drain", "noop_workers_2", "steady_tasks_per_s"),
+                         "reference": steady, "reference_is": f"{peer}, first pick to last end",
+                         "ratio": ratio(med("drain", "noop_workers_2", "steady_tasks_per_s"),
+                                        steady),
+                         "target": ">= 2 (if timed from a running consumer)"})
         if isinstance(value, dict) and "batch_enqueue" in value:
             rows.append({"scenario": f"batch enqueue vs {peer} (tasks/s)",
                          "qsup": med("enqueue", "add_tasks_1000"),

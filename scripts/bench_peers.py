@@ -119,9 +119,37 @@ def _drain_processes(target: Any, conninfo: str, left: Any, count: int,
     return count / wall if count else 0.0
 
 
-def _drain_once(dsn: str, count: int, started: dict[int, Any]) -> float:
+async def _steady(dsn: str, count: int) -> float | None:
+    """Tasks/s from the first pick to the last success, from pgqueuer's own log (its rows'
+    ``created`` is the transaction's start): the peer's side of qsup's "steady" figure."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        span = await conn.fetchval(
+            "SELECT extract(epoch FROM max(created) FILTER (WHERE status = 'successful')"
+            " - min(created) FILTER (WHERE status = 'picked'))::float8 FROM pgqueuer_log")
+        return count / span if span else None
+    finally:
+        await conn.close()
+
+
+async def _clear_log(dsn: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("TRUNCATE pgqueuer_log")
+    finally:
+        await conn.close()
+
+
+def _drain_once(dsn: str, count: int, started: dict[int, Any]) -> tuple[float, float | None]:
+    """(tasks/s from the consumers' spawn, tasks/s from the first pick to the last success)."""
     asyncio.run(_enqueue(dsn, count, 1000))
-    return _drain_processes(_consume, dsn, lambda: asyncio.run(_count(dsn)), count, started)
+    asyncio.run(_clear_log(dsn))
+    rate = _drain_processes(_consume, dsn, lambda: asyncio.run(_count(dsn)), count, started)
+    return rate, asyncio.run(_steady(dsn, count)) if count else None
 
 
 # --- procrastinate ---------------------------------------------------------------------------
@@ -222,4 +250,5 @@ def run(name: str, url: str, quick: bool, repeats: int, logdir: str,
     drain = [_drain_once(dsn, drain_n, started) for _ in range(repeats)]
     return {"settings": "asyncpg, 2 processes, batch_size=100, drain mode",
             "single_enqueue": stats(single, 0), "batch_enqueue": stats(batch, 0),
-            "drain": {"tasks": drain_n, "tasks_per_s": stats(drain, 0)}}
+            "drain": {"tasks": drain_n, "tasks_per_s": stats([r for r, _ in drain], 0),
+                      "steady_tasks_per_s": stats([s for _, s in drain], 0)}}

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -308,38 +309,32 @@ class Queue:
             return self._insert(conn, new)
 
     def _insert(self, conn: psycopg.Connection[Any], new: repo.NewTask) -> tuple[uuid.UUID, str]:
-        for _ in range(5):  # the holder of a unique key may finish between our two queries
-            try:
-                inserted = repo.insert_task(conn, new, self.config.wake_channel)
-            except psycopg.errors.NotNullViolation:
-                raise TaskDefinitionError(_missing_dependency(new)) from None
-            except psycopg.OperationalError as exc:
-                raise DatabaseUnreachable(
-                    f"lost PostgreSQL at {describe(self.url)}: {exc}"
-                ) from None
-            if inserted:
-                return inserted
-            assert new.unique_key is not None
-            existing = repo.find_unfinished_by_unique_key(conn, new.unique_key)
-            if existing:
-                return existing
-        raise TaskDefinitionError(f"unique key {new.unique_key!r} keeps changing hands; try again")
+        with self._insert_errors(new):
+            inserted = repo.run_steps(conn, repo.insert_or_find(new, self.config.wake_channel))
+        return _inserted(new, inserted)
 
     async def _insert_async(
         self, connection: psycopg.AsyncConnection[Any], new: repo.NewTask
     ) -> tuple[uuid.UUID, str]:
-        for _ in range(5):
-            try:
-                inserted = await repo.insert_task_async(connection, new, self.config.wake_channel)
-            except psycopg.errors.NotNullViolation:
-                raise TaskDefinitionError(_missing_dependency(new)) from None
-            if inserted:
-                return inserted
-            assert new.unique_key is not None
-            existing = await repo.find_unfinished_by_unique_key_async(connection, new.unique_key)
-            if existing:
-                return existing
+        steps = repo.insert_or_find(new, self.config.wake_channel)
+        with self._insert_errors(new):
+            inserted = await repo.run_steps_async(connection, steps)
+        return _inserted(new, inserted)
+
+    @contextmanager
+    def _insert_errors(self, new: repo.NewTask) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.errors.NotNullViolation:
+            raise TaskDefinitionError(_missing_dependency(new)) from None
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnreachable(f"lost PostgreSQL at {describe(self.url)}: {exc}") from None
+
+
+def _inserted(new: repo.NewTask, inserted: tuple[uuid.UUID, str] | None) -> tuple[uuid.UUID, str]:
+    if inserted is None:
         raise TaskDefinitionError(f"unique key {new.unique_key!r} keeps changing hands; try again")
+    return inserted
 
 
 class TaskRef:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, LiteralString, NamedTuple
@@ -78,25 +78,43 @@ def insert_task(conn: Conn, task: NewTask, channel: str | None) -> tuple[uuid.UU
     return (row[0], row[1]) if row else None
 
 
-async def insert_task_async(
-    conn: psycopg.AsyncConnection[Any], task: NewTask, channel: str | None
+Statement = tuple[LiteralString, dict[str, Any]]
+Steps = Generator[Statement, tuple[Any, ...] | None, tuple[uuid.UUID, str] | None]
+
+
+def insert_or_find(task: NewTask, channel: str | None) -> Steps:
+    """Insert one task or, when an unfinished task holds its unique key, find that one; None
+    if the key kept changing hands. Yields each statement and gets its first row back, so one
+    logic serves a sync and an async connection (:func:`run_steps`, :func:`run_steps_async`)."""
+    for _ in range(5):  # the holder of the key may finish between the two statements
+        row = yield _insert_query(task), task.params(channel)
+        if row is None:
+            row = yield Q["find_unfinished_by_unique_key"], {"unique_key": task.unique_key}
+        if row is not None:
+            return row[0], row[1]
+    return None
+
+
+def run_steps(conn: Conn, steps: Steps) -> tuple[uuid.UUID, str] | None:
+    row = None
+    while True:
+        try:
+            query, params = steps.send(row)
+        except StopIteration as done:
+            return done.value
+        row = conn.execute(query, params).fetchone()
+
+
+async def run_steps_async(
+    conn: psycopg.AsyncConnection[Any], steps: Steps
 ) -> tuple[uuid.UUID, str] | None:
-    cur = await conn.execute(_insert_query(task), task.params(channel))
-    row = await cur.fetchone()
-    return (row[0], row[1]) if row else None
-
-
-def find_unfinished_by_unique_key(conn: Conn, unique_key: str) -> tuple[uuid.UUID, str] | None:
-    row = conn.execute(Q["find_unfinished_by_unique_key"], {"unique_key": unique_key}).fetchone()
-    return (row[0], row[1]) if row else None
-
-
-async def find_unfinished_by_unique_key_async(
-    conn: psycopg.AsyncConnection[Any], unique_key: str
-) -> tuple[uuid.UUID, str] | None:
-    cur = await conn.execute(Q["find_unfinished_by_unique_key"], {"unique_key": unique_key})
-    row = await cur.fetchone()
-    return (row[0], row[1]) if row else None
+    row = None
+    while True:
+        try:
+            query, params = steps.send(row)
+        except StopIteration as done:
+            return done.value
+        row = await (await conn.execute(query, params)).fetchone()
 
 
 def copy_rows(tasks: Iterable[NewTask]) -> Iterable[tuple[Any, ...]]:

@@ -10,7 +10,7 @@ import uuid
 import psycopg
 import pytest
 
-from qsup import Queue, TaskDefinitionError, repo
+from qsup import DatabaseUnreachable, Queue, TaskDefinitionError, repo
 from qsup.supervisor.listener import Listener
 from tests import tasks
 
@@ -117,6 +117,34 @@ def test_bad_enqueues_are_refused_with_a_clear_error(queue, conn, fn, args, kwar
     with pytest.raises(TaskDefinitionError, match=message):
         queue.add_task(fn, *args, **kwargs)
     assert conn.execute("SELECT count(*) FROM queued_tasks").fetchone()[0] == 0
+
+
+def test_async_connection_enqueue_follows_its_transaction_and_shares_the_sync_rules(
+    queue, db_url, conn
+):
+    async def scenario() -> tuple[uuid.UUID, uuid.UUID]:
+        async with await psycopg.AsyncConnection.connect(db_url) as own:
+            dropped = await queue.add_task_async(tasks.add, 1, 2, connection=own)
+            assert repo.get_task(conn, dropped.task_id) is None  # not visible before commit
+            await own.rollback()
+            kept = await queue.add_task_async(tasks.add, 1, 2, connection=own, _unique_key="k")
+            again = await queue.add_task_async(tasks.add, 3, 4, connection=own, _unique_key="k")
+            assert again.task_id == kept.task_id  # the unfinished holder of the key
+            await own.commit()
+            with pytest.raises(TaskDefinitionError, match="does not exist"):
+                await queue.add_task_async(
+                    tasks.add, 5, 6, connection=own, _depends_on=[uuid.uuid4()]
+                )
+            await own.rollback()
+            conn.execute("SELECT pg_terminate_backend(%s)", [own.info.backend_pid])
+            with pytest.raises(DatabaseUnreachable, match="lost PostgreSQL"):
+                await queue.add_task_async(tasks.add, 7, 8, connection=own)
+        return dropped.task_id, kept.task_id
+
+    dropped, kept = asyncio.run(scenario())
+    assert repo.get_task(conn, dropped) is None
+    assert repo.get_task(conn, kept)["args"] == [1, 2]
+    assert conn.execute("SELECT count(*) FROM queued_tasks").fetchone()[0] == 1
 
 
 def test_dependency_on_a_missing_task_is_refused(queue, conn):
