@@ -57,8 +57,9 @@ def test_recycle_reasons():
     assert policy.recycle_reason(1000, 10**6, 0, 0) is None
 
 
-FAST = policy.Handoff(16, 32)
-SLOW = policy.Handoff(1, 1)
+FAST = policy.Handoff(16, 32, 16)
+SLOW = policy.Handoff(1, 1, 1)
+AHEAD = policy.Handoff(1, 2, 4)  # 50 ms tasks
 
 
 def test_claim_sizes_fill_two_batches_per_worker_for_tiny_tasks():
@@ -69,6 +70,13 @@ def test_claim_sizes_fill_two_batches_per_worker_for_tiny_tasks():
     assert policy.claim_size([0] * 100, 0, 0, 200, FAST) == 200
     assert policy.claim_size([0, 1], 0, 0, 200, SLOW) == 3  # slow: one each, plus one held
     assert policy.claim_size([1, 1], 0, 2, 200, SLOW) == 0
+
+
+def test_claims_of_short_tasks_take_a_few_jobs_per_trip_not_one():
+    assert policy.claim_size([0, 0], 0, 0, 200, AHEAD) == 12  # 2 x (2 held + 4 kept here)
+    assert policy.claim_size([2, 2], 0, 5, 200, AHEAD) == 0  # 3 missing: wait for a worker's 4
+    assert policy.claim_size([2, 2], 0, 4, 200, AHEAD) == 4
+    assert policy.claim_size([2, 1], 0, 4, 200, AHEAD) == 5
 
 
 def test_refill_tops_up_when_one_batch_is_left():
@@ -83,7 +91,9 @@ def test_refill_tops_up_when_one_batch_is_left():
 
 
 handoffs = st.integers(1, 128).flatmap(
-    lambda cap: st.sampled_from([policy.Handoff(cap, cap), policy.Handoff(cap, 2 * cap)])
+    lambda cap: st.sampled_from(
+        [policy.Handoff(cap, cap, cap), policy.Handoff(cap, 2 * cap, min(128, 4 * cap))]
+    )
 )
 
 
@@ -97,7 +107,7 @@ handoffs = st.integers(1, 128).flatmap(
 def test_claims_never_exceed_the_batch_limit_or_the_room(in_flight, spare, buffered, limit, how):
     size = policy.claim_size(in_flight, spare, buffered, limit, how)
     assert 0 <= size <= limit
-    room = sum(max(0, how.depth - n) for n in in_flight) + (len(in_flight) + spare) * how.cap
+    room = sum(max(0, how.depth - n) for n in in_flight) + (len(in_flight) + spare) * how.ahead
     assert buffered + size <= max(room, buffered)
 
 
@@ -109,15 +119,16 @@ def test_refills_respect_depth_and_buffer(in_flight, buffered, consumers, how):
 
 
 def test_handoff_follows_the_measured_duration():
-    assert policy.handoff(None) == (1, 1)  # unknown: one at a time
-    assert policy.handoff(0.0) == (policy.MAX_HANDOFF, 2 * policy.MAX_HANDOFF)
-    assert policy.handoff(0.0001) == (policy.MAX_HANDOFF, 2 * policy.MAX_HANDOFF)
-    assert policy.handoff(0.005) == (4, 8)
-    assert policy.handoff(0.01) == (2, 4)
-    assert policy.handoff(0.03) == (1, 2)  # short: one may wait behind the running one
-    assert policy.handoff(0.5) == (1, 2)
-    assert policy.handoff(policy.SHORT_TASK) == (1, 1)  # long: none waits
-    assert policy.handoff(30.0) == (1, 1)
+    top = policy.MAX_HANDOFF
+    assert policy.handoff(None) == (1, 1, 1)  # unknown: one at a time
+    assert policy.handoff(0.0) == (top, 2 * top, top)
+    assert policy.handoff(0.0001) == (top, 2 * top, top)
+    assert policy.handoff(0.005) == (4, 8, 40)  # claims of about 0.2 s of work per worker
+    assert policy.handoff(0.01) == (2, 4, 20)
+    assert policy.handoff(0.05) == (1, 2, 4)  # short: one may wait behind the running one
+    assert policy.handoff(0.5) == (1, 2, 1)
+    assert policy.handoff(policy.SHORT_TASK) == (1, 1, 1)  # long: none waits
+    assert policy.handoff(30.0) == (1, 1, 1)
     assert policy.moving_average(None, 0.5) == 0.5
     assert policy.moving_average(1.0, 0.0) == 0.9
 

@@ -70,27 +70,35 @@ def recycle_reason(
 
 
 class Handoff(NamedTuple):
-    """How work goes to a worker: ``cap`` jobs per message, at most ``depth`` held by it."""
+    """How work goes to a worker: ``cap`` jobs per message, at most ``depth`` held by it, and
+    about ``ahead`` more claimed and kept here for each worker (what a claim tops up)."""
 
     cap: int
     depth: int
+    ahead: int
 
 
 SHORT_TASK = 1.0  # seconds: below this a worker holds the next job while it runs one (the
 # round trip between two jobs cost 2-3 % of 50 ms tasks; it is nothing next to a second)
+CLAIM_AHEAD = 0.2  # seconds of work per worker a claim may take beyond what workers hold: a
+# claim per job cost 50 ms tasks 1-2 % of the CPU they could burn; another server waits no more
 
 
 def handoff(avg_task_seconds: float | None, target_seconds: float = 0.02) -> Handoff:
     """Batches of about ``target_seconds`` of work, two deep so a worker never idles during a
-    round trip. An idle worker of this server gets back what waits behind a long task (the
-    arbiter's ``_recall``), but no other server can: tasks of ``SHORT_TASK`` or more go one at
-    a time, none held behind another. Unknown durations: one at a time."""
+    round trip, and claims of about ``CLAIM_AHEAD`` seconds of work per worker. An idle worker
+    of this server gets back what waits behind a long task (the arbiter's ``_recall``), but no
+    other server can: tasks of ``SHORT_TASK`` or more go one at a time, none held behind
+    another, one kept here per worker. Unknown durations: one at a time."""
     if avg_task_seconds is None:
-        return Handoff(1, 1)
+        return Handoff(1, 1, 1)
     if avg_task_seconds <= 0:
-        return Handoff(MAX_HANDOFF, 2 * MAX_HANDOFF)
+        return Handoff(MAX_HANDOFF, 2 * MAX_HANDOFF, MAX_HANDOFF)
     cap = max(1, min(MAX_HANDOFF, int(target_seconds / avg_task_seconds)))
-    return Handoff(cap, 2 * cap if avg_task_seconds < SHORT_TASK else cap)
+    if avg_task_seconds >= SHORT_TASK:
+        return Handoff(cap, cap, cap)
+    ahead = max(cap, min(MAX_HANDOFF, int(CLAIM_AHEAD / avg_task_seconds)))
+    return Handoff(cap, 2 * cap, ahead)
 
 
 def recallable(jobs: Iterable[T], recalled: Container[T]) -> tuple[T, ...]:
@@ -108,13 +116,13 @@ def moving_average(average: float | None, sample: float, weight: float = 0.1) ->
 def claim_size(
     in_flight: Sequence[int], spare: int, buffered: int, batch_limit: int, how: Handoff
 ) -> int:
-    """How many tasks to claim: room in the accepting workers (``in_flight`` jobs each), one
-    more batch per worker kept here for an immediate refill, and a batch for each worker that
-    could still be started (``spare``), minus what we hold. Small top-ups wait until a batch
-    is worth it, unless nothing is held at all."""
-    room = sum(max(0, how.depth - n) for n in in_flight) + (len(in_flight) + spare) * how.cap
+    """How many tasks to claim: room in the accepting workers (``in_flight`` jobs each), plus
+    ``how.ahead`` kept here for each of them and for each worker that could still be started
+    (``spare``), minus what we hold. Small top-ups wait until one worker's worth is missing,
+    unless nothing is held at all."""
+    room = sum(max(0, how.depth - n) for n in in_flight) + (len(in_flight) + spare) * how.ahead
     room -= buffered
-    if room < how.cap and buffered > 0:
+    if room < how.ahead and buffered > 0:
         return 0
     return max(0, min(batch_limit, room))
 
