@@ -179,9 +179,10 @@ class Serve:
     """A real ``qsup serve --no-http`` subprocess on one database."""
 
     def __init__(self, url: str, workers: int, min_workers: int | None = None,
-                 extra_env: dict[str, str] | None = None, logdir: str | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, logdir: str | None = None,
+                 http: bool = False) -> None:
         self.args = [sys.executable, "-m", "qsup", "serve", "--workers", str(workers),
-                     "--no-http", "--import", "bench_tasks"]
+                     "--import", "bench_tasks", *(["--port", "0"] if http else ["--no-http"])]
         if min_workers is not None:
             self.args += ["--min-workers", str(min_workers)]
         self.env = dict(os.environ, QUEUE_DATABASE_URL=url,
@@ -336,11 +337,11 @@ def steal_percent(before: Any, after: Any) -> float | None:
 
 def drain_once(url: str, count: int, workers: int, fn: Callable[..., Any] = bench_tasks.noop,
                args: tuple[Any, ...] = (), timeout: float = 300.0,
-               logdir: str | None = None) -> dict[str, float | None]:
+               logdir: str | None = None, http: bool = False) -> dict[str, float | None]:
     execute(url, "delete_measured")
     enqueue_noops(url, count, fn, args)
     cpu_before = psutil.cpu_times()
-    serve = Serve(url, workers, logdir=logdir).start()
+    serve = Serve(url, workers, logdir=logdir, http=http).start()
     try:
         end, first = wait_drained(url, timeout, serve)
     finally:
@@ -399,12 +400,16 @@ def scenario_drain(dbs: Databases, quick: bool, repeats: int, logdir: str) -> di
     noop_n = 5000 if quick else 20000
     sleep_n = 200 if quick else 1000
     result: dict[str, Any] = {}
-    for workers in (2, 4):
+    # --no-http (as `qsup queue start`) is the setting compared with the peers; the default
+    # server also forks its HTTP process, whose start-up competes for the two cores.
+    for key, workers, http in (("noop_workers_2", 2, False), ("noop_workers_4", 4, False),
+                               ("noop_workers_2_http", 2, True)):
         runs = []
         for rep in range(repeats):
-            log(f"drain: {noop_n} no-op tasks, --workers {workers}, repeat {rep + 1}/{repeats}")
-            runs.append(drain_once(url, noop_n, workers, logdir=logdir))
-        result[f"noop_workers_{workers}"] = summarise_drain(runs, noop_n, workers)
+            log(f"drain: {noop_n} no-op tasks, --workers {workers}{'' if http else ' --no-http'},"
+                f" repeat {rep + 1}/{repeats}")
+            runs.append(drain_once(url, noop_n, workers, logdir=logdir, http=http))
+        result[key] = summarise_drain(runs, noop_n, workers)
     for key, fn in (("sleep_sync_10ms", bench_tasks.sleep_sync),
                     ("sleep_async_10ms", bench_tasks.sleep_async)):
         runs = []
@@ -577,15 +582,18 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
 
 
 def scenario_resources(dbs: Databases, quick: bool, logdir: str) -> dict[str, Any]:
+    """A default server (HTTP on, a free port) that has run one task, then idles."""
     url = dbs.fresh("resources")
     window = 10.0 if quick else 30.0
     workers = 8
-    with Serve(url, workers, min_workers=workers, logdir=logdir) as serve:
+    with Serve(url, workers, min_workers=workers, logdir=logdir, http=True) as serve:
         wait_ready(url, serve)
         supervisor = psutil.Process(serve.pid)
         deadline = time.monotonic() + 20
-        while len(supervisor.children()) < workers and time.monotonic() < deadline:
+        while len(supervisor.children()) < workers + 1 and time.monotonic() < deadline:
             time.sleep(0.1)
+        enqueue_noops(url, 1)  # every connection a working server opens (the writer's too)
+        wait_drained(url, 20, serve, stamp_first=False)
         time.sleep(2.0)  # past start-up
         children = supervisor.children()
         procs = [supervisor, *children]
@@ -606,19 +614,21 @@ def scenario_resources(dbs: Databases, quick: bool, logdir: str) -> dict[str, An
             own = 2
             connections = conn.execute(SQL["connections"]).fetchone()[0]
         sup_mem = supervisor.memory_full_info()
-        worker_mem = []
+        worker_mem, http_mem = [], []
         for c in children:
             try:
-                worker_mem.append(c.memory_full_info())
+                is_http = "qsup: http" in " ".join(c.cmdline())
+                (http_mem if is_http else worker_mem).append(c.memory_full_info())
             except psutil.NoSuchProcess:
                 pass
         minutes = (t1 - t0) / 60
         return {
-            "workers": len(children), "window_s": round(t1 - t0, 1),
+            "workers": len(worker_mem), "window_s": round(t1 - t0, 1),
             "idle_cpu_percent_of_one_core": round((cpu1 - cpu0) / (t1 - t0) * 100, 3),
             "idle_cpu_percent_supervisor": round((sup_cpu1 - sup_cpu0) / (t1 - t0) * 100, 3),
             "supervisor_rss_mb": round(sup_mem.rss / 2**20, 1),
             "supervisor_uss_mb": round(sup_mem.uss / 2**20, 1),
+            "http_rss_mb": round(http_mem[0].rss / 2**20, 1) if http_mem else None,
             "worker_rss_mb_max": round(max(m.rss for m in worker_mem) / 2**20, 1),
             "worker_uss_mb_max": round(max(m.uss for m in worker_mem) / 2**20, 1),
             "worker_uss_mb_total": round(sum(m.uss for m in worker_mem) / 2**20, 1),
@@ -691,7 +701,7 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
                      "ratio": enq["batch_vs_bare_copy"],
                      "target": ">= 1.5x pgqueuer batch (peer)"})
     ceiling = med("ceiling", "jobs_per_s")
-    for key in ("noop_workers_2", "noop_workers_4"):
+    for key in ("noop_workers_2", "noop_workers_4", "noop_workers_2_http"):
         if med("drain", key, "tasks_per_s"):
             rows.append({"scenario": f"drain {key} (tasks/s, from process start)",
                          "qsup": med("drain", key, "tasks_per_s"), "reference": ceiling,
@@ -745,6 +755,13 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
                          "ratio": ratio(med("drain", "noop_workers_2", "tasks_per_s"),
                                         value["drain"]["tasks_per_s"]["median"]),
                          "target": ">= 2"})
+        with_http = med("drain", "noop_workers_2_http", "tasks_per_s")
+        if with_http and "drain" in value:
+            rows.append({"scenario": f"drain, HTTP on, vs {peer} (tasks/s)", "qsup": with_http,
+                         "reference": value["drain"]["tasks_per_s"]["median"],
+                         "reference_is": peer,
+                         "ratio": ratio(with_http, value["drain"]["tasks_per_s"]["median"]),
+                         "target": ">= 2 (the default server)"})
         steady = med("peers", peer, "drain", "steady_tasks_per_s")
         if steady:
             rows.append({"scenario": f"drain steady vs {peer} steady (tasks/s)",

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 with warnings.catch_warnings():  # starlette 1.x suggests httpx2; httpx is what we install
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
+from qsup import repo
 from qsup.api import TaskRef
 from qsup.http.app import create_app
 from qsup.settings import Config
@@ -365,6 +366,38 @@ class HttpServer:
                 pass
         self.log.close()
         return code
+
+
+def test_an_idle_server_with_http_holds_three_connections(
+    db_url: str, queue: Any, conn: Any, tmp_path: Path
+) -> None:
+    """The supervisor's LISTEN, claiming and writing connections; the HTTP process connects
+    only when a request needs the database."""
+    server = HttpServer(db_url, tmp_path / "serve.log")
+
+    def others() -> list[str]:  # every session on this database but this test's own
+        rows = conn.execute("SELECT application_name FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                            " ORDER BY 1").fetchall()
+        return [r[0].rsplit("-", 1)[0] for r in rows]
+
+    def answers(path: str) -> bool:
+        try:
+            return httpx.get(server.url(path), timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(lambda: answers("/livez"), timeout=30, interval=0.1, what="the HTTP process")
+        ref = queue.add_task(tasks.add, 2, 3, connection=conn)  # no pool of the test's own
+        wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "completed",
+                 what="the task (the writer connects)")
+        # (a pool opened at start-up connects before the first answer, long before this)
+        assert others() == ["qsup-listen", "qsup-supervisor", "qsup-writer"]
+        assert answers("/health/queue")
+        assert "qsup-http" in others()  # a request that reads the database connects
+    finally:
+        server.stop()
 
 
 def test_real_serve_health_and_metrics(db_url: str, queue: Any, tmp_path: Path) -> None:

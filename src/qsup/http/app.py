@@ -14,6 +14,7 @@ import copy
 import hmac
 import importlib
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, datetime
@@ -33,6 +34,8 @@ from qsup.errors import ConfigError
 from qsup.settings import Config
 
 POOL_TIMEOUT = 5.0
+POOL_MAX_IDLE = 60.0  # seconds before an unused connection is closed: an idle server holds
+# only the supervisor's three, and a request after a quiet minute pays one connect (a few ms)
 
 
 def _default(value: Any) -> Any:
@@ -68,12 +71,17 @@ class Backend:
         self.url = url
         self.pool = ConnectionPool(
             url,
-            min_size=1,
+            min_size=0,
             max_size=2,
+            max_idle=POOL_MAX_IDLE,
             open=False,
             timeout=POOL_TIMEOUT,
             name="qsup-http",
-            kwargs={"autocommit": True, "connect_timeout": 5},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": 5,
+                "application_name": f"qsup-http-{os.getpid()}",
+            },
             check=ConnectionPool.check_connection,
         )
         from qsup.http.metrics import make_registry
