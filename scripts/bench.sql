@@ -71,6 +71,11 @@ VACUUM ANALYZE queued_tasks
 SELECT count(*) FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid()
 
+-- name: statement_starts
+-- When each other session on this database started its latest statement.
+SELECT pid, query_start FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND query_start IS NOT NULL
+
 -- name: transactions
 -- Transactions committed or rolled back in this database so far.
 SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()
