@@ -807,8 +807,10 @@ class Chaos:
             try:
                 code = server.proc.wait(SHUTDOWN_TIMEOUT + 10)
             except subprocess.TimeoutExpired:
+                server.proc.send_signal(signal.SIGUSR2)  # where is it stuck? (stacks to the log)
+                time.sleep(1.0)
                 problems.append(f"{server.name} did not stop on SIGTERM; its log ends:\n"
-                                + server.output()[-2000:])
+                                + server.output()[-6000:])
                 server.proc.kill()
                 code = server.proc.wait(10)
             if code != 0:

@@ -141,6 +141,19 @@ def test_ttin_and_ttou_change_max_workers(queue, conn, start_server, tmp_path):
     server.wait_workers(1)
 
 
+def test_sigusr2_prints_every_threads_stack_and_changes_nothing(queue, start_server):
+    server = start_server("--workers", "1")
+    (worker,) = server.wait_workers(1)
+    server.signal(signal.SIGUSR2)
+    wait_for(lambda: "supervisor/writer.py" in server.output()
+             and "supervisor/arbiter.py" in server.output(),
+             what="the supervisor's threads in the log")
+    worker.send_signal(signal.SIGUSR2)
+    wait_for(lambda: "qsup/worker/" in server.output(), what="the worker's stack in the log")
+    assert queue.add_task(tasks.add, 1, 2).result(timeout=20) == 3
+    assert server.proc.poll() is None and worker.is_running()
+
+
 def test_workers_exit_when_the_supervisor_is_killed(start_server):
     server = start_server("--workers", "2", "--min-workers", "2")
     workers = server.wait_workers(2)

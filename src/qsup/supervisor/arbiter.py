@@ -12,6 +12,7 @@ hands each dead worker back so the arbiter settles the tasks it held. The polici
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import os
 import select
@@ -77,6 +78,9 @@ class Arbiter:
     def run(self) -> int:
         setproctitle("qsup: supervisor")
         become_subreaper()
+        # `kill -USR2` prints every thread's stack to the log, from a C handler: it works while
+        # the loop is stuck (workers forked later inherit it)
+        faulthandler.register(signal.SIGUSR2, all_threads=True)
         self.link.open()
         assert self.link.conn is not None
         self.server_id = repo.register_server(
