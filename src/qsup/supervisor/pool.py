@@ -60,6 +60,10 @@ def spawn(slot: int, config: Config) -> Worker:
         target=worker_main, args=(child_end, slot, os.getpid(), config), name=f"qsup-worker-{slot}"
     )
     process.start()
+    # Only the arbiter reaps workers (waitpid(-1), see reap). multiprocess polls, and so reaps,
+    # every child it still tracks whenever it starts another one: a worker that died just
+    # before a spawn vanished unreported and stayed in the crew for good.
+    multiprocess.process._children.discard(process)
     child_end.close()
     return Worker(slot=slot, pid=process.pid, process=process, conn=parent_end)
 
