@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,6 @@ from qsup import admin, scheduler
 from qsup.errors import QsupError, TaskNotFound
 from qsup.settings import Config, load_config
 from tests import tasks
-
-UTC = timezone.utc
 
 
 def set_state(conn: psycopg.Connection[Any], task_id: uuid.UUID, state: str,

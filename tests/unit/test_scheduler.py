@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -13,7 +13,6 @@ from qsup.errors import ConfigError
 from qsup.scheduler import Schedule, parse_schedule, plan
 from qsup.settings import load_config
 
-UTC = timezone.utc
 T0 = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 EVERY_MINUTE = Schedule(name="m", cron="* * * * *", task="tests.tasks:noop")
 EVERY_SECOND = Schedule(name="s", cron="* * * * * *", task="tests.tasks:noop")
