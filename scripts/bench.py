@@ -586,17 +586,17 @@ def statements_seen(conn: psycopg.Connection[Any], seconds: float) -> tuple[int,
     ``query_start`` values, sampled every 20 ms (an idle server's statements are seconds
     apart); and how many samples that took (each one a transaction of ours). The database's
     transaction counter also counts autovacuum's visits."""
-    seen: set[tuple[int, Any]] = set()
-    first: set[tuple[int, Any]] | None = None
-    samples = 0
+    def sample() -> set[tuple[Any, ...]]:
+        return {tuple(r) for r in conn.execute(SQL["statement_starts"])}
+
+    before = seen = sample()
+    samples = 1
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        rows = {tuple(r) for r in conn.execute(SQL["statement_starts"])}
-        samples += 1
-        first = rows if first is None else first
-        seen |= rows
         time.sleep(POLL)
-    return len(seen - (first or set())), samples
+        seen = seen | sample()
+        samples += 1
+    return len(seen - before), samples
 
 
 def scenario_resources(dbs: Databases, quick: bool, logdir: str) -> dict[str, Any]:
@@ -702,6 +702,11 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
             node = node[key]
         return node.get("median") if isinstance(node, dict) else node
 
+    def versus(scenario: str, qsup: Any, reference: Any, reference_is: str, target: str) -> None:
+        rows.append({"scenario": scenario, "qsup": qsup, "reference": reference,
+                     "reference_is": reference_is, "ratio": ratio(qsup, reference),
+                     "target": target})
+
     enq = s.get("enqueue")
     if enq:
         rows.append({"scenario": "single enqueue (tasks/s, one connection)",
@@ -722,16 +727,12 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
     ceiling = med("ceiling", "jobs_per_s")
     for key in ("noop_workers_2", "noop_workers_4", "noop_workers_2_http"):
         if med("drain", key, "tasks_per_s"):
-            rows.append({"scenario": f"drain {key} (tasks/s, from process start)",
-                         "qsup": med("drain", key, "tasks_per_s"), "reference": ceiling,
-                         "reference_is": "raw SKIP LOCKED ceiling",
-                         "ratio": ratio(med("drain", key, "tasks_per_s"), ceiling),
-                         "target": ">= 0.70 of ceiling, >= 2x fastest peer"})
-            rows.append({"scenario": f"drain {key} (tasks/s, steady: first start to last end)",
-                         "qsup": med("drain", key, "steady_tasks_per_s"), "reference": ceiling,
-                         "reference_is": "raw SKIP LOCKED ceiling",
-                         "ratio": ratio(med("drain", key, "steady_tasks_per_s"), ceiling),
-                         "target": ">= 0.70 of ceiling"})
+            versus(f"drain {key} (tasks/s, from process start)",
+                   med("drain", key, "tasks_per_s"), ceiling, "raw SKIP LOCKED ceiling",
+                   ">= 0.70 of ceiling, >= 2x fastest peer")
+            versus(f"drain {key} (tasks/s, steady: first start to last end)",
+                   med("drain", key, "steady_tasks_per_s"), ceiling, "raw SKIP LOCKED ceiling",
+                   ">= 0.70 of ceiling")
     for group in ("drain", "targets"):
         for key, value in (s.get(group) or {}).items():
             if isinstance(value, dict) and "ideal_s" in value:
@@ -765,37 +766,24 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
                      "qsup": med("big_table", "tasks_per_s"),
                      "reference": med("drain", "noop_workers_2", "tasks_per_s"),
                      "ratio": big["vs_empty_table"], "target": ">= 0.8"})
-    for peer, value in (s.get("peers") or {}).items():
-        if isinstance(value, dict) and "drain" in value:
-            rows.append({"scenario": f"drain vs {peer} (tasks/s)",
-                         "qsup": med("drain", "noop_workers_2", "tasks_per_s"),
-                         "reference": value["drain"]["tasks_per_s"]["median"],
-                         "reference_is": peer,
-                         "ratio": ratio(med("drain", "noop_workers_2", "tasks_per_s"),
-                                        value["drain"]["tasks_per_s"]["median"]),
-                         "target": ">= 2"})
-        with_http = med("drain", "noop_workers_2_http", "tasks_per_s")
-        if with_http and "drain" in value:
-            rows.append({"scenario": f"drain, HTTP on, vs {peer} (tasks/s)", "qsup": with_http,
-                         "reference": value["drain"]["tasks_per_s"]["median"],
-                         "reference_is": peer,
-                         "ratio": ratio(with_http, value["drain"]["tasks_per_s"]["median"]),
-                         "target": ">= 2 (the default server)"})
+    for peer in s.get("peers") or {}:
+        drain = med("peers", peer, "drain", "tasks_per_s")
+        if drain:
+            versus(f"drain vs {peer} (tasks/s)", med("drain", "noop_workers_2", "tasks_per_s"),
+                   drain, peer, ">= 2")
+            with_http = med("drain", "noop_workers_2_http", "tasks_per_s")
+            if with_http:
+                versus(f"drain, HTTP on, vs {peer} (tasks/s)", with_http, drain, peer,
+                       ">= 2 (the default server)")
         steady = med("peers", peer, "drain", "steady_tasks_per_s")
         if steady:
-            rows.append({"scenario": f"drain steady vs {peer} steady (tasks/s)",
-                         "qsup": med("drain", "noop_workers_2", "steady_tasks_per_s"),
-                         "reference": steady, "reference_is": f"{peer}, first pick to last end",
-                         "ratio": ratio(med("drain", "noop_workers_2", "steady_tasks_per_s"),
-                                        steady),
-                         "target": ">= 2 (if timed from a running consumer)"})
-        if isinstance(value, dict) and "batch_enqueue" in value:
-            rows.append({"scenario": f"batch enqueue vs {peer} (tasks/s)",
-                         "qsup": med("enqueue", "add_tasks_1000"),
-                         "reference": value["batch_enqueue"]["median"], "reference_is": peer,
-                         "ratio": ratio(med("enqueue", "add_tasks_1000"),
-                                        value["batch_enqueue"]["median"]),
-                         "target": ">= 1.5"})
+            versus(f"drain steady vs {peer} steady (tasks/s)",
+                   med("drain", "noop_workers_2", "steady_tasks_per_s"), steady,
+                   f"{peer}, first pick to last end", ">= 2 (if timed from a running consumer)")
+        batch = med("peers", peer, "batch_enqueue")
+        if batch:
+            versus(f"batch enqueue vs {peer} (tasks/s)", med("enqueue", "add_tasks_1000"), batch,
+                   peer, ">= 1.5")
     return rows
 
 
