@@ -61,8 +61,12 @@ def stats(values: list[float], digits: int = 1) -> dict[str, Any]:
     values = [v for v in values if v is not None]
     if not values:
         return {"median": None, "min": None, "max": None, "runs": []}
-    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
-            "max": round(max(values), digits), "runs": [round(v, digits) for v in values]}
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "runs": [round(v, digits) for v in values],
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -99,8 +103,9 @@ class Databases:
     def fresh(self, scenario: str) -> str:
         name = f"qsup_bench_{scenario}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         with psycopg.connect(self.url, autocommit=True) as admin:
-            admin.execute(psycopg.sql.SQL(SQL["create_database"]).format(
-                name=psycopg.sql.Identifier(name)))
+            admin.execute(
+                psycopg.sql.SQL(SQL["create_database"]).format(name=psycopg.sql.Identifier(name))
+            )
         self.created.append(name)
         url = make_conninfo(self.url, dbname=name)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -111,8 +116,11 @@ class Databases:
         try:
             with psycopg.connect(self.url, autocommit=True) as admin:
                 for name in self.created:
-                    admin.execute(psycopg.sql.SQL(SQL["drop_database"]).format(
-                        name=psycopg.sql.Identifier(name)))
+                    admin.execute(
+                        psycopg.sql.SQL(SQL["drop_database"]).format(
+                            name=psycopg.sql.Identifier(name)
+                        )
+                    )
         except psycopg.Error as exc:
             log(f"could not drop the bench databases: {exc}")
         # The embedded server stops when this process (its last user) exits.
@@ -128,8 +136,9 @@ def reset(url: str) -> None:
     execute(url, "reset")
 
 
-def enqueue_noops(url: str, count: int, fn: Callable[..., Any] = bench_tasks.noop,
-                  args: tuple[Any, ...] = ()) -> None:
+def enqueue_noops(
+    url: str, count: int, fn: Callable[..., Any] = bench_tasks.noop, args: tuple[Any, ...] = ()
+) -> None:
     """Pre-enqueue ``count`` tasks with qsup's batch API (COPY)."""
     q = Queue(url)
     try:
@@ -178,16 +187,33 @@ def stop_all() -> None:
 class Serve:
     """A real ``qsup serve --no-http`` subprocess on one database."""
 
-    def __init__(self, url: str, workers: int, min_workers: int | None = None,
-                 extra_env: dict[str, str] | None = None, logdir: str | None = None,
-                 http: bool = False) -> None:
-        self.args = [sys.executable, "-m", "qsup", "serve", "--workers", str(workers),
-                     "--import", "bench_tasks", *(["--port", "0"] if http else ["--no-http"])]
+    def __init__(
+        self,
+        url: str,
+        workers: int,
+        min_workers: int | None = None,
+        extra_env: dict[str, str] | None = None,
+        logdir: str | None = None,
+        http: bool = False,
+    ) -> None:
+        self.args = [
+            sys.executable,
+            "-m",
+            "qsup",
+            "serve",
+            "--workers",
+            str(workers),
+            "--import",
+            "bench_tasks",
+            *(["--port", "0"] if http else ["--no-http"]),
+        ]
         if min_workers is not None:
             self.args += ["--min-workers", str(min_workers)]
-        self.env = dict(os.environ, QUEUE_DATABASE_URL=url,
-                        PYTHONPATH=os.pathsep.join(filter(None, [str(HERE),
-                                                                 os.environ.get("PYTHONPATH")])))
+        self.env = dict(
+            os.environ,
+            QUEUE_DATABASE_URL=url,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+        )
         self.env.update(extra_env or {})
         self.logdir = logdir or tempfile.gettempdir()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -197,9 +223,15 @@ class Serve:
         logfile = open(Path(self.logdir) / f"serve-{uuid.uuid4().hex[:6]}.log", "wb")  # noqa: SIM115
         self.logpath = logfile.name
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=logfile, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.args,
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         logfile.close()
         STARTED[self.proc.pid] = self.proc
         return self
@@ -225,8 +257,9 @@ class Serve:
         self.stop()
 
 
-def wait_drained(url: str, timeout: float, serve: Serve | None = None,
-                 stamp_first: bool = True) -> tuple[float, float | None]:
+def wait_drained(
+    url: str, timeout: float, serve: Serve | None = None, stamp_first: bool = True
+) -> tuple[float, float | None]:
     """Poll every 20 ms until no task is unfinished; returns (end time, first-completion time)."""
     deadline = time.monotonic() + timeout
     first: float | None = None
@@ -261,8 +294,16 @@ def scenario_enqueue(dbs: Databases, quick: bool, repeats: int) -> dict[str, Any
     batch_n = 20000 if quick else 100000
     url = dbs.fresh("enqueue")
     name = "bench_tasks:noop"
-    runs: dict[str, list[float]] = {k: [] for k in (
-        "add_task_pool", "add_task_connection", "bare_insert", "add_tasks_1000", "bare_copy_1000")}
+    runs: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "add_task_pool",
+            "add_task_connection",
+            "bare_insert",
+            "add_tasks_1000",
+            "bare_copy_1000",
+        )
+    }
     for rep in range(repeats):
         log(f"enqueue: repeat {rep + 1}/{repeats}")
         q = Queue(url)
@@ -285,12 +326,14 @@ def scenario_enqueue(dbs: Databases, quick: bool, repeats: int) -> dict[str, Any
             reset(url)
             with psycopg.connect(url, autocommit=True) as conn:
                 query = SQL["bare_insert"]
-                conn.execute(query, {"id": uuid.uuid4(), "name": name, "args": "[]",
-                                     "kwargs": "{}"})
+                conn.execute(
+                    query, {"id": uuid.uuid4(), "name": name, "args": "[]", "kwargs": "{}"}
+                )
                 t0 = time.perf_counter()
                 for _ in range(single_n):
-                    conn.execute(query, {"id": uuid.uuid4(), "name": name, "args": "[]",
-                                         "kwargs": "{}"})
+                    conn.execute(
+                        query, {"id": uuid.uuid4(), "name": name, "args": "[]", "kwargs": "{}"}
+                    )
                 runs["bare_insert"].append(single_n / (time.perf_counter() - t0))
 
             reset(url)
@@ -311,16 +354,18 @@ def scenario_enqueue(dbs: Databases, quick: bool, repeats: int) -> dict[str, Any
                 runs["bare_copy_1000"].append(batch_n / (time.perf_counter() - t0))
         finally:
             q.close()
-    result: dict[str, Any] = {"single_tasks": single_n, "batch_tasks": batch_n,
-                              "unit": "tasks/s"}
+    result: dict[str, Any] = {"single_tasks": single_n, "batch_tasks": batch_n, "unit": "tasks/s"}
     result.update({k: stats(v, 0) for k, v in runs.items()})
     bare = statistics.median(runs["bare_insert"])
     result["single_vs_bare_insert_slowdown"] = round(
-        bare / statistics.median(runs["add_task_connection"]), 2)
+        bare / statistics.median(runs["add_task_connection"]), 2
+    )
     result["single_pool_vs_bare_insert_slowdown"] = round(
-        bare / statistics.median(runs["add_task_pool"]), 2)
+        bare / statistics.median(runs["add_task_pool"]), 2
+    )
     result["batch_vs_bare_copy"] = round(
-        statistics.median(runs["add_tasks_1000"]) / statistics.median(runs["bare_copy_1000"]), 2)
+        statistics.median(runs["add_tasks_1000"]) / statistics.median(runs["bare_copy_1000"]), 2
+    )
     return result
 
 
@@ -335,9 +380,16 @@ def steal_percent(before: Any, after: Any) -> float | None:
     return round(100 * (after.steal - before.steal) / total, 1) if total else None
 
 
-def drain_once(url: str, count: int, workers: int, fn: Callable[..., Any] = bench_tasks.noop,
-               args: tuple[Any, ...] = (), timeout: float = 300.0,
-               logdir: str | None = None, http: bool = False) -> dict[str, float | None]:
+def drain_once(
+    url: str,
+    count: int,
+    workers: int,
+    fn: Callable[..., Any] = bench_tasks.noop,
+    args: tuple[Any, ...] = (),
+    timeout: float = 300.0,
+    logdir: str | None = None,
+    http: bool = False,
+) -> dict[str, float | None]:
     execute(url, "delete_measured")
     enqueue_noops(url, count, fn, args)
     cpu_before = psutil.cpu_times()
@@ -350,11 +402,15 @@ def drain_once(url: str, count: int, workers: int, fn: Callable[..., Any] = benc
     done, span = completed_span(url)
     if done != count:
         raise RuntimeError(f"expected {count} completed tasks, found {done}")
-    return {"wall_s": wall, "tasks_per_s": count / wall,
-            "steady_tasks_per_s": count / span if span else None,
-            "startup_s": (first - serve.started_at) if first else None,
-            "first_start_to_last_end_s": span, "exit_code": code,
-            "steal_percent": steal_percent(cpu_before, psutil.cpu_times())}
+    return {
+        "wall_s": wall,
+        "tasks_per_s": count / wall,
+        "steady_tasks_per_s": count / span if span else None,
+        "startup_s": (first - serve.started_at) if first else None,
+        "first_start_to_last_end_s": span,
+        "exit_code": code,
+        "steal_percent": steal_percent(cpu_before, psutil.cpu_times()),
+    }
 
 
 def _burn_share(count: int, seconds: float) -> None:
@@ -366,8 +422,10 @@ def burn_floor_once(tasks: int, seconds: float, processes: int = 2) -> float:
     """Wall time of the same CPU burns in bare forked processes: no queue, no database, no
     start-up. What this machine allows at best (the hypervisor's steal included)."""
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_burn_share, args=(tasks // processes, seconds))
-             for _ in range(processes)]
+    procs = [
+        ctx.Process(target=_burn_share, args=(tasks // processes, seconds))
+        for _ in range(processes)
+    ]
     t0 = time.monotonic()
     for p in procs:
         p.start()
@@ -378,16 +436,19 @@ def burn_floor_once(tasks: int, seconds: float, processes: int = 2) -> float:
     return time.monotonic() - t0
 
 
-def summarise_drain(runs: list[dict[str, Any]], count: int, workers: int,
-                    ideal_s: float | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"tasks": count, "workers": workers,
-                           "tasks_per_s": stats([r["tasks_per_s"] for r in runs], 0),
-                           "steady_tasks_per_s": stats([r["steady_tasks_per_s"] for r in runs], 0),
-                           "wall_s": stats([r["wall_s"] for r in runs], 2),
-                           "startup_s": stats([r["startup_s"] for r in runs], 2),
-                           "first_start_to_last_end_s": stats(
-                               [r["first_start_to_last_end_s"] for r in runs], 2),
-                           "steal_percent": [r["steal_percent"] for r in runs]}
+def summarise_drain(
+    runs: list[dict[str, Any]], count: int, workers: int, ideal_s: float | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "tasks": count,
+        "workers": workers,
+        "tasks_per_s": stats([r["tasks_per_s"] for r in runs], 0),
+        "steady_tasks_per_s": stats([r["steady_tasks_per_s"] for r in runs], 0),
+        "wall_s": stats([r["wall_s"] for r in runs], 2),
+        "startup_s": stats([r["startup_s"] for r in runs], 2),
+        "first_start_to_last_end_s": stats([r["first_start_to_last_end_s"] for r in runs], 2),
+        "steal_percent": [r["steal_percent"] for r in runs],
+    }
     if ideal_s:
         out["ideal_s"] = ideal_s
         out["wall_vs_ideal"] = round(out["wall_s"]["median"] / ideal_s, 3)
@@ -402,16 +463,23 @@ def scenario_drain(dbs: Databases, quick: bool, repeats: int, logdir: str) -> di
     result: dict[str, Any] = {}
     # --no-http (as `qsup queue start`) is the setting compared with the peers; the default
     # server also forks its HTTP process, whose start-up competes for the two cores.
-    for key, workers, http in (("noop_workers_2", 2, False), ("noop_workers_4", 4, False),
-                               ("noop_workers_2_http", 2, True)):
+    for key, workers, http in (
+        ("noop_workers_2", 2, False),
+        ("noop_workers_4", 4, False),
+        ("noop_workers_2_http", 2, True),
+    ):
         runs = []
         for rep in range(repeats):
-            log(f"drain: {noop_n} no-op tasks, --workers {workers}{'' if http else ' --no-http'},"
-                f" repeat {rep + 1}/{repeats}")
+            log(
+                f"drain: {noop_n} no-op tasks, --workers {workers}{'' if http else ' --no-http'},"
+                f" repeat {rep + 1}/{repeats}"
+            )
             runs.append(drain_once(url, noop_n, workers, logdir=logdir, http=http))
         result[key] = summarise_drain(runs, noop_n, workers)
-    for key, fn in (("sleep_sync_10ms", bench_tasks.sleep_sync),
-                    ("sleep_async_10ms", bench_tasks.sleep_async)):
+    for key, fn in (
+        ("sleep_sync_10ms", bench_tasks.sleep_sync),
+        ("sleep_async_10ms", bench_tasks.sleep_async),
+    ):
         runs = []
         for rep in range(max(1, repeats - 1)):
             log(f"drain: {sleep_n} {key} tasks, --workers 2, repeat {rep + 1}")
@@ -437,15 +505,16 @@ def scenario_targets(dbs: Databases, repeats: int, logdir: str) -> dict[str, Any
     runs = []
     for rep in range(repeats):
         log(f"targets: 1000 x sleep 100 ms, --workers {workers}, repeat {rep + 1}/{repeats}")
-        runs.append(drain_once(url, 1000, workers, bench_tasks.sleep_sync, (0.1,),
-                               logdir=logdir))
+        runs.append(drain_once(url, 1000, workers, bench_tasks.sleep_sync, (0.1,), logdir=logdir))
     result[f"sleep_100ms_x1000_workers_{workers}"] = summarise_drain(
-        runs, 1000, workers, 1000 * 0.1 / workers)
+        runs, 1000, workers, 1000 * 0.1 / workers
+    )
     return result
 
 
-def scenario_big_table(dbs: Databases, repeats: int, logdir: str, noop_w2: float | None,
-                       filler: int = 1_000_000) -> dict[str, Any]:
+def scenario_big_table(
+    dbs: Databases, repeats: int, logdir: str, noop_w2: float | None, filler: int = 1_000_000
+) -> dict[str, Any]:
     """Drain with a million finished rows in the table (full mode only)."""
     url = dbs.fresh("bigtable")
     log(f"big table: inserting {filler} finished rows")
@@ -509,9 +578,14 @@ def scenario_latency(dbs: Databases, quick: bool, repeats: int, logdir: str) -> 
     def pcts(samples: list[list[float]]) -> dict[str, Any]:
         return {f"p{p}_ms": stats([percentile(s, p) for s in samples], 2) for p in (50, 95, 99)}
 
-    return {"tasks": count, "interval_ms": 20, "workers": 2,
-            "commit_to_start": pcts(commit_ms), "call_to_start": pcts(call_ms),
-            "note": "commit = add_task returned; start = time.time() in the task function"}
+    return {
+        "tasks": count,
+        "interval_ms": 20,
+        "workers": 2,
+        "commit_to_start": pcts(commit_ms),
+        "call_to_start": pcts(call_ms),
+        "note": "commit = add_task returned; start = time.time() in the task function",
+    }
 
 
 # --- 4. ceiling -----------------------------------------------------------------------------
@@ -538,8 +612,9 @@ def ceiling_once(url: str, count: int, processes: int = 2, limit: int = 100) -> 
     enqueue_noops(url, count)
     ctx = multiprocessing.get_context("fork")
     go, counter = ctx.Event(), ctx.Value("i", 0)
-    procs = [ctx.Process(target=_ceiling_loop, args=(url, limit, go, counter))
-             for _ in range(processes)]
+    procs = [
+        ctx.Process(target=_ceiling_loop, args=(url, limit, go, counter)) for _ in range(processes)
+    ]
     for p in procs:
         p.start()
         STARTED[p.pid] = p
@@ -586,6 +661,7 @@ def statements_seen(conn: psycopg.Connection[Any], seconds: float) -> tuple[int,
     ``query_start`` values, sampled every 20 ms (an idle server's statements are seconds
     apart); and how many samples that took (each one a transaction of ours). The database's
     transaction counter also counts autovacuum's visits."""
+
     def sample() -> set[tuple[Any, ...]]:
         return {tuple(r) for r in conn.execute(SQL["statement_starts"])}
 
@@ -641,7 +717,8 @@ def scenario_resources(dbs: Databases, quick: bool, logdir: str) -> dict[str, An
                 pass
         minutes = (t1 - t0) / 60
         return {
-            "workers": len(worker_mem), "window_s": round(t1 - t0, 1),
+            "workers": len(worker_mem),
+            "window_s": round(t1 - t0, 1),
             "idle_cpu_percent_of_one_core": round((cpu1 - cpu0) / (t1 - t0) * 100, 3),
             "idle_cpu_percent_supervisor": round((sup_cpu1 - sup_cpu0) / (t1 - t0) * 100, 3),
             "supervisor_rss_mb": round(sup_mem.rss / 2**20, 1),
@@ -675,8 +752,9 @@ def scenario_peers(dbs: Databases, quick: bool, repeats: int, logdir: str) -> di
         import bench_peers  # only when a peer is there: it imports the peers' packages
 
         try:
-            out[name] = bench_peers.run(name, dbs.fresh(name), quick, repeats, logdir,
-                                        STARTED, stats)
+            out[name] = bench_peers.run(
+                name, dbs.fresh(name), quick, repeats, logdir, STARTED, stats
+            )
         except Exception as exc:  # a peer's failure must not lose qsup's numbers
             log(f"{name}: {type(exc).__name__}: {exc}")
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -703,92 +781,165 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
         return node.get("median") if isinstance(node, dict) else node
 
     def versus(scenario: str, qsup: Any, reference: Any, reference_is: str, target: str) -> None:
-        rows.append({"scenario": scenario, "qsup": qsup, "reference": reference,
-                     "reference_is": reference_is, "ratio": ratio(qsup, reference),
-                     "target": target})
+        rows.append(
+            {
+                "scenario": scenario,
+                "qsup": qsup,
+                "reference": reference,
+                "reference_is": reference_is,
+                "ratio": ratio(qsup, reference),
+                "target": target,
+            }
+        )
 
     enq = s.get("enqueue")
     if enq:
-        rows.append({"scenario": "single enqueue (tasks/s, one connection)",
-                     "qsup": med("enqueue", "add_task_connection"),
-                     "reference": med("enqueue", "bare_insert"), "reference_is": "bare INSERT",
-                     "ratio": enq["single_vs_bare_insert_slowdown"],
-                     "target": "bare/qsup <= 1.3"})
-        rows.append({"scenario": "single enqueue via pool (tasks/s)",
-                     "qsup": med("enqueue", "add_task_pool"),
-                     "reference": med("enqueue", "bare_insert"), "reference_is": "bare INSERT",
-                     "ratio": enq["single_pool_vs_bare_insert_slowdown"],
-                     "target": "bare/qsup <= 1.3"})
-        rows.append({"scenario": "batch enqueue 1000 (tasks/s)",
-                     "qsup": med("enqueue", "add_tasks_1000"),
-                     "reference": med("enqueue", "bare_copy_1000"), "reference_is": "bare COPY",
-                     "ratio": enq["batch_vs_bare_copy"],
-                     "target": ">= 1.5x pgqueuer batch (peer)"})
+        rows.append(
+            {
+                "scenario": "single enqueue (tasks/s, one connection)",
+                "qsup": med("enqueue", "add_task_connection"),
+                "reference": med("enqueue", "bare_insert"),
+                "reference_is": "bare INSERT",
+                "ratio": enq["single_vs_bare_insert_slowdown"],
+                "target": "bare/qsup <= 1.3",
+            }
+        )
+        rows.append(
+            {
+                "scenario": "single enqueue via pool (tasks/s)",
+                "qsup": med("enqueue", "add_task_pool"),
+                "reference": med("enqueue", "bare_insert"),
+                "reference_is": "bare INSERT",
+                "ratio": enq["single_pool_vs_bare_insert_slowdown"],
+                "target": "bare/qsup <= 1.3",
+            }
+        )
+        rows.append(
+            {
+                "scenario": "batch enqueue 1000 (tasks/s)",
+                "qsup": med("enqueue", "add_tasks_1000"),
+                "reference": med("enqueue", "bare_copy_1000"),
+                "reference_is": "bare COPY",
+                "ratio": enq["batch_vs_bare_copy"],
+                "target": ">= 1.5x pgqueuer batch (peer)",
+            }
+        )
     ceiling = med("ceiling", "jobs_per_s")
     for key in ("noop_workers_2", "noop_workers_4", "noop_workers_2_http"):
         if med("drain", key, "tasks_per_s"):
-            versus(f"drain {key} (tasks/s, from process start)",
-                   med("drain", key, "tasks_per_s"), ceiling, "raw SKIP LOCKED ceiling",
-                   ">= 0.70 of ceiling, >= 2x fastest peer")
-            versus(f"drain {key} (tasks/s, steady: first start to last end)",
-                   med("drain", key, "steady_tasks_per_s"), ceiling, "raw SKIP LOCKED ceiling",
-                   ">= 0.70 of ceiling")
+            versus(
+                f"drain {key} (tasks/s, from process start)",
+                med("drain", key, "tasks_per_s"),
+                ceiling,
+                "raw SKIP LOCKED ceiling",
+                ">= 0.70 of ceiling, >= 2x fastest peer",
+            )
+            versus(
+                f"drain {key} (tasks/s, steady: first start to last end)",
+                med("drain", key, "steady_tasks_per_s"),
+                ceiling,
+                "raw SKIP LOCKED ceiling",
+                ">= 0.70 of ceiling",
+            )
     for group in ("drain", "targets"):
         for key, value in (s.get(group) or {}).items():
             if isinstance(value, dict) and "ideal_s" in value:
-                rows.append({"scenario": f"{key} (wall s)", "qsup": value["wall_s"]["median"],
-                             "reference": value["ideal_s"], "reference_is": "ideal",
-                             "ratio": value["wall_vs_ideal"],
-                             "span_ratio": value["span_vs_ideal"],
-                             "floor_ratio": value.get("wall_vs_floor"),
-                             "steal_percent": value["steal_percent"],
-                             "target": "<= 1.15 (cpu) / <= 1.2 (sleep)"})
+                rows.append(
+                    {
+                        "scenario": f"{key} (wall s)",
+                        "qsup": value["wall_s"]["median"],
+                        "reference": value["ideal_s"],
+                        "reference_is": "ideal",
+                        "ratio": value["wall_vs_ideal"],
+                        "span_ratio": value["span_vs_ideal"],
+                        "floor_ratio": value.get("wall_vs_floor"),
+                        "steal_percent": value["steal_percent"],
+                        "target": "<= 1.15 (cpu) / <= 1.2 (sleep)",
+                    }
+                )
     if s.get("latency"):
         for p, target in (("p50", "<= 2 ms"), ("p95", None), ("p99", "<= 10 ms")):
-            rows.append({"scenario": f"latency commit->start {p} (ms)",
-                         "qsup": med("latency", "commit_to_start", f"{p}_ms"),
-                         "reference": None, "ratio": None, "target": target})
+            rows.append(
+                {
+                    "scenario": f"latency commit->start {p} (ms)",
+                    "qsup": med("latency", "commit_to_start", f"{p}_ms"),
+                    "reference": None,
+                    "ratio": None,
+                    "target": target,
+                }
+            )
     res = s.get("resources")
     if res:
         rows += [
-            {"scenario": "idle CPU, 8 workers (% of a core)", "qsup":
-             res["idle_cpu_percent_of_one_core"], "target": "< 1 %"},
-            {"scenario": "supervisor RSS (MB)", "qsup": res["supervisor_rss_mb"],
-             "target": "<= 60 MB"},
-            {"scenario": "connections per server", "qsup": res["db_connections"],
-             "target": "<= 3"},
-            {"scenario": "idle statements per minute", "qsup":
-             res["idle_statements_per_minute"], "target": None},
+            {
+                "scenario": "idle CPU, 8 workers (% of a core)",
+                "qsup": res["idle_cpu_percent_of_one_core"],
+                "target": "< 1 %",
+            },
+            {
+                "scenario": "supervisor RSS (MB)",
+                "qsup": res["supervisor_rss_mb"],
+                "target": "<= 60 MB",
+            },
+            {"scenario": "connections per server", "qsup": res["db_connections"], "target": "<= 3"},
+            {
+                "scenario": "idle statements per minute",
+                "qsup": res["idle_statements_per_minute"],
+                "target": None,
+            },
         ]
     big = s.get("big_table")
     if isinstance(big, dict) and big.get("vs_empty_table"):
-        rows.append({"scenario": "drain with 1M finished rows vs empty (ratio)",
-                     "qsup": med("big_table", "tasks_per_s"),
-                     "reference": med("drain", "noop_workers_2", "tasks_per_s"),
-                     "ratio": big["vs_empty_table"], "target": ">= 0.8"})
+        rows.append(
+            {
+                "scenario": "drain with 1M finished rows vs empty (ratio)",
+                "qsup": med("big_table", "tasks_per_s"),
+                "reference": med("drain", "noop_workers_2", "tasks_per_s"),
+                "ratio": big["vs_empty_table"],
+                "target": ">= 0.8",
+            }
+        )
     for peer in s.get("peers") or {}:
         drain = med("peers", peer, "drain", "tasks_per_s")
         if drain:
-            versus(f"drain vs {peer} (tasks/s)", med("drain", "noop_workers_2", "tasks_per_s"),
-                   drain, peer, ">= 2")
+            versus(
+                f"drain vs {peer} (tasks/s)",
+                med("drain", "noop_workers_2", "tasks_per_s"),
+                drain,
+                peer,
+                ">= 2",
+            )
             with_http = med("drain", "noop_workers_2_http", "tasks_per_s")
             if with_http:
-                versus(f"drain, HTTP on, vs {peer} (tasks/s)", with_http, drain, peer,
-                       ">= 2 (the default server)")
+                versus(
+                    f"drain, HTTP on, vs {peer} (tasks/s)",
+                    with_http,
+                    drain,
+                    peer,
+                    ">= 2 (the default server)",
+                )
         steady = med("peers", peer, "drain", "steady_tasks_per_s")
         if steady:
-            versus(f"drain steady vs {peer} steady (tasks/s)",
-                   med("drain", "noop_workers_2", "steady_tasks_per_s"), steady,
-                   f"{peer}, first pick to last end", ">= 2 (if timed from a running consumer)")
+            versus(
+                f"drain steady vs {peer} steady (tasks/s)",
+                med("drain", "noop_workers_2", "steady_tasks_per_s"),
+                steady,
+                f"{peer}, first pick to last end",
+                ">= 2 (if timed from a running consumer)",
+            )
         batch = med("peers", peer, "batch_enqueue")
         if batch:
-            versus(f"batch enqueue vs {peer} (tasks/s)", med("enqueue", "add_tasks_1000"), batch,
-                   peer, ">= 1.5")
+            versus(
+                f"batch enqueue vs {peer} (tasks/s)",
+                med("enqueue", "add_tasks_1000"),
+                batch,
+                peer,
+                ">= 1.5",
+            )
     return rows
 
 
-SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table",
-             "peers")
+SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -823,9 +974,18 @@ def main(argv: list[str] | None = None) -> int:
             ("latency", lambda: scenario_latency(dbs, args.quick, max(1, repeats - 1), logdir)),
             ("resources", lambda: scenario_resources(dbs, args.quick, logdir)),
             ("targets", lambda: scenario_targets(dbs, max(1, repeats - 1), logdir)),
-            ("big_table", lambda: scenario_big_table(
-                dbs, 1, logdir, (results.get("drain") or {}).get("noop_workers_2", {})
-                .get("tasks_per_s", {}).get("median"))),
+            (
+                "big_table",
+                lambda: scenario_big_table(
+                    dbs,
+                    1,
+                    logdir,
+                    (results.get("drain") or {})
+                    .get("noop_workers_2", {})
+                    .get("tasks_per_s", {})
+                    .get("median"),
+                ),
+            ),
             ("peers", lambda: scenario_peers(dbs, args.quick, repeats, logdir)),
         ]
         for name, step in steps:
@@ -847,10 +1007,14 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "meta": {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "quick": args.quick, "repeats": repeats,
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-                        "cpu": platform.processor() or platform.machine()},
+            "quick": args.quick,
+            "repeats": repeats,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                "cpu": platform.processor() or platform.machine(),
+            },
             "python": platform.python_version(),
             "postgres": dbs.version if dbs else None,
             "database": "given URL" if args.database_url else "embedded (fresh temp dir)",

@@ -91,8 +91,9 @@ def _consume(dsn: str, go: Any) -> None:
     asyncio.run(main())
 
 
-def _drain_processes(target: Any, conninfo: str, left: Any, count: int,
-                     started: dict[int, Any]) -> float:
+def _drain_processes(
+    target: Any, conninfo: str, left: Any, count: int, started: dict[int, Any]
+) -> float:
     """Start 2 consumer processes (spawned: their start-up counts, as for qsup serve) and time
     them until ``left()`` is 0."""
     ctx = multiprocessing.get_context("spawn")
@@ -128,7 +129,8 @@ async def _steady(dsn: str, count: int) -> float | None:
     try:
         span = await conn.fetchval(
             "SELECT extract(epoch FROM max(created) FILTER (WHERE status = 'successful')"
-            " - min(created) FILTER (WHERE status = 'picked'))::float8 FROM pgqueuer_log")
+            " - min(created) FILTER (WHERE status = 'picked'))::float8 FROM pgqueuer_log"
+        )
         return count / span if span else None
     finally:
         await conn.close()
@@ -188,8 +190,12 @@ def _procrastinate_consume(url: str, go: Any) -> None:
         app = _procrastinate_app(url)
         async with app.open_async():
             go.wait()
-            await app.run_worker_async(concurrency=PROCRASTINATE_CONCURRENCY, wait=False,
-                                       install_signal_handlers=False, delete_jobs="never")
+            await app.run_worker_async(
+                concurrency=PROCRASTINATE_CONCURRENCY,
+                wait=False,
+                install_signal_handlers=False,
+                delete_jobs="never",
+            )
 
     asyncio.run(main())
 
@@ -198,8 +204,9 @@ def _procrastinate_left(url: str) -> int:
     import psycopg
 
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM procrastinate_jobs"
-                           " WHERE status IN ('todo', 'doing')").fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+        ).fetchone()
         return int(row[0]) if row else 0
 
 
@@ -212,12 +219,14 @@ def _procrastinate_clear(url: str) -> None:
 
 def _procrastinate_drain_once(url: str, count: int, started: dict[int, Any]) -> float:
     asyncio.run(_procrastinate_enqueue(url, count, 1000))
-    return _drain_processes(_procrastinate_consume, url, lambda: _procrastinate_left(url),
-                            count, started)
+    return _drain_processes(
+        _procrastinate_consume, url, lambda: _procrastinate_left(url), count, started
+    )
 
 
-def run_procrastinate(url: str, quick: bool, repeats: int, started: dict[int, Any],
-                      stats: Any) -> dict[str, Any]:
+def run_procrastinate(
+    url: str, quick: bool, repeats: int, started: dict[int, Any], stats: Any
+) -> dict[str, Any]:
     async def install() -> None:
         app = _procrastinate_app(url)
         async with app.open_async():
@@ -229,14 +238,18 @@ def run_procrastinate(url: str, quick: bool, repeats: int, started: dict[int, An
     batch = [asyncio.run(_procrastinate_enqueue(url, batch_n, 1000)) for _ in range(repeats)]
     _procrastinate_clear(url)  # what the enqueue runs left (draining it takes minutes)
     drain = [_procrastinate_drain_once(url, drain_n, started) for _ in range(repeats)]
-    return {"settings": f"psycopg, 2 processes, concurrency={PROCRASTINATE_CONCURRENCY},"
-                        " listen_notify, wait=False",
-            "single_enqueue": stats(single, 0), "batch_enqueue": stats(batch, 0),
-            "drain": {"tasks": drain_n, "tasks_per_s": stats(drain, 0)}}
+    return {
+        "settings": f"psycopg, 2 processes, concurrency={PROCRASTINATE_CONCURRENCY},"
+        " listen_notify, wait=False",
+        "single_enqueue": stats(single, 0),
+        "batch_enqueue": stats(batch, 0),
+        "drain": {"tasks": drain_n, "tasks_per_s": stats(drain, 0)},
+    }
 
 
-def run(name: str, url: str, quick: bool, repeats: int, logdir: str,
-        started: dict[int, Any], stats: Any) -> dict[str, Any]:
+def run(
+    name: str, url: str, quick: bool, repeats: int, logdir: str, started: dict[int, Any], stats: Any
+) -> dict[str, Any]:
     if name == "procrastinate":
         return run_procrastinate(url, quick, repeats, started, stats)
     if name != "pgqueuer":
@@ -248,7 +261,13 @@ def run(name: str, url: str, quick: bool, repeats: int, logdir: str,
     batch = [asyncio.run(_enqueue(dsn, batch_n, 1000)) for _ in range(repeats)]
     _drain_once(dsn, 0, started)  # consume what the enqueue runs left
     drain = [_drain_once(dsn, drain_n, started) for _ in range(repeats)]
-    return {"settings": "asyncpg, 2 processes, batch_size=100, drain mode",
-            "single_enqueue": stats(single, 0), "batch_enqueue": stats(batch, 0),
-            "drain": {"tasks": drain_n, "tasks_per_s": stats([r for r, _ in drain], 0),
-                      "steady_tasks_per_s": stats([s for _, s in drain], 0)}}
+    return {
+        "settings": "asyncpg, 2 processes, batch_size=100, drain mode",
+        "single_enqueue": stats(single, 0),
+        "batch_enqueue": stats(batch, 0),
+        "drain": {
+            "tasks": drain_n,
+            "tasks_per_s": stats([r for r, _ in drain], 0),
+            "steady_tasks_per_s": stats([s for _, s in drain], 0),
+        },
+    }

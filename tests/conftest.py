@@ -22,7 +22,10 @@ from psycopg.conninfo import make_conninfo
 from qsup.db.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = "queued_task_logs, queued_task_dependencies, queued_tasks, queued_task_workers, queued_task_schedules"
+TABLES = (
+    "queued_task_logs, queued_task_dependencies, queued_tasks, queued_task_workers,"
+    " queued_task_schedules"
+)
 
 
 def _server_url() -> str:
@@ -79,8 +82,12 @@ def queue(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     q.close()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02,
-             what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 20.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> Any:
     """Poll until ``predicate()`` is truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -98,12 +105,21 @@ class Server:
     def __init__(self, db_url: str, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log_path = log
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        full_env = {**os.environ, "QUEUE_DATABASE_URL": db_url, "QSUP_LOG_LEVEL": "DEBUG",
-                    "PYTHONUNBUFFERED": "1", **env}
+        full_env = {
+            **os.environ,
+            "QUEUE_DATABASE_URL": db_url,
+            "QSUP_LOG_LEVEL": "DEBUG",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
         full_env.pop("QSUP_CONFIG", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "qsup", "serve", "--no-http", "--import", "tests.tasks", *args],
-            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=ROOT,
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self.pid = self.proc.pid
         self.known: set[int] = {self.pid}
 
@@ -117,8 +133,11 @@ class Server:
         return found
 
     def wait_workers(self, count: int, timeout: float = 20) -> list[psutil.Process]:
-        return wait_for(lambda: len(self.workers()) == count and self.workers(), timeout,
-                        what=f"{count} workers")
+        return wait_for(
+            lambda: len(self.workers()) == count and self.workers(),
+            timeout,
+            what=f"{count} workers",
+        )
 
     def signal(self, sig: int) -> None:
         os.kill(self.pid, sig)
@@ -165,8 +184,10 @@ def start_server(db_url: str, tmp_path: Path) -> Iterator[Callable[..., Server]]
         server = Server(db_url, list(args), env or {}, tmp_path / f"serve-{len(started)}.log")
         started.append(server)
         if wait_ready:
-            wait_for(lambda: "started (server id" in server.output() or server.proc.poll() is not None,
-                     what="the server to start")
+            wait_for(
+                lambda: "started (server id" in server.output() or server.proc.poll() is not None,
+                what="the server to start",
+            )
             assert server.proc.poll() is None, server.output()
         return server
 

@@ -193,7 +193,7 @@ def schedule(
     from qsup.encoding import task_path
 
     path = task if isinstance(task, str) else task_path(task)
-    raw = {
+    raw: dict[str, Any] = {
         "name": name,
         "cron": cron,
         "task": path,

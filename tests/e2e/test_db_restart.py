@@ -38,23 +38,35 @@ def test_postgres_restart_mid_run_loses_nothing(private_pg, tmp_path, mode):
     with psycopg.connect(url, autocommit=True) as c:
         migrate(c)
     queue = Queue(url)
-    server = Server(url, ["--workers", "2"], {"QUEUE_HEARTBEAT_INTERVAL": "0.5"},
-                    tmp_path / "serve.log")
+    server = Server(
+        url, ["--workers", "2"], {"QUEUE_HEARTBEAT_INTERVAL": "0.5"}, tmp_path / "serve.log"
+    )
     try:
         wait_for(lambda: "started (server id" in server.output(), what="the server")
-        first = queue.add_tasks([(tasks.record, (str(tmp_path), f"a{i}", 0.05), {}) for i in range(40)])
+        first = queue.add_tasks(
+            [(tasks.record, (str(tmp_path), f"a{i}", 0.05), {}) for i in range(40)]
+        )
         workers_before = {w.pid for w in wait_for(server.workers, what="a worker")}
         queue.close()
-        pg_ctl(["-w", "-m", mode, "restart"], pgdata=private_pg.pgdata, user=private_pg.system_user,
-               timeout=30)
+        pg_ctl(
+            ["-w", "-m", mode, "restart"],
+            pgdata=private_pg.pgdata,
+            user=private_pg.system_user,
+            timeout=30,
+        )
         queue = Queue(url)
         second = queue.add_tasks([(tasks.add, (i, 1), {}) for i in range(40)])
         with psycopg.connect(url, autocommit=True) as c:
             try:
-                wait_for(lambda: task_states(c).get("completed", 0) == len(first) + len(second),
-                         timeout=40, what="every task to complete after the restart")
+                wait_for(
+                    lambda: task_states(c).get("completed", 0) == len(first) + len(second),
+                    timeout=40,
+                    what="every task to complete after the restart",
+                )
             except AssertionError as exc:
-                raise AssertionError(f"{exc}: {task_states(c)}\n{server.output()[-4000:]}") from None
+                raise AssertionError(
+                    f"{exc}: {task_states(c)}\n{server.output()[-4000:]}"
+                ) from None
         assert server.proc.poll() is None
         assert workers_before & {w.pid for w in server.workers()}, "workers were kept"
         assert "reconnected to PostgreSQL" in server.output()
@@ -68,15 +80,23 @@ def test_a_claim_whose_reply_was_lost_is_requeued_after_reconnecting(queue, conn
     # the reply arrives: a task held by a live server that knows nothing of it.
     server = start_server("--workers", "1", env={"QUEUE_HEARTBEAT_INTERVAL": "0.5"})
     pid = server.proc.pid
-    server_id = conn.execute("SELECT id FROM queued_task_workers WHERE pid = %s",
-                             (pid,)).fetchone()[0]
+    server_id = conn.execute(
+        "SELECT id FROM queued_task_workers WHERE pid = %s", (pid,)
+    ).fetchone()[0]
     ref = queue.add_task(tasks.add, 2, 3, _delay=3600)
-    conn.execute("UPDATE queued_tasks SET state = 'picked_up', server_id = %s, attempts = 1,"
-                 " scheduled_at = now() WHERE id = %s", (server_id, ref.task_id))
-    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                 " WHERE application_name = %s", (f"qsup-supervisor-{pid}",))
-    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "completed",
-             what="the orphaned claim to be requeued and run")
+    conn.execute(
+        "UPDATE queued_tasks SET state = 'picked_up', server_id = %s, attempts = 1,"
+        " scheduled_at = now() WHERE id = %s",
+        (server_id, ref.task_id),
+    )
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        (f"qsup-supervisor-{pid}",),
+    )
+    wait_for(
+        lambda: repo.get_task(conn, ref.task_id)["state"] == "completed",
+        what="the orphaned claim to be requeued and run",
+    )
     assert repo.get_task(conn, ref.task_id)["attempts"] == 1  # giving it back used no attempt
     assert "requeued 1 task(s) of a claim whose reply was lost" in server.output()
 
@@ -92,21 +112,26 @@ def test_a_server_stopped_right_after_an_outage_still_marks_itself_stopped(priva
     url = private_pg.get_uri()
     with psycopg.connect(url, autocommit=True) as c:
         migrate(c)
-    server = Server(url, ["--workers", "1"], {"QUEUE_HEARTBEAT_INTERVAL": "0.2"},
-                    tmp_path / "serve.log")
+    server = Server(
+        url, ["--workers", "1"], {"QUEUE_HEARTBEAT_INTERVAL": "0.2"}, tmp_path / "serve.log"
+    )
     try:
         wait_for(lambda: "started (server id" in server.output(), what="the server")
         ctl = {"pgdata": private_pg.pgdata, "user": private_pg.system_user, "timeout": 30}
         pg_ctl(["-w", "-m", "fast", "stop"], **ctl)
         time.sleep(4)  # the outage itself: heartbeats fail, the backoff grows past 3 s
         socket_dir = conninfo_to_dict(url)["host"]  # as the wheel starts it: same URL
-        pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(private_pg.log),
-                "start"], **ctl)
+        pg_ctl(
+            ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(private_pg.log), "start"],
+            **ctl,
+        )
         server.signal(signal.SIGTERM)
         assert server.wait(15) == 0, server.output()[-3000:]
         with psycopg.connect(url, autocommit=True) as c:
-            running = c.execute("SELECT count(*) FROM queued_task_workers WHERE is_running"
-                                " AND pid = %s", (server.pid,)).fetchone()[0]
+            running = c.execute(
+                "SELECT count(*) FROM queued_task_workers WHERE is_running AND pid = %s",
+                (server.pid,),
+            ).fetchone()[0]
         assert running == 0, server.output()[-3000:]
     finally:
         server.stop()

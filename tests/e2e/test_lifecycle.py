@@ -41,8 +41,11 @@ def test_bad_config_on_sighup_keeps_the_old_one(queue, conn, start_server, tmp_p
 
 def test_workers_dying_at_start_up_are_restarted_with_backoff(start_server):
     server = start_server("--workers", "1", "--import", "tests.boot_crash")
-    wait_for(lambda: server.output().count("died at start-up") >= 3, timeout=20,
-             what="three start-up deaths")
+    wait_for(
+        lambda: server.output().count("died at start-up") >= 3,
+        timeout=20,
+        what="three start-up deaths",
+    )
     delays = [float(d) for d in re.findall(r"next start in ([0-9.]+) s", server.output())]
     assert delays[:3] == sorted(delays[:3]) and delays[2] > delays[0], delays
     assert "exit code 3" in server.output()
@@ -53,8 +56,9 @@ def test_workers_dying_at_start_up_are_restarted_with_backoff(start_server):
 
 
 def test_idle_workers_retire_down_to_the_minimum(queue, conn, start_server, tmp_path):
-    server = start_server("--workers", "3", "--min-workers", "1",
-                          env={"QUEUE_WORKER_IDLE_TIMEOUT": "0.5"})
+    server = start_server(
+        "--workers", "3", "--min-workers", "1", env={"QUEUE_WORKER_IDLE_TIMEOUT": "0.5"}
+    )
     queue.add_tasks([(tasks.record, (str(tmp_path), f"s{i}", 0.3), {}) for i in range(9)])
     server.wait_workers(3)  # scaled up under the burst
     wait_for(lambda: task_states(conn).get("completed", 0) == 9, what="the burst")
@@ -63,17 +67,25 @@ def test_idle_workers_retire_down_to_the_minimum(queue, conn, start_server, tmp_
 
 
 def test_an_idle_server_makes_one_query_per_interval(conn, start_server):
-    start_server("--workers", "2", "--min-workers", "2",
-                 env={"QUEUE_HEARTBEAT_INTERVAL": "1", "QUEUE_FALLBACK_POLLING_INTERVAL": "1"})
+    start_server(
+        "--workers",
+        "2",
+        "--min-workers",
+        "2",
+        env={"QUEUE_HEARTBEAT_INTERVAL": "1", "QUEUE_FALLBACK_POLLING_INTERVAL": "1"},
+    )
     time.sleep(2)  # let start-up settle (migrations, first claim)
 
     # The server's own statements: a new query_start in one of its sessions, sampled every
     # 20 ms (beats are a second apart). The database's transaction counter would also count
     # autovacuum's visits, which made this test fail now and then.
     def statement_starts() -> set[tuple[int, object]]:
-        return set(conn.execute(
-            "SELECT pid, query_start FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name LIKE 'qsup-%' AND query_start IS NOT NULL").fetchall())
+        return set(
+            conn.execute(
+                "SELECT pid, query_start FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name LIKE 'qsup-%' AND query_start IS NOT NULL"
+            ).fetchall()
+        )
 
     seen = statement_starts()
     before = set(seen)

@@ -22,22 +22,31 @@ def test_allow_list_refuses_other_modules_before_importing_them(queue, conn, sta
 
 
 def test_results_and_logs_are_bounded(queue, conn, start_server):
-    start_server("--workers", "1", env={"QUEUE_MAX_RESULT_BYTES": "100",
-                                         "QUEUE_MAX_LOGS_PER_TASK": "2"})
+    start_server(
+        "--workers", "1", env={"QUEUE_MAX_RESULT_BYTES": "100", "QUEUE_MAX_LOGS_PER_TASK": "2"}
+    )
     assert queue.add_task(tasks.big_result, 10).result(timeout=20) == "x" * 10
     _failed_with(conn, queue.add_task(tasks.big_result, 1000), "QUEUE_MAX_RESULT_BYTES")
     chatty = queue.add_task(tasks.log_and_context, 5)
     assert chatty.result(timeout=20) == 5
-    logs = wait_for(lambda: len(repo.task_logs(conn, chatty.task_id)) == 3
-                    and repo.task_logs(conn, chatty.task_id), what="3 log rows")
+    logs = wait_for(
+        lambda: (
+            len(repo.task_logs(conn, chatty.task_id)) == 3 and repo.task_logs(conn, chatty.task_id)
+        ),
+        what="3 log rows",
+    )
     assert "log limit of 2 rows reached" in logs[-1]["message"]
 
 
 def test_orphaned_grandchildren_are_reaped(queue, conn, start_server, tmp_path):
     server = start_server("--workers", "1")
     queue.add_task(tasks.orphan_grandchild, str(tmp_path)).result(timeout=20)
-    pid = int(wait_for(lambda: (tmp_path / "grandchild").exists()
-                       and (tmp_path / "grandchild").read_text(), what="the grandchild"))
+    pid = int(
+        wait_for(
+            lambda: (tmp_path / "grandchild").exists() and (tmp_path / "grandchild").read_text(),
+            what="the grandchild",
+        )
+    )
     assert psutil.Process(pid).ppid() == server.pid  # adopted by the supervisor (subreaper)
 
     def gone() -> bool:

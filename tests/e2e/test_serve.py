@@ -47,9 +47,13 @@ def test_sigterm_drains_running_tasks_and_exits_0(queue, conn, start_server, tmp
     assert sum(states.values()) == len(refs)
     assert states.get("completed", 0) >= 2
     ran = {p.name for p in tmp_path.iterdir()}
-    completed = {r[0] for r in conn.execute("SELECT result FROM queued_tasks WHERE state = 'completed'")}
+    completed = {
+        r[0] for r in conn.execute("SELECT result FROM queued_tasks WHERE state = 'completed'")
+    }
     assert completed <= ran
-    attempts = conn.execute("SELECT max(attempts) FROM queued_tasks WHERE state = 'enqueued'").fetchone()[0]
+    attempts = conn.execute(
+        "SELECT max(attempts) FROM queued_tasks WHERE state = 'enqueued'"
+    ).fetchone()[0]
     assert attempts in (None, 0)  # requeued without using an attempt
     assert conn.execute("SELECT is_running FROM queued_task_workers").fetchone()[0] is False
 
@@ -60,13 +64,19 @@ def test_sigkilled_worker_loses_no_task_and_is_replaced(queue, conn, start_serve
     wait_for(lambda: task_states(conn).get("running") == 1, what="the task to run")
     (victim,) = server.workers()
     victim.kill()
-    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] in ("enqueued", "picked_up", "running")
-             and repo.get_task(conn, ref.task_id)["attempts"] >= 1
-             and repo.task_logs(conn, ref.task_id), what="the task to be requeued")
+    wait_for(
+        lambda: (
+            repo.get_task(conn, ref.task_id)["state"] in ("enqueued", "picked_up", "running")
+            and repo.get_task(conn, ref.task_id)["attempts"] >= 1
+            and repo.task_logs(conn, ref.task_id)
+        ),
+        what="the task to be requeued",
+    )
     logs = repo.task_logs(conn, ref.task_id)
     assert "died" in logs[0]["message"] and "SIGKILL" in logs[0]["message"]
-    replacement = wait_for(lambda: [w for w in server.workers() if w.pid != victim.pid],
-                           what="a replacement worker")
+    replacement = wait_for(
+        lambda: [w for w in server.workers() if w.pid != victim.pid], what="a replacement worker"
+    )
     assert replacement
     assert ref.result(timeout=30) == "victim"  # the retry ran to completion
     assert (tmp_path / "victim").read_text().count("\n") == 1
@@ -90,11 +100,16 @@ def test_failures_are_retried_then_fail_with_the_error(queue, conn, start_server
     wrong_args = queue.add_task(tasks.add, 1)
     assert flaky.result(timeout=30) == 3
     assert len(repo.task_logs(conn, flaky.task_id)) == 2
-    for ref, attempts, text in [(doomed, 2, "always fails"), (fatal, 1, "do not retry me"),
-                                (bad_result, 1, "not JSON-serialisable"),
-                                (wrong_args, 1, "wrong arguments for tests.tasks:add")]:
-        wait_for(lambda r=ref: repo.get_task(conn, r.task_id)["state"] == "failed",
-                 what=f"{text} to fail")
+    for ref, attempts, text in [
+        (doomed, 2, "always fails"),
+        (fatal, 1, "do not retry me"),
+        (bad_result, 1, "not JSON-serialisable"),
+        (wrong_args, 1, "wrong arguments for tests.tasks:add"),
+    ]:
+        wait_for(
+            lambda r=ref: repo.get_task(conn, r.task_id)["state"] == "failed",
+            what=f"{text} to fail",
+        )
         row = repo.get_task(conn, ref.task_id)
         assert row["attempts"] == attempts, text
         assert text in row["error_message"]
@@ -109,8 +124,11 @@ def test_timeouts_stop_python_loops_and_kill_stuck_workers(queue, conn, start_se
 
 
 def test_polling_without_notify_still_runs_tasks(queue, conn, start_server):
-    start_server("--workers", "1", env={"QUEUE_USE_POSTGRESQL_NOTIFY": "false",
-                                         "QUEUE_POLLING_INTERVAL": "0.1"})
+    start_server(
+        "--workers",
+        "1",
+        env={"QUEUE_USE_POSTGRESQL_NOTIFY": "false", "QUEUE_POLLING_INTERVAL": "0.1"},
+    )
     assert queue.add_task(tasks.add, 1, 1).result(timeout=20) == 2
 
 
@@ -144,9 +162,12 @@ def test_sigusr2_prints_every_threads_stack_and_changes_nothing(queue, start_ser
     server = start_server("--workers", "1")
     (worker,) = server.wait_workers(1)
     server.signal(signal.SIGUSR2)
-    wait_for(lambda: "supervisor/writer.py" in server.output()
-             and "supervisor/arbiter.py" in server.output(),
-             what="the supervisor's threads in the log")
+    wait_for(
+        lambda: (
+            "supervisor/writer.py" in server.output() and "supervisor/arbiter.py" in server.output()
+        ),
+        what="the supervisor's threads in the log",
+    )
     worker.send_signal(signal.SIGUSR2)
     wait_for(lambda: "qsup/worker/" in server.output(), what="the worker's stack in the log")
     assert queue.add_task(tasks.add, 1, 2).result(timeout=20) == 3
@@ -162,8 +183,14 @@ def test_workers_exit_when_the_supervisor_is_killed(start_server):
     assert alive == []
 
 
-@pytest.mark.parametrize("bad", [["--workers", "0"], ["--min-workers", "3", "--workers", "2"],
-                                 ["--import", "no_such_module_xyz"]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--workers", "0"],
+        ["--min-workers", "3", "--workers", "2"],
+        ["--import", "no_such_module_xyz"],
+    ],
+)
 def test_bad_serve_flags_exit_2_with_one_line(start_server, bad):
     server = start_server(*bad, wait_ready=False)
     assert server.wait(20) == 2
@@ -178,11 +205,13 @@ def test_a_job_queued_behind_a_long_task_goes_to_a_worker_that_idles(queue, conn
     start_server("--workers", "2", "--min-workers", "2")
     for ref in queue.add_tasks([(tasks.noop, (), {})] * 2):  # durations known: batched hand-off
         ref.result(timeout=20)
-    refs = queue.add_tasks([  # claimed together, in this order; one worker takes the first two
-        (tasks.sleep_then_return, (6.0, "long"), {"_priority": 9}),
-        (tasks.sleep_then_return, (0.3, "queued"), {"_priority": 8}),
-        (tasks.sleep_then_return, (0.3, "other"), {"_priority": 7}),
-    ])
+    refs = queue.add_tasks(
+        [  # claimed together, in this order; one worker takes the first two
+            (tasks.sleep_then_return, (6.0, "long"), {"_priority": 9}),
+            (tasks.sleep_then_return, (0.3, "queued"), {"_priority": 8}),
+            (tasks.sleep_then_return, (0.3, "other"), {"_priority": 7}),
+        ]
+    )
     assert [ref.result(timeout=30) for ref in refs] == ["long", "queued", "other"]
     done = dict(conn.execute("SELECT result, date_done FROM queued_tasks WHERE result <> 'null'"))
     for name in ("queued", "other"):  # not after the long one (6 s)

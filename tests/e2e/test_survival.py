@@ -21,21 +21,30 @@ def test_tasks_of_a_killed_server_are_rescued_by_another(queue, conn, start_serv
     first.signal(signal.SIGKILL)
     first.wait(10)
     start_server("--workers", "2", env=FAST_HEARTBEAT)
-    wait_for(lambda: task_states(conn).get("completed", 0) == len(refs), timeout=40,
-             what="every task to complete on the second server")
-    dead = conn.execute("SELECT is_running FROM queued_task_workers WHERE pid = %s",
-                        (first.pid,)).fetchone()
+    wait_for(
+        lambda: task_states(conn).get("completed", 0) == len(refs),
+        timeout=40,
+        what="every task to complete on the second server",
+    )
+    dead = conn.execute(
+        "SELECT is_running FROM queued_task_workers WHERE pid = %s", (first.pid,)
+    ).fetchone()
     assert dead == (False,)
 
 
 def test_tasks_held_by_a_deleted_server_row_are_rescued(queue, conn, start_server):
     # an operator cleaned up queued_task_workers while a dead server still held a task
     ref = queue.add_task(tasks.add, 4, 5, _delay=3600)
-    conn.execute("UPDATE queued_tasks SET state = 'running', server_id = 424242, attempts = 1,"
-                 " scheduled_at = now() WHERE id = %s", (ref.task_id,))
+    conn.execute(
+        "UPDATE queued_tasks SET state = 'running', server_id = 424242, attempts = 1,"
+        " scheduled_at = now() WHERE id = %s",
+        (ref.task_id,),
+    )
     start_server("--workers", "1", env=FAST_HEARTBEAT)
-    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "completed",
-             what="the task of the vanished server to be rescued")
+    wait_for(
+        lambda: repo.get_task(conn, ref.task_id)["state"] == "completed",
+        what="the task of the vanished server to be rescued",
+    )
     assert repo.get_task(conn, ref.task_id)["attempts"] == 2
 
 
@@ -44,7 +53,8 @@ def test_connection_kill_is_survived(queue, conn, start_server):
     assert queue.add_task(tasks.add, 1, 1).result(timeout=20) == 2
     killed = conn.execute(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE application_name LIKE 'qsup-%%' AND datname = current_database()").fetchone()[0]
+        "WHERE application_name LIKE 'qsup-%%' AND datname = current_database()"
+    ).fetchone()[0]
     assert killed == 3  # LISTEN, claiming and writing connections
     refs = [queue.add_task(tasks.add, i, 1) for i in range(5)]
     assert [r.result(timeout=30) for r in refs] == [1, 2, 3, 4, 5]
@@ -73,9 +83,14 @@ def test_leaking_worker_is_recycled(queue, conn, start_server):
 def test_finished_tasks_are_pruned_after_the_ttl(queue, conn, start_server):
     old = queue.add_task(tasks.add, 1, 1)
     fresh = queue.add_task(tasks.add, 2, 2)
-    conn.execute("UPDATE queued_tasks SET state = 'completed', date_done = now() - interval '2 hours'"
-                 " WHERE id = %s", (old.task_id,))
-    conn.execute("INSERT INTO queued_task_logs (queued_task_id, message) VALUES (%s, 'x')", (old.task_id,))
+    conn.execute(
+        "UPDATE queued_tasks SET state = 'completed', date_done = now() - interval '2 hours'"
+        " WHERE id = %s",
+        (old.task_id,),
+    )
+    conn.execute(
+        "INSERT INTO queued_task_logs (queued_task_id, message) VALUES (%s, 'x')", (old.task_id,)
+    )
     start_server("--workers", "1", env={"QUEUE_RESULT_TTL": "3600"})
     wait_for(lambda: repo.get_task(conn, old.task_id) is None, what="the old task to be pruned")
     assert repo.task_logs(conn, old.task_id) == []
@@ -100,7 +115,10 @@ def test_priorities_and_queue_filters(queue, conn, start_server, tmp_path):
     other = queue.add_task(tasks.add, 1, 1, _queue="other")
     start_server("--workers", "1", "--queues", "default")
     wait_for(lambda: task_states(conn).get("completed", 0) == 2, what="default-queue tasks")
-    rows = {r[0]: r[1] for r in conn.execute("SELECT id, date_started FROM queued_tasks WHERE state = 'completed'")}
+    rows = {
+        r[0]: r[1]
+        for r in conn.execute("SELECT id, date_started FROM queued_tasks WHERE state = 'completed'")
+    }
     assert rows[high.task_id] <= rows[low.task_id]
     assert repo.get_task(conn, other.task_id)["state"] == "enqueued"
 
@@ -119,8 +137,10 @@ def test_dependents_of_a_task_failed_by_rescue_are_cancelled(queue, conn, start_
     first.wait(10)
     start_server("--workers", "1", env=FAST_HEARTBEAT)
     wait_for(lambda: repo.get_task(conn, doomed.task_id)["state"] == "failed", what="rescue")
-    wait_for(lambda: repo.get_task(conn, after.task_id)["state"] == "cancelled",
-             what="the dependent to be cancelled")
+    wait_for(
+        lambda: repo.get_task(conn, after.task_id)["state"] == "cancelled",
+        what="the dependent to be cancelled",
+    )
 
 
 def test_cancel_reaches_the_holding_server_by_notify(queue, conn, start_server):
@@ -130,12 +150,16 @@ def test_cancel_reaches_the_holding_server_by_notify(queue, conn, start_server):
     ref = queue.add_task(tasks.sleep_then_return, 30)
     wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "running", what="running")
     assert admin.cancel_task(conn, ref.task_id, queue.config.notify_channel) == "cancelling"
-    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "cancelled", timeout=5,
-             what="the running task to be cancelled")
+    wait_for(
+        lambda: repo.get_task(conn, ref.task_id)["state"] == "cancelled",
+        timeout=5,
+        what="the running task to be cancelled",
+    )
 
 
-def test_cancel_of_a_task_queued_in_a_worker_stops_it_from_running(queue, conn, start_server,
-                                                                   tmp_path):
+def test_cancel_of_a_task_queued_in_a_worker_stops_it_from_running(
+    queue, conn, start_server, tmp_path
+):
     from qsup import admin
 
     start_server("--workers", "1", env={"QUEUE_RETRY_BACKOFF_BASE": "0.05"})
@@ -154,12 +178,14 @@ def test_cancel_of_a_task_queued_in_a_worker_stops_it_from_running(queue, conn, 
 def test_random_worker_kills_during_2000_tasks_lose_nothing(queue, conn, start_server, tmp_path):
     import random
 
-    server = start_server("--workers", "2", "--min-workers", "2",
-                          env={"QUEUE_RETRY_BACKOFF_BASE": "0.01"})
+    server = start_server(
+        "--workers", "2", "--min-workers", "2", env={"QUEUE_RETRY_BACKOFF_BASE": "0.01"}
+    )
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
-    refs = queue.add_tasks([(tasks.record, (str(runs_dir), f"t{i}", 0.002), {})
-                            for i in range(2000)])
+    refs = queue.add_tasks(
+        [(tasks.record, (str(runs_dir), f"t{i}", 0.002), {}) for i in range(2000)]
+    )
     kills = 0
     rng = random.Random(7)
     while task_states(conn).get("completed", 0) < 1500 and kills < 5:
@@ -168,8 +194,11 @@ def test_random_worker_kills_during_2000_tasks_lose_nothing(queue, conn, start_s
             rng.choice(workers).kill()
             kills += 1
         time.sleep(0.3)
-    wait_for(lambda: task_states(conn).get("completed", 0) == len(refs), timeout=60,
-             what="every task to complete")
+    wait_for(
+        lambda: task_states(conn).get("completed", 0) == len(refs),
+        timeout=60,
+        what="every task to complete",
+    )
     runs = {p.name: p.read_text().count("\n") for p in runs_dir.iterdir()}
     assert len(runs) == len(refs)  # every task ran to completion at least once
     reruns = sum(n - 1 for n in runs.values())

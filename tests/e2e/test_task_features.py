@@ -58,8 +58,9 @@ def test_wait_result_returns_and_raises(queue, start_server):
 def test_workers_are_recycled_after_max_tasks(queue, conn, start_server):
     server = start_server("--workers", "1", env={"QUEUE_MAX_TASKS_PER_WORKER": "3"})
     assert [queue.add_task(tasks.add, i, 0).result(timeout=20) for i in range(9)] == list(range(9))
-    used = [row[0] for row in conn.execute(
-        "SELECT worker_pid FROM queued_tasks ORDER BY date_started")]
+    used = [
+        row[0] for row in conn.execute("SELECT worker_pid FROM queued_tasks ORDER BY date_started")
+    ]
     assert len(set(used)) == 3 and all(used.count(pid) == 3 for pid in set(used)), used
     wait_for(lambda: "ran 3 tasks (max_tasks_per_worker=3)" in server.output(), what="recycle log")
 
@@ -77,8 +78,9 @@ def test_second_sigint_stops_at_once_and_requeues(queue, conn, start_server, tmp
 
 
 def test_json_logs_carry_task_id_and_pid(queue, start_server):
-    server = start_server("--workers", "1", env={"QSUP_LOG_FORMAT": "json",
-                                                  "QUEUE_RETRY_BACKOFF_BASE": "10"})
+    server = start_server(
+        "--workers", "1", env={"QSUP_LOG_FORMAT": "json", "QUEUE_RETRY_BACKOFF_BASE": "10"}
+    )
     ref = queue.add_task(tasks.always_fail, _max_retries=1)
     wait_for(lambda: "retry in" in server.output(), what="a retry log line")
     lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
@@ -89,14 +91,26 @@ def test_json_logs_carry_task_id_and_pid(queue, start_server):
 def test_enqueue_cli_then_task_show(db_url, start_server):
     start_server("--workers", "1")
     env = {"QUEUE_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "qsup", "enqueue", "tests.tasks:add", "2", "40"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "qsup", "enqueue", "tests.tasks:add", "2", "40"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     task_id = out.stdout.strip()
 
     def shown() -> dict | None:
-        show = subprocess.run([sys.executable, "-m", "qsup", "task", "show", task_id[:8], "--json"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        show = subprocess.run(
+            [sys.executable, "-m", "qsup", "task", "show", task_id[:8], "--json"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         data = json.loads(show.stdout)
         return data if data["state"] == "completed" else None
 

@@ -17,16 +17,22 @@ from qsup.settings import Config, load_config
 from tests import tasks
 
 
-def set_state(conn: psycopg.Connection[Any], task_id: uuid.UUID, state: str,
-              error: str | None = None) -> None:
-    conn.execute("UPDATE queued_tasks SET state = %s, error_message = %s, attempts = 4,"
-                 " date_done = CASE WHEN %s IN ('completed', 'failed', 'cancelled') THEN now() END"
-                 " WHERE id = %s", (state, error, state, task_id))
+def set_state(
+    conn: psycopg.Connection[Any], task_id: uuid.UUID, state: str, error: str | None = None
+) -> None:
+    conn.execute(
+        "UPDATE queued_tasks SET state = %s, error_message = %s, attempts = 4,"
+        " date_done = CASE WHEN %s IN ('completed', 'failed', 'cancelled') THEN now() END"
+        " WHERE id = %s",
+        (state, error, state, task_id),
+    )
 
 
 def row(conn: psycopg.Connection[Any], task_id: uuid.UUID) -> tuple[Any, ...]:
-    found = conn.execute("SELECT state, attempts, error_message, cancel_requested FROM queued_tasks"
-                         " WHERE id = %s", (task_id,)).fetchone()
+    found = conn.execute(
+        "SELECT state, attempts, error_message, cancel_requested FROM queued_tasks WHERE id = %s",
+        (task_id,),
+    ).fetchone()
     assert found is not None
     return tuple(found)
 
@@ -113,12 +119,16 @@ def test_retry_needs_ids_or_all_failed(conn):
 
 
 def test_clear_never_deletes_running_tasks_and_removes_logs(queue, conn):
-    refs = {state: queue.add_task(tasks.noop) for state in
-            ("enqueued", "running", "picked_up", "failed", "completed")}
+    refs = {
+        state: queue.add_task(tasks.noop)
+        for state in ("enqueued", "running", "picked_up", "failed", "completed")
+    }
     for state, ref in refs.items():
         set_state(conn, ref.task_id, state)
-    conn.execute("INSERT INTO queued_task_logs (queued_task_id, message) VALUES (%s, 'x')",
-                 (refs["failed"].task_id,))
+    conn.execute(
+        "INSERT INTO queued_task_logs (queued_task_id, message) VALUES (%s, 'x')",
+        (refs["failed"].task_id,),
+    )
     assert admin.clear_tasks(conn) == 3
     left = {r[0] for r in conn.execute("SELECT state FROM queued_tasks")}
     assert left == {"running", "picked_up"}
@@ -145,13 +155,17 @@ def test_clear_filters_by_state_and_queue(queue, conn):
 def test_queue_stats(queue, conn):
     for seconds in (1, 2, 3, 4, 10):
         ref = queue.add_task(tasks.noop)
-        conn.execute("UPDATE queued_tasks SET state = 'completed', date_done = now(),"
-                     " date_started = now() - make_interval(secs => %s) WHERE id = %s",
-                     (seconds, ref.task_id))
+        conn.execute(
+            "UPDATE queued_tasks SET state = 'completed', date_done = now(),"
+            " date_started = now() - make_interval(secs => %s) WHERE id = %s",
+            (seconds, ref.task_id),
+        )
     old = queue.add_task(tasks.noop)
-    conn.execute("UPDATE queued_tasks SET state = 'completed', date_done = now() - interval"
-                 " '30 minutes', date_started = now() - interval '31 minutes' WHERE id = %s",
-                 (old.task_id,))
+    conn.execute(
+        "UPDATE queued_tasks SET state = 'completed', date_done = now() - interval"
+        " '30 minutes', date_started = now() - interval '31 minutes' WHERE id = %s",
+        (old.task_id,),
+    )
     failed = queue.add_task(tasks.always_fail)
     set_state(conn, failed.task_id, "failed", "x")
     queue.add_task(tasks.noop)
@@ -177,13 +191,16 @@ def schedule_config(tmp_path: Path, db_url: str, extra: str = "") -> Config:
     path = tmp_path / "queue.toml"
     path.write_text(
         '[[schedules]]\nname = "tick"\ncron = "* * * * * *"\ntask = "tests.tasks:add"\n'
-        'args = [1, 2]\nqueue = "cron"\n' + extra, encoding="utf-8")
+        'args = [1, 2]\nqueue = "cron"\n' + extra,
+        encoding="utf-8",
+    )
     return load_config({"database_url": db_url}, config_file=str(path), environ={})
 
 
 def scheduled(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-    return conn.execute("SELECT unique_key, queue, args FROM queued_tasks ORDER BY unique_key"
-                        ).fetchall()
+    return conn.execute(
+        "SELECT unique_key, queue, args FROM queued_tasks ORDER BY unique_key"
+    ).fetchall()
 
 
 def test_fire_due_enqueues_each_tick_once(conn, tmp_path, db_url):
@@ -195,8 +212,9 @@ def test_fire_due_enqueues_each_tick_once(conn, tmp_path, db_url):
     assert len(first) == 3
     assert scheduler.fire_due(conn, cfg, t0 + timedelta(seconds=3, milliseconds=900), None) == []
     rows = scheduled(conn)
-    assert [r[0] for r in rows] == [f"schedule:tick:{(t0 + timedelta(seconds=s)).isoformat()}"
-                                    for s in (1, 2, 3)]
+    assert [r[0] for r in rows] == [
+        f"schedule:tick:{(t0 + timedelta(seconds=s)).isoformat()}" for s in (1, 2, 3)
+    ]
     assert all(r[1:] == ("cron", [1, 2]) for r in rows)
     listed = admin.list_schedules(conn, cfg)
     assert listed[0]["last_fire"] == t0 + timedelta(seconds=3)
@@ -231,7 +249,8 @@ def test_two_concurrent_servers_enqueue_exactly_one_task_per_tick(conn, tmp_path
     assert len(keys) == 10  # ticks 1..10 s
     assert len(set(keys)) == 10
     assert sorted(results[0] + results[1]) == sorted(
-        r[0] for r in conn.execute("SELECT id FROM queued_tasks"))
+        r[0] for r in conn.execute("SELECT id FROM queued_tasks")
+    )
 
 
 def test_pause_stops_firing_and_resume_skips_the_paused_ticks(conn, tmp_path, db_url):
@@ -246,7 +265,8 @@ def test_pause_stops_firing_and_resume_skips_the_paused_ticks(conn, tmp_path, db
     fired = scheduler.fire_due(conn, cfg, t0 + timedelta(seconds=7.5), None)
     assert len(fired) == 1
     assert [r[0] for r in scheduled(conn)] == [
-        f"schedule:tick:{(t0 + timedelta(seconds=7)).isoformat()}"]
+        f"schedule:tick:{(t0 + timedelta(seconds=7)).isoformat()}"
+    ]
 
 
 def test_missed_ticks_run_once_after_downtime(conn, tmp_path, db_url):
@@ -262,8 +282,9 @@ def test_run_schedule_now_and_unknown_names(conn, tmp_path, db_url):
     cfg = schedule_config(tmp_path, db_url)
     admin.set_schedule_paused(conn, "tick", True)
     task_id = admin.run_schedule_now(conn, cfg, "tick", None)
-    found = conn.execute("SELECT name, queue, args, state FROM queued_tasks WHERE id = %s",
-                         (task_id,)).fetchone()
+    found = conn.execute(
+        "SELECT name, queue, args, state FROM queued_tasks WHERE id = %s", (task_id,)
+    ).fetchone()
     assert found == ("tests.tasks:add", "cron", [1, 2], "enqueued")
     assert admin.list_schedules(conn, cfg)[0]["last_fire"] is not None
     with pytest.raises(QsupError, match="no such schedule"):
@@ -271,8 +292,9 @@ def test_run_schedule_now_and_unknown_names(conn, tmp_path, db_url):
 
 
 def test_schedule_with_unimportable_task_does_not_stop_the_others(conn, tmp_path, db_url):
-    extra = ('\n[[schedules]]\nname = "broken"\ncron = "* * * * * *"\n'
-             'task = "no_such_module_xyz:f"\n')
+    extra = (
+        '\n[[schedules]]\nname = "broken"\ncron = "* * * * * *"\ntask = "no_such_module_xyz:f"\n'
+    )
     cfg = schedule_config(tmp_path, db_url, extra)
     t0 = datetime(2030, 1, 1, tzinfo=UTC)
     scheduler.fire_due(conn, cfg, t0, None)

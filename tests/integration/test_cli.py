@@ -17,17 +17,31 @@ from tests import tasks
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(args: list[str], db_url: str | None = None, env: dict[str, str] | None = None,
-        cwd: Path | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("QUEUE_", "QSUP_")) and k != "DATABASE_URL"}
+def run(
+    args: list[str],
+    db_url: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: str = "",
+) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("QUEUE_", "QSUP_")) and k != "DATABASE_URL"
+    }
     full_env["COLUMNS"] = "200"
     if db_url:
         full_env["QUEUE_DATABASE_URL"] = db_url
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-c", "from qsup.cli import main; main()", *args],
-                          cwd=cwd or ROOT, env=full_env, input=stdin, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", "from qsup.cli import main; main()", *args],
+        cwd=cwd or ROOT,
+        env=full_env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -45,10 +59,16 @@ def as_json(result: subprocess.CompletedProcess[str]) -> Any:
 # --- exit codes ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    ["--bogus"], ["queue", "status", "--bogus"], ["serve", "--workers", "abc"],
-    ["task", "show"], ["queue", "retry"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--bogus"],
+        ["queue", "status", "--bogus"],
+        ["serve", "--workers", "abc"],
+        ["task", "show"],
+        ["queue", "retry"],
+    ],
+)
 def test_bad_usage_exits_2_with_one_line(args, tmp_path):
     result = run(args, cwd=tmp_path)
     assert result.returncode == 2
@@ -65,25 +85,31 @@ def test_help_lists_every_command_and_an_unknown_one_is_exit_2(tmp_path):
     assert serve_help.returncode == 0 and "--workers" in serve_help.stdout
     unknown = run(["sevre"], cwd=tmp_path)
     assert unknown.returncode == 2
-    assert one_line(unknown).startswith("qsup: error: No such command 'sevre'. Did you mean 'serve'")
+    assert one_line(unknown).startswith(
+        "qsup: error: No such command 'sevre'. Did you mean 'serve'"
+    )
 
 
-@pytest.mark.parametrize("toml, env, needle", [
-    ("max_retrys = 1\n", {}, "did you mean 'max_retries'"),
-    ("max_workers = [\n", {}, "malformed TOML"),
-    ("task_timeout = -3\n", {}, "task_timeout"),
-    ("", {"QUEUE_USE_POSTGRESQL_NOTIFY": "sometimes"}, "QUEUE_USE_POSTGRESQL_NOTIFY"),
-    ("", {"QUEUE_MAX_WORKERS": "0"}, "env QUEUE_MAX_WORKERS"),
-    ('[[schedules]]\nname = "x"\ncron = "every day"\ntask = "m:f"\n', {}, "schedule 'x': cron"),
-])
+@pytest.mark.parametrize(
+    "toml, env, needle",
+    [
+        ("max_retrys = 1\n", {}, "did you mean 'max_retries'"),
+        ("max_workers = [\n", {}, "malformed TOML"),
+        ("task_timeout = -3\n", {}, "task_timeout"),
+        ("", {"QUEUE_USE_POSTGRESQL_NOTIFY": "sometimes"}, "QUEUE_USE_POSTGRESQL_NOTIFY"),
+        ("", {"QUEUE_MAX_WORKERS": "0"}, "env QUEUE_MAX_WORKERS"),
+        ('[[schedules]]\nname = "x"\ncron = "every day"\ntask = "m:f"\n', {}, "schedule 'x': cron"),
+    ],
+)
 @pytest.mark.parametrize("command", [["config", "show"], ["queue", "stats"]])
 def test_bad_config_exits_2_with_one_line(tmp_path, toml, env, needle, command):
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "queue.toml").write_text(toml)
     if command == ["queue", "stats"] and "schedules" in toml:
         command = ["schedule", "list"]
-    result = run(command, env={"QUEUE_DATABASE_URL": "postgresql://127.0.0.1:1/x", **env},
-                 cwd=tmp_path)
+    result = run(
+        command, env={"QUEUE_DATABASE_URL": "postgresql://127.0.0.1:1/x", **env}, cwd=tmp_path
+    )
     assert result.returncode == 2, result.stderr
     assert needle in one_line(result)
 
@@ -106,8 +132,11 @@ def test_version():
 def test_config_show_names_flag_env_and_file_line(tmp_path):
     path = tmp_path / "q.toml"
     path.write_text("# hello\nmax_retries = 9\n")
-    result = run(["config", "show", "--json", "--config", str(path), "--workers", "3"],
-                 env={"QUEUE_TASK_TIMEOUT": "12.5"}, cwd=tmp_path)
+    result = run(
+        ["config", "show", "--json", "--config", str(path), "--workers", "3"],
+        env={"QUEUE_TASK_TIMEOUT": "12.5"},
+        cwd=tmp_path,
+    )
     report = as_json(result)
     assert report["max_workers"] == {"value": 3, "source": "flag --workers"}
     assert report["task_timeout"] == {"value": 12.5, "source": "env QUEUE_TASK_TIMEOUT"}
@@ -137,20 +166,24 @@ def test_queue_clear_refuses_without_terminal_then_clears_with_yes(queue, conn, 
     cleared = as_json(run(["queue", "clear", "--yes", "--queue", "other", "--json"], db_url))
     assert cleared == {"deleted": 1}
     assert as_json(run(["queue", "clear", "-y", "--state", "enqueued", "--json"], db_url)) == {
-        "deleted": 1}
+        "deleted": 1
+    }
 
 
 def test_queue_retry_stats_servers(queue, conn, db_url):
     ref = queue.add_task(tasks.always_fail)
-    conn.execute("UPDATE queued_tasks SET state = 'failed', error_message = 'boom' WHERE id = %s",
-                 (ref.task_id,))
+    conn.execute(
+        "UPDATE queued_tasks SET state = 'failed', error_message = 'boom' WHERE id = %s",
+        (ref.task_id,),
+    )
     assert as_json(run(["queue", "retry", "--all-failed", "--json"], db_url)) == {"retried": 1}
     stats = as_json(run(["queue", "stats", "--json"], db_url))
     assert stats["tasks_by_state"]["enqueued"] == 1
     human = run(["queue", "stats"], db_url)
     assert human.returncode == 0 and "completed last minute" in human.stdout
-    conn.execute("INSERT INTO queued_task_workers (server_name, hostname, pid) VALUES"
-                 " ('srv-1', 'h', 1)")
+    conn.execute(
+        "INSERT INTO queued_task_workers (server_name, hostname, pid) VALUES ('srv-1', 'h', 1)"
+    )
     servers = as_json(run(["queue", "servers", "--json"], db_url))
     assert [s["server_name"] for s in servers] == ["srv-1"]
     assert "srv-1" in run(["queue", "servers"], db_url).stdout
@@ -182,8 +215,10 @@ def test_task_cancel_logs_retry_with_id_prefix(queue, conn, db_url):
 
 def test_schedule_list_pause_resume_run(conn, db_url, tmp_path):
     path = tmp_path / "q.toml"
-    path.write_text('[[schedules]]\nname = "hourly"\ncron = "0 * * * *"\n'
-                    'task = "tests.tasks:add"\nargs = [2, 3]\n')
+    path.write_text(
+        '[[schedules]]\nname = "hourly"\ncron = "0 * * * *"\n'
+        'task = "tests.tasks:add"\nargs = [2, 3]\n'
+    )
     base = ["--config", str(path)]
     listed = as_json(run(["schedule", "list", "--json", *base], db_url))
     assert [(s["name"], s["paused"], s["cron"]) for s in listed] == [("hourly", False, "0 * * * *")]
@@ -194,8 +229,9 @@ def test_schedule_list_pause_resume_run(conn, db_url, tmp_path):
     assert run(["schedule", "resume", "hourly", *base], db_url).returncode == 0
     assert as_json(run(["schedule", "list", "--json", *base], db_url))[0]["paused"] is False
     ran = as_json(run(["schedule", "run", "hourly", "--json", *base], db_url))
-    found = conn.execute("SELECT name, args FROM queued_tasks WHERE id = %s",
-                         (uuid.UUID(ran["id"]),)).fetchone()
+    found = conn.execute(
+        "SELECT name, args FROM queued_tasks WHERE id = %s", (uuid.UUID(ran["id"]),)
+    ).fetchone()
     assert found == ("tests.tasks:add", [2, 3])
     unknown = run(["schedule", "pause", "nope", *base], db_url)
     assert unknown.returncode == 2

@@ -16,13 +16,19 @@ from tests import tasks
 
 
 def test_add_task_stores_a_row_with_its_options(queue, conn):
-    ref = queue.add_task(tasks.add, 1, b=2, _queue="mail", _priority=5, _delay=30,
-                         _max_retries=7, _timeout=9.5)
+    ref = queue.add_task(
+        tasks.add, 1, b=2, _queue="mail", _priority=5, _delay=30, _max_retries=7, _timeout=9.5
+    )
     assert isinstance(ref.task_id, uuid.UUID)
     row = repo.get_task(conn, ref.task_id)
     assert row["name"] == "tests.tasks:add"
     assert (row["args"], row["kwargs"]) == ([1], {"b": 2})
-    assert (row["queue"], row["priority"], row["max_retries"], row["timeout"]) == ("mail", 5, 7, 9.5)
+    assert (row["queue"], row["priority"], row["max_retries"], row["timeout"]) == (
+        "mail",
+        5,
+        7,
+        9.5,
+    )
     assert row["state"] == "enqueued"
     assert 29 < (row["scheduled_at"] - row["date_enqueued"]).total_seconds() < 31
 
@@ -37,8 +43,13 @@ def test_task_decorator_defaults_apply(queue, conn):
 def test_batch_enqueue_of_1000(queue, conn):
     refs = queue.add_tasks([(tasks.add, (i, i), {}) for i in range(1000)])
     assert len({r.task_id for r in refs}) == 1000
-    assert conn.execute("SELECT count(*) FROM queued_tasks WHERE state = 'enqueued'").fetchone()[0] == 1000
-    args = conn.execute("SELECT args FROM queued_tasks WHERE id = %s", (refs[7].task_id,)).fetchone()[0]
+    assert (
+        conn.execute("SELECT count(*) FROM queued_tasks WHERE state = 'enqueued'").fetchone()[0]
+        == 1000
+    )
+    args = conn.execute(
+        "SELECT args FROM queued_tasks WHERE id = %s", (refs[7].task_id,)
+    ).fetchone()[0]
     assert args == [7, 7]
 
 
@@ -51,8 +62,12 @@ def test_batch_with_a_bad_call_inserts_nothing_and_mixes_kinds_in_order(queue, c
         with pytest.raises(TaskDefinitionError):
             queue.add_tasks([(tasks.add, (1, 1), {}), (tasks.add, (object(),), {})], connection=own)
         assert own.execute("SELECT 1").fetchone() == (1,)
-    mixed = [(tasks.add, (1, 1), {}), (tasks.add, (2, 2), {"_unique_key": "k"}),
-             (tasks.add, (3, 3), {"_delay": 60}), (tasks.add, (4, 4), {})]
+    mixed = [
+        (tasks.add, (1, 1), {}),
+        (tasks.add, (2, 2), {"_unique_key": "k"}),
+        (tasks.add, (3, 3), {"_delay": 60}),
+        (tasks.add, (4, 4), {}),
+    ]
     refs = queue.add_tasks(mixed)
     assert [repo.get_task(conn, r.task_id)["args"][0] for r in refs] == [1, 2, 3, 4]
     assert [r.initial_state for r in refs] == ["enqueued"] * 4
@@ -88,8 +103,10 @@ def test_notify_is_sent_on_commit_with_the_queue_name_only(queue, db_url):
 
 def _renamed():
     """A module-level function whose recorded name no longer resolves."""
+
     def hidden():
         return 1
+
     hidden.__qualname__ = "no_such_function"
     return hidden
 
@@ -97,22 +114,26 @@ def _renamed():
 def _closure():
     def inner():
         return 1
+
     return inner
 
 
-@pytest.mark.parametrize("fn, args, kwargs, message", [
-    (lambda: 1, (), {}, "lambda"),
-    (_closure(), (), {}, "inside a function"),
-    (_renamed(), (), {}, "cannot be imported"),
-    (tasks.add, (object(), 1), {}, "not JSON-serialisable"),
-    (tasks.add, (float("nan"), 1), {}, "not JSON-serialisable"),
-    (tasks.add, (1, 2), {"_delay": -1}, "_delay"),
-    (tasks.add, (1, 2), {"_queue": "bad queue!"}, "queue name"),
-    (tasks.add, (1, 2), {"_dealy": 1}, "unknown task option"),
-    (tasks.add, (1, 2), {"_priority": 2**40}, "_priority"),
-    (tasks.add, (1, 2), {"_max_retries": -1}, "_max_retries"),
-    (tasks.add, ("x" * 2_000_000, 1), {}, "QUEUE_MAX_ARGS_BYTES"),
-])
+@pytest.mark.parametrize(
+    "fn, args, kwargs, message",
+    [
+        (lambda: 1, (), {}, "lambda"),
+        (_closure(), (), {}, "inside a function"),
+        (_renamed(), (), {}, "cannot be imported"),
+        (tasks.add, (object(), 1), {}, "not JSON-serialisable"),
+        (tasks.add, (float("nan"), 1), {}, "not JSON-serialisable"),
+        (tasks.add, (1, 2), {"_delay": -1}, "_delay"),
+        (tasks.add, (1, 2), {"_queue": "bad queue!"}, "queue name"),
+        (tasks.add, (1, 2), {"_dealy": 1}, "unknown task option"),
+        (tasks.add, (1, 2), {"_priority": 2**40}, "_priority"),
+        (tasks.add, (1, 2), {"_max_retries": -1}, "_max_retries"),
+        (tasks.add, ("x" * 2_000_000, 1), {}, "QUEUE_MAX_ARGS_BYTES"),
+    ],
+)
 def test_bad_enqueues_are_refused_with_a_clear_error(queue, conn, fn, args, kwargs, message):
     with pytest.raises(TaskDefinitionError, match=message):
         queue.add_task(fn, *args, **kwargs)
@@ -206,13 +227,17 @@ def test_result_times_out_then_raises_on_failure(queue, conn):
     ref = queue.add_task(tasks.add, 1, 2)
     with pytest.raises(TimeoutError):
         ref.result(timeout=0.1)
-    conn.execute("UPDATE queued_tasks SET state = 'failed', error_message = 'boom' WHERE id = %s",
-                 (ref.task_id,))
+    conn.execute(
+        "UPDATE queued_tasks SET state = 'failed', error_message = 'boom' WHERE id = %s",
+        (ref.task_id,),
+    )
     with pytest.raises(Exception, match="boom"):
         ref.result(timeout=1)
     done = queue.add_task(tasks.add, 1, 2)
-    conn.execute("UPDATE queued_tasks SET state = 'completed', result = %s WHERE id = %s",
-                 (json.dumps({"x": 1}), done.task_id))
+    conn.execute(
+        "UPDATE queued_tasks SET state = 'completed', result = %s WHERE id = %s",
+        (json.dumps({"x": 1}), done.task_id),
+    )
     assert done.result(timeout=1) == {"x": 1}
 
 

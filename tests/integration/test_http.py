@@ -44,20 +44,35 @@ def client(db_url: str) -> Iterator[TestClient]:
         yield c
 
 
-def add_server(conn: psycopg.Connection[Any], *, active: int = 1, idle: int = 1,
-               running: bool = True, age: float = 0.0) -> None:
+def add_server(
+    conn: psycopg.Connection[Any],
+    *,
+    active: int = 1,
+    idle: int = 1,
+    running: bool = True,
+    age: float = 0.0,
+) -> None:
     conn.execute(
         "INSERT INTO queued_task_workers (server_name, max_workers, active_workers, idle_workers,"
         " is_running, last_heartbeat) VALUES ('host:1', 4, %s, %s, %s,"
-        " now() - make_interval(secs => %s))", (active, idle, running, age))
+        " now() - make_interval(secs => %s))",
+        (active, idle, running, age),
+    )
 
 
 def set_state(conn: psycopg.Connection[Any], task_id: uuid.UUID, state: str, **extra: Any) -> None:
     conn.execute(
         "UPDATE queued_tasks SET state = %s, date_started = coalesce(%s, date_started),"
         " date_done = %s, error_message = %s, result = %s::jsonb WHERE id = %s",
-        (state, extra.get("started"), extra.get("done"), extra.get("error"),
-         extra.get("result"), task_id))
+        (
+            state,
+            extra.get("started"),
+            extra.get("done"),
+            extra.get("error"),
+            extra.get("result"),
+            task_id,
+        ),
+    )
 
 
 # --- health and liveness --------------------------------------------------------------------
@@ -87,8 +102,11 @@ def test_health_healthy_counts_workers(client: TestClient, conn: Any) -> None:
 def test_health_degraded_with_stuck_tasks(client: TestClient, conn: Any, queue: Any) -> None:
     add_server(conn)
     ids = [queue.add_task(tasks.noop, _timeout=1).task_id for _ in range(11)]
-    conn.execute("UPDATE queued_tasks SET state = 'running',"
-                 " date_started = now() - interval '1 minute' WHERE id = ANY(%s)", (ids,))
+    conn.execute(
+        "UPDATE queued_tasks SET state = 'running',"
+        " date_started = now() - interval '1 minute' WHERE id = ANY(%s)",
+        (ids,),
+    )
     body = client.get("/health/queue").json()
     assert body["status"] == "degraded" and body["reason"] == "tasks_stuck"
     conn.execute("UPDATE queued_tasks SET date_started = now() WHERE id = %s", (ids[0],))
@@ -110,8 +128,9 @@ def test_health_database_down(db_url: str) -> None:
 
 
 def test_list_tasks_filters_and_paging(client: TestClient, conn: Any, queue: Any) -> None:
-    ids = [queue.add_task(tasks.add, i, 1, _queue="q1" if i % 2 else "q2").task_id
-           for i in range(7)]
+    ids = [
+        queue.add_task(tasks.add, i, 1, _queue="q1" if i % 2 else "q2").task_id for i in range(7)
+    ]
     set_state(conn, ids[0], "failed", error="boom")
     seen: list[str] = []
     cursor = None
@@ -140,19 +159,27 @@ def test_list_tasks_by_parent(client: TestClient, queue: Any) -> None:
     assert [r["id"] for r in rows] == [str(child.task_id)]
 
 
-@pytest.mark.parametrize("params", [
-    {"limit": "0"}, {"limit": "501"}, {"limit": "abc"}, {"state": "exploded"},
-    {"parent": "not-a-uuid"}, {"cursor": "%%%"}, {"cursor": "bm9wZQ"}, {"queue": "a\x00b"},
-    {"name": "x" * 300},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": "0"},
+        {"limit": "501"},
+        {"limit": "abc"},
+        {"state": "exploded"},
+        {"parent": "not-a-uuid"},
+        {"cursor": "%%%"},
+        {"cursor": "bm9wZQ"},
+        {"queue": "a\x00b"},
+        {"name": "x" * 300},
+    ],
+)
 def test_list_tasks_bad_input_is_400(client: TestClient, params: dict[str, str]) -> None:
     response = client.get("/api/tasks", params=params)
     assert response.status_code == 400
     assert "error" in response.json()
 
 
-def test_get_task_with_children_and_dependencies(client: TestClient, conn: Any,
-                                                  queue: Any) -> None:
+def test_get_task_with_children_and_dependencies(client: TestClient, conn: Any, queue: Any) -> None:
     parent = queue.add_task(tasks.add, 1, 2)
     child = queue.add_task(tasks.add, 3, 4, _parent=parent)
     set_state(conn, parent.task_id, "completed", result="3")
@@ -176,12 +203,15 @@ def test_get_task_errors(client: TestClient) -> None:
 def test_task_logs(client: TestClient, conn: Any, queue: Any) -> None:
     ref = queue.add_task(tasks.noop)
     for i in range(3):
-        conn.execute("INSERT INTO queued_task_logs (queued_task_id, type, message)"
-                     " VALUES (%s, 'info', %s)", (ref.task_id, f"line {i}"))
+        conn.execute(
+            "INSERT INTO queued_task_logs (queued_task_id, type, message) VALUES (%s, 'info', %s)",
+            (ref.task_id, f"line {i}"),
+        )
     logs = client.get(f"/api/tasks/{ref.task_id}/logs").json()["logs"]
     assert [log["message"] for log in logs] == ["line 0", "line 1", "line 2"]
-    after = client.get(f"/api/tasks/{ref.task_id}/logs",
-                       params={"after": logs[0]["id"], "limit": 1}).json()["logs"]
+    after = client.get(
+        f"/api/tasks/{ref.task_id}/logs", params={"after": logs[0]["id"], "limit": 1}
+    ).json()["logs"]
     assert [log["message"] for log in after] == ["line 1"]
 
 
@@ -189,8 +219,11 @@ def test_stats_and_servers(client: TestClient, conn: Any, queue: Any) -> None:
     add_server(conn, active=1, idle=2)
     a = queue.add_task(tasks.noop, _queue="mail")
     queue.add_task(tasks.noop)
-    conn.execute("UPDATE queued_tasks SET state = 'completed', date_started = now(),"
-                 " date_done = now() WHERE id = %s", (a.task_id,))
+    conn.execute(
+        "UPDATE queued_tasks SET state = 'completed', date_started = now(),"
+        " date_done = now() WHERE id = %s",
+        (a.task_id,),
+    )
     stats = client.get("/api/stats").json()
     assert stats["states"]["completed"] == 1 and stats["states"]["enqueued"] == 1
     assert stats["queues"] == {"mail": {"completed": 1}, "default": {"enqueued": 1}}
@@ -203,10 +236,21 @@ def test_stats_and_servers(client: TestClient, conn: Any, queue: Any) -> None:
 def test_openapi_document_lists_every_route(client: TestClient) -> None:
     doc = client.get("/api/openapi.json").json()
     assert doc["openapi"].startswith("3.")
-    for path in ("/health/queue", "/livez", "/metrics", "/api/tasks", "/api/tasks/{task_id}",
-                 "/api/tasks/{task_id}/logs", "/api/stats", "/api/servers", "/api/schedules",
-                 "/api/tasks/{task_id}/retry", "/api/tasks/{task_id}/cancel",
-                 "/api/tasks/clear", "/api/schedules/{name}/run"):
+    for path in (
+        "/health/queue",
+        "/livez",
+        "/metrics",
+        "/api/tasks",
+        "/api/tasks/{task_id}",
+        "/api/tasks/{task_id}/logs",
+        "/api/stats",
+        "/api/servers",
+        "/api/schedules",
+        "/api/tasks/{task_id}/retry",
+        "/api/tasks/{task_id}/cancel",
+        "/api/tasks/clear",
+        "/api/schedules/{name}/run",
+    ):
         assert path in doc["paths"], path
     assert set(doc["paths"]["/api/tasks"]) == {"get", "post"}  # list and enqueue
 
@@ -222,13 +266,19 @@ def test_metrics_from_the_database(client: TestClient, conn: Any, queue: Any) ->
     add_server(conn, active=2, idle=1)
     done = queue.add_task(tasks.noop, _queue="mail")
     queue.add_task(tasks.noop, _queue="mail")
-    conn.execute("UPDATE queued_tasks SET state = 'completed', date_started = now() - interval"
-                 " '2 seconds', date_done = now() WHERE id = %s", (done.task_id,))
+    conn.execute(
+        "UPDATE queued_tasks SET state = 'completed', date_started = now() - interval"
+        " '2 seconds', date_done = now() WHERE id = %s",
+        (done.task_id,),
+    )
     response = client.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/")
     found = families(response.text)
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for f in found.values() for s in f.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in found.values()
+        for s in f.samples
+    }
     assert samples[("qsup_tasks", (("queue", "mail"), ("state", "completed")))] == 1
     assert samples[("qsup_tasks", (("queue", "mail"), ("state", "enqueued")))] == 1
     assert samples[("qsup_workers_active", (("server", "host:1"),))] == 2
@@ -256,8 +306,9 @@ def test_dashboard_page_and_assets(client: TestClient) -> None:
 
 def test_hostile_task_name_is_data_not_markup(client: TestClient, conn: Any, queue: Any) -> None:
     ref = queue.add_task(tasks.noop)
-    conn.execute("UPDATE queued_tasks SET name = '<script>alert(1)</script>' WHERE id = %s",
-                 (ref.task_id,))
+    conn.execute(
+        "UPDATE queued_tasks SET name = '<script>alert(1)</script>' WHERE id = %s", (ref.task_id,)
+    )
     body = client.get(f"/api/tasks/{ref.task_id}").json()
     assert body["name"] == "<script>alert(1)</script>"  # JSON data; the page sets textContent
     assert "<script>alert" not in client.get("/").text
@@ -282,8 +333,9 @@ def test_user_app_mounted_beside_qsup(db_url: str, conn: Any) -> None:
 
 def test_the_prefix_is_configurable(db_url: str, conn: Any) -> None:
     add_server(conn)
-    cfg = Config(database_url=db_url, app="tests.integration.test_http:USER_APP",
-                 http_prefix="/ops/queue")
+    cfg = Config(
+        database_url=db_url, app="tests.integration.test_http:USER_APP", http_prefix="/ops/queue"
+    )
     with TestClient(create_app(cfg, db_url)) as c:
         assert c.get("/ops/queue/health/queue").json()["status"] == "healthy"
         assert c.get("/qsup/health/queue").text != c.get("/ops/queue/health/queue").text
@@ -306,9 +358,13 @@ def _make_user_app() -> Any:
         USER_STARTED.append(True)
         yield
 
-    return Starlette(routes=[Route("/", lambda r: PlainTextResponse("user root")),
-                             Route("/hello", lambda r: PlainTextResponse("user hello"))],
-                     lifespan=lifespan)
+    return Starlette(
+        routes=[
+            Route("/", lambda r: PlainTextResponse("user root")),
+            Route("/hello", lambda r: PlainTextResponse("user hello")),
+        ],
+        lifespan=lifespan,
+    )
 
 
 USER_STARTED: list[bool] = []
@@ -331,13 +387,31 @@ class HttpServer:
         self.port = free_port()
         self.log_path = log
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        env = {**os.environ, "QUEUE_DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1",
-               "QSUP_ADMIN_TOKEN": token}
+        env = {
+            **os.environ,
+            "QUEUE_DATABASE_URL": db_url,
+            "PYTHONUNBUFFERED": "1",
+            "QSUP_ADMIN_TOKEN": token,
+        }
         env.pop("QSUP_CONFIG", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qsup", "serve", "--import", "tests.tasks", "--workers",
-             str(workers), "--port", str(self.port)], cwd=ROOT, env=env, stdout=self.log,
-            stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "qsup",
+                "serve",
+                "--import",
+                "tests.tasks",
+                "--workers",
+                str(workers),
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self.children: set[int] = set()
 
     def url(self, path: str) -> str:
@@ -376,9 +450,11 @@ def test_an_idle_server_with_http_holds_three_connections(
     server = HttpServer(db_url, tmp_path / "serve.log")
 
     def others() -> list[str]:  # every session on this database but this test's own
-        rows = conn.execute("SELECT application_name FROM pg_stat_activity"
-                            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                            " ORDER BY 1").fetchall()
+        rows = conn.execute(
+            "SELECT application_name FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " ORDER BY 1"
+        ).fetchall()
         return [r[0].rsplit("-", 1)[0] for r in rows]
 
     def answers(path: str) -> bool:
@@ -390,8 +466,10 @@ def test_an_idle_server_with_http_holds_three_connections(
     try:
         wait_for(lambda: answers("/livez"), timeout=30, interval=0.1, what="the HTTP process")
         ref = queue.add_task(tasks.add, 2, 3, connection=conn)  # no pool of the test's own
-        wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "completed",
-                 what="the task (the writer connects)")
+        wait_for(
+            lambda: repo.get_task(conn, ref.task_id)["state"] == "completed",
+            what="the task (the writer connects)",
+        )
         # (a pool opened at start-up connects before the first answer, long before this)
         assert others() == ["qsup-listen", "qsup-supervisor", "qsup-writer"]
         assert answers("/health/queue")
@@ -403,6 +481,7 @@ def test_an_idle_server_with_http_holds_three_connections(
 def test_real_serve_health_and_metrics(db_url: str, queue: Any, tmp_path: Path) -> None:
     server = HttpServer(db_url, tmp_path / "serve.log")
     try:
+
         def healthy() -> Any:
             try:
                 response = httpx.get(server.url("/health/queue"), timeout=2)
@@ -419,8 +498,11 @@ def test_real_serve_health_and_metrics(db_url: str, queue: Any, tmp_path: Path) 
         assert ref.result(timeout=20) == 5
         text = httpx.get(server.url("/metrics"), timeout=5).text
         found = families(text)
-        completed = [s for s in found["qsup_tasks"].samples
-                     if s.labels == {"state": "completed", "queue": "default"}]
+        completed = [
+            s
+            for s in found["qsup_tasks"].samples
+            if s.labels == {"state": "completed", "queue": "default"}
+        ]
         assert completed and completed[0].value == 1
         assert sum(s.value for s in found["qsup_workers_max"].samples) == 2
         rss = found["qsup_worker_rss_bytes"].samples
@@ -428,8 +510,12 @@ def test_real_serve_health_and_metrics(db_url: str, queue: Any, tmp_path: Path) 
         denied = httpx.post(server.url(f"/api/tasks/{ref.task_id}/retry"), timeout=5)
         assert denied.status_code == 401
         # The HTTP process knows the @task functions of the modules the server imported.
-        enqueued = httpx.post(server.url("/api/tasks"), headers=AUTH, timeout=5,
-                              json={"task": "tests.tasks:decorated", "args": [4]})
+        enqueued = httpx.post(
+            server.url("/api/tasks"),
+            headers=AUTH,
+            timeout=5,
+            json={"task": "tests.tasks:decorated", "args": [4]},
+        )
         assert enqueued.status_code == 201, enqueued.text
         from_http = TaskRef(queue, uuid.UUID(enqueued.json()["id"]))
         assert from_http.result(timeout=20) == 8  # decorated(4) ran on a worker

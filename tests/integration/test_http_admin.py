@@ -17,9 +17,15 @@ __all__ = ["client"]  # the fixture, shared with test_http.py
 
 # --- mutations ------------------------------------------------------------------------------
 
-MUTATIONS = ["/api/tasks", "/api/tasks/{id}/retry", "/api/tasks/{id}/cancel", "/api/tasks/clear",
-             "/api/schedules/nightly/pause", "/api/schedules/nightly/resume",
-             "/api/schedules/nightly/run"]
+MUTATIONS = [
+    "/api/tasks",
+    "/api/tasks/{id}/retry",
+    "/api/tasks/{id}/cancel",
+    "/api/tasks/clear",
+    "/api/schedules/nightly/pause",
+    "/api/schedules/nightly/resume",
+    "/api/schedules/nightly/run",
+]
 
 
 @pytest.mark.parametrize("path", MUTATIONS)
@@ -31,10 +37,12 @@ def test_mutations_refused_without_configured_token(db_url: str, path: str) -> N
 
 
 @pytest.mark.parametrize("path", MUTATIONS)
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
-                                     {"Authorization": f"Basic {TOKEN}"}])
-def test_mutations_need_the_right_token(client: TestClient, path: str,
-                                        headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}]
+)
+def test_mutations_need_the_right_token(
+    client: TestClient, path: str, headers: dict[str, str]
+) -> None:
     response = client.post(path.format(id=uuid.uuid4()), headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
@@ -46,8 +54,10 @@ def test_mutations_reject_get(client: TestClient) -> None:
 
 def test_clear_rejects_bad_body(client: TestClient) -> None:
     assert client.post("/api/tasks/clear", headers=AUTH, content=b"[1]").status_code == 400
-    assert client.post("/api/tasks/clear", headers=AUTH,
-                       json={"states": ["exploded"]}).status_code == 400
+    assert (
+        client.post("/api/tasks/clear", headers=AUTH, json={"states": ["exploded"]}).status_code
+        == 400
+    )
 
 
 def test_retry_failed_task(client: TestClient, conn: Any, queue: Any) -> None:
@@ -76,8 +86,9 @@ def test_clear_tasks_with_filters(client: TestClient, conn: Any, queue: Any) -> 
     keep = queue.add_task(tasks.noop, _queue="keep")
     queue.add_task(tasks.noop, _queue="drop")
     queue.add_task(tasks.noop, _queue="drop")
-    response = client.post("/api/tasks/clear", headers=AUTH,
-                           json={"states": ["enqueued"], "queue": "drop"})
+    response = client.post(
+        "/api/tasks/clear", headers=AUTH, json={"states": ["enqueued"], "queue": "drop"}
+    )
     assert response.status_code == 200 and response.json() == {"cleared": 2}
     left = client.get("/api/tasks").json()["tasks"]
     assert [t["id"] for t in left] == [str(keep.task_id)]
@@ -112,8 +123,9 @@ def test_schedules_list_pause_resume_run(db_url: str) -> None:
 
 
 def test_enqueue_registered_task(client: TestClient) -> None:
-    response = client.post("/api/tasks", headers=AUTH,
-                           json={"task": "tests.tasks:decorated", "args": [21]})
+    response = client.post(
+        "/api/tasks", headers=AUTH, json={"task": "tests.tasks:decorated", "args": [21]}
+    )
     assert response.status_code == 201, response.text
     created = response.json()
     assert created["name"] == "tests.tasks:decorated" and created["queue"] == "special"
@@ -123,17 +135,26 @@ def test_enqueue_registered_task(client: TestClient) -> None:
 
 
 def test_enqueue_with_options(client: TestClient) -> None:
-    response = client.post("/api/tasks", headers=AUTH, json={
-        "task": "tests.tasks:decorated", "kwargs": {"x": 2}, "queue": "mail", "priority": 7,
-        "delay": 3600})
+    response = client.post(
+        "/api/tasks",
+        headers=AUTH,
+        json={
+            "task": "tests.tasks:decorated",
+            "kwargs": {"x": 2},
+            "queue": "mail",
+            "priority": 7,
+            "delay": 3600,
+        },
+    )
     assert response.status_code == 201, response.text
     task = client.get(f"/api/tasks/{response.json()['id']}").json()
     assert task["queue"] == "mail" and task["priority"] == 7 and task["kwargs"] == {"x": 2}
     assert task["scheduled_at"] > task["date_enqueued"]  # due in an hour, not now
 
 
-@pytest.mark.parametrize("name", ["tests.tasks:add", "os:system", "qsup_no_such_module:f",
-                                  "tests.tasks", ""])
+@pytest.mark.parametrize(
+    "name", ["tests.tasks:add", "os:system", "qsup_no_such_module:f", "tests.tasks", ""]
+)
 def test_enqueue_refuses_unregistered_names(client: TestClient, name: str) -> None:
     response = client.post("/api/tasks", headers=AUTH, json={"task": name})
     assert response.status_code == (404 if name else 400), response.text
@@ -142,19 +163,23 @@ def test_enqueue_refuses_unregistered_names(client: TestClient, name: str) -> No
     assert client.get("/api/tasks").json()["tasks"] == []
 
 
-@pytest.mark.parametrize("body", [
-    {"task": "tests.tasks:decorated", "args": {"x": 1}},
-    {"task": "tests.tasks:decorated", "kwargs": [1]},
-    {"task": "tests.tasks:decorated", "kwargs": {"_queue": "sneaky"}},
-    {"task": "tests.tasks:decorated", "priority": "high"},
-    {"task": "tests.tasks:decorated", "priority": True},
-    {"task": "tests.tasks:decorated", "delay": -1},
-    {"task": "tests.tasks:decorated", "queue": "bad queue!"},
-    {"task": "tests.tasks:decorated", "queue": 5},
-    {"task": "tests.tasks:decorated", "eta": "tomorrow"},
-    {"task": "tests.tasks:decorated", "args": ["x" * 4_000_000]},  # over max_args_bytes
-    {"args": [1]}, [1],
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"task": "tests.tasks:decorated", "args": {"x": 1}},
+        {"task": "tests.tasks:decorated", "kwargs": [1]},
+        {"task": "tests.tasks:decorated", "kwargs": {"_queue": "sneaky"}},
+        {"task": "tests.tasks:decorated", "priority": "high"},
+        {"task": "tests.tasks:decorated", "priority": True},
+        {"task": "tests.tasks:decorated", "delay": -1},
+        {"task": "tests.tasks:decorated", "queue": "bad queue!"},
+        {"task": "tests.tasks:decorated", "queue": 5},
+        {"task": "tests.tasks:decorated", "eta": "tomorrow"},
+        {"task": "tests.tasks:decorated", "args": ["x" * 4_000_000]},  # over max_args_bytes
+        {"args": [1]},
+        [1],
+    ],
+)
 def test_enqueue_rejects_bad_bodies(client: TestClient, body: Any) -> None:
     response = client.post("/api/tasks", headers=AUTH, json=body)
     assert response.status_code == 400, response.text
@@ -170,8 +195,11 @@ OPEN = ("/livez", "/health/queue", "/", "/static/app.js", "/static/style.css")
 def read_paths(c: TestClient, task_id: uuid.UUID) -> list[str]:
     """Every GET of the OpenAPI document but the open ones, with a real task id."""
     paths = c.get("/api/openapi.json", headers=AUTH).json()["paths"]
-    return [p.replace("{task_id}", str(task_id)) for p, ops in paths.items()
-            if "get" in ops and p not in OPEN]
+    return [
+        p.replace("{task_id}", str(task_id))
+        for p, ops in paths.items()
+        if "get" in ops and p not in OPEN
+    ]
 
 
 def test_protect_reads_requires_the_token(db_url: str, queue: Any) -> None:
@@ -205,8 +233,9 @@ def test_reads_open_by_default(client: TestClient) -> None:
 
 
 def test_protect_reads_beside_the_users_app(db_url: str) -> None:
-    with make_client(db_url, admin_token=TOKEN, protect_reads=True,
-                     app="tests.integration.test_http:USER_APP") as c:
+    with make_client(
+        db_url, admin_token=TOKEN, protect_reads=True, app="tests.integration.test_http:USER_APP"
+    ) as c:
         assert c.get("/qsup/api/tasks").status_code == 401
         assert c.get("/qsup/api/tasks", headers=AUTH).status_code == 200
         assert c.get("/qsup/livez").status_code == 200

@@ -42,8 +42,9 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 def test_api_conforms_to_its_openapi_document(case: Any) -> None:
     # A cursor is opaque: one not made by the server is rightly a 400, though it matches the
     # documented pattern. Every other check applies to every operation.

@@ -18,12 +18,19 @@ from tests.conftest import wait_for
 FINAL = ("completed", "failed", "cancelled")
 
 
-def insert_raw(conn: psycopg.Connection[Any], name: str, args: str = "[]", kwargs: str = "{}",
-               **columns: Any) -> uuid.UUID:
+def insert_raw(
+    conn: psycopg.Connection[Any], name: str, args: str = "[]", kwargs: str = "{}", **columns: Any
+) -> uuid.UUID:
     """Insert a row the way a foreign writer would, bypassing every check of the API."""
     task_id = uuid.uuid4()
-    cols = {"id": task_id, "name": name, "args": args, "kwargs": kwargs, "max_retries": 0,
-            **columns}
+    cols = {
+        "id": task_id,
+        "name": name,
+        "args": args,
+        "kwargs": kwargs,
+        "max_retries": 0,
+        **columns,
+    }
     names = ", ".join(cols)
     values = ", ".join(f"%({c})s" for c in cols)
     conn.execute(f"INSERT INTO queued_tasks ({names}) VALUES ({values})", cols)  # noqa: S608
@@ -32,8 +39,11 @@ def insert_raw(conn: psycopg.Connection[Any], name: str, args: str = "[]", kwarg
 
 
 def final_row(conn: psycopg.Connection[Any], task_id: uuid.UUID) -> dict[str, Any]:
-    return wait_for(lambda: (row := repo.get_task(conn, task_id)) and row["state"] in FINAL and row,
-                    timeout=20, what=f"task {task_id} to finish")
+    return wait_for(
+        lambda: (row := repo.get_task(conn, task_id)) and row["state"] in FINAL and row,
+        timeout=20,
+        what=f"task {task_id} to finish",
+    )
 
 
 # (what, name, args JSON, kwargs JSON, extra columns, words the error must contain)
@@ -52,10 +62,13 @@ FAILING += [
 ]
 
 
-@pytest.mark.parametrize(("what", "name", "args", "kwargs", "extra", "words"),
-                         [pytest.param(*f, id=f[0]) for f in FAILING])
-def test_a_malformed_row_fails_with_a_clear_error(queue, conn, start_server, what, name, args,
-                                                  kwargs, extra, words):
+@pytest.mark.parametrize(
+    ("what", "name", "args", "kwargs", "extra", "words"),
+    [pytest.param(*f, id=f[0]) for f in FAILING],
+)
+def test_a_malformed_row_fails_with_a_clear_error(
+    queue, conn, start_server, what, name, args, kwargs, extra, words
+):
     server = start_server("--workers", "1")
     before = queue.add_task(tasks.add, 1, 1)
     bad = insert_raw(conn, name, args, kwargs, **extra)
@@ -72,8 +85,9 @@ def test_a_malformed_row_fails_with_a_clear_error(queue, conn, start_server, wha
 
 def test_many_malformed_rows_at_once_leave_the_server_running(queue, conn, start_server):
     server = start_server("--workers", "2")
-    bad = [insert_raw(conn, name, args, kwargs, **extra)
-           for _, name, args, kwargs, extra, _ in FAILING]
+    bad = [
+        insert_raw(conn, name, args, kwargs, **extra) for _, name, args, kwargs, extra, _ in FAILING
+    ]
     good = [queue.add_task(tasks.add, i, i) for i in range(20)]
     for task_id in bad:
         assert final_row(conn, task_id)["state"] == "failed"
@@ -114,8 +128,9 @@ def test_a_negative_max_retries_fails_once_and_does_not_loop(queue, conn, start_
 
 def test_a_context_that_is_not_an_object_is_survived(queue, conn, start_server):
     start_server("--workers", "1")
-    odd = insert_raw(conn, "tests.tasks:log_and_context", "[2]", "{}",
-                     context=json.dumps([1, 2, 3]))
+    odd = insert_raw(
+        conn, "tests.tasks:log_and_context", "[2]", "{}", context=json.dumps([1, 2, 3])
+    )
     row = final_row(conn, odd)
     assert row["state"] in ("completed", "failed"), row
     if row["state"] == "failed":

@@ -56,8 +56,10 @@ SEED_MONITORING = {
 def test_seed_monitoring_queries_run_unchanged(queue, conn):
     parent = queue.add_task(tasks.add, 1, 2)
     child = queue.add_task(tasks.add, 3, 4, _parent=parent)
-    conn.execute("INSERT INTO queued_task_logs (queued_task_id, type, message) VALUES (%s, 'info', 'hi')",
-                 (parent.task_id,))
+    conn.execute(
+        "INSERT INTO queued_task_logs (queued_task_id, type, message) VALUES (%s, 'info', 'hi')",
+        (parent.task_id,),
+    )
     repo.register_server(conn, "host:1", 4, "host", 1, [])
     results = {name: conn.execute(sql).fetchall() for name, sql in SEED_MONITORING.items()}
     assert len(results["recent tasks"]) == 2
@@ -112,8 +114,10 @@ def test_claim_reads_the_claim_index_in_order(queue, conn, stats):
     queue.add_tasks([(tasks.noop, (), {}) for _ in range(4000)])
     queue.add_tasks([(tasks.noop, (), {"_delay": 60}) for _ in range(100)])
     if stats == "current":
-        conn.execute("UPDATE queued_tasks SET state = 'completed' WHERE ctid IN "
-                     "(SELECT ctid FROM queued_tasks LIMIT 1000)")
+        conn.execute(
+            "UPDATE queued_tasks SET state = 'completed' WHERE ctid IN "
+            "(SELECT ctid FROM queued_tasks LIMIT 1000)"
+        )
         conn.execute("ANALYZE queued_tasks")
     sid = repo.register_server(conn, "x", 1, "h", 1, [])
     plan_json = conn.execute(
@@ -122,8 +126,13 @@ def test_claim_reads_the_claim_index_in_order(queue, conn, stats):
     ).fetchone()[0][0]["Plan"]
     plan = str(plan_json)
     assert "idx_queued_tasks_claim" in plan, plan
-    sorted_inputs = [child["Node Type"] for node in _nodes(plan_json) if node["Node Type"] == "Sort"
-                     for child in node["Plans"] if child["Parent Relationship"] == "Outer"]
+    sorted_inputs = [
+        child["Node Type"]
+        for node in _nodes(plan_json)
+        if node["Node Type"] == "Sort"
+        for child in node["Plans"]
+        if child["Parent Relationship"] == "Outer"
+    ]
     assert sorted_inputs == ["CTE Scan"], plan  # only the claimed rows are sorted
 
 
@@ -154,8 +163,10 @@ def _named_elsewhere(src: Path) -> set[str]:
 @pytest.mark.parametrize("state", ["bogus", "", "COMPLETED"])
 def test_unknown_states_are_refused_by_the_database(conn, state):
     with pytest.raises(psycopg.errors.CheckViolation):
-        conn.execute("INSERT INTO queued_tasks (id, name, state) VALUES (gen_random_uuid(), 'x', %s)",
-                     (state,))
+        conn.execute(
+            "INSERT INTO queued_tasks (id, name, state) VALUES (gen_random_uuid(), 'x', %s)",
+            (state,),
+        )
 
 
 @pytest.mark.parametrize("name", ["complete_batch", "retry_batch", "fail_batch"])

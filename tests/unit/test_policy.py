@@ -19,7 +19,10 @@ def test_spawns_up_to_min_then_one_per_task_no_free_worker_can_take():
 
 
 @given(
-    st.integers(0, 50), st.integers(0, 50), st.integers(0, 1000), st.integers(0, 10),
+    st.integers(0, 50),
+    st.integers(0, 50),
+    st.integers(0, 1000),
+    st.integers(0, 10),
     st.integers(1, 20),
 )
 def test_spawning_never_exceeds_max(current, idle, waiting, low, high):

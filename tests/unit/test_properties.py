@@ -24,8 +24,13 @@ BIG = 10**9  # a size limit nothing here reaches
 
 # jsonb stores neither NUL nor lone surrogates (both are refused, see the tests below)
 json_text = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)))
-json_scalars = (st.none() | st.booleans() | st.integers() | json_text
-                | st.floats(allow_nan=False, allow_infinity=False))
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | json_text
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
 json_values = st.recursive(
     json_scalars,
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(json_text, inner, max_size=5),
@@ -64,8 +69,10 @@ def json_with_one_bad_leaf(draw: st.DrawFn) -> Any:
             items.insert(draw(st.integers(0, len(items))), value)
             value = items
         else:
-            value = {**draw(st.dictionaries(json_text, json_values, max_size=3)),
-                     draw(json_text): value}
+            value = {
+                **draw(st.dictionaries(json_text, json_values, max_size=3)),
+                draw(json_text): value,
+            }
     return value
 
 
@@ -112,8 +119,13 @@ def test_size_limit_is_exact_in_utf8_bytes(args: list[Any], kwargs: dict[str, An
     assert str(size) in str(info.value)
 
 
-@given(st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)),
-               min_size=1, max_size=50))
+@given(
+    st.text(
+        st.characters(exclude_characters="\x00", exclude_categories=("Cs",)),
+        min_size=1,
+        max_size=50,
+    )
+)
 def test_size_limit_counts_bytes_not_characters(text: str) -> None:
     encoded = len(json.dumps([text], ensure_ascii=False, separators=(",", ":")).encode()) + 2
     encode_arguments((text,), {}, encoded)
@@ -121,8 +133,9 @@ def test_size_limit_counts_bytes_not_characters(text: str) -> None:
         encode_arguments((text,), {}, encoded - 1)
 
 
-@pytest.mark.parametrize("value", [{1: "x"}, {True: 1}, {None: 2}, {1.5: [3]},
-                                   {"ok": {2: "nested"}}, [{"a": 1}, {3: 4}]])
+@pytest.mark.parametrize(
+    "value", [{1: "x"}, {True: 1}, {None: 2}, {1.5: [3]}, {"ok": {2: "nested"}}, [{"a": 1}, {3: 4}]]
+)
 def test_dicts_with_non_string_keys_are_refused(value: Any) -> None:
     with pytest.raises(TaskDefinitionError):
         encode_arguments((value,), {}, BIG)
@@ -133,28 +146,54 @@ def test_dicts_with_non_string_keys_are_refused(value: Any) -> None:
 floats = st.floats(allow_nan=False)
 uuids = st.uuids()
 ids = uuids.map(str)  # task ids travel between processes as text
-jobs = st.builds(protocol.Job, id=ids, name=st.text(),
-                 args=st.lists(json_values, max_size=4).map(json.dumps),
-                 kwargs=json_kwargs.map(json.dumps), timeout=floats,
-                 attempts=st.integers(0, 2**31), max_retries=st.integers(0, 2**31),
-                 context=json_kwargs.map(json.dumps))
+jobs = st.builds(
+    protocol.Job,
+    id=ids,
+    name=st.text(),
+    args=st.lists(json_values, max_size=4).map(json.dumps),
+    kwargs=json_kwargs.map(json.dumps),
+    timeout=floats,
+    attempts=st.integers(0, 2**31),
+    max_retries=st.integers(0, 2**31),
+    context=json_kwargs.map(json.dumps),
+)
 new_tasks = st.builds(
-    repo.NewTask, id=ids, name=st.text(), args=st.lists(json_values).map(json.dumps),
-    kwargs=json_kwargs.map(json.dumps), queue=st.text(), priority=st.integers(),
-    delay=floats, eta=st.none() | st.datetimes(timezones=st.just(UTC)),
-    max_retries=st.integers(), timeout=st.none() | floats, unique_key=st.none() | st.text(),
-    parent=st.none() | uuids, depends_on=st.lists(uuids, max_size=3).map(tuple),
-    context=json_kwargs.map(json.dumps))
+    repo.NewTask,
+    id=ids,
+    name=st.text(),
+    args=st.lists(json_values).map(json.dumps),
+    kwargs=json_kwargs.map(json.dumps),
+    queue=st.text(),
+    priority=st.integers(),
+    delay=floats,
+    eta=st.none() | st.datetimes(timezones=st.just(UTC)),
+    max_retries=st.integers(),
+    timeout=st.none() | floats,
+    unique_key=st.none() | st.text(),
+    parent=st.none() | uuids,
+    depends_on=st.lists(uuids, max_size=3).map(tuple),
+    context=json_kwargs.map(json.dumps),
+)
 finished = st.builds(
-    protocol.Finished, task_id=ids, outcome=st.sampled_from(get_args(protocol.Outcome)),
-    started=floats, done=floats, result=st.none() | json_values.map(json.dumps),
-    error=st.none() | st.text(), retry_delay=st.none() | floats, rss=st.integers(0, 2**48))
+    protocol.Finished,
+    task_id=ids,
+    outcome=st.sampled_from(get_args(protocol.Outcome)),
+    started=floats,
+    done=floats,
+    result=st.none() | json_values.map(json.dumps),
+    error=st.none() | st.text(),
+    retry_delay=st.none() | floats,
+    rss=st.integers(0, 2**48),
+)
 # Message types the lead may add later are picked up here by name when they exist.
 _results = getattr(protocol, "Results", None)
 messages = st.one_of(
     jobs,
-    *([st.builds(_results, finished=st.lists(finished, max_size=4).map(tuple))]
-      if _results else []),
+    *(
+        [st.builds(_results, finished=st.lists(finished, max_size=4).map(tuple))]
+        if _results
+        else []
+    ),
     st.builds(protocol.Assign, jobs=st.lists(jobs, max_size=4).map(tuple)),
     st.builds(protocol.Stop),
     st.builds(protocol.Ready, pid=st.integers(0, 2**22)),
@@ -190,17 +229,33 @@ def test_messages_are_immutable(message: Any) -> None:
 
 def test_every_protocol_message_type_is_covered() -> None:
     """A new message type must be added to the strategy above."""
-    covered = {protocol.Job, protocol.Assign, protocol.Stop, protocol.Ready, protocol.Started,
-               protocol.Finished, protocol.Released, protocol.Drop, protocol.Log, protocol.SaveContext,
-               protocol.Enqueue, *([_results] if _results else [])}
-    declared = {v for v in vars(protocol).values()
-                if isinstance(v, type) and v.__module__ == protocol.__name__
-                and hasattr(v, "_fields")}
+    covered = {
+        protocol.Job,
+        protocol.Assign,
+        protocol.Stop,
+        protocol.Ready,
+        protocol.Started,
+        protocol.Finished,
+        protocol.Released,
+        protocol.Drop,
+        protocol.Log,
+        protocol.SaveContext,
+        protocol.Enqueue,
+        *([_results] if _results else []),
+    }
+    declared = {
+        v
+        for v in vars(protocol).values()
+        if isinstance(v, type) and v.__module__ == protocol.__name__ and hasattr(v, "_fields")
+    }
     assert declared == covered
 
 
 def test_an_assignment_keeps_job_order() -> None:
-    jobs_ = tuple(protocol.Job(str(uuid.uuid4()), f"m:f{i}", f"[{i}]", "{}", 1.0, 1, 3, "{}") for i in range(5))
+    jobs_ = tuple(
+        protocol.Job(str(uuid.uuid4()), f"m:f{i}", f"[{i}]", "{}", 1.0, 1, 3, "{}")
+        for i in range(5)
+    )
     assert protocol.decode(protocol.encode(protocol.Assign(jobs_))).jobs == jobs_
 
 

@@ -27,19 +27,22 @@ def test_parse_fills_defaults():
     assert spec.queue is None
 
 
-@pytest.mark.parametrize("change, needle", [
-    ({"cron": "61 * * * *"}, "cron = '61 * * * *'"),
-    ({"cron": "* * *"}, "invalid cron expression"),
-    ({"cron": 5}, "cron"),
-    ({"task": "nocolon"}, "task = 'nocolon'"),
-    ({"args": "x"}, "args"),
-    ({"kwargs": [1]}, "kwargs"),
-    ({"priority": "high"}, "priority"),
-    ({"timezone": "Mars/Olympus"}, "time zone"),
-    ({"on_missed": "always"}, "on_missed"),
-    ({"name": ""}, "name"),
-    ({"crон": "x"}, "unknown key"),
-])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"cron": "61 * * * *"}, "cron = '61 * * * *'"),
+        ({"cron": "* * *"}, "invalid cron expression"),
+        ({"cron": 5}, "cron"),
+        ({"task": "nocolon"}, "task = 'nocolon'"),
+        ({"args": "x"}, "args"),
+        ({"kwargs": [1]}, "kwargs"),
+        ({"priority": "high"}, "priority"),
+        ({"timezone": "Mars/Olympus"}, "time zone"),
+        ({"on_missed": "always"}, "on_missed"),
+        ({"name": ""}, "name"),
+        ({"crон": "x"}, "unknown key"),
+    ],
+)
 def test_invalid_schedule_is_one_line_naming_schedule_key_value_source(change, needle):
     with pytest.raises(ConfigError) as info:
         parse_schedule({**GOOD, **change}, "file q.toml:7", 2)
@@ -51,18 +54,25 @@ def test_invalid_schedule_is_one_line_naming_schedule_key_value_source(change, n
 
 def test_validate_schedules_from_toml_names_file_and_line(tmp_path):
     path = tmp_path / "q.toml"
-    path.write_text('[[schedules]]\nname = "ok"\ncron = "* * * * *"\ntask = "m:f"\n\n'
-                    '[[schedules]]\nname = "bad"\ncron = "* * 99 * *"\ntask = "m:f"\n')
+    path.write_text(
+        '[[schedules]]\nname = "ok"\ncron = "* * * * *"\ntask = "m:f"\n\n'
+        '[[schedules]]\nname = "bad"\ncron = "* * 99 * *"\ntask = "m:f"\n'
+    )
     cfg = load_config({}, config_file=str(path), environ={})
-    with pytest.raises(ConfigError, match=rf"schedule 'bad': cron = '\* \* 99 \* \*' from file "
-                                          rf"{path}:6"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"schedule 'bad': cron = '\* \* 99 \* \*' from file "
+        rf"{path}:6",
+    ):
         scheduler.validate_schedules(cfg)
 
 
 def test_duplicate_names_are_refused(tmp_path):
     path = tmp_path / "q.toml"
-    path.write_text('[[schedules]]\nname = "a"\ncron = "* * * * *"\ntask = "m:f"\n'
-                    '[[schedules]]\nname = "a"\ncron = "* * * * *"\ntask = "m:f"\n')
+    path.write_text(
+        '[[schedules]]\nname = "a"\ncron = "* * * * *"\ntask = "m:f"\n'
+        '[[schedules]]\nname = "a"\ncron = "* * * * *"\ntask = "m:f"\n'
+    )
     cfg = load_config({}, config_file=str(path), environ={})
     with pytest.raises(ConfigError, match="defined twice"):
         scheduler.validate_schedules(cfg)
@@ -74,8 +84,9 @@ def test_python_registration(monkeypatch):
 
     spec = scheduler.schedule("py", "0 * * * *", add, args=[1, 2], queue="q")
     assert spec.task == "tests.tasks:add"
-    names = [s.name for s in scheduler.validate_schedules(load_config({}, environ={},
-                                                                      config_file=None))]
+    names = [
+        s.name for s in scheduler.validate_schedules(load_config({}, environ={}, config_file=None))
+    ]
     assert names == ["py"]
     with pytest.raises(ConfigError):
         scheduler.schedule("bad", "nope", add)
@@ -108,8 +119,12 @@ def test_every_tick_within_grace_fires():
 
 def test_missed_ticks_run_once_or_are_skipped():
     now = T0 + timedelta(hours=5, seconds=30)
-    run_once = plan(EVERY_MINUTE.__class__(**{**EVERY_MINUTE.__dict__, "cron": "0 * * * *"}),
-                    T0 + timedelta(hours=1), now, grace=20)
+    run_once = plan(
+        EVERY_MINUTE.__class__(**{**EVERY_MINUTE.__dict__, "cron": "0 * * * *"}),
+        T0 + timedelta(hours=1),
+        now,
+        grace=20,
+    )
     assert run_once is not None
     assert run_once.fire == (T0 + timedelta(hours=5),)
     hourly_skip = Schedule(name="h", cron="0 * * * *", task="m:f", on_missed="skip")
@@ -137,10 +152,12 @@ def test_timezone_is_respected():
     paris = Schedule(name="p", cron="0 9 * * *", task="m:f", timezone="Europe/Paris")
     # 1 March: Paris is UTC+1, so 09:00 Paris is 08:00 UTC
     assert paris.next_after(datetime(2024, 3, 1, 0, 0, tzinfo=UTC)) == datetime(
-        2024, 3, 1, 8, 0, tzinfo=UTC)
+        2024, 3, 1, 8, 0, tzinfo=UTC
+    )
     # 1 July: UTC+2
     assert paris.next_after(datetime(2024, 7, 1, 0, 0, tzinfo=UTC)) == datetime(
-        2024, 7, 1, 7, 0, tzinfo=UTC)
+        2024, 7, 1, 7, 0, tzinfo=UTC
+    )
 
 
 def test_latest_at_or_before_includes_an_exact_tick():
@@ -160,7 +177,11 @@ def test_plan_properties(start_offset, elapsed, on_missed):
     assert all(next_fire <= t <= now for t in todo.fire)
     recent = [t for t in todo.fire if t > now - timedelta(seconds=60)]
     # every tick in the grace window fires; at most one older tick, and only with run_once
-    expected_recent = [t for t in spec.ticks(max(next_fire - timedelta(microseconds=1),
-                                                 now - timedelta(seconds=60)), now)]
+    expected_recent = [
+        t
+        for t in spec.ticks(
+            max(next_fire - timedelta(microseconds=1), now - timedelta(seconds=60)), now
+        )
+    ]
     assert recent == expected_recent
     assert len(todo.fire) - len(recent) <= (1 if on_missed == "run_once" else 0)

@@ -42,7 +42,7 @@ def test_precedence_flag_over_env_over_toml_over_default(tmp_path):
 
 
 def test_toml_source_names_the_line(tmp_path):
-    path = write(tmp_path, "# comment\n\nnotify_channel = \"wake\"\n")
+    path = write(tmp_path, '# comment\n\nnotify_channel = "wake"\n')
     cfg = load_config({}, config_file=path, environ={})
     assert cfg.notify_channel == "wake"
     assert cfg.sources["notify_channel"] == f"file {path}:3"
@@ -61,22 +61,25 @@ def test_qsup_config_env_names_the_file(tmp_path):
     assert cfg.max_retries == 7
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("max_retrys = 3\n", "did you mean 'max_retries'"),
-    ("max_workers = \"four\"\n", "max_workers"),
-    ("max_workers = 0\n", "below the minimum 1"),
-    ("task_timeout = -1\n", "task_timeout"),
-    ("task_timeout = nan\n", "finite"),
-    ("use_postgresql_notify = \"yes\"\n", "boolean"),
-    ("queues = \"a,b\"\n", "list of strings"),
-    ("min_workers = 5\nmax_workers = 2\n", "greater than max_workers"),
-    ("max_workers = [\n", "line 1"),
-    ("a = = 1\n", "column"),
-    ("log_format = \"xml\"\n", "log_format"),
-    ("log_level = \"LOUD\"\n", "log_level"),
-    ("schedules = 3\n", "schedules"),
-    ("port = 70000\n", "above the maximum"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("max_retrys = 3\n", "did you mean 'max_retries'"),
+        ('max_workers = "four"\n', "max_workers"),
+        ("max_workers = 0\n", "below the minimum 1"),
+        ("task_timeout = -1\n", "task_timeout"),
+        ("task_timeout = nan\n", "finite"),
+        ('use_postgresql_notify = "yes"\n', "boolean"),
+        ('queues = "a,b"\n', "list of strings"),
+        ("min_workers = 5\nmax_workers = 2\n", "greater than max_workers"),
+        ("max_workers = [\n", "line 1"),
+        ("a = = 1\n", "column"),
+        ('log_format = "xml"\n', "log_format"),
+        ('log_level = "LOUD"\n', "log_level"),
+        ("schedules = 3\n", "schedules"),
+        ("port = 70000\n", "above the maximum"),
+    ],
+)
 def test_broken_toml_is_one_line_config_error(tmp_path, text, needle):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
@@ -87,14 +90,17 @@ def test_broken_toml_is_one_line_config_error(tmp_path, text, needle):
     assert info.value.exit_code == 2
 
 
-@pytest.mark.parametrize("env, needle", [
-    ({"QUEUE_USE_POSTGRESQL_NOTIFY": "maybe"}, "QUEUE_USE_POSTGRESQL_NOTIFY"),
-    ({"QUEUE_MAX_WORKERS": "0"}, "below the minimum"),
-    ({"QUEUE_MAX_WORKERS": "many"}, "an integer"),
-    ({"QUEUE_TASK_TIMEOUT": "-5"}, "QUEUE_TASK_TIMEOUT"),
-    ({"QUEUE_POLLING_INTERVAL": "inf"}, "finite"),
-    ({"QUEUE_MIN_WORKERS": "4", "QUEUE_MAX_WORKERS": "2"}, "env QUEUE_MIN_WORKERS"),
-])
+@pytest.mark.parametrize(
+    "env, needle",
+    [
+        ({"QUEUE_USE_POSTGRESQL_NOTIFY": "maybe"}, "QUEUE_USE_POSTGRESQL_NOTIFY"),
+        ({"QUEUE_MAX_WORKERS": "0"}, "below the minimum"),
+        ({"QUEUE_MAX_WORKERS": "many"}, "an integer"),
+        ({"QUEUE_TASK_TIMEOUT": "-5"}, "QUEUE_TASK_TIMEOUT"),
+        ({"QUEUE_POLLING_INTERVAL": "inf"}, "finite"),
+        ({"QUEUE_MIN_WORKERS": "4", "QUEUE_MAX_WORKERS": "2"}, "env QUEUE_MIN_WORKERS"),
+    ],
+)
 def test_broken_env_is_one_line_config_error(env, needle):
     with pytest.raises(ConfigError) as info:
         load_config({}, environ=env, config_file=None)
@@ -106,7 +112,7 @@ def test_unreadable_config_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config({}, config_file=str(tmp_path / "missing.toml"), environ={})
     bad = tmp_path / "latin.toml"
-    bad.write_bytes(b"notify_channel = \"\xff\"\n")
+    bad.write_bytes(b'notify_channel = "\xff"\n')
     with pytest.raises(ConfigError, match="UTF-8"):
         load_config({}, config_file=str(bad), environ={})
 
@@ -123,8 +129,9 @@ def test_bad_flag_value_names_the_flag():
 
 
 def test_schedule_sources_name_their_header_lines(tmp_path):
-    path = write(tmp_path, "max_retries = 1\n\n[[schedules]]\nname = \"a\"\n\n[[schedules]]\n"
-                           "name = \"b\"\n")
+    path = write(
+        tmp_path, 'max_retries = 1\n\n[[schedules]]\nname = "a"\n\n[[schedules]]\nname = "b"\n'
+    )
     cfg = load_config({}, config_file=path, environ={})
     assert [s["name"] for s in cfg.schedules] == ["a", "b"]
     assert cfg.sources["schedules[0]"] == f"file {path}:3"
@@ -136,10 +143,15 @@ def test_committed_example_config_is_the_generated_one():
 
 
 def test_example_config_uncommented_gives_the_defaults(tmp_path):
-    lines = [line[2:].split("  #")[0] for line in example_toml().splitlines()
-             if line.startswith("# ") and " = " in line and "[[" not in line
-             and not line.startswith("# name") and line[2:].split(" ")[0] in
-             {f.name for f in SETTINGS}]
+    lines = [
+        line[2:].split("  #")[0]
+        for line in example_toml().splitlines()
+        if line.startswith("# ")
+        and " = " in line
+        and "[[" not in line
+        and not line.startswith("# name")
+        and line[2:].split(" ")[0] in {f.name for f in SETTINGS}
+    ]
     cfg = load_config({}, config_file=write(tmp_path, "\n".join(lines)), environ={})
     for f in SETTINGS:
         if f.name != "max_workers":
@@ -158,7 +170,7 @@ def _in_bounds(f, value):
     return (low is None or value >= low) and (high is None or value <= high)
 
 
-@given(st.sampled_from(INT_SETTINGS), st.integers(-10**6, 10**6))
+@given(st.sampled_from(INT_SETTINGS), st.integers(-(10**6), 10**6))
 def test_env_integers_parse_or_fail_cleanly(f, value):
     env = {f.metadata["env"][0]: f"  {value} "}
     try:
@@ -171,8 +183,10 @@ def test_env_integers_parse_or_fail_cleanly(f, value):
         assert cfg.sources[f.name] == f"env {f.metadata['env'][0]}"
 
 
-@given(st.sampled_from(FLOAT_SETTINGS),
-       st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9))
+@given(
+    st.sampled_from(FLOAT_SETTINGS),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9),
+)
 def test_env_floats_round_trip(f, value):
     env = {f.metadata["env"][0]: repr(value)}
     try:
@@ -187,8 +201,16 @@ def test_env_floats_round_trip(f, value):
 @given(st.text(min_size=0, max_size=12))
 def test_env_booleans_accept_only_known_spellings(text):
     env = {"QUEUE_USE_POSTGRESQL_NOTIFY": text}
-    known = {"1": True, "true": True, "yes": True, "on": True,
-             "0": False, "false": False, "no": False, "off": False}
+    known = {
+        "1": True,
+        "true": True,
+        "yes": True,
+        "on": True,
+        "0": False,
+        "false": False,
+        "no": False,
+        "off": False,
+    }
     try:
         cfg = load_config({}, environ=env, config_file=None)
     except ConfigError as exc:
@@ -204,10 +226,16 @@ def test_env_lists_split_on_commas(names):
     assert cfg.queues == names
 
 
-@given(st.sampled_from(FLOAT_SETTINGS + INT_SETTINGS),
-       st.one_of(st.integers(-10**4, 10**4), st.floats(allow_nan=True, allow_infinity=True),
-                 st.text(alphabet="ab 1.-", max_size=5), st.booleans(),
-                 st.lists(st.integers(), max_size=2)))
+@given(
+    st.sampled_from(FLOAT_SETTINGS + INT_SETTINGS),
+    st.one_of(
+        st.integers(-(10**4), 10**4),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(alphabet="ab 1.-", max_size=5),
+        st.booleans(),
+        st.lists(st.integers(), max_size=2),
+    ),
+)
 def test_toml_values_are_checked_by_type_and_bounds(tmp_path_factory, f, value):
     import json
 
@@ -220,9 +248,10 @@ def test_toml_values_are_checked_by_type_and_bounds(tmp_path_factory, f, value):
     path = tmp_path_factory.mktemp("toml") / "q.toml"
     path.write_text(f"{f.name} = {literal}\n", encoding="utf-8")
     kind = setting_type(f.name)
-    ok_type = (not isinstance(value, bool) and (
-        isinstance(value, int) or (kind is float and isinstance(value, float)
-                                   and math.isfinite(value))))
+    ok_type = not isinstance(value, bool) and (
+        isinstance(value, int)
+        or (kind is float and isinstance(value, float) and math.isfinite(value))
+    )
     try:
         cfg = load_config({}, config_file=str(path), environ={})
     except ConfigError as exc:

@@ -21,8 +21,11 @@ def _strings(tree: ast.AST) -> list[tuple[int, str]]:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             found.append((node.lineno, node.value))
         elif isinstance(node, ast.JoinedStr):  # f-strings: their literal parts
-            text = "".join(v.value for v in node.values
-                           if isinstance(v, ast.Constant) and isinstance(v.value, str))
+            text = "".join(
+                v.value
+                for v in node.values
+                if isinstance(v, ast.Constant) and isinstance(v.value, str)
+            )
             found.append((node.lineno, text))
     return found
 

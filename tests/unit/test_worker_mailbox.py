@@ -91,8 +91,9 @@ def test_jobs_taken_by_the_reporter_thread_as_the_worker_went_idle_are_not_waite
     while not len(mailbox) and time.monotonic() < deadline:  # the reporter's last tick
         mailbox.read_waiting()
     taken: list[protocol.Job | None] = []
-    waiting = threading.Thread(target=lambda: taken.append(mailbox.next_job(block=True)),
-                               daemon=True)
+    waiting = threading.Thread(
+        target=lambda: taken.append(mailbox.next_job(block=True)), daemon=True
+    )
     waiting.start()
     waiting.join(2)
     assert not waiting.is_alive(), "the worker blocked on its pipe with a job in hand"

@@ -24,7 +24,7 @@ TASK_ID = {
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
 }
-SECURED = {
+SECURED: dict[str, Any] = {
     "security": [{"bearer": []}],
     "responses": {"401": ERROR, "403": ERROR, "404": ERROR, "409": ERROR, "400": ERROR},
 }

@@ -66,7 +66,7 @@ class _Server:
 
         from qsup.http.app import create_app
 
-        uvicorn.server.HANDLED_SIGNALS = (signal.SIGTERM,)  # this process only
+        uvicorn.server.HANDLED_SIGNALS = (signal.SIGTERM,)  # type: ignore[assignment]  # this process only
         app = create_app(config, url)
         server = uvicorn.Server(
             uvicorn.Config(

@@ -191,8 +191,9 @@ class Outbox:
             wake = self._write_outcomes(conn, server_id)
             if self.logs:
                 repo.insert_logs(conn, self.logs)
-            for queue in sorted(wake) if channel else ():
-                repo.notify(conn, channel, queue)
+            if channel is not None:
+                for queue in sorted(wake):
+                    repo.notify(conn, channel, queue)
         self.clear()
 
     def _one_statement(self) -> bool:

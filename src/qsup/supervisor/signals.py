@@ -38,7 +38,7 @@ class SignalPipe:
             signal.signal(sig, _noop)
 
     def drain(self) -> list[signal.Signals]:
-        received = []
+        received: list[signal.Signals] = []
         while True:
             try:
                 data = os.read(self.read_fd, 512)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import psycopg
 from loguru import logger
@@ -95,8 +96,12 @@ def write(
     with ``now``). A statement PostgreSQL refuses must not stop the server: the tasks
     concerned fail instead."""
     try:
-        flushed = link.call(lambda conn: outbox.flush(conn, server_id, channel) or True, now=now)
-        return flushed is True
+
+        def flush(conn: Any) -> bool:
+            outbox.flush(conn, server_id, channel)
+            return True
+
+        return link.call(flush, now=now) is True
     except psycopg.Error as exc:
         logger.opt(exception=exc).error(
             "PostgreSQL refused {} updates; failing their tasks", len(outbox)
