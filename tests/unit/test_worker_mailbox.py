@@ -9,6 +9,7 @@ import uuid
 
 import multiprocess
 import pytest
+from loguru import logger
 
 from qsup import protocol
 from qsup.settings import Config
@@ -98,3 +99,18 @@ def test_jobs_taken_by_the_reporter_thread_as_the_worker_went_idle_are_not_waite
     waiting.join(2)
     assert not waiting.is_alive(), "the worker blocked on its pipe with a job in hand"
     assert taken == [assigned]
+
+
+def test_an_unknown_message_is_logged_and_not_taken_for_jobs() -> None:
+    """A message that is neither Assign, Drop nor Stop leaves the queue as it was."""
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING")
+    reader, writer = multiprocess.Pipe(duplex=False)
+    mailbox = Mailbox(reader)
+    writer.send_bytes(protocol.encode(protocol.Ready(pid=1)))
+    writer.send_bytes(protocol.encode(protocol.Assign((job("tests.tasks:add", 1, 2),))))
+    queued = mailbox.next_job(block=True)
+    assert queued is not None and queued.name == "tests.tasks:add"
+    assert len(mailbox) == 0
+    logger.remove(sink)
+    assert any("unknown message from the supervisor: Ready(pid=1)" in line for line in lines)

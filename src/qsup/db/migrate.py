@@ -21,7 +21,8 @@ def applied_versions(conn: psycopg.Connection[Any]) -> set[int]:
 
 def migrate(conn: psycopg.Connection[Any]) -> list[str]:
     """Apply pending migrations; returns the names applied (empty when up to date)."""
-    if all(version in applied_versions(conn) for version, _, _ in migrations()):
+    done = applied_versions(conn)
+    if all(version in done for version, _, _ in migrations()):
         return []  # the common case takes no lock
     applied: list[str] = []
     with conn.transaction():

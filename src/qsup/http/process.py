@@ -8,7 +8,6 @@ SIGTERM after draining) and dies with the supervisor (``PR_SET_PDEATHSIG``).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -19,10 +18,10 @@ from loguru import logger
 from multiprocess.connection import wait as wait_ready
 
 from qsup.errors import ConfigError
+from qsup.linux import die_with_parent
 from qsup.settings import Config
 
 STOP_TIMEOUT = 10.0
-_PR_SET_PDEATHSIG = 1
 
 
 def bind(config: Config) -> socket.socket:
@@ -38,10 +37,7 @@ def bind(config: Config) -> socket.socket:
 
 
 def _child_setup(parent_pid: int) -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux
-        pass
+    die_with_parent(signal.SIGTERM)
     if os.getppid() != parent_pid:
         os._exit(0)
     signal.set_wakeup_fd(-1)

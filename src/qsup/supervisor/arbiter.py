@@ -255,6 +255,8 @@ class Arbiter:
             self.outbox.enqueue(msg.task, now)
         elif isinstance(msg, protocol.Ready):
             self.crew.on_ready(worker, now)
+        else:
+            logger.warning("worker {} sent an unknown message: {!r}; ignored", worker.pid, msg)
 
     def _on_results(
         self, worker: Worker, results: tuple[protocol.Finished, ...], now: float

@@ -12,6 +12,8 @@ import threading
 from collections import deque
 from typing import Any
 
+from loguru import logger
+
 from qsup import context, protocol
 
 
@@ -67,5 +69,7 @@ class Mailbox:
             for job in dropped:
                 self._jobs.remove(job)
             context.send(protocol.Released(tuple(job.id for job in dropped)))
-        else:
+        elif isinstance(message, protocol.Assign):
             self._jobs.extend(message.jobs)
+        else:  # a supervisor of another version: say so rather than guess
+            logger.warning("worker ignored an unknown message from the supervisor: {!r}", message)
