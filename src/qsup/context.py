@@ -11,10 +11,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qsup import protocol
 from qsup.encoding import to_json
+
+if TYPE_CHECKING:
+    from qsup.api import Queue
+    from qsup.settings import Config
 
 _send_lock = threading.Lock()
 _send: Callable[[bytes], None] | None = None
@@ -22,13 +26,19 @@ _job: protocol.Job | None = None
 _context: dict[str, Any] = {}
 _max_logs = 1000
 _logs_sent = 0
+_children: Queue | None = None  # builds child rows with the server's settings
 MAX_LOG_CHARS = 65536
 
 
-def configure(max_logs: int) -> None:
-    """Called once in a worker: the per-attempt cap on log rows."""
-    global _max_logs
-    _max_logs = max_logs
+def configure(config: Config) -> None:
+    """Called once in a worker: the server's settings (the per-attempt cap on log rows, and
+    the defaults of child tasks: a fresh ``Queue()`` would re-read the environment and the
+    working directory, missing the server's ``--config`` file)."""
+    global _max_logs, _children
+    from qsup.api import Queue
+
+    _max_logs = config.max_logs_per_task
+    _children = Queue(config=config)
 
 
 def bind_channel(send: Callable[[bytes], None]) -> None:
@@ -101,7 +111,7 @@ class CurrentTask:
         """Add a child task: it waits for this one to complete and starts from its context."""
         from qsup.api import TaskRef, default_queue
 
-        queue = default_queue()
+        queue = _children or default_queue()
         kwargs.setdefault("_parent", self.id)
         new = queue.build(fn, args, kwargs)
         new = new._replace(context=to_json(_context, "the task context"))

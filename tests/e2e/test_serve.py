@@ -145,6 +145,17 @@ def test_children_wait_for_their_parent_and_context_and_logs_persist(queue, conn
     assert repo.get_task(conn, logged.task_id)["context"] == {"progress": 3}
 
 
+def test_children_get_the_servers_config_file_settings(queue, conn, start_server, tmp_path):
+    """A child added by ``current_task.add_task`` takes its defaults from the server's
+    ``--config`` file (the worker used to build a fresh Queue from the environment)."""
+    config = tmp_path / "queue.toml"
+    config.write_text("max_retries = 7\n")
+    start_server("--workers", "1", "--config", str(config))
+    parent = queue.add_task(tasks.spawn_children, 1)
+    (child,) = parent.result(timeout=20)
+    assert repo.get_task(conn, child)["max_retries"] == 7
+
+
 def test_ttin_and_ttou_change_max_workers(queue, conn, start_server, tmp_path):
     server = start_server("--workers", "1", "--min-workers", "1")
     server.wait_workers(1)

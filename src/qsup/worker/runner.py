@@ -56,7 +56,7 @@ class Runner:
 
             self.memory_info = psutil.Process().memory_info
         self.max_result_bytes = config.max_result_bytes
-        context.configure(config.max_logs_per_task)
+        context.configure(config)
 
     def run(self, job: protocol.Job) -> protocol.Finished:
         started = time.time()
