@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
 import typer
 
-from qsup.cli.common import ConfigFile, DatabaseUrl, Json, print_json
-from qsup.cli.serve_cmd import MinWorkers, Queues, Workers
+from qsup.cli.common import ConfigFile, Json, print_json
+from qsup.cli.options import flag_values, setting_flags
+from qsup.cli.serve_cmd import HTTP_FLAGS, WORKER_FLAGS
 from qsup.scheduler import validate_schedules
 from qsup.settings import SETTINGS, display_value, example_toml, load_config
 
@@ -15,27 +16,12 @@ app = typer.Typer(help="Configuration.", no_args_is_help=True)
 
 
 @app.command()
-def show(
-    json: Json = False,
-    config: ConfigFile = None,
-    database_url: DatabaseUrl = None,
-    workers: Workers = None,
-    min_workers: MinWorkers = None,
-    queues: Queues = None,
-    host: Annotated[str | None, typer.Option("--host", help="HTTP bind address.")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="HTTP port.")] = None,
-) -> None:
+@setting_flags(*WORKER_FLAGS, *HTTP_FLAGS)
+def show(json: Json = False, config: ConfigFile = None, **flags: Any) -> None:
     """Every effective setting, its value and where it came from (default, file:line, env, flag).
 
     Takes the same setting flags as serve, to show what serve would use with them."""
-    flags = {
-        "database_url": database_url,
-        "max_workers": workers,
-        "min_workers": min_workers,
-        "queues": queues,
-        "host": host,
-        "port": port,
-    }
+    flags = flag_values(flags)
     cfg = load_config(flags, config_file=config)
     schedules = validate_schedules(cfg)
     rows = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,7 +17,8 @@ from qsup.cli.common import (
     resolve_task_id,
     settings,
 )
-from qsup.cli.serve_cmd import Imports, MinWorkers, Queues
+from qsup.cli.options import setting_flags
+from qsup.cli.serve_cmd import WORKER_FLAGS
 from qsup.cli.serve_cmd import start as start_server
 from qsup.errors import ConfigError
 
@@ -25,26 +26,10 @@ app = typer.Typer(help="Look at and operate the queue.", no_args_is_help=True)
 
 
 @app.command()
-def start(
-    workers: Annotated[
-        int | None, typer.Option("--workers", "-w", help="Most worker processes.")
-    ] = None,
-    min_workers: MinWorkers = None,
-    queues: Queues = None,
-    imports: Imports = None,
-    config: ConfigFile = None,
-    database_url: DatabaseUrl = None,
-) -> None:
+@setting_flags(*WORKER_FLAGS)
+def start(config: ConfigFile = None, **flags: Any) -> None:
     """Run workers without HTTP (same as serve --no-http)."""
-    start_server(
-        config,
-        database_url=database_url,
-        max_workers=workers,
-        min_workers=min_workers,
-        queues=queues,
-        imports=imports or None,
-        http=False,
-    )
+    start_server(config, http=False, **flags)
 
 
 @app.command()
