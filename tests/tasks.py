@@ -129,3 +129,16 @@ def fan_out(directory: str, count: int) -> int:
     children = [current_task.add_task(record, directory, f"child{i}") for i in range(count)]
     current_task.add_task(record, directory, "final", _depends_on=children)
     return count
+
+
+_initialized_in: int | None = None  # the pid that ran init_worker, set in workers only
+
+
+def init_worker() -> None:
+    """A ``worker_init`` hook: runs in each worker after the fork."""
+    global _initialized_in
+    _initialized_in = os.getpid()
+
+
+def initialized_here() -> bool:
+    return _initialized_in == os.getpid()

@@ -207,6 +207,13 @@ class Config:
         env="QUEUE_ALLOWED_TASK_MODULES",
         doc="If set, workers run only tasks from these modules (and their submodules)",
     )
+    worker_init: str | None = setting(
+        None,
+        env="QUEUE_WORKER_INIT",
+        doc="Function (module:name) each worker calls after the fork, before its first task:"
+        " workers close every inherited file descriptor, so reopen here what a task module"
+        " opened at import (files, sockets, exporters' threads)",
+    )
     http: bool = setting(True, env="QSUP_HTTP", doc="Serve the HTTP API and dashboard")
     host: str = setting("127.0.0.1", env="QSUP_HOST", flag="--host", doc="HTTP bind address")
     port: int = setting(8000, env="QSUP_PORT", flag="--port", min=0, max=65535, doc="HTTP port")

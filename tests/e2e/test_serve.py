@@ -156,6 +156,20 @@ def test_children_get_the_servers_config_file_settings(queue, conn, start_server
     assert repo.get_task(conn, child)["max_retries"] == 7
 
 
+def test_worker_init_runs_in_each_worker_after_the_fork(queue, start_server):
+    start_server("--workers", "1", env={"QUEUE_WORKER_INIT": "tests.tasks:init_worker"})
+    assert queue.add_task(tasks.initialized_here).result(timeout=20) is True
+
+
+def test_a_worker_init_that_cannot_be_imported_stops_serve_with_one_line(start_server):
+    server = start_server(env={"QUEUE_WORKER_INIT": "tests.tasks:nope"}, wait_ready=False)
+    assert server.proc.wait(timeout=20) == 2
+    assert server.output().strip().splitlines()[-1] == (
+        "qsup: error: worker_init: 'tests.tasks:nope' (env QUEUE_WORKER_INIT):"
+        " module 'tests.tasks' has no 'nope'"
+    )
+
+
 def test_ttin_and_ttou_change_max_workers(queue, conn, start_server, tmp_path):
     server = start_server("--workers", "1", "--min-workers", "1")
     server.wait_workers(1)

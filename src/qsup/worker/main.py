@@ -11,6 +11,7 @@ from typing import Any
 from setproctitle import setproctitle
 
 from qsup import context, protocol
+from qsup.encoding import resolve_task
 from qsup.linux import die_with_parent
 from qsup.settings import Config
 from qsup.worker.mailbox import Mailbox
@@ -49,6 +50,8 @@ def worker_main(conn: Any, slot: int, parent_pid: int, config: Config) -> None:
         _reset_signals()
         _close_inherited_fds(conn.fileno())
         context.bind_channel(conn.send_bytes)
+        if config.worker_init:  # checked by the supervisor; a raise here is a boot crash
+            resolve_task(config.worker_init)()
         runner = Runner(config)
         context.send(protocol.Ready(os.getpid()))
         _serve(conn, slot, runner)
