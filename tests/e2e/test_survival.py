@@ -5,8 +5,6 @@ from __future__ import annotations
 import signal
 import time
 
-import psycopg
-
 from qsup import repo
 from tests import tasks
 from tests.conftest import task_states, wait_for
@@ -121,11 +119,6 @@ def test_priorities_and_queue_filters(queue, conn, start_server, tmp_path):
     }
     assert rows[high.task_id] <= rows[low.task_id]
     assert repo.get_task(conn, other.task_id)["state"] == "enqueued"
-
-
-def test_psycopg_is_happy_with_our_conninfo(db_url):
-    with psycopg.connect(db_url) as c:
-        assert c.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_dependents_of_a_task_failed_by_rescue_are_cancelled(queue, conn, start_server, tmp_path):

@@ -1,20 +1,17 @@
-"""Property tests: task argument encoding (qsup.encoding) and supervisor/worker messages
-(qsup.protocol). Policies and settings have their own property tests (test_policy.py,
-test_settings.py)."""
+"""Property tests of task argument encoding (qsup.encoding). Policies and settings have their
+own property tests (test_policy.py, test_settings.py); the pipe messages are exercised by real
+workers (test_worker_mailbox.py, the e2e tests) rather than by pickling them here."""
 
 from __future__ import annotations
 
 import json
 import math
-import uuid
-from datetime import UTC
-from typing import Any, get_args
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from qsup import protocol, repo
 from qsup.encoding import encode_arguments, to_json
 from qsup.errors import TaskDefinitionError
 
@@ -139,124 +136,6 @@ def test_size_limit_counts_bytes_not_characters(text: str) -> None:
 def test_dicts_with_non_string_keys_are_refused(value: Any) -> None:
     with pytest.raises(TaskDefinitionError):
         encode_arguments((value,), {}, BIG)
-
-
-# --- protocol ---------------------------------------------------------------------------------
-
-floats = st.floats(allow_nan=False)
-uuids = st.uuids()
-ids = uuids.map(str)  # task ids travel between processes as text
-jobs = st.builds(
-    protocol.Job,
-    id=ids,
-    name=st.text(),
-    args=st.lists(json_values, max_size=4).map(json.dumps),
-    kwargs=json_kwargs.map(json.dumps),
-    timeout=floats,
-    attempts=st.integers(0, 2**31),
-    max_retries=st.integers(0, 2**31),
-    context=json_kwargs.map(json.dumps),
-)
-new_tasks = st.builds(
-    repo.NewTask,
-    id=ids,
-    name=st.text(),
-    args=st.lists(json_values).map(json.dumps),
-    kwargs=json_kwargs.map(json.dumps),
-    queue=st.text(),
-    priority=st.integers(),
-    delay=floats,
-    eta=st.none() | st.datetimes(timezones=st.just(UTC)),
-    max_retries=st.integers(),
-    timeout=st.none() | floats,
-    unique_key=st.none() | st.text(),
-    parent=st.none() | uuids,
-    depends_on=st.lists(uuids, max_size=3).map(tuple),
-    context=json_kwargs.map(json.dumps),
-)
-finished = st.builds(
-    protocol.Finished,
-    task_id=ids,
-    outcome=st.sampled_from(get_args(protocol.Outcome)),
-    started=floats,
-    done=floats,
-    result=st.none() | json_values.map(json.dumps),
-    error=st.none() | st.text(),
-    retry_delay=st.none() | floats,
-    rss=st.integers(0, 2**48),
-)
-# Message types the lead may add later are picked up here by name when they exist.
-_results = getattr(protocol, "Results", None)
-messages = st.one_of(
-    jobs,
-    *(
-        [st.builds(_results, finished=st.lists(finished, max_size=4).map(tuple))]
-        if _results
-        else []
-    ),
-    st.builds(protocol.Assign, jobs=st.lists(jobs, max_size=4).map(tuple)),
-    st.builds(protocol.Stop),
-    st.builds(protocol.Ready, pid=st.integers(0, 2**22)),
-    st.builds(protocol.Started, task_id=ids, at=floats),
-    finished,
-    st.builds(protocol.Released, task_ids=st.lists(ids, max_size=5).map(tuple)),
-    st.builds(protocol.Drop, task_ids=st.lists(ids, max_size=5).map(tuple)),
-    st.builds(protocol.Log, task_id=ids, type=st.text(max_size=50), message=st.text(), at=floats),
-    st.builds(protocol.SaveContext, task_id=ids, context=json_kwargs.map(json.dumps)),
-    st.builds(protocol.Enqueue, task=new_tasks),
-)
-
-
-@given(messages)
-@settings(suppress_health_check=[HealthCheck.too_slow])
-def test_every_message_round_trips(message: Any) -> None:
-    data = protocol.encode(message)
-    assert isinstance(data, bytes)
-    decoded = protocol.decode(data)
-    assert type(decoded) is type(message)
-    assert decoded == message
-
-
-@given(messages)
-def test_messages_are_immutable(message: Any) -> None:
-    fields = type(message)._fields
-    if not fields:
-        return
-    name = fields[0]
-    with pytest.raises(AttributeError):
-        setattr(message, name, None)
-
-
-def test_every_protocol_message_type_is_covered() -> None:
-    """A new message type must be added to the strategy above."""
-    covered = {
-        protocol.Job,
-        protocol.Assign,
-        protocol.Stop,
-        protocol.Ready,
-        protocol.Started,
-        protocol.Finished,
-        protocol.Released,
-        protocol.Drop,
-        protocol.Log,
-        protocol.SaveContext,
-        protocol.Enqueue,
-        *([_results] if _results else []),
-    }
-    declared = {
-        v
-        for v in vars(protocol).values()
-        if isinstance(v, type) and v.__module__ == protocol.__name__ and hasattr(v, "_fields")
-    }
-    assert declared == covered
-
-
-def test_an_assignment_keeps_job_order() -> None:
-    jobs_ = tuple(
-        protocol.Job(str(uuid.uuid4()), f"m:f{i}", f"[{i}]", "{}", 1.0, 1, 3, "{}")
-        for i in range(5)
-    )
-    assert protocol.decode(protocol.encode(protocol.Assign(jobs_))).jobs == jobs_
 
 
 @pytest.mark.parametrize("bad", ["a\x00b", "\ud800", {"k\x00": 1}])
