@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from qsup import repo
+from qsup.supervisor import writer
 from qsup.supervisor.outbox import Outbox
 from tests import tasks
 from tests.conftest import ROOT, wait_for
@@ -83,7 +84,7 @@ def test_a_dependent_added_during_the_cascade_is_cancelled(queue, conn, db_url):
             with psycopg.connect(db_url, autocommit=True) as c:
                 outbox = Outbox()
                 outbox.failures.append((parent.task_id, "boom", None))
-                outbox.flush(c, server_id, None)
+                writer.flush(c, outbox, server_id, None)
 
         failer = threading.Thread(target=fail_parent)
         failer.start()

@@ -13,6 +13,7 @@ import multiprocess
 from qsup import protocol
 from qsup.settings import Config
 from qsup.supervisor.crew import Crew
+from qsup.supervisor.ledger import Ledger
 from qsup.supervisor.pool import Worker
 
 
@@ -22,7 +23,8 @@ def test_a_message_cut_off_by_a_workers_death_does_not_block_the_loop():
     before dying must stop at the cut, not wait for the rest."""
     parent, child = multiprocess.Pipe()
     selector = selectors.DefaultSelector()
-    crew = Crew(Config(), selector, threading.Lock(), Counter())
+    counters: Counter[str] = Counter()
+    crew = Crew(Config(), selector, threading.Lock(), counters, Ledger(counters))
     worker = Worker(slot=1, pid=2**22 + 1, process=None, conn=parent, ready=True)  # no such pid
     crew.workers[worker.pid] = worker
     selector.register(parent.fileno(), selectors.EVENT_READ, worker)

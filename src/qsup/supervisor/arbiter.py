@@ -3,11 +3,12 @@
 One ``selectors`` loop waits on the signal pipe, the LISTEN socket and every worker pipe, with
 a timeout that is the nearest deadline (flush, poll, heartbeat, task timeouts, shutdown).
 Each pass: handle signals, read worker messages, reap, enforce deadlines, manage workers,
-claim, hand tasks to idle workers, flush writes, heartbeat. The arbiter owns the flow of tasks
-(buffer, claims, hand-off, results, outbox, cancels); the worker processes themselves (spawning,
-scaling, recycling, killing, reaping) belong to its :class:`~qsup.supervisor.crew.Crew`, which
-hands each dead worker back so the arbiter settles the tasks it held. The policies in
-:mod:`qsup.supervisor.policy` make the decisions.
+claim, hand tasks to idle workers, flush writes, heartbeat. The arbiter drives the flow of
+tasks; what the server holds is its :class:`~qsup.supervisor.ledger.Ledger`'s, what becomes of
+an ended task is decided in :mod:`~qsup.supervisor.settle`, and the worker processes themselves
+(spawning, scaling, recycling, killing, reaping) belong to its
+:class:`~qsup.supervisor.crew.Crew`, which hands each dead worker back so the arbiter settles
+the tasks it held. The policies in :mod:`qsup.supervisor.policy` make the decisions.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import selectors
 import signal
 import socket
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -31,12 +32,12 @@ from qsup import protocol, repo
 from qsup.errors import ConfigError
 from qsup.linux import become_subreaper
 from qsup.settings import Config
-from qsup.supervisor import policy
+from qsup.supervisor import policy, settle
 from qsup.supervisor.crew import Crew
 from qsup.supervisor.housekeeping import Housekeeper
 from qsup.supervisor.intake import Intake
+from qsup.supervisor.ledger import Ledger
 from qsup.supervisor.link import Link
-from qsup.supervisor.outbox import Outbox
 from qsup.supervisor.pool import Worker, kill
 from qsup.supervisor.signals import SignalPipe
 from qsup.supervisor.writer import SHUTDOWN_WAIT, Writer
@@ -52,15 +53,14 @@ class Arbiter:
         self.config = config
         self.url = url
         self.reload = reload
-        self.buffer: deque[protocol.Job] = deque()
         self.counters: Counter[str] = Counter()  # running totals, see housekeeping
-        self.outbox = Outbox(counters=self.counters)
+        self.ledger = Ledger(self.counters)
         self.link = Link(url, f"qsup-supervisor-{os.getpid()}")
         self.selector = selectors.DefaultSelector()
         self.intake = Intake(config, url, self.link, self.selector)
         self.writer = Writer(url, f"qsup-writer-{os.getpid()}")
         self.selector.register(self.writer.wake_fd, selectors.EVENT_READ, "written")
-        self.crew = Crew(config, self.selector, self.writer.busy, self.counters)
+        self.crew = Crew(config, self.selector, self.writer.busy, self.counters, self.ledger)
         self.housekeeper = Housekeeper(self.link, self.counters)
         self.link.on_reconnect = self._on_reconnect
         self.reconcile_due = False
@@ -68,7 +68,6 @@ class Arbiter:
         self.hostname = socket.gethostname()
         self.state = "running"  # then "draining", then "stopping"
         self.next_flush_at = 0.0  # after a failed flush (database away), not before
-        self.cancelling: set[Any] = set()  # cancelled tasks a worker was told to drop
         self.avg_task_seconds: float | None = None  # sizes the hand-off batches
         self.drain_deadline: float | None = None
         self.signals: SignalPipe | None = None
@@ -132,7 +131,7 @@ class Arbiter:
         self.crew.enforce_deadlines(now, self.drain_deadline)
         if self.state == "running":
             # the tasks we hold, else one if the last claim left more in the database
-            self.crew.scale(now, len(self.buffer) or int(self.intake.backlog))
+            self.crew.scale(now, len(self.ledger.buffer) or int(self.intake.backlog))
         self._dispatch(now)  # refill workers from what we hold before waiting on the database
         self._claim(now)
         self._dispatch(now)
@@ -150,7 +149,7 @@ class Arbiter:
         deadlines = self.housekeeper.deadlines(self.config, running)
         if running:
             deadlines.extend(self.intake.deadlines())
-        flush_at = self.outbox.due_at(now)
+        flush_at = self.ledger.outbox.due_at(now)
         if flush_at is not None and not self.writer.in_flight:
             deadlines.append(max(flush_at, self.next_flush_at))
         if self.drain_deadline is not None:
@@ -159,22 +158,23 @@ class Arbiter:
         return max(0.0, min(deadlines) - now)
 
     def _close(self) -> None:
-        self.buffer_release(time.monotonic())
+        self.ledger.release_buffer(time.monotonic())
         give_up = time.monotonic() + SHUTDOWN_WAIT
         while self.writer.in_flight and time.monotonic() < give_up:  # let the flush end
             select.select([self.writer.wake_fd], [], [], 1.0)
             self._written()
+        outbox = self.ledger.outbox
         for _ in range(3):  # the database may be restarting: try a few times, then give up
-            if not len(self.outbox) or self.writer.flush_now(
-                self.outbox, self.server_id, self.config.wake_channel
+            if not len(outbox) or self.writer.flush_now(
+                outbox, self.server_id, self.config.wake_channel
             ):
                 break
             time.sleep(1)
-        if len(self.outbox):
+        if len(outbox):
             logger.error(
                 "could not write {} pending updates; tasks held by this server will"
                 " be rescued by the next one",
-                len(self.outbox),
+                len(outbox),
             )
         self.link.call(lambda conn: repo.stop_server(conn, self.server_id), now=True)
         self.link.close()
@@ -209,7 +209,7 @@ class Arbiter:
             sig.name,
             self.config.shutdown_timeout,
         )
-        self.buffer_release(time.monotonic())
+        self.ledger.release_buffer(time.monotonic())
         self.crew.retire_all("shutdown")
 
     def _stop_now(self) -> None:
@@ -243,16 +243,16 @@ class Arbiter:
         elif isinstance(msg, protocol.Results):
             self._on_results(worker, msg.finished, now)
         elif isinstance(msg, protocol.Released):
-            worker.recalled.difference_update(msg.task_ids)
-            if worker.current in msg.task_ids:
-                worker.current, worker.deadline = None, None
-            self._give_back([worker.jobs.pop(i) for i in msg.task_ids], now)
+            if self.ledger.current(worker.pid) in msg.task_ids:
+                worker.deadline = None
+            given_back = self.ledger.released(worker.pid, msg.task_ids)
+            self.ledger.give_back(given_back, self.state == "running", now)
         elif isinstance(msg, protocol.Log):
-            self.outbox.log(msg.task_id, msg.type, msg.message, now, msg.at)
+            self.ledger.outbox.log(msg.task_id, msg.type, msg.message, now, msg.at)
         elif isinstance(msg, protocol.SaveContext):
-            self.outbox.save_context(msg.task_id, msg.context, now)
+            self.ledger.outbox.save_context(msg.task_id, msg.context, now)
         elif isinstance(msg, protocol.Enqueue):
-            self.outbox.enqueue(msg.task, now)
+            self.ledger.outbox.enqueue(msg.task, now)
         elif isinstance(msg, protocol.Ready):
             self.crew.on_ready(worker, now)
         else:
@@ -263,69 +263,49 @@ class Arbiter:
     ) -> None:
         """Jobs that ended, in order; after the last one the worker went straight on to its
         next job, if it holds one."""
+        outbox = self.ledger.outbox
         for msg in results:
-            task = worker.jobs.pop(msg.task_id)
-            worker.recalled.discard(msg.task_id)  # it ran before our Drop reached the worker
-            if msg.task_id in self.cancelling:  # it ran before the worker read our Drop
-                self.cancelling.discard(msg.task_id)
+            task, cancelled = self.ledger.finish(worker.pid, msg.task_id)
+            if cancelled:  # it ran before the worker read our Drop
                 logger.info("task {} finished before its cancellation reached the worker", task.id)
             self.avg_task_seconds = policy.moving_average(
                 self.avg_task_seconds, msg.done - msg.started
             )
-            self.outbox.finished(task, msg, worker.pid, self.config, now)
+            settle.finished(outbox, task, msg, worker.pid, self.config, now)
         last = results[-1]
-        worker.current, worker.deadline, worker.rss = None, None, last.rss
+        worker.deadline, worker.rss = None, last.rss
         worker.tasks_done += len(results)
-        if worker.jobs:
-            self._started(worker, next(iter(worker.jobs)), last.done, now)
+        following = self.ledger.next_job(worker.pid)
+        if following is not None:
+            self._started(worker, following, last.done, now)
         else:
             worker.idle_since = now
         self.crew.maybe_recycle(worker)
 
     def _started(self, worker: Worker, task_id: Any, at: float, now: float) -> None:
-        worker.current, worker.started_at = task_id, at
-        worker.deadline = now + worker.jobs[task_id].timeout + self.config.timeout_grace
-        self.outbox.started(task_id, at, worker.pid)
-
-    def _give_back(self, tasks: list[protocol.Job], now: float) -> None:
-        """Tasks a worker never started: cancelled ones are marked so; the rest are kept if
-        still running, else released."""
-        dropped = [t.id for t in tasks if t.id in self.cancelling]
-        if dropped:
-            self.cancelling.difference_update(dropped)
-            self.outbox.cancel(dropped, now)
-            tasks = [t for t in tasks if t.id not in self.cancelling and t.id not in dropped]
-        if self.state == "running":
-            self.buffer.extendleft(reversed(tasks))
-        else:
-            self.outbox.release([t.id for t in tasks], now)
+        task = self.ledger.start(worker.pid, task_id, at)
+        worker.deadline = now + task.timeout + self.config.timeout_grace
+        self.ledger.outbox.started(task_id, at, worker.pid)
 
     def _reap(self) -> None:
         for worker, how in self.crew.reap(last_words=self._read_worker):
             self._settle_dead_workers_tasks(worker, how, time.monotonic())
 
     def _settle_dead_workers_tasks(self, worker: Worker, how: str, now: float) -> None:
-        if worker.current is not None and worker.current in worker.jobs:
-            task = worker.jobs.pop(worker.current)
-            if worker.kill_reason == "shutdown":
-                self.outbox.release([task.id], now)
-            elif worker.kill_reason == "cancel":
-                self.outbox.cancel([task.id], now)
-            elif worker.kill_reason == "timeout":
-                error = (
-                    f"TaskTimeout: {task.name} ran longer than {task.timeout:g} s and did not stop"
-                    f" within {self.config.timeout_grace:g} s; worker killed"
-                )
-                self.outbox.attempt_failed(
-                    task, "timeout", error, None, worker.started_at, self.config, now
-                )
-            else:
-                error = f"WorkerDied: worker pid {worker.pid} died running {task.name} ({how})"
-                self.outbox.attempt_failed(
-                    task, "error", error, None, worker.started_at, self.config, now
-                )
-        self._give_back(list(worker.jobs.values()), now)
-        worker.jobs.clear()
+        started = self.ledger.started_at(worker.pid)
+        current, rest = self.ledger.worker_gone(worker.pid)
+        if current is not None:
+            settle.worker_died(
+                self.ledger.outbox,
+                current,
+                worker.kill_reason,
+                how,
+                worker.pid,
+                started,
+                self.config,
+                now,
+            )
+        self.ledger.give_back(rest, self.state == "running", now)
 
     # --- claiming and dispatch ------------------------------------------------------------
 
@@ -336,11 +316,7 @@ class Arbiter:
     def _reconcile(self) -> None:
         """After a lost connection: a claim whose reply never arrived may have committed. Give
         back the tasks the database says this server holds that nothing here knows of."""
-        known = {t.id for t in self.buffer} | self.outbox.task_ids()
-        for worker in self.crew.workers.values():
-            known.update(worker.jobs)
-        if self.writer.flushing is not None:
-            known |= self.writer.flushing.task_ids()
+        known = self.ledger.ids()
         given_back = self.link.call(
             lambda conn: repo.release_unknown(conn, self.server_id, list(known))
         )
@@ -354,58 +330,51 @@ class Arbiter:
             return
         if self.reconcile_due:
             self._reconcile()
-        in_flight = [len(w.jobs) for w in self.crew.workers.values() if w.accepting]
+        in_flight = [self.ledger.load(w.pid) for w in self.crew.workers.values() if w.accepting]
         limit = policy.claim_size(
             in_flight,
             self.crew.spare,
-            len(self.buffer),
+            len(self.ledger.buffer),
             self.config.claim_batch_size,
             policy.handoff(self.avg_task_seconds),
         )
         claimed = self.intake.claim(now, self.server_id, limit)
         self.counters["claimed"] += len(claimed)
-        self.buffer.extend(claimed)
+        self.ledger.claimed(claimed)
 
     def _dispatch(self, now: float) -> None:
         """Top up workers from the buffer, emptiest first, several jobs per message."""
         how = policy.handoff(self.avg_task_seconds)
         spare = self.crew.spare
+        load = self.ledger.load
         takers = sorted(
-            (w for w in self.crew.workers.values() if w.accepting), key=lambda w: len(w.jobs)
+            (w for w in self.crew.workers.values() if w.accepting), key=lambda w: load(w.pid)
         )
         booting = sum(1 for w in self.crew.workers.values() if not w.ready and w.retiring is None)
         for index, worker in enumerate(takers):
             consumers = len(takers) - index + spare + booting
-            count = policy.refill_size(len(worker.jobs), len(self.buffer), consumers, how)
+            count = policy.refill_size(load(worker.pid), len(self.ledger.buffer), consumers, how)
             if not count:
                 continue
-            tasks = tuple(self.buffer.popleft() for _ in range(count))
+            tasks = self.ledger.hand_out(worker.pid, count)
             try:
                 worker.conn.send_bytes(protocol.encode(protocol.Assign(tasks)))
             except OSError:
-                self.buffer.extendleft(reversed(tasks))
-                continue
-            worker.jobs.update((t.id, t) for t in tasks)
+                self.ledger.not_delivered(worker.pid, tasks)
 
     def _recall(self) -> None:
         """A worker idles and nothing is left to hand out: call back the jobs the others hold
         but have not started (a long task must not hold up the job queued behind it). They
         come back in a ``Released`` and go to the buffer, to be shared out again."""
-        if self.state != "running" or self.buffer:
+        if self.state != "running" or self.ledger.buffer:
             return
         accepting = [w for w in self.crew.workers.values() if w.accepting]
-        if all(w.jobs for w in accepting):
+        if all(self.ledger.load(w.pid) for w in accepting):
             return
         for worker in accepting:
-            queued = policy.recallable(worker.jobs, worker.recalled)
+            queued = self.ledger.recall(worker.pid)
             if queued:
-                worker.recalled.update(queued)
                 self.crew.send(worker, protocol.Drop(queued))
-
-    def buffer_release(self, now: float) -> None:
-        if self.buffer:
-            self.outbox.release([t.id for t in self.buffer], now)
-            self.buffer.clear()
 
     # --- writes and heartbeat -------------------------------------------------------------
 
@@ -413,31 +382,33 @@ class Arbiter:
         """Hand the outbox to the writer when it is due and the writer is free (the starts of
         tasks that only just began stay behind). With every worker idle and nothing held, no
         result can join the batch: it is due at once."""
-        flush_at = self.outbox.due_at(now)
+        outbox = self.ledger.outbox
+        flush_at = outbox.due_at(now)
         if flush_at is None or self.writer.in_flight or now < self.next_flush_at:
             return
-        outcomes = len(self.outbox) - len(self.outbox.running)
-        quiet = not self.buffer and not any(w.busy for w in self.crew.workers.values())
+        outcomes = len(outbox) - len(outbox.running)
+        quiet = not self.ledger.buffer and not any(map(self.crew.busy, self.crew.workers.values()))
         if now < flush_at and outcomes < FLUSH_SIZE and not (quiet and outcomes):
             return
-        young = self.outbox.split_young_starts()
-        if len(self.outbox):
-            self.writer.submit(self.outbox, self.server_id, self.config.wake_channel)
-        self.outbox = young
+        batch = self.ledger.take_for_writing()
+        if batch is not None:
+            self.writer.submit(batch, self.server_id, self.config.wake_channel)
 
     def _written(self) -> None:
         """The writer finished; entries it could not write (database away) come back first."""
         done = self.writer.collect()
-        if done is not None and not done[1]:
-            done[0].absorb(self.outbox)
-            self.outbox = done[0]
+        if done is None:
+            return
+        batch, ok = done
+        self.ledger.written(batch, ok)
+        if not ok:
             self.next_flush_at = time.monotonic() + RETRY_FLUSH_AFTER
 
     def _chores(self, now: float) -> None:
         if self.intake.cancel_hint:  # someone asked to cancel a running task: look now
             self.intake.cancel_hint = False
             self.housekeeper.beat_now()
-        busy = sum(1 for w in self.crew.workers.values() if w.busy)
+        busy = sum(map(self.crew.busy, self.crew.workers.values()))
         chores = self.housekeeper.run(
             now,
             self.config,
@@ -448,21 +419,18 @@ class Arbiter:
         if chores.new_work:
             self.intake.wake()
         if chores.declared_dead:  # our claimed tasks were requeued: they are not ours any more
-            self.buffer.clear()
+            self.ledger.forget_buffer()
         if chores.cancel:
             self._cancel(chores.cancel, now)
 
     def _cancel(self, task_ids: set[Any], now: float) -> None:
         """Stop tasks an operator cancelled: drop them from the buffer and from workers'
         queues, or kill the worker running one."""
-        held = [t.id for t in self.buffer if t.id in task_ids]
-        self.buffer = deque(t for t in self.buffer if t.id not in task_ids)
-        self.outbox.cancel(held, now)
+        drops = self.ledger.cancel(task_ids, now)
         for worker in self.crew.workers.values():
-            queued = tuple(i for i in worker.jobs if i in task_ids and i != worker.current)
-            if queued:
-                self.cancelling.update(queued)
-                self.crew.send(worker, protocol.Drop(queued))
-            if worker.current in task_ids:
-                logger.info("cancelling task {}: stopping worker {}", worker.current, worker.slot)
+            if worker.pid in drops:
+                self.crew.send(worker, protocol.Drop(drops[worker.pid]))
+            current = self.ledger.current(worker.pid)
+            if current in task_ids:
+                logger.info("cancelling task {}: stopping worker {}", current, worker.slot)
                 kill(worker, "cancel")

@@ -19,6 +19,7 @@ from loguru import logger
 from qsup import protocol
 from qsup.settings import Config
 from qsup.supervisor import policy, pool
+from qsup.supervisor.ledger import Ledger
 from qsup.supervisor.pool import Worker
 
 
@@ -31,8 +32,10 @@ class Crew:
         selector: selectors.BaseSelector,
         fork_lock: threading.Lock,
         counters: Counter[str],
+        ledger: Ledger,
     ) -> None:
         self.config = config
+        self.ledger = ledger  # what each worker holds
         self.selector = selector
         self.fork_lock = fork_lock  # the writer's ``busy``
         self.counters = counters  # shared with the arbiter
@@ -40,6 +43,9 @@ class Crew:
         self.workers: dict[int, Worker] = {}
         self.next_spawn_at = 0.0
         self.boot_failures = 0
+
+    def busy(self, worker: Worker) -> bool:
+        return self.ledger.load(worker.pid) > 0
 
     @property
     def spare(self) -> int:
@@ -51,7 +57,7 @@ class Crew:
         (while running) the retirement of the idlest worker."""
         due = [self.next_spawn_at] if self.next_spawn_at > now else []
         due.extend(w.deadline for w in self.workers.values() if w.deadline is not None)
-        idle = [w.idle_since for w in self.workers.values() if not w.busy and not w.retiring]
+        idle = [w.idle_since for w in self.workers.values() if not self.busy(w) and not w.retiring]
         if running and len(idle) > self.config.min_workers:
             due.append(min(idle) + self.config.worker_idle_timeout)
         return due
@@ -117,7 +123,9 @@ class Crew:
         """Retire idle workers and those beyond ``max_workers``; start what the policy wants
         for ``waiting`` tasks."""
         live = [w for w in self.workers.values() if w.retiring is None]
-        views = [policy.WorkerView(w.busy, w.idle_since, w.tasks_done, w.rss / 2**20) for w in live]
+        views = [
+            policy.WorkerView(self.busy(w), w.idle_since, w.tasks_done, w.rss / 2**20) for w in live
+        ]
         for i in policy.idle_to_retire(
             views, now, self.config.worker_idle_timeout, self.config.min_workers
         ):
@@ -125,10 +133,10 @@ class Crew:
                 "retiring worker {}: idle for {:g} s", live[i].slot, self.config.worker_idle_timeout
             )
             self._retire(live[i], "idle")
-        for worker in sorted(live, key=lambda w: w.busy)[: max(0, len(live) - self.max_workers)]:
+        for worker in sorted(live, key=self.busy)[: max(0, len(live) - self.max_workers)]:
             self._retire(worker, "max workers lowered")
         live = [w for w in self.workers.values() if w.retiring is None]
-        free = sum(1 for w in live if not w.busy)
+        free = sum(1 for w in live if not self.busy(w))
         wanted = policy.desired_spawns(
             len(live), free, waiting, self.config.min_workers, self.max_workers
         )

@@ -11,7 +11,6 @@ from typing import Any
 import multiprocess
 
 from qsup import protocol
-from qsup.protocol import Job, TaskId
 from qsup.settings import Config
 from qsup.worker.main import worker_main
 
@@ -20,17 +19,13 @@ _FORK = multiprocess.get_context("fork")
 
 @dataclass(eq=False)
 class Worker:
-    """The supervisor's view of one worker process."""
+    """The supervisor's view of one worker process (the tasks it holds are the ledger's)."""
 
     slot: int
     pid: int
     process: Any
     conn: Any
     ready: bool = False
-    jobs: dict[TaskId, Job] = field(default_factory=dict)  # assigned, unfinished
-    recalled: set[TaskId] = field(default_factory=set)  # asked back (Drop), not yet answered
-    current: TaskId | None = None
-    started_at: float = 0.0  # wall clock of the current job's start
     deadline: float | None = None  # monotonic time past which the worker is killed
     idle_since: float = 0.0
     tasks_done: int = 0
@@ -42,10 +37,6 @@ class Worker:
 
     def __post_init__(self) -> None:
         self.waiting = protocol.waiting(self.conn.fileno())
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.jobs)
 
     @property
     def accepting(self) -> bool:

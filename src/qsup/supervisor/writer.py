@@ -1,5 +1,6 @@
 """The writer: flushes the outbox on a connection of its own, in a thread, so the arbiter
-keeps claiming and handing out tasks while PostgreSQL commits the previous results.
+keeps claiming and handing out tasks while PostgreSQL commits the previous results. The SQL of
+a flush lives here; the outbox is only data.
 
 One flush is in flight at a time. When it ends the thread writes a byte to a pipe that sits in
 the arbiter's selector; the arbiter collects the outcome there. ``busy`` is held for the whole
@@ -11,13 +12,15 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import nullcontext
 from typing import Any
 
 import psycopg
 from loguru import logger
 
+from qsup import repo
 from qsup.supervisor.link import Link
-from qsup.supervisor.outbox import Outbox
+from qsup.supervisor.outbox import Outbox, timestamp
 
 SHUTDOWN_WAIT = 5.0  # seconds shutdown waits for a flush in progress
 
@@ -31,19 +34,15 @@ class Writer:
         self._ready = threading.Condition()
         self._job: tuple[Outbox, int, str | None] | None = None
         self._done: tuple[Outbox, bool] | None = None
-        self.flushing: Outbox | None = None  # what the thread is writing (main thread's view)
+        self.in_flight = False  # a flush was submitted and not collected yet
         threading.Thread(target=self._run, name="qsup-writer", daemon=True).start()
 
     def submit(self, outbox: Outbox, server_id: int, channel: str | None) -> None:
         """Start flushing ``outbox`` (call only when not ``in_flight``)."""
         with self._ready:
             self._job = (outbox, server_id, channel)
-            self.flushing = outbox
+            self.in_flight = True
             self._ready.notify()
-
-    @property
-    def in_flight(self) -> bool:
-        return self.flushing is not None
 
     def collect(self) -> tuple[Outbox, bool] | None:
         """After the wake fd fired: the outbox flushed and whether it was written."""
@@ -54,7 +53,7 @@ class Writer:
         with self._ready:
             done, self._done = self._done, None
             if done is not None:
-                self.flushing = None
+                self.in_flight = False
             return done
 
     def flush_now(self, outbox: Outbox, server_id: int, channel: str | None) -> bool:
@@ -97,18 +96,76 @@ def write(
     concerned fail instead."""
     try:
 
-        def flush(conn: Any) -> bool:
-            outbox.flush(conn, server_id, channel)
+        def written(conn: Any) -> bool:
+            flush(conn, outbox, server_id, channel)
             return True
 
-        return link.call(flush, now=now) is True
+        return link.call(written, now=now) is True
     except psycopg.Error as exc:
         logger.opt(exception=exc).error(
             "PostgreSQL refused {} updates; failing their tasks", len(outbox)
         )
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         try:
-            link.call(lambda conn: outbox.salvage(conn, server_id, reason))
+            link.call(lambda conn: salvage(conn, outbox, server_id, reason))
         except psycopg.Error:
             outbox.clear()
         return True
+
+
+def flush(conn: Any, outbox: Outbox, server_id: int, channel: str | None) -> None:
+    """Write everything in one transaction, or in autocommit when one statement does it
+    (two round trips and a commit fewer: slow tasks flush one start or one end at a time);
+    on error nothing is cleared (retry later: every statement is idempotent)."""
+    with nullcontext() if _one_statement(outbox) else conn.transaction():
+        for task in outbox.enqueues:  # children first: their parents may complete below
+            repo.insert_task(conn, task, channel)
+        if outbox.contexts:
+            repo.save_contexts(conn, list(outbox.contexts.items()))
+        if outbox.running:
+            starts = [(i, timestamp(at), pid) for i, (at, pid) in outbox.running.items()]
+            repo.mark_running(conn, server_id, starts)
+        wake = _write_outcomes(conn, outbox, server_id)
+        if outbox.logs:
+            repo.insert_logs(conn, outbox.logs)
+        if channel is not None:
+            for queue in sorted(wake):
+                repo.notify(conn, channel, queue)
+    outbox.clear()
+
+
+def _one_statement(outbox: Outbox) -> bool:
+    """Only one kind of entry, written by one statement (the NOTIFYs after it are hints:
+    they may commit on their own)."""
+    chained = outbox.enqueues or outbox.failures or outbox.cancels  # dependent statements
+    return not chained and sum(1 for entries in outbox.kinds() if entries) == 1
+
+
+def _write_outcomes(conn: Any, outbox: Outbox, server_id: int) -> set[str]:
+    """Completions, retries, failures, releases, cancels (with what they release or
+    cancel in turn); returns the queues that got new work."""
+    wake: set[str] = set()
+    if outbox.completed:
+        wake.update(repo.complete_batch(conn, server_id, outbox.completed))
+    if outbox.retries:
+        wake.update(queue for _, queue in repo.retry_batch(conn, server_id, outbox.retries))
+    if outbox.failures:
+        repo.cancel_dependents(conn, repo.fail_batch(conn, server_id, outbox.failures))
+    if outbox.releases:
+        wake.update(repo.release_batch(conn, server_id, outbox.releases))
+    if outbox.cancels:
+        repo.cancel_dependents(conn, repo.cancel_batch(conn, server_id, outbox.cancels))
+    return wake
+
+
+def salvage(conn: Any, outbox: Outbox, server_id: int, error: str) -> None:
+    """After PostgreSQL refused a flush: fail the tasks whose outcome could not be stored,
+    so none stays held forever; drop the rest (logs, contexts, children)."""
+    ids = outbox.task_ids() - set(outbox.releases) - set(outbox.cancels)
+    message = f"qsup could not store this task's outcome: {error}"
+    releases = list(outbox.releases)
+    outbox.clear()
+    if ids:
+        repo.fail_batch(conn, server_id, [(i, message, None) for i in ids])
+    if releases:
+        repo.release_batch(conn, server_id, releases)
