@@ -42,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import bench_steady  # noqa: E402
 import bench_tasks  # noqa: E402  (scripts/ is on sys.path: the same name the server imports)
 
 from qsup import Queue  # noqa: E402
@@ -588,6 +589,27 @@ def scenario_latency(dbs: Databases, quick: bool, repeats: int, logdir: str) -> 
     }
 
 
+# --- steady load ----------------------------------------------------------------------------
+
+
+def scenario_steady(
+    dbs: Databases, rates: list[int], seconds: float, logdir: str
+) -> dict[str, Any]:
+    """A producer at each offered rate against one server (4 workers, 1 ms tasks); a fresh,
+    never analysed table per rate, as a new deployment has."""
+    runs = []
+    for rate in rates:
+        url = dbs.fresh("steady")
+        log(f"steady: {rate} tasks/s for {seconds:g} s")
+        with Serve(url, 4, logdir=logdir) as serve:
+            wait_ready(url, serve)
+            runs.append(bench_steady.run_rate(url, SQL, rate, seconds, serve.check))
+    autovacuum = execute(dbs.url, "autovacuum_setting")[0][0]
+    return {"workers": 4, "task_ms": 1, "tick_ms": bench_steady.TICK * 1000,
+            "autovacuum": autovacuum, "runs": runs,
+            "note": "pickup = task start stamp - date_enqueued; sizes in kB"}  # fmt: skip
+
+
 # --- 4. ceiling -----------------------------------------------------------------------------
 
 
@@ -939,7 +961,8 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers")
+SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers",
+             "steady")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -949,6 +972,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--repeats", type=int, help="repeats per scenario (default 1 quick, 3)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
+    parser.add_argument(
+        "--steady-rates",
+        default="100,200,500,1000,2000",
+        help="offered tasks/s of the steady scenario (default %(default)s)",
+    )
+    parser.add_argument("--steady-seconds", type=float,
+                        help="seconds per steady rate (default 10 quick, 30)")  # fmt: skip
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
     unknown = only - set(SCENARIOS)
@@ -957,6 +987,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         only -= {"targets", "big_table"}
     repeats = args.repeats or (1 if args.quick else 3)
+    try:
+        rates = [int(r) for r in args.steady_rates.split(",")]
+    except ValueError:
+        parser.error(f"--steady-rates: not a list of integers: {args.steady_rates!r}")
+    steady_seconds = args.steady_seconds or (10.0 if args.quick else 30.0)
     logdir = tempfile.mkdtemp(prefix="qsup-bench-logs-")
     # SIGTERM/SIGHUP end the run through the finally below, which stops our processes.
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -987,6 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             ),
             ("peers", lambda: scenario_peers(dbs, args.quick, repeats, logdir)),
+            ("steady", lambda: scenario_steady(dbs, rates, steady_seconds, logdir)),
         ]
         for name, step in steps:
             if name not in only:

@@ -88,3 +88,24 @@ SELECT pg_stat_clear_snapshot()
 -- For the report.
 SHOW server_version
 
+
+-- name: steady_sample
+-- The steady-load scenario's sample of the task table: row versions, updates, sizes.
+SELECT (SELECT count(*) FROM queued_tasks WHERE state = 'completed') AS completed,
+       (SELECT count(*) FROM queued_tasks WHERE state IN ('enqueued', 'picked_up', 'running'))
+           AS unfinished,
+       n_live_tup AS live, n_dead_tup AS dead, n_tup_upd AS updates, n_tup_hot_upd AS hot_updates,
+       coalesce(autovacuum_count, 0) AS autovacuums,
+       pg_relation_size('queued_tasks') / 1024 AS table_kb,
+       pg_indexes_size('queued_tasks') / 1024 AS indexes_kb
+FROM pg_stat_user_tables WHERE relname = 'queued_tasks'
+
+-- name: steady_pickup
+-- Pickup latency of the steady-load tasks (insert -> the task function's own start stamp).
+SELECT count(*), percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (
+    ORDER BY (result::float8 - extract(epoch FROM date_enqueued)) * 1000)
+FROM queued_tasks WHERE state = 'completed' AND name = 'bench_tasks:stamp_sleep'
+
+-- name: autovacuum_setting
+-- Whether the server runs autovacuum at all.
+SHOW autovacuum

@@ -31,3 +31,10 @@ def burn(seconds: float) -> float:
     while time.process_time() < end:
         n += 1
     return seconds
+
+
+def stamp_sleep(seconds: float) -> float:
+    """Record the wall-clock start, then take ``seconds`` (the steady-load scenario's task)."""
+    started = time.time()
+    time.sleep(seconds)
+    return started

@@ -4,8 +4,9 @@
 -- Insert one task in one round trip: it waits for its dependencies (locked FOR SHARE so none
 -- can finish unseen), is cancelled at once if one already failed, and wakes servers on commit.
 -- A clash on the unique key returns no row: the caller then looks up the existing task.
-WITH deps AS (
-    SELECT id, state FROM queued_tasks WHERE id = ANY(%(depends_on)s::uuid[]) FOR SHARE
+WITH deps AS (  -- one primary-key probe per dependency (a locking subquery is not flattened)
+    SELECT p.id, p.state FROM unnest(%(depends_on)s::uuid[]) AS d (id),
+    LATERAL (SELECT id, state FROM queued_tasks q WHERE q.id = d.id FOR SHARE) AS p
 ), decided AS (
     SELECT CASE
         WHEN (SELECT count(*) FROM deps) < cardinality(%(depends_on)s::uuid[]) THEN NULL
@@ -70,19 +71,27 @@ SELECT pg_notify(%(channel)s, %(payload)s)
 
 -- name: claim_batch
 -- Claim up to %(limit)s due tasks of the given queues (all when empty), highest priority first.
--- "id = ANY(ARRAY(...))" keeps the update on the primary key whatever the statistics say (a
--- join plan hashed a scan of the whole table). The rows are the workers' jobs as they travel
--- (protocol.Job), sorted here: a sort of the claimed rows only.
+-- The claim index gives the ids (see 0005); each is then found by one primary-key probe behind
+-- OFFSET 0 and updated by ctid, as in complete_batch. "id = ANY(ARRAY(...))" was planned as a
+-- Seq Scan of the whole table when the plan was made while the table looked empty (a generic
+-- plan cached early, kept until an ANALYZE that autovacuum may never run): 7 to 37 ms per
+-- claim, growing with the table. The rows are the workers' jobs as they travel (protocol.Job),
+-- sorted here: a sort of the claimed rows only.
 WITH claimed AS (
     UPDATE queued_tasks t
     SET state = 'picked_up', attempts = t.attempts + 1, server_id = %(server_id)s
-    WHERE t.id = ANY(ARRAY(
-        SELECT id FROM queued_tasks
-        WHERE claimable = 1 AND scheduled_at <= now()  -- claimable = 1: enqueued (see 0005)
-          AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[]))
-        ORDER BY priority DESC, scheduled_at, id
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED))
+    FROM (
+        SELECT picked.ctid AS tid
+        FROM unnest(ARRAY(
+            SELECT id FROM queued_tasks
+            WHERE claimable = 1 AND scheduled_at <= now()  -- claimable = 1: enqueued (see 0005)
+              AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[]))
+            ORDER BY priority DESC, scheduled_at, id
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED)) AS c (id),
+        LATERAL (SELECT ctid FROM queued_tasks q WHERE q.id = c.id OFFSET 0) AS picked
+    ) AS c
+    WHERE t.ctid = c.tid
     RETURNING t.id, t.name, t.args, t.kwargs, t.timeout, t.attempts, t.max_retries, t.context,
               t.priority, t.scheduled_at
 )
@@ -138,9 +147,10 @@ WITH done AS (
     UPDATE queued_tasks w SET state = 'enqueued', scheduled_at = now()
     WHERE w.state = 'waiting'
       AND w.id IN (SELECT d.task_id FROM queued_task_dependencies d JOIN done ON d.depends_on = done.id)
-      AND NOT EXISTS (
-          SELECT 1 FROM queued_task_dependencies d JOIN queued_tasks p ON p.id = d.depends_on
-          WHERE d.task_id = w.id AND p.state <> 'completed' AND p.id NOT IN (SELECT id FROM done))
+      AND NOT EXISTS (  -- a dependency still unfinished; its state by primary-key probe
+          SELECT 1 FROM queued_task_dependencies d
+          WHERE d.task_id = w.id AND d.depends_on NOT IN (SELECT id FROM done)
+            AND (SELECT p.state FROM queued_tasks p WHERE p.id = d.depends_on) <> 'completed')
     RETURNING w.queue
 )
 SELECT DISTINCT queue FROM released
@@ -219,10 +229,14 @@ SELECT * FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(messages)s::text[],
                      %(dates)s::timestamptz[])
 
 -- name: save_contexts
--- Persist task contexts written by running tasks.
+-- Persist task contexts written by running tasks (by primary-key probe: see complete_batch).
 UPDATE queued_tasks t SET context = v.context
-FROM unnest(%(ids)s::uuid[], %(contexts)s::jsonb[]) AS v (id, context)
-WHERE t.id = v.id
+FROM (
+    SELECT v.context, task.ctid AS tid
+    FROM unnest(%(ids)s::uuid[], %(contexts)s::jsonb[]) AS v (id, context),
+    LATERAL (SELECT ctid FROM queued_tasks q WHERE q.id = v.id OFFSET 0) AS task
+) AS v
+WHERE t.ctid = v.tid
 
 -- name: register_server
 -- A supervisor announces itself.

@@ -1,0 +1,161 @@
+"""Every hot statement keeps its index plan on a table of 100,000 finished tasks, whatever the
+statistics: none (a fresh table, never analysed: autovacuum off, or not yet run), stale (taken
+while every task was finished, then tasks wait and are held), or a generic plan cached while
+the table was still empty (what a prepared statement keeps until the next ANALYZE)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from qsup.db.migrate import migrate
+from qsup.sql import queries
+
+FINISHED = 100_000
+HELD = 50  # held by the server below, in every one of the hot statements' parameters
+SERVER = 1
+NOW = datetime.now(UTC)
+
+
+def _params(held: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
+    """Realistic parameters of each hot statement (what runs per task or per tick)."""
+    n = len(held)
+    task = {"id": uuid.uuid4(), "name": "t:x", "queue": "default", "priority": 0, "args": "[]",
+            "kwargs": "{}", "eta": None, "delay": 0.0, "max_retries": 3, "timeout": None,
+            "unique_key": "k", "context": "{}", "channel": "qsup", "parent": None,
+            "depends_on": held[:2]}  # fmt: skip
+    results = [{"id": str(i), "result": 1, "started": 1.0, "done": 2.0, "pid": 9} for i in held]
+    return {
+        "claim_batch": {"server_id": SERVER, "queues": [], "limit": 100, "default_timeout": 60.0},
+        "next_due_in": {"queues": []},
+        "mark_running": {"ids": held, "started": [NOW] * n, "pids": [9] * n, "server_id": SERVER},
+        "complete_batch": {"rows": json.dumps(results), "server_id": SERVER},
+        "retry_batch": {"ids": held, "delays": [1.0] * n, "errors": ["e"] * n,
+                        "server_id": SERVER},  # fmt: skip
+        "fail_batch": {"ids": held, "errors": ["e"] * n, "started": [NOW] * n,
+                       "server_id": SERVER},  # fmt: skip
+        "release_batch": {"ids": held, "server_id": SERVER},
+        "release_unknown": {"server_id": SERVER, "known": held},
+        "cancel_batch": {"ids": held, "server_id": SERVER},
+        "save_contexts": {"ids": held, "contexts": ["{}"] * n},
+        "rescue_orphans": {},
+        "heartbeat": {"server_id": SERVER, "max_workers": 4, "active": 1, "idle": 3,
+                      "counters": "{}", "queues": [], "timeout": 30.0, "may_declare": True},
+        "insert_plain_task": task,
+        "insert_task": task,
+        "find_unfinished_by_unique_key": {"unique_key": "k"},
+        "oldest_waiting": {},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def fresh(server_url: str, testrun_uid: str, worker_id: str) -> Iterator[psycopg.Connection[Any]]:
+    """A database of its own: its queued_tasks is new, never analysed, never autovacuumed."""
+    name = f"qsup_plan_{testrun_uid[:8]}_{worker_id}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(make_conninfo(server_url, dbname=name), autocommit=True) as conn:
+            migrate(conn)
+            for table in ("queued_tasks", "queued_task_workers", "queued_task_dependencies"):
+                conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+            conn.execute(
+                "INSERT INTO queued_task_workers (id, server_name) VALUES (%s, 'h:1')", (SERVER,)
+            )
+            yield conn
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _add_finished(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        "INSERT INTO queued_tasks (id, name, state, date_started, date_done, result, server_id,"
+        " worker_pid, attempts, unique_key)"
+        " SELECT gen_random_uuid(), 'tests.tasks:noop', 'completed', now() - interval '2 h',"
+        " now() - interval '2 h', '1', 1, 9, 1, 'k' FROM generate_series(1, %s)",
+        (FINISHED,),
+    )
+
+
+def _add_live(conn: psycopg.Connection[Any]) -> list[uuid.UUID]:
+    """Tasks waiting (some delayed) and held by the server; returns the held ones' ids."""
+    conn.execute(
+        "INSERT INTO queued_tasks (id, name, scheduled_at, unique_key)"
+        " SELECT gen_random_uuid(), 'tests.tasks:noop', now() + (i % 2) * interval '1 h',"
+        " 'k' || i FROM generate_series(1, 400) AS i"
+    )
+    rows = conn.execute(
+        "INSERT INTO queued_tasks (id, name, state, server_id, attempts, date_started)"
+        " SELECT gen_random_uuid(), 'tests.tasks:noop', 'running', %s, 1, now()"
+        " FROM generate_series(1, %s) RETURNING id",
+        (SERVER, HELD),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _positional(sql: str) -> tuple[str, list[str]]:
+    """The statement with $n placeholders (for PREPARE), and the parameter names in order."""
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+    return re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", sql), names
+
+
+def _seq_scans(plan: dict[str, Any]) -> list[str]:
+    """The sequential scans of queued_tasks anywhere in a JSON plan (CTEs and subplans too)."""
+    found = []
+    if plan["Node Type"] == "Seq Scan" and plan.get("Relation Name") == "queued_tasks":
+        found.append(plan.get("Alias", "queued_tasks"))
+    for child in plan.get("Plans", []):
+        found += _seq_scans(child)
+    return found
+
+
+def _explain(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> dict[str, Any]:
+    row = conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()
+    assert row is not None
+    return row[0][0]["Plan"]
+
+
+def _prepare_generic(conn: psycopg.Connection[Any], names: list[str]) -> list[str]:
+    """Prepare the statements and plan each once now; returns the EXECUTE of each."""
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    executes = []
+    for index, name in enumerate(names):
+        sql, params = _positional(queries()[name])
+        conn.execute(f"PREPARE hot_{index} AS {sql}")
+        nulls = f"({', '.join(['NULL'] * len(params))})" if params else ""
+        executes.append(f"EXECUTE hot_{index}{nulls}")
+        _explain(conn, executes[-1])  # builds and caches the generic plan
+    return executes
+
+
+@pytest.mark.parametrize("stats", ["none", "stale", "generic"])
+def test_hot_statements_never_scan_the_whole_table(fresh, stats):
+    conn = fresh
+    names = list(_params([]))
+    # generic: prepared and planned while the table was empty, then kept while it grew.
+    executes = _prepare_generic(conn, names) if stats == "generic" else []
+    _add_finished(conn)
+    if stats == "stale":
+        conn.execute("ANALYZE queued_tasks")  # every task finished: nothing waits or is held
+    held = _add_live(conn)
+    analysed = conn.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'queued_tasks'")
+    assert ((analysed.fetchone() or [0])[0] > 0) == (stats == "stale")
+    bad = {}
+    for index, (name, params) in enumerate(_params(held).items()):
+        if executes:
+            plan = _explain(conn, executes[index])
+        else:
+            plan = _explain(conn, queries()[name], params)
+        if scans := _seq_scans(plan):
+            bad[name] = scans
+    assert not bad, f"Seq Scan on queued_tasks ({stats} statistics) in: {bad}"
