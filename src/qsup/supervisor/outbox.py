@@ -106,7 +106,7 @@ class Outbox:
             self.counters["completed"] += 1
             return
         self.attempt_failed(
-            task, msg.outcome, msg.error or "", msg.retry_delay, msg.started, config, now
+            task, msg.outcome, msg.error or "", msg.retry_delay, msg.started, config, now, msg.trace
         )
 
     def attempt_failed(
@@ -118,8 +118,10 @@ class Outbox:
         started: float | None,
         config: Config,
         now: float,
+        trace: str | None = None,
     ) -> None:
-        """A failed attempt: log it, then retry with backoff or fail when none is left."""
+        """A failed attempt: log it (with the full ``trace`` when ``error`` is a shortened
+        traceback), then retry with backoff or fail when none is left."""
         self.running.pop(task.id, None)
         self._touch(now)
         delay = policy.after_failure(
@@ -136,11 +138,13 @@ class Outbox:
         self.counters["failed" if delay is None else "retried"] += 1
         if delay is None:
             self.failures.append((task.id, error, _ts(started) if started else None))
-            self.log(task.id, "error", f"{attempt} failed, no retry left: {error}", now)
+            self.log(task.id, "error", f"{attempt} failed, no retry left: {trace or error}", now)
             logger.bind(task_id=str(task.id)).warning("task {} failed: {}", task.name, summary)
         else:
             self.retries.append((task.id, delay, error))
-            self.log(task.id, "error", f"{attempt} failed, retry in {delay:.1f} s: {error}", now)
+            self.log(
+                task.id, "error", f"{attempt} failed, retry in {delay:.1f} s: {trace or error}", now
+            )
             logger.bind(task_id=str(task.id)).info(
                 "task {} {} failed, retry in {:.1f} s: {}", task.name, attempt, delay, summary
             )
