@@ -50,3 +50,15 @@ def test_a_failed_tasks_stored_traceback_starts_at_the_users_function(queue, con
             r["message"] for r in repo.task_logs(conn, ref.task_id) if "failed" in r["message"]
         ]
         assert "qsup/worker/runner.py" in log and f"in {name}" in log, log  # the full one
+
+
+def test_an_error_qsup_raises_itself_is_stored_as_its_message(queue, conn, start_server):
+    start_server("--workers", "1")
+    ref = queue.add_task(tasks.always_fail, "one too many", _max_retries=0)
+    error = _failed(conn, ref)["error_message"]
+    assert error.strip() == (
+        "qsup.errors.TaskDefinitionError: wrong arguments for tests.tasks:always_fail:"
+        " too many positional arguments"
+    ), error
+    (log,) = [r["message"] for r in repo.task_logs(conn, ref.task_id) if "failed" in r["message"]]
+    assert "Traceback" in log and "_check_binding" in log, log

@@ -45,15 +45,15 @@ _RUNNER_DIRS = tuple(os.path.dirname(str(m.__file__)) + os.sep for m in (qsup, a
 
 def _tracebacks(limit: int | None = None) -> tuple[str, str | None]:
     """The current exception's traceback from the user's first frame on (what the task row
-    shows), and the full one (for the task's log) when that differs. An error raised by qsup
-    itself, with no user frame, keeps them all."""
+    shows), and the full one (for the task's log) when that differs. An error qsup raised
+    itself, with no user frame (wrong arguments, a result too big), is its message alone."""
     exc = sys.exc_info()[1]
     assert exc is not None
     full = "".join(traceback.format_exception(exc, limit=limit))
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_RUNNER_DIRS):
         tb = tb.tb_next
-    if tb is None or tb is exc.__traceback__:
+    if tb is exc.__traceback__:
         return full, None
     return "".join(traceback.format_exception(type(exc), exc, tb, limit=limit)), full
 
