@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -45,6 +46,17 @@ def fail_until(attempts_needed: int):
 
 def always_fail():
     raise ValueError("this task always fails")
+
+
+async def async_fail():
+    await asyncio.sleep(0)
+    raise ValueError("this async task always fails")
+
+
+def deaf_to_timeouts(seconds: float) -> None:
+    """Block SIGALRM (as some C code does), so only the supervisor's SIGKILL ends it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(seconds)
 
 
 def fatal():

@@ -19,10 +19,10 @@ import psycopg
 from uuid_utils import uuid7
 
 from qsup import repo
-from qsup.db.connect import connect, describe, resolve_url
+from qsup.db.connect import connect, describe, lost, resolve_url
 from qsup.db.migrate import migrate
 from qsup.encoding import encode_arguments, task_path
-from qsup.errors import DatabaseUnreachable, TaskDefinitionError, TaskFailed, TaskNotFound
+from qsup.errors import TaskDefinitionError, TaskFailed, TaskNotFound
 from qsup.settings import Config, load_config
 
 if TYPE_CHECKING:
@@ -272,8 +272,10 @@ class Queue:
         """Enqueue many ``(fn, args, kwargs)`` calls in one transaction (COPY when plain)."""
         rows = (self.build(fn, tuple(args), dict(kwargs or {})) for fn, args, kwargs in calls)
         if connection is not None:  # all checked before the caller's transaction is touched
-            return self._insert_many(connection, list(rows))
-        with self.pool().connection() as conn, conn.transaction():
+            rows_list = list(rows)
+            with self._unreachable(connection):
+                return self._insert_many(connection, rows_list)
+        with self._unreachable(), self.pool().connection() as conn, conn.transaction():
             return self._insert_many(conn, rows)  # built while the COPY streams: both cores work
 
     def _insert_many(
@@ -305,11 +307,11 @@ class Queue:
     # belongs to one event loop, and an app may run several (asyncio.run per script step, a loop
     # per test, TestClient per block), each ending with the pool's tasks stuck mid-connect.
     def _insert_pooled(self, new: repo.NewTask) -> tuple[uuid.UUID, str]:
-        with self.pool().connection() as conn:
+        with self._unreachable(), self.pool().connection() as conn:
             return self._insert(conn, new)
 
     def _insert(self, conn: psycopg.Connection[Any], new: repo.NewTask) -> tuple[uuid.UUID, str]:
-        with self._insert_errors(new):
+        with self._unreachable(conn), self._insert_errors(new):
             inserted = repo.run_steps(conn, repo.insert_or_find(new, self.config.wake_channel))
         return _inserted(new, inserted)
 
@@ -317,7 +319,7 @@ class Queue:
         self, connection: psycopg.AsyncConnection[Any], new: repo.NewTask
     ) -> tuple[uuid.UUID, str]:
         steps = repo.insert_or_find(new, self.config.wake_channel)
-        with self._insert_errors(new):
+        with self._unreachable(connection), self._insert_errors(new):
             inserted = await repo.run_steps_async(connection, steps)
         return _inserted(new, inserted)
 
@@ -327,8 +329,25 @@ class Queue:
             yield
         except psycopg.errors.NotNullViolation:
             raise TaskDefinitionError(_missing_dependency(new)) from None
+
+    @contextmanager
+    def _unreachable(self, connection: Any = None) -> Iterator[None]:
+        """Every enqueue path, sync or async, single or batch, the pool's connection or the
+        caller's: a lost or refused connection (AdminShutdown, a pool timeout, ...) is a
+        DatabaseUnreachable naming the host."""
+        try:
+            yield
         except psycopg.OperationalError as exc:
-            raise DatabaseUnreachable(f"lost PostgreSQL at {describe(self.url)}: {exc}") from None
+            raise lost(_where(connection, self._url), exc) from None
+
+
+def _where(connection: Any, url: str | None) -> str:
+    """The host of the caller's connection, else of our URL (never resolved here: that may
+    connect)."""
+    try:
+        return describe(connection.info.dsn) if connection is not None else describe(url or "")
+    except (psycopg.Error, AttributeError):
+        return "the caller's connection"
 
 
 def _inserted(new: repo.NewTask, inserted: tuple[uuid.UUID, str] | None) -> tuple[uuid.UUID, str]:

@@ -1,9 +1,10 @@
-"""Two Linux process controls (prctl); harmless no-ops elsewhere."""
+"""Two Linux process controls (prctl) and the cgroup's OOM-kill count; harmless elsewhere."""
 
 from __future__ import annotations
 
 import ctypes
 import signal
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -26,3 +27,39 @@ def become_subreaper() -> bool:
     """Adopt orphaned descendants (e.g. daemons started by tasks) so the arbiter reaps them,
     as PID 1 would in a container."""
     return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _cgroup_files() -> list[Path]:
+    """Where this process's cgroup counts OOM kills: v2 ``memory.events``, v1
+    ``memory.oom_control``, under the path /proc/self/cgroup gives and at the mount's root (a
+    container sees its own cgroup there)."""
+    root = Path("/sys/fs/cgroup")
+    files = []
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            files.append(root / path.lstrip("/") / "memory.events")
+        elif "memory" in controllers.split(","):
+            files.append(root / "memory" / path.lstrip("/") / "memory.oom_control")
+    return list(
+        dict.fromkeys([*files, root / "memory.events", root / "memory" / "memory.oom_control"])
+    )
+
+
+def oom_kills() -> int | None:
+    """How many processes the kernel's OOM killer has killed in our cgroup, or None when no
+    cgroup file says (not Linux, no memory controller)."""
+    for file in _cgroup_files():
+        try:
+            text = file.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+    return None

@@ -61,7 +61,8 @@ class Started(NamedTuple):
 
 
 class Finished(NamedTuple):
-    """A job ended; ``result`` is JSON text for ``ok``, ``error`` a message or traceback."""
+    """A job ended; ``result`` is JSON text for ``ok``, ``error`` a message or the traceback
+    from the user's first frame, ``trace`` the full traceback when that was shortened."""
 
     task_id: TaskId
     outcome: Outcome
@@ -71,6 +72,7 @@ class Finished(NamedTuple):
     error: str | None = None
     retry_delay: float | None = None
     rss: int = 0
+    trace: str | None = None
 
 
 class Results(NamedTuple):

@@ -1,11 +1,15 @@
 """The dashboard in a real headless Chromium (Debian's ``chromium``, driven by Playwright) while a
 real ``qsup serve`` runs tasks: counts change, hostile text stays text, a failed task is opened
-and retried with the token through the UI, and a screenshot is saved."""
+and retried with the token through the UI in a closable side panel, the sparkline is labelled,
+ids are told apart by their last group, stopped servers are listed apart, and screenshots are
+saved."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,7 +93,7 @@ def card(page: Any, state: str) -> Any:
 
 
 def test_dashboard_in_chromium(
-    server: HttpServer, page: Any, queue: Any, conn: Any, tmp_path: Path
+    server: HttpServer, page: Any, queue: Any, conn: Any, tmp_path: Path, start_server: Any
 ) -> None:
     # Playwright's sync API leaves an event loop running in this thread, where add_task would
     # insert in the background; pass our connection so each insert commits before it returns.
@@ -110,6 +114,20 @@ def test_dashboard_in_chromium(
     expect(card(page, "completed")).to_have_text("3", timeout=10_000)
     expect(page.locator("#tasks tbody tr")).to_have_count(3)
 
+    # Ids shown by their random last group (the first 8 digits are the same within a minute),
+    # the full id on hover.
+    ids = page.locator("#tasks tbody td.id")
+    shown = {ids.nth(i).text_content(): ids.nth(i).get_attribute("title") for i in range(3)}
+    assert shown == {str(r.task_id).split("-")[-1]: str(r.task_id) for r in refs}
+
+    # The sparkline says what it plots: units, span, the peak and the current minute.
+    expect(page.locator(".throughput figcaption")).to_contain_text("tasks finished per minute")
+    expect(page.locator("#spark-total")).to_have_text("3 in 30 min")
+    expect(page.locator("#spark-max")).to_have_text(re.compile(r"^[1-3]/min$"))
+    expect(page.locator("#spark-now")).to_have_text(re.compile(r"^this minute: [0-3]$"))
+    expect(page.locator(".spark-x")).to_contain_text("30 min ago")
+    expect(page.locator(".spark-x")).to_contain_text("now")
+
     # A failing task whose argument is markup: shown as text, never run as script.
     bad = queue.add_task(tasks.always_fail, HOSTILE, _max_retries=0, connection=conn)
     wait_for(
@@ -120,8 +138,14 @@ def test_dashboard_in_chromium(
     row = page.locator("#tasks tbody tr", has_text="always_fail")
     expect(row).to_have_count(1)
     row.click()
-    expect(page.locator("#detail")).to_be_visible()
+    detail = page.locator("#detail")
+    expect(detail).to_be_visible()
     expect(page.locator("#d-id")).to_have_text(str(bad.task_id))
+    # Beside the list, in view, and the opened row marked; the list is not hidden under it.
+    expect(row).to_have_class(re.compile(r"\bselected\b"))
+    panel, cells = detail.bounding_box(), row.bounding_box()
+    assert panel["y"] <= 1 and panel["height"] >= 900, panel  # the viewport's full height
+    assert cells["x"] + cells["width"] <= panel["x"] + 1, (cells, panel)
     expect(page.locator("#d-fields")).to_contain_text(HOSTILE)  # the literal text is visible
     expect(page.locator("#d-result")).to_contain_text("wrong arguments for tests.tasks:always_fail")
     assert page.locator("script").count() == 1  # only static/app.js
@@ -151,4 +175,28 @@ def test_dashboard_in_chromium(
     assert shot.stat().st_size > 10_000
     ARTIFACT.parent.mkdir(exist_ok=True)
     shutil.copyfile(shot, ARTIFACT)
+
+    # The panel closes with its button and with Escape; the row is no longer marked.
+    page.click("#d-close")
+    expect(detail).to_be_hidden()
+    expect(page.locator("#tasks tr.selected")).to_have_count(0)
+    row.click()
+    expect(detail).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(detail).to_be_hidden()
+
+    # A server that stopped is listed apart from the live one, dimmed, with when it stopped.
+    other = start_server("--workers", "1")
+    expect(page.locator("#servers tbody tr")).to_have_count(2, timeout=10_000)
+    other.signal(signal.SIGTERM)
+    assert other.wait(30) == 0
+    expect(page.locator("#servers tbody tr")).to_have_count(1, timeout=10_000)
+    stopped = page.locator("#stopped-servers tbody tr.stopped")
+    expect(stopped).to_have_count(1)
+    expect(stopped).to_contain_text(re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+    assert stopped.evaluate("e => getComputedStyle(e.closest('table')).color") != (
+        page.locator("#servers").evaluate("e => getComputedStyle(e).color")
+    )
+    page.screenshot(path=str(tmp_path / "stopped-server.png"), full_page=True)
+    shutil.copyfile(tmp_path / "stopped-server.png", ARTIFACT.with_name("dashboard-servers.png"))
     assert dialogs == [] and errors == []

@@ -70,6 +70,10 @@ def test_postgres_restart_mid_run_loses_nothing(private_pg, tmp_path, mode):
         assert server.proc.poll() is None
         assert workers_before & {w.pid for w in server.workers()}, "workers were kept"
         assert "reconnected to PostgreSQL" in server.output()
+        lost = [ln for ln in server.output().splitlines() if "lost PostgreSQL at" in ln]
+        assert lost and not any(
+            ln.endswith(": before or while processing the request.") for ln in lost
+        )
     finally:
         queue.close()
         server.stop()

@@ -46,3 +46,18 @@ def test_a_message_cut_off_by_a_workers_death_does_not_block_the_loop():
     assert heard == [protocol.Ready(worker.pid)]
     assert worker.conn.closed and not crew.workers
     child.close()
+
+
+def test_an_exit_says_why_qsup_killed_the_worker_and_guesses_oom_only_otherwise():
+    from qsup.supervisor.pool import describe_exit
+
+    assert describe_exit(3) == "exit code 3"
+    assert describe_exit(-9, "timeout") == (
+        "signal SIGKILL, killed by qsup: its task overran its timeout"
+    )
+    assert "killed by qsup: its task was cancelled" in describe_exit(-9, "cancel")
+    assert describe_exit(-11) == "signal SIGSEGV"
+    assert "OOM killer" in describe_exit(-9, None, oom_killed=True)
+    assert "no OOM kill" in describe_exit(-9, None, oom_killed=False)
+    assert "out of memory?" in describe_exit(-9, None, oom_killed=None)
+    assert all("memory" not in describe_exit(-9, r) for r in ("timeout", "cancel", "shutdown"))

@@ -30,12 +30,22 @@ def describe(url: str) -> str:
     return f"{host}{port}/{info.get('dbname', '')}"
 
 
+def one_line(exc: BaseException, default: str = "no answer") -> str:
+    """libpq's message on one line: it wraps a sentence over several lines, the last of which
+    alone ("before or while processing the request.") tells an operator nothing."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or default
+
+
+def lost(where: str, exc: BaseException) -> DatabaseUnreachable:
+    """A connection that worked and broke: ``where`` is ``describe(url)``."""
+    return DatabaseUnreachable(f"lost PostgreSQL at {where}: {one_line(exc, 'connection closed')}")
+
+
 def _unreachable(url: str, exc: psycopg.Error) -> DatabaseUnreachable:
     """One line naming the host that was tried and why it failed."""
     if isinstance(exc, psycopg.ProgrammingError):
         return DatabaseUnreachable(f"invalid database URL ({exc})".splitlines()[0])
-    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
-    return DatabaseUnreachable(f"cannot reach PostgreSQL at {describe(url)}: {reason}")
+    return DatabaseUnreachable(f"cannot reach PostgreSQL at {describe(url)}: {one_line(exc)}")
 
 
 def connect(url: str, *, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection[Any]:

@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from qsup.db.connect import one_line
 from qsup.errors import ConfigError
 from qsup.settings import Config
 
@@ -160,8 +161,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _db_down(request: Request, exc: Exception) -> Response:
-    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    return error(503, f"database unavailable: {reason}")
+    return error(503, f"database unavailable: {one_line(exc, type(exc).__name__)}")
 
 
 async def _bad_data(request: Request, exc: Exception) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import signal
 import threading
 import time
 from collections import Counter
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 from loguru import logger
 
-from qsup import protocol
+from qsup import linux, protocol
 from qsup.settings import Config
 from qsup.supervisor import policy, pool
 from qsup.supervisor.ledger import Ledger
@@ -43,6 +44,7 @@ class Crew:
         self.workers: dict[int, Worker] = {}
         self.next_spawn_at = 0.0
         self.boot_failures = 0
+        self.oom_kills = linux.oom_kills()  # the cgroup's count, to tell an OOM kill apart
 
     def busy(self, worker: Worker) -> bool:
         return self.ledger.load(worker.pid) > 0
@@ -203,7 +205,7 @@ class Crew:
             if not worker.conn.closed:
                 self.close_pipe(worker)
         del self.workers[worker.pid]
-        how = pool.describe_exit(code)
+        how = pool.describe_exit(code, worker.kill_reason, self._oom_killed(code))
         if not worker.ready and worker.retiring is None:
             self.boot_failures += 1
             self.counters["crashed:start-up"] += 1
@@ -219,6 +221,14 @@ class Crew:
         elif worker.retiring and code == 0:
             logger.debug("worker {} (pid {}) retired: {}", worker.slot, worker.pid, worker.retiring)
         else:
-            self.counters["crashed:" + (worker.kill_reason or how.split(" (")[0])] += 1
+            self.counters["crashed:" + (worker.kill_reason or pool.exit_label(code))] += 1
             logger.warning("worker {} (pid {}) died: {}", worker.slot, worker.pid, how)
         return how
+
+    def _oom_killed(self, code: int) -> bool | None:
+        """Did the kernel's OOM killer take a worker since the last exit? Read only for an
+        unexplained SIGKILL; None when the cgroup does not say."""
+        if code != -signal.SIGKILL or self.oom_kills is None:
+            return None
+        before, self.oom_kills = self.oom_kills, linux.oom_kills()
+        return None if self.oom_kills is None else self.oom_kills > before

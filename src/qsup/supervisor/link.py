@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import psycopg
 from loguru import logger
 
-from qsup.db.connect import close_quietly, connect, describe
+from qsup.db.connect import close_quietly, connect, describe, lost
 from qsup.errors import DatabaseUnreachable
 
 T = TypeVar("T")
@@ -46,20 +46,16 @@ class Link:
         try:
             return fn(self.conn)
         except psycopg.OperationalError as exc:
-            self._lost(str(exc))
+            self._lost(exc)
             return None
 
     def connected_for(self) -> float:
         """Seconds since the current connection was made (0 when down)."""
         return time.monotonic() - self.connected_at if self.up else 0.0
 
-    def _lost(self, reason: str) -> None:
+    def _lost(self, exc: Exception) -> None:
         if self.conn is not None:
-            logger.warning(
-                "lost PostgreSQL at {}: {}",
-                describe(self.url),
-                reason.strip().splitlines()[-1] if reason.strip() else "closed",
-            )
+            logger.warning("{}", lost(describe(self.url), exc))
         self.close()
         self.retry_at = time.monotonic() + min(10.0, 0.1 * 2**self.failures)
         self.failures += 1
@@ -70,7 +66,7 @@ class Link:
         try:
             self.conn = connect(self.url, prepare_threshold=0, application_name=self.name)
         except DatabaseUnreachable as exc:
-            self._lost(str(exc))
+            self._lost(exc)
             return False
         self.connected_at = time.monotonic()
         if self.failures:

@@ -82,9 +82,32 @@ def reap() -> list[tuple[int, int]]:
     return exited
 
 
-def describe_exit(code: int) -> str:
+# Why qsup killed a worker (its ``kill_reason``), as the log and the task's error say it.
+KILLED_FOR = {
+    "timeout": "its task overran its timeout",
+    "cancel": "its task was cancelled",
+    "shutdown": "the shutdown timeout passed",
+}
+
+
+def exit_label(code: int) -> str:
+    """``exit code N`` or ``signal NAME``: the label of the crashed-workers counter."""
     if code >= 0:
         return f"exit code {code}"
     name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-    hint = " (out of memory?)" if code == -signal.SIGKILL else ""
-    return f"signal {name}{hint}"
+    return f"signal {name}"
+
+
+def describe_exit(code: int, kill_reason: str | None = None, oom_killed: bool | None = None) -> str:
+    """How a worker ended: why qsup killed it, or, for a SIGKILL from elsewhere, whether its
+    cgroup recorded an OOM kill (``oom_killed`` None: nothing to tell)."""
+    label = exit_label(code)
+    if kill_reason is not None:
+        return f"{label}, killed by qsup: {KILLED_FOR.get(kill_reason, kill_reason)}"
+    if code != -signal.SIGKILL:
+        return label
+    if oom_killed:
+        return f"{label}, out of memory: the kernel's OOM killer (cgroup oom_kill count rose)"
+    if oom_killed is None:
+        return f"{label}, not sent by qsup (out of memory? the kernel log would say)"
+    return f"{label}, not sent by qsup and no OOM kill in its cgroup"

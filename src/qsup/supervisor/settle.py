@@ -24,7 +24,15 @@ def finished(
         outbox.completed_ok(task.id, msg.result, msg.started, msg.done, pid, now)
         return
     attempt_failed(
-        outbox, task, msg.outcome, msg.error or "", msg.retry_delay, msg.started, config, now
+        outbox,
+        task,
+        msg.outcome,
+        msg.error or "",
+        msg.retry_delay,
+        msg.started,
+        config,
+        now,
+        msg.trace,
     )
 
 
@@ -64,8 +72,10 @@ def attempt_failed(
     started: float | None,
     config: Config,
     now: float,
+    trace: str | None = None,
 ) -> None:
-    """A failed attempt: logged, then retried with backoff, or failed when none is left."""
+    """A failed attempt: logged (with the full ``trace`` when ``error`` is a shortened
+    traceback), then retried with backoff, or failed when none is left."""
     delay = policy.after_failure(
         outcome,
         task.attempts,
@@ -80,11 +90,13 @@ def attempt_failed(
     task_log = logger.bind(task_id=str(task.id))
     if delay is None:
         outbox.fail(task.id, error, started, now)
-        outbox.log(task.id, "error", f"{attempt} failed, no retry left: {error}", now)
+        outbox.log(task.id, "error", f"{attempt} failed, no retry left: {trace or error}", now)
         task_log.warning("task {} failed: {}", task.name, summary)
     else:
         outbox.retry(task.id, delay, error, now)
-        outbox.log(task.id, "error", f"{attempt} failed, retry in {delay:.1f} s: {error}", now)
+        outbox.log(
+            task.id, "error", f"{attempt} failed, retry in {delay:.1f} s: {trace or error}", now
+        )
         task_log.info(
             "task {} {} failed, retry in {:.1f} s: {}", task.name, attempt, delay, summary
         )

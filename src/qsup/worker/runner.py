@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
+import qsup
 from qsup import context, protocol
 from qsup.encoding import resolve_task, to_json
 from qsup.errors import NonRetryableError, Retry, TaskDefinitionError, TaskTimeout
@@ -24,6 +27,35 @@ def _function(path: str) -> tuple[Callable[..., Any], bool]:
     fn = resolve_task(path)
     fn = getattr(fn, "__qsup_task__", fn)
     return fn, inspect.iscoroutinefunction(fn)
+
+
+class _End(NamedTuple):
+    """How a call ended; ``trace`` is the full traceback when ``error`` is a shortened one."""
+
+    outcome: protocol.Outcome
+    result: str | None = None
+    error: str | None = None
+    trace: str | None = None
+    delay: float | None = None
+
+
+# Frames every task runs under: qsup's own and asyncio's, left out of the user's traceback.
+_RUNNER_DIRS = tuple(os.path.dirname(str(m.__file__)) + os.sep for m in (qsup, asyncio))
+
+
+def _tracebacks(limit: int | None = None) -> tuple[str, str | None]:
+    """The current exception's traceback from the user's first frame on (what the task row
+    shows), and the full one (for the task's log) when that differs. An error qsup raised
+    itself, with no user frame (wrong arguments, a result too big), is its message alone."""
+    exc = sys.exc_info()[1]
+    assert exc is not None
+    full = "".join(traceback.format_exception(exc, limit=limit))
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_RUNNER_DIRS):
+        tb = tb.tb_next
+    if tb is exc.__traceback__:
+        return full, None
+    return "".join(traceback.format_exception(type(exc), exc, tb, limit=limit)), full
 
 
 def _raise_timeout(signum: int, frame: Any) -> None:
@@ -63,18 +95,26 @@ class Runner:
         args, kwargs, ctx = _decode(job.args), _decode(job.kwargs), _decode(job.context)
         context.enter(job, ctx if isinstance(ctx, dict) else {})
         try:
-            outcome, result, error, delay = self._call(job, args, kwargs)
+            end = self._call(job, args, kwargs)
         finally:
             saved = context.snapshot_context()
             context.leave()
         if saved is not None:
             context.send(protocol.SaveContext(job.id, saved))
         rss = self.memory_info().rss if self.memory_info else 0
-        return protocol.Finished(job.id, outcome, started, time.time(), result, error, delay, rss)
+        return protocol.Finished(
+            job.id,
+            end.outcome,
+            started,
+            time.time(),
+            end.result,
+            end.error,
+            end.delay,
+            rss,
+            end.trace,
+        )
 
-    def _call(
-        self, job: protocol.Job, args: Any, kwargs: Any
-    ) -> tuple[protocol.Outcome, str | None, str | None, float | None]:
+    def _call(self, job: protocol.Job, args: Any, kwargs: Any) -> _End:
         try:
             self._check_allowed(job.name)
             fn, is_async = _function(job.name)
@@ -89,20 +129,17 @@ class Runner:
             except TypeError:
                 _check_binding(fn, job.name, args, kwargs)  # the call itself did not fit?
                 raise
-            return "ok", self._result_json(job.name, value), None, None
+            return _End("ok", self._result_json(job.name, value))
         except (TimeoutError, TaskTimeout):
-            return (
-                "timeout",
-                None,
-                f"TaskTimeout: {job.name} ran longer than {job.timeout:g} s",
-                None,
+            return _End(
+                "timeout", None, f"TaskTimeout: {job.name} ran longer than {job.timeout:g} s"
             )
         except Retry as exc:
-            return "retry", None, f"Retry: {exc.reason}", exc.delay
+            return _End("retry", None, f"Retry: {exc.reason}", delay=exc.delay)
         except (TaskDefinitionError, NonRetryableError):
-            return "fatal", None, traceback.format_exc(limit=-8), None
+            return _End("fatal", None, *_tracebacks(limit=-8))
         except Exception:
-            return "error", None, traceback.format_exc(), None
+            return _End("error", None, *_tracebacks())
 
     def _check_allowed(self, name: str) -> None:
         """Refuse, before importing anything, a task outside the allow-list."""

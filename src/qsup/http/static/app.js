@@ -95,7 +95,7 @@ function renderSpark(points) {
   }
   const svg = $("spark");
   clear(svg);
-  const max = Math.max(1, ...bins.map((b) => b.completed + b.failed));
+  const max = Math.max(1, ...bins.map((b) => b.completed + b.failed));  // the top of the plot
   const width = 300 / SPARK_MINUTES;
   bins.forEach((bin, i) => {
     let top = 40;
@@ -112,7 +112,12 @@ function renderSpark(points) {
       svg.appendChild(bar);
     }
   });
-  $("spark-total").textContent = total + " finished in the last " + SPARK_MINUTES + " min";
+  const peak = Math.max(0, ...bins.map((b) => b.completed + b.failed));
+  const current = bins[SPARK_MINUTES - 1];
+  $("spark-max").textContent = peak + "/min";
+  $("spark-now").textContent = "this minute: " + (current.completed + current.failed)
+    + (current.failed ? " (" + current.failed + " failed)" : "");
+  $("spark-total").textContent = total + " in 30 min";
 }
 
 function when(value) {
@@ -132,22 +137,45 @@ function lastLine(text) {
 }
 
 function renderServers(data) {
-  const body = $("servers").tBodies[0];
-  clear(body);
+  // Live servers first; those that stopped (in the last day) apart, dimmed, with their end.
+  const live = $("servers").tBodies[0];
+  const stopped = $("stopped-servers").tBodies[0];
+  clear(live);
+  clear(stopped);
   for (const s of data.servers) {
-    body.appendChild(row([s.server_name, s.is_running ? "yes" : "no", s.active_workers,
-      s.idle_workers, s.max_workers, Number(s.heartbeat_age || 0).toFixed(1),
-      (s.queues || []).join(",") || "all"]));
+    const where = s.hostname + " / " + s.pid;
+    if (s.is_running) {
+      live.appendChild(row([s.server_name, where, s.active_workers, s.idle_workers,
+        s.max_workers, Number(s.heartbeat_age || 0).toFixed(1),
+        (s.queues || []).join(",") || "all", when(s.date_started)]));
+    } else {
+      stopped.appendChild(row([s.server_name, where, when(s.date_started),
+        when(s.date_stopped) || "never marked stopped"], "stopped"));
+    }
   }
+  $("stopped").hidden = stopped.rows.length === 0;
+}
+
+function shortId(id) {
+  // A UUIDv7 begins with its timestamp, the same for every task of a millisecond's
+  // neighbourhood: its last group (12 hex digits, random) tells tasks apart.
+  return String(id).split("-").pop();
+}
+
+function idCell(id) {
+  const td = el("td", shortId(id), "id");
+  td.title = id;
+  return td;
 }
 
 function taskRow(t) {
   const error = el("td", lastLine(t.error_message), "err");
   if (t.error_message) error.title = t.error_message;
-  const tr = row([t.id.slice(0, 8), t.name, t.state, t.queue, t.attempts, when(t.date_enqueued),
-    error], "task");
+  const tr = row([idCell(t.id), t.name, t.state, t.queue, t.attempts, when(t.date_enqueued),
+    error], t.id === selected ? "task selected" : "task");
+  tr.dataset.id = t.id;
   tr.children[2].className = "state-" + t.state;
-  tr.addEventListener("click", () => { selected = t.id; refreshDetail(); });
+  tr.addEventListener("click", () => openTask(t.id));
   return tr;
 }
 
@@ -167,10 +195,29 @@ function listItems(list, items) {
   clear(list);
   if (items.length === 0) list.appendChild(el("li", "none", "muted"));
   for (const item of items) {
-    const li = el("li", item.id + "  " + item.name + "  [" + item.state + "]");
-    li.addEventListener("click", () => { selected = item.id; refreshDetail(); });
+    const li = el("li", shortId(item.id) + "  " + item.name + "  [" + item.state + "]");
+    li.title = item.id;
+    li.addEventListener("click", () => openTask(item.id));
     list.appendChild(li);
   }
+}
+
+function markSelected() {
+  for (const tr of $("tasks").tBodies[0].rows) tr.classList.toggle("selected", tr.dataset.id === selected);
+}
+
+function openTask(id) {
+  // The detail opens in a panel beside the list, where the click was, not below 50 rows.
+  selected = id;
+  markSelected();
+  refreshDetail().then(() => $("d-close").focus({ preventScroll: true }));
+}
+
+function closeTask() {
+  selected = null;
+  $("detail").hidden = true;
+  document.body.classList.remove("with-panel");
+  markSelected();
 }
 
 async function refreshDetail() {
@@ -179,8 +226,9 @@ async function refreshDetail() {
     getJSON("api/tasks/" + encodeURIComponent(selected)),
     getJSON("api/tasks/" + encodeURIComponent(selected) + "/logs"),
   ]);
-  if (status !== 200) return;
+  if (status !== 200 || body.id !== selected) return;  // closed, or another opened, meanwhile
   $("detail").hidden = false;
+  document.body.classList.add("with-panel");
   $("d-id").textContent = body.id;
   const fields = $("d-fields");
   clear(fields);
@@ -243,6 +291,8 @@ function init() {
   $("more").addEventListener("click", () => refreshTasks(true));
   $("d-retry").addEventListener("click", () => action("retry"));
   $("d-cancel").addEventListener("click", () => action("cancel"));
+  $("d-close").addEventListener("click", closeTask);
+  document.addEventListener("keydown", (event) => { if (event.key === "Escape" && selected) closeTask(); });
   refresh();
   setInterval(refresh, REFRESH_MS);
 }
