@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from qsup.cli.common import ConfigFile, DatabaseUrl, Json, print_json
-from qsup.cli.serve_cmd import MinWorkers, Queues, Workers
-from qsup.scheduler import validate_schedules
+from qsup.cli.serve_cmd import Imports, MinWorkers, Queues, Workers
+from qsup.scheduler import load_schedules, validate_schedules
 from qsup.settings import SETTINGS, display_value, example_toml, load_config
 
 app = typer.Typer(help="Configuration.", no_args_is_help=True)
@@ -71,11 +71,15 @@ def _raw(name: str, value: object) -> object:
 
 
 @app.command()
-def check(config: ConfigFile = None) -> None:
-    """Validate the configuration (file, environment, schedules); exit 2 naming the problem."""
-    cfg = load_config({}, config_file=config)
-    count = len(validate_schedules(cfg))
-    typer.echo(f"configuration ok ({count} schedule(s))")
+def check(json: Json = False, config: ConfigFile = None, imports: Imports = None) -> None:
+    """Validate the configuration as serve does at start (file, environment, the modules of
+    `imports`, schedules and their tasks); exit 2 naming the problem."""
+    cfg = load_config({"imports": imports or None}, config_file=config)
+    schedules = load_schedules(cfg)
+    if json:
+        print_json({"ok": True, "schedules": [s.name for s in schedules]})
+    else:
+        typer.echo(f"configuration ok ({len(schedules)} schedule(s))")
 
 
 @app.command()

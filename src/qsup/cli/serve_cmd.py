@@ -61,9 +61,7 @@ def serve(
 
 
 def start(config_file: str | None, **flags: object) -> None:
-    from qsup.scheduler import validate_schedules
     from qsup.server import run_server
 
     cfg = settings(config_file, **flags)
-    validate_schedules(cfg)  # a bad [[schedules]] entry is exit 2 before anything starts
     raise typer.Exit(run_server(cfg, lambda: load_config(flags, config_file=config_file)))

@@ -4,6 +4,7 @@ cancel requests, pruning of old results, cron ticks."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -29,8 +30,11 @@ class Chores:
 
 
 class Housekeeper:
-    def __init__(self, link: Link, counters: Counter[str]) -> None:
+    def __init__(
+        self, link: Link, counters: Counter[str], schedules: Sequence[scheduler.Schedule]
+    ) -> None:
         self.link = link
+        self.schedules = schedules  # validated at start and at each reload
         self.counters = counters  # the server's running totals, written by each heartbeat
         self.next_heartbeat = 0.0
         self.next_prune = 0.0
@@ -38,7 +42,7 @@ class Housekeeper:
 
     def deadlines(self, config: Config, running: bool) -> list[float]:
         due = [self.next_heartbeat]
-        if running and config.schedules:
+        if running and self.schedules:
             due.append(self.next_schedule_check)
         return due
 
@@ -62,11 +66,11 @@ class Housekeeper:
             if running and now >= self.next_prune:
                 self.next_prune = now + PRUNE_EVERY
                 self._prune(config)
-        if running and config.schedules and now >= self.next_schedule_check:
+        if running and self.schedules and now >= self.next_schedule_check:
             self.next_schedule_check = now + SCHEDULE_EVERY
             fired = self.link.call(
                 lambda conn: scheduler.fire_due(
-                    conn, config, datetime.now(UTC), config.wake_channel
+                    conn, config, self.schedules, datetime.now(UTC), config.wake_channel
                 )
             )
             chores.new_work |= bool(fired)
