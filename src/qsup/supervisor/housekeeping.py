@@ -17,6 +17,7 @@ from qsup.supervisor import policy
 from qsup.supervisor.link import Link
 
 PRUNE_EVERY = 600.0  # seconds between prunes of finished tasks (results live for days)
+SHOW_WITHIN = 1.0  # seconds: a change of the server's row (workers, totals) is written this soon
 SCHEDULE_EVERY = 0.5  # seconds between checks for due cron ticks (ticks are whole seconds)
 
 
@@ -39,6 +40,7 @@ class Housekeeper:
         self.next_heartbeat = 0.0
         self.next_prune = 0.0
         self.next_schedule_check = 0.0
+        self.shown: tuple[int, int, int] | None = None  # (max, workers, tasks) of the last beat
 
     def deadlines(self, config: Config, running: bool) -> list[float]:
         due = [self.next_heartbeat]
@@ -56,7 +58,11 @@ class Housekeeper:
     ) -> Chores:
         """``workers`` is (max, busy, idle). Only what is due runs."""
         chores = Chores()
+        shown = (workers[0], workers[1] + workers[2], self.counters.total())
+        if shown != self.shown:  # beat early, once for every change within SHOW_WITHIN
+            self.next_heartbeat = min(self.next_heartbeat, now + SHOW_WITHIN)
         if now >= self.next_heartbeat:
+            self.shown = shown
             self.next_heartbeat = now + policy.beat_interval(
                 config.use_postgresql_notify,
                 config.heartbeat_interval,
