@@ -279,7 +279,8 @@ def test_pause_stops_firing_and_resume_skips_the_paused_ticks(conn, tmp_path, db
     cfg = schedule_config(tmp_path, db_url)
     t0 = datetime(2030, 1, 1, tzinfo=UTC)
     scheduler.fire_due(conn, cfg, scheduler.validate_schedules(cfg), t0, None)
-    admin.set_schedule_paused(conn, "tick", True)
+    tick = scheduler.find_schedule(cfg, "tick")
+    admin.set_schedule_paused(conn, tick, True, t0 + timedelta(seconds=1))
     assert admin.list_schedules(conn, cfg)[0]["paused"] is True
     assert (
         scheduler.fire_due(
@@ -287,7 +288,7 @@ def test_pause_stops_firing_and_resume_skips_the_paused_ticks(conn, tmp_path, db
         )
         == []
     )
-    admin.set_schedule_paused(conn, "tick", False)
+    admin.set_schedule_paused(conn, tick, False, t0 + timedelta(seconds=6))
     assert (
         scheduler.fire_due(
             conn, cfg, scheduler.validate_schedules(cfg), t0 + timedelta(seconds=6.5), None
@@ -316,7 +317,7 @@ def test_missed_ticks_run_once_after_downtime(conn, tmp_path, db_url):
 
 def test_run_schedule_now_and_unknown_names(conn, tmp_path, db_url):
     cfg = schedule_config(tmp_path, db_url)
-    admin.set_schedule_paused(conn, "tick", True)
+    admin.set_schedule_paused(conn, scheduler.find_schedule(cfg, "tick"), True)
     task_id = admin.run_schedule_now(conn, cfg, "tick", None)
     found = conn.execute(
         "SELECT name, queue, args, state FROM queued_tasks WHERE id = %s", (task_id,)

@@ -73,9 +73,9 @@ def _set_paused(
     imports: list[str] | None,
 ) -> None:
     cfg = settings(config, database_url, imports)
-    scheduler.find_schedule(cfg, name)
+    spec = scheduler.find_schedule(cfg, name)
     with database(cfg) as conn:
-        admin.set_schedule_paused(conn, name, paused)
+        admin.set_schedule_paused(conn, spec, paused)
     if json:
         print_json({"schedule": name, "paused": paused})
     else:

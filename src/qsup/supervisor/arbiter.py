@@ -154,7 +154,7 @@ class Arbiter:
     def _timeout(self) -> float:
         now = time.monotonic()
         running = self.state == "running"
-        deadlines = self.housekeeper.deadlines(self.config, running)
+        deadlines = self.housekeeper.deadlines(running)
         if running:
             deadlines.extend(self.intake.deadlines())
         flush_at = self.outbox.due_at(now)
@@ -232,7 +232,7 @@ class Arbiter:
             logger.error("SIGHUP: configuration not reloaded: {}", exc)
             return
         self.config = config
-        self.housekeeper.schedules = schedules
+        self.housekeeper.reload(schedules)
         self.intake.config = self.config
         logger.info("SIGHUP: configuration reloaded; replacing workers")
         self.crew.reload(self.config)
