@@ -130,9 +130,14 @@ def list_schedules(conn: Conn, config: Config) -> list[dict[str, Any]]:
     return result
 
 
-def set_schedule_paused(conn: Conn, name: str, paused: bool) -> None:
-    """Pause or resume a schedule on every server (resuming skips ticks passed while paused)."""
-    conn.execute(Q["schedule_set_paused"], {"name": name, "paused": paused})
+def set_schedule_paused(
+    conn: Conn, spec: scheduler.Schedule, paused: bool, now: datetime | None = None
+) -> None:
+    """Pause or resume a schedule on every server (resuming skips ticks passed while paused:
+    it fires from the first tick after ``now``)."""
+    next_fire = None if paused else spec.next_after(now or datetime.now(UTC))
+    params = {"name": spec.name, "paused": paused, "next_fire": next_fire}
+    conn.execute(Q["schedule_set_paused"], params)
 
 
 def run_schedule_now(conn: Conn, config: Config, name: str, channel: str | None) -> uuid.UUID:

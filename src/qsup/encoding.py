@@ -5,10 +5,15 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qsup.errors import TaskDefinitionError
+from qsup.errors import ConfigError, TaskDefinitionError
+
+if TYPE_CHECKING:
+    from qsup.settings import Config
 
 
 @functools.lru_cache(maxsize=4096)
@@ -38,6 +43,20 @@ def task_path(fn: Callable[..., Any]) -> str:
     if getattr(found, "__qsup_task__", found) is not target:
         raise TaskDefinitionError(f"{path} does not name the function given")
     return path
+
+
+def import_task_modules(config: Config) -> None:
+    """Import what workers will run, before forking, so they start warm."""
+    if os.getcwd() not in sys.path:  # like gunicorn: the project directory is importable
+        sys.path.insert(0, os.getcwd())
+    for module in config.imports:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # any error in user code at import time
+            source = config.sources.get("imports", "default")
+            raise ConfigError(
+                f"imports: cannot import {module!r} ({source}): {type(exc).__name__}: {exc}"
+            ) from None
 
 
 def resolve_task(path: str) -> Callable[..., Any]:

@@ -26,7 +26,7 @@ from loguru import logger
 from psycopg.rows import dict_row
 
 from qsup import repo
-from qsup.errors import ConfigError
+from qsup.errors import ConfigError, TaskDefinitionError
 from qsup.settings import Config
 from qsup.sql import queries
 
@@ -144,12 +144,18 @@ def _check_types(raw: Mapping[str, Any], fail: Callable[[str, Any, str], ConfigE
         ) from None
 
 
-def parse_schedule(raw: Mapping[str, Any], source: str = "python", index: int = 0) -> Schedule:
-    """Validate one raw ``[[schedules]]`` table; every problem is a one-line ConfigError."""
+def parse_schedule(
+    raw: Mapping[str, Any],
+    source: str = "python",
+    index: int = 0,
+    key_sources: Mapping[str, str] | None = None,
+) -> Schedule:
+    """Validate one raw ``[[schedules]]`` table; every problem is a one-line ConfigError
+    citing ``key_sources[key]`` (the key's line in the file) when known, else ``source``."""
     name = raw.get("name")
 
     def fail(key: str, value: Any, why: str) -> ConfigError:
-        return _bad(index, name, key, value, source, why)
+        return _bad(index, name, key, value, (key_sources or {}).get(key, source), why)
 
     if not isinstance(raw, Mapping):
         raise _bad(index, None, "schedules", raw, source, "expected a table")
@@ -208,20 +214,51 @@ def schedule(
     return spec
 
 
-def validate_schedules(config: Config) -> list[Schedule]:
-    """Every schedule of the config file and of :func:`schedule`; ConfigError on the first bad."""
+def validate_schedules(config: Config, check_tasks: bool = False) -> list[Schedule]:
+    """Every schedule of the config file and of :func:`schedule`; ConfigError on the first bad.
+
+    ``check_tasks`` also imports each schedule's task (what a server does before it starts)."""
     found: dict[str, Schedule] = {}
     for index, raw in enumerate(config.schedules):
         source = config.sources.get(
             f"schedules[{index}]", config.sources.get("schedules", "config")
         )
-        spec = parse_schedule(raw, source, index)
+        prefix = f"schedules[{index}]."
+        keys = {k[len(prefix) :]: v for k, v in config.sources.items() if k.startswith(prefix)}
+        spec = parse_schedule(raw, source, index, keys)
         if spec.name in found:
-            raise _bad(index, spec.name, "name", spec.name, source, "defined twice")
+            raise _bad(
+                index, spec.name, "name", spec.name, keys.get("name", source), "defined twice"
+            )
+        if check_tasks:
+            _check_task(spec, keys.get("task", source))
         found[spec.name] = spec
     for name, spec in _registry.items():
+        if name not in found and check_tasks:
+            _check_task(spec, spec.source)
         found.setdefault(name, spec)
     return list(found.values())
+
+
+def _check_task(spec: Schedule, source: str) -> None:
+    from qsup.encoding import resolve_task
+
+    try:
+        resolve_task(spec.task)
+    except Exception as exc:  # any error in user code at import time
+        why = exc if isinstance(exc, TaskDefinitionError) else f"{type(exc).__name__}: {exc}"
+        raise ConfigError(
+            f"schedule {spec.name!r}: task = {spec.task!r} from {source}: {why}"
+        ) from None
+
+
+def load_schedules(config: Config, check_tasks: bool = True) -> list[Schedule]:
+    """What a server runs: the modules of ``imports`` imported first (they may register
+    schedules with :func:`schedule`), then every schedule validated."""
+    from qsup.encoding import import_task_modules
+
+    import_task_modules(config)
+    return validate_schedules(config, check_tasks)
 
 
 def find_schedule(config: Config, name: str) -> Schedule:
@@ -283,12 +320,13 @@ def _apply(
     return ids
 
 
-def fire_due(conn: Conn, config: Config, now: datetime, channel: str | None) -> list[uuid.UUID]:
-    """Enqueue the due ticks of every schedule not paused; returns the ids enqueued here.
+def fire_due(
+    conn: Conn, config: Config, specs: Sequence[Schedule], now: datetime, channel: str | None
+) -> list[uuid.UUID]:
+    """Enqueue the due ticks of the ``specs`` not paused; returns the ids enqueued here.
 
     Safe to call from any number of servers at once: each tick is enqueued exactly once.
     """
-    specs = validate_schedules(config)
     if not specs:
         return []
     state = stored_state(conn, [s.name for s in specs])

@@ -1,32 +1,17 @@
-"""``qsup serve`` without the CLI: migrate, import the task modules, run the arbiter."""
+"""``qsup serve`` without the CLI: import the task modules, check the schedules, migrate, run
+the arbiter."""
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections.abc import Callable
 
 from qsup.db.connect import connect, resolve_url
 from qsup.db.migrate import migrate
 from qsup.encoding import resolve_task
 from qsup.errors import ConfigError, TaskDefinitionError
+from qsup.scheduler import load_schedules
 from qsup.settings import Config
 from qsup.supervisor.arbiter import Arbiter
-
-
-def import_task_modules(config: Config) -> None:
-    """Import what workers will run, before forking, so they start warm."""
-    if os.getcwd() not in sys.path:  # like gunicorn: the project directory is importable
-        sys.path.insert(0, os.getcwd())
-    for module in config.imports:
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # any error in user code at import time
-            source = config.sources.get("imports", "default")
-            raise ConfigError(
-                f"imports: cannot import {module!r} ({source}): {type(exc).__name__}: {exc}"
-            ) from None
 
 
 def check_worker_init(config: Config) -> None:
@@ -41,18 +26,19 @@ def check_worker_init(config: Config) -> None:
 
 
 def run_server(config: Config, reload: Callable[[], Config]) -> int:
-    """Run a supervisor until it is told to stop; returns the exit code."""
+    """Run a supervisor until it is told to stop; returns the exit code. ``reload`` reads the
+    configuration again (SIGHUP)."""
+    schedules = load_schedules(config)  # a bad schedule is exit 2 before anything starts
+    check_worker_init(config)  # after load_schedules imported the task modules
     url = resolve_url(config)
     with connect(url) as conn:
         migrate(conn)
-    import_task_modules(config)
-    check_worker_init(config)
     if not config.http:
-        return Arbiter(config, url, reload).run()
+        return Arbiter(config, url, reload, schedules).run()
     from qsup.http.process import start_http, stop_http
 
     http = start_http(config, url)  # forked before the arbiter exists: nothing else crosses
     try:
-        return Arbiter(config, url, reload).run()
+        return Arbiter(config, url, reload, schedules).run()
     finally:
         stop_http(http)

@@ -375,16 +375,33 @@ def _line_of(text: str, key: str) -> int | None:
     return text.count("\n", 0, match.start()) + 1 if match else None
 
 
+_TABLE = re.compile(r"^[ \t]*\[", re.MULTILINE)
+_KEY = re.compile(r"^[ \t]*([A-Za-z_][\w-]*)[ \t]*=", re.MULTILINE)
+
+
+def _line_at(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
 def _schedule_sources(path: Path, text: str, count: int) -> dict[str, str]:
-    """``schedules[i]`` -> ``file PATH:LINE`` of the i-th ``[[schedules]]`` header."""
+    """``schedules[i]`` -> ``file PATH:LINE`` of the i-th ``[[schedules]]`` header, and
+    ``schedules[i].KEY`` -> the line of each key of that table (errors cite the bad key)."""
     heads = [
-        text.count("\n", 0, m.start()) + 1
+        m.start()
         for m in re.finditer(r"^[ \t]*\[\[[ \t]*schedules[ \t]*\]\]", text, flags=re.MULTILINE)
     ]
     found = {"schedules": f"file {path}"}
     for index in range(count):
-        line = f":{heads[index]}" if index < len(heads) else ""
-        found[f"schedules[{index}]"] = f"file {path}{line}"
+        if index >= len(heads):
+            found[f"schedules[{index}]"] = f"file {path}"
+            continue
+        start = heads[index]
+        following = _TABLE.search(text, start + 1)
+        end = following.start() if following else len(text)
+        found[f"schedules[{index}]"] = f"file {path}:{_line_at(text, start)}"
+        for key in _KEY.finditer(text, start, end):
+            where = f"file {path}:{_line_at(text, key.start())}"
+            found.setdefault(f"schedules[{index}].{key.group(1)}", where)
     return found
 
 

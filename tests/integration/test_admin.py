@@ -206,11 +206,31 @@ def scheduled(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
 def test_fire_due_enqueues_each_tick_once(conn, tmp_path, db_url):
     cfg = schedule_config(tmp_path, db_url)
     t0 = datetime(2030, 1, 1, tzinfo=UTC)
-    assert scheduler.fire_due(conn, cfg, t0 + timedelta(milliseconds=500), None) == []
+    assert (
+        scheduler.fire_due(
+            conn, cfg, scheduler.validate_schedules(cfg), t0 + timedelta(milliseconds=500), None
+        )
+        == []
+    )
     assert scheduled(conn) == []
-    first = scheduler.fire_due(conn, cfg, t0 + timedelta(seconds=3, milliseconds=200), None)
+    first = scheduler.fire_due(
+        conn,
+        cfg,
+        scheduler.validate_schedules(cfg),
+        t0 + timedelta(seconds=3, milliseconds=200),
+        None,
+    )
     assert len(first) == 3
-    assert scheduler.fire_due(conn, cfg, t0 + timedelta(seconds=3, milliseconds=900), None) == []
+    assert (
+        scheduler.fire_due(
+            conn,
+            cfg,
+            scheduler.validate_schedules(cfg),
+            t0 + timedelta(seconds=3, milliseconds=900),
+            None,
+        )
+        == []
+    )
     rows = scheduled(conn)
     assert [r[0] for r in rows] == [
         f"schedule:tick:{(t0 + timedelta(seconds=s)).isoformat()}" for s in (1, 2, 3)
@@ -224,7 +244,7 @@ def test_fire_due_enqueues_each_tick_once(conn, tmp_path, db_url):
 def test_two_concurrent_servers_enqueue_exactly_one_task_per_tick(conn, tmp_path, db_url):
     cfg = schedule_config(tmp_path, db_url)
     t0 = datetime(2030, 1, 1, tzinfo=UTC)
-    scheduler.fire_due(conn, cfg, t0, None)
+    scheduler.fire_due(conn, cfg, scheduler.validate_schedules(cfg), t0, None)
     results: list[list[uuid.UUID]] = [[], []]
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
@@ -235,7 +255,9 @@ def test_two_concurrent_servers_enqueue_exactly_one_task_per_tick(conn, tmp_path
                 for step in range(1, 41):
                     barrier.wait(timeout=10)
                     now = t0 + timedelta(milliseconds=250 * step)
-                    results[index] += scheduler.fire_due(own, cfg, now, None)
+                    results[index] += scheduler.fire_due(
+                        own, cfg, scheduler.validate_schedules(cfg), now, None
+                    )
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -256,13 +278,26 @@ def test_two_concurrent_servers_enqueue_exactly_one_task_per_tick(conn, tmp_path
 def test_pause_stops_firing_and_resume_skips_the_paused_ticks(conn, tmp_path, db_url):
     cfg = schedule_config(tmp_path, db_url)
     t0 = datetime(2030, 1, 1, tzinfo=UTC)
-    scheduler.fire_due(conn, cfg, t0, None)
-    admin.set_schedule_paused(conn, "tick", True)
+    scheduler.fire_due(conn, cfg, scheduler.validate_schedules(cfg), t0, None)
+    tick = scheduler.find_schedule(cfg, "tick")
+    admin.set_schedule_paused(conn, tick, True, t0 + timedelta(seconds=1))
     assert admin.list_schedules(conn, cfg)[0]["paused"] is True
-    assert scheduler.fire_due(conn, cfg, t0 + timedelta(seconds=5.5), None) == []
-    admin.set_schedule_paused(conn, "tick", False)
-    assert scheduler.fire_due(conn, cfg, t0 + timedelta(seconds=6.5), None) == []
-    fired = scheduler.fire_due(conn, cfg, t0 + timedelta(seconds=7.5), None)
+    assert (
+        scheduler.fire_due(
+            conn, cfg, scheduler.validate_schedules(cfg), t0 + timedelta(seconds=5.5), None
+        )
+        == []
+    )
+    admin.set_schedule_paused(conn, tick, False, t0 + timedelta(seconds=6))
+    assert (
+        scheduler.fire_due(
+            conn, cfg, scheduler.validate_schedules(cfg), t0 + timedelta(seconds=6.5), None
+        )
+        == []
+    )
+    fired = scheduler.fire_due(
+        conn, cfg, scheduler.validate_schedules(cfg), t0 + timedelta(seconds=7.5), None
+    )
     assert len(fired) == 1
     assert [r[0] for r in scheduled(conn)] == [
         f"schedule:tick:{(t0 + timedelta(seconds=7)).isoformat()}"
@@ -272,15 +307,17 @@ def test_pause_stops_firing_and_resume_skips_the_paused_ticks(conn, tmp_path, db
 def test_missed_ticks_run_once_after_downtime(conn, tmp_path, db_url):
     cfg = schedule_config(tmp_path, db_url).replace(server_timeout=10.0)
     t0 = datetime(2030, 1, 1, tzinfo=UTC)
-    scheduler.fire_due(conn, cfg, t0, None)
-    fired = scheduler.fire_due(conn, cfg, t0 + timedelta(hours=2, seconds=0.5), None)
+    scheduler.fire_due(conn, cfg, scheduler.validate_schedules(cfg), t0, None)
+    fired = scheduler.fire_due(
+        conn, cfg, scheduler.validate_schedules(cfg), t0 + timedelta(hours=2, seconds=0.5), None
+    )
     # ticks of the last 10 s fire; the older missed ones are not replayed one by one
     assert len(fired) == 10
 
 
 def test_run_schedule_now_and_unknown_names(conn, tmp_path, db_url):
     cfg = schedule_config(tmp_path, db_url)
-    admin.set_schedule_paused(conn, "tick", True)
+    admin.set_schedule_paused(conn, scheduler.find_schedule(cfg, "tick"), True)
     task_id = admin.run_schedule_now(conn, cfg, "tick", None)
     found = conn.execute(
         "SELECT name, queue, args, state FROM queued_tasks WHERE id = %s", (task_id,)
@@ -297,8 +334,10 @@ def test_schedule_with_unimportable_task_does_not_stop_the_others(conn, tmp_path
     )
     cfg = schedule_config(tmp_path, db_url, extra)
     t0 = datetime(2030, 1, 1, tzinfo=UTC)
-    scheduler.fire_due(conn, cfg, t0, None)
-    fired = scheduler.fire_due(conn, cfg, t0 + timedelta(seconds=1.5), None)
+    scheduler.fire_due(conn, cfg, scheduler.validate_schedules(cfg), t0, None)
+    fired = scheduler.fire_due(
+        conn, cfg, scheduler.validate_schedules(cfg), t0 + timedelta(seconds=1.5), None
+    )
     assert len(fired) == 1
     broken = [s for s in admin.list_schedules(conn, cfg) if s["name"] == "broken"][0]
     assert broken["last_fire"] is None

@@ -167,3 +167,16 @@ def test_only_jobs_held_behind_the_running_one_are_recalled():
     assert policy.recallable(["a"], set()) == ()  # a lone job is running or about to
     assert policy.recallable(["a", "b", "c"], set()) == ("b", "c")
     assert policy.recallable({"a": 1, "b": 2, "c": 3}, {"c"}) == ("b",)  # asked for already
+
+
+def test_cron_sleeps_until_the_first_next_tick_of_any_schedule():
+    from datetime import UTC, datetime
+
+    from qsup.scheduler import Schedule
+
+    now = datetime(2030, 1, 1, 12, 0, 10, tzinfo=UTC)
+    hourly = Schedule("h", "0 * * * *", "m:f")
+    every_20s = Schedule("s", "*/20 * * * * *", "m:f")
+    assert policy.seconds_to_next_tick([hourly, every_20s], now, 60.0) == 10.0
+    assert policy.seconds_to_next_tick([hourly], now, 60.0) == 60.0  # capped
+    assert policy.seconds_to_next_tick([hourly], now, 7200.0) == 3590.0

@@ -62,7 +62,7 @@ def test_validate_schedules_from_toml_names_file_and_line(tmp_path):
     with pytest.raises(
         ConfigError,
         match=rf"schedule 'bad': cron = '\* \* 99 \* \*' from file "
-        rf"{path}:6",
+        rf"{path}:8",  # the line of its cron key
     ):
         scheduler.validate_schedules(cfg)
 

@@ -9,7 +9,7 @@ import typer
 from qsup.cli.common import ConfigFile, Json, print_json
 from qsup.cli.options import flag_values, setting_flags
 from qsup.cli.serve_cmd import HTTP_FLAGS, WORKER_FLAGS
-from qsup.scheduler import validate_schedules
+from qsup.scheduler import load_schedules, validate_schedules
 from qsup.settings import SETTINGS, display_value, example_toml, load_config
 
 app = typer.Typer(help="Configuration.", no_args_is_help=True)
@@ -57,11 +57,16 @@ def _raw(name: str, value: object) -> object:
 
 
 @app.command()
-def check(config: ConfigFile = None) -> None:
-    """Validate the configuration (file, environment, schedules); exit 2 naming the problem."""
-    cfg = load_config({}, config_file=config)
-    count = len(validate_schedules(cfg))
-    typer.echo(f"configuration ok ({count} schedule(s))")
+@setting_flags("imports")
+def check(json: Json = False, config: ConfigFile = None, **flags: Any) -> None:
+    """Validate the configuration as serve does at start (file, environment, the modules of
+    `imports`, schedules and their tasks); exit 2 naming the problem."""
+    cfg = load_config(flag_values(flags), config_file=config)
+    schedules = load_schedules(cfg)
+    if json:
+        print_json({"ok": True, "schedules": [s.name for s in schedules]})
+    else:
+        typer.echo(f"configuration ok ({len(schedules)} schedule(s))")
 
 
 @app.command()

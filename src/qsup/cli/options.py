@@ -66,3 +66,10 @@ def flag_values(flags: dict[str, Any]) -> dict[str, Any]:
         for name, value in flags.items()
         if value is not None and value != []
     }
+
+
+# For commands that take the one flag as a plain parameter (the schedule commands import what
+# serve imports, to know the schedules registered from Python).
+Imports = Annotated[
+    list[str] | None, typer.Option(_BY_NAME["imports"].metadata["flag"], help=_help("imports"))
+]

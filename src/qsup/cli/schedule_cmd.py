@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from datetime import datetime
 from typing import Annotated
 
@@ -12,18 +10,22 @@ import typer
 from qsup import admin, scheduler
 from qsup.cli.common import ConfigFile, DatabaseUrl, Json, database, print_json
 from qsup.cli.common import settings as load_settings
+from qsup.cli.options import Imports
 from qsup.settings import Config
 
 app = typer.Typer(
-    help="Cron schedules (\\[\\[schedules]] in the config file).", no_args_is_help=True
+    help="Cron schedules (\\[\\[schedules]] in the config file, or registered from Python in a"
+    " module of `imports` / --import, as serve sees them).",
+    no_args_is_help=True,
 )
 Name = Annotated[str, typer.Argument(help="Schedule name.")]
 
 
-def settings(config: str | None, database_url: str | None) -> Config:
-    """Settings with the schedules validated before any database work (bad ones: exit 2)."""
-    cfg = load_settings(config, database_url=database_url)
-    scheduler.validate_schedules(cfg)
+def settings(config: str | None, database_url: str | None, imports: list[str] | None) -> Config:
+    """Settings with the schedules validated before any database work (bad ones: exit 2). The
+    modules serve would import are imported: schedules registered from Python are known too."""
+    cfg = load_settings(config, database_url=database_url, imports=imports or None)
+    scheduler.load_schedules(cfg, check_tasks=False)
     return cfg
 
 
@@ -32,9 +34,14 @@ def _when(value: datetime | None) -> str:
 
 
 @app.command("list")
-def list_(json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None) -> None:
+def list_(
+    json: Json = False,
+    config: ConfigFile = None,
+    database_url: DatabaseUrl = None,
+    imports: Imports = None,
+) -> None:
     """Every schedule: cron, task, paused or active, last and next run."""
-    cfg = settings(config, database_url)
+    cfg = settings(config, database_url, imports)
     with database(cfg) as conn:
         rows = admin.list_schedules(conn, cfg)
     if json:
@@ -57,34 +64,58 @@ def list_(json: Json = False, config: ConfigFile = None, database_url: DatabaseU
     Console().print(table)
 
 
-def _set_paused(name: str, paused: bool, config: str | None, database_url: str | None) -> None:
-    cfg = settings(config, database_url)
-    scheduler.find_schedule(cfg, name)
+def _set_paused(
+    name: str,
+    paused: bool,
+    json: bool,
+    config: str | None,
+    database_url: str | None,
+    imports: list[str] | None,
+) -> None:
+    cfg = settings(config, database_url, imports)
+    spec = scheduler.find_schedule(cfg, name)
     with database(cfg) as conn:
-        admin.set_schedule_paused(conn, name, paused)
-    typer.echo(f"schedule {name}: {'paused' if paused else 'resumed'}")
+        admin.set_schedule_paused(conn, spec, paused)
+    if json:
+        print_json({"schedule": name, "paused": paused})
+    else:
+        typer.echo(f"schedule {name}: {'paused' if paused else 'resumed'}")
 
 
 @app.command()
-def pause(name: Name, config: ConfigFile = None, database_url: DatabaseUrl = None) -> None:
+def pause(
+    name: Name,
+    json: Json = False,
+    config: ConfigFile = None,
+    database_url: DatabaseUrl = None,
+    imports: Imports = None,
+) -> None:
     """Stop a schedule from firing, on every server."""
-    _set_paused(name, True, config, database_url)
+    _set_paused(name, True, json, config, database_url, imports)
 
 
 @app.command()
-def resume(name: Name, config: ConfigFile = None, database_url: DatabaseUrl = None) -> None:
+def resume(
+    name: Name,
+    json: Json = False,
+    config: ConfigFile = None,
+    database_url: DatabaseUrl = None,
+    imports: Imports = None,
+) -> None:
     """Let a paused schedule fire again from its next tick (passed ticks are skipped)."""
-    _set_paused(name, False, config, database_url)
+    _set_paused(name, False, json, config, database_url, imports)
 
 
 @app.command()
 def run(
-    name: Name, json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None
+    name: Name,
+    json: Json = False,
+    config: ConfigFile = None,
+    database_url: DatabaseUrl = None,
+    imports: Imports = None,
 ) -> None:
     """Enqueue a schedule's task now (even when paused) and print its id."""
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    cfg = settings(config, database_url)
+    cfg = settings(config, database_url, imports)
     with database(cfg) as conn:
         task_id = admin.run_schedule_now(conn, cfg, name, cfg.wake_channel)
     if json:

@@ -26,10 +26,8 @@ def serve(
 
 
 def start(config_file: str | None, **flags: Any) -> None:
-    from qsup.scheduler import validate_schedules
     from qsup.server import run_server
 
     given = flag_values(flags)
     cfg = settings(config_file, **given)
-    validate_schedules(cfg)  # a bad [[schedules]] entry is exit 2 before anything starts
     raise typer.Exit(run_server(cfg, lambda: load_config(given, config_file=config_file)))

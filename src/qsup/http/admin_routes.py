@@ -114,13 +114,13 @@ def schedule_action(request: Request) -> Response:
         try:
             from qsup.scheduler import find_schedule
 
-            find_schedule(backend.config, name)  # unknown names are 404, never stored
+            spec = find_schedule(backend.config, name)  # unknown names are 404, never stored
             if action == "run":
                 task_id = admin.run_schedule_now(
                     conn, backend.config, name, backend.config.wake_channel
                 )
                 return JSON({"schedule": name, "task_id": task_id})
-            admin.set_schedule_paused(conn, name, action == "pause")
+            admin.set_schedule_paused(conn, spec, action == "pause")
         except (QsupError, LookupError, ValueError) as exc:
             raise _refused(exc) from None
     return JSON({"schedule": name, "paused": action == "pause"})

@@ -100,11 +100,14 @@ SELECT name, paused, last_fire, next_fire FROM queued_task_schedules
 WHERE name = ANY(%(names)s::text[])
 
 -- name: schedule_set_paused
--- Pause or resume a schedule. Resuming forgets next_fire, so ticks passed while paused never run.
-INSERT INTO queued_task_schedules (name, paused) VALUES (%(name)s, %(paused)s)
+-- Pause or resume a schedule. Resuming sets next_fire to the next tick (%(next_fire)s), so ticks
+-- passed while paused never run, and servers sleeping until that tick fire it.
+INSERT INTO queued_task_schedules (name, paused, next_fire)
+VALUES (%(name)s, %(paused)s, %(next_fire)s)
 ON CONFLICT (name) DO UPDATE
 SET paused = excluded.paused,
-    next_fire = CASE WHEN excluded.paused THEN queued_task_schedules.next_fire END
+    next_fire = CASE WHEN excluded.paused THEN queued_task_schedules.next_fire
+                     ELSE excluded.next_fire END
 
 -- name: schedule_advance
 -- Compare-and-set: only the caller that read next_fire = %(expected)s moves it on (and may

@@ -22,7 +22,7 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from loguru import logger
@@ -31,6 +31,7 @@ from setproctitle import setproctitle
 from qsup import protocol, repo
 from qsup.errors import ConfigError
 from qsup.linux import become_subreaper
+from qsup.scheduler import Schedule, load_schedules
 from qsup.settings import Config
 from qsup.supervisor import policy, settle
 from qsup.supervisor.crew import Crew
@@ -49,7 +50,13 @@ RETRY_FLUSH_AFTER = 0.25  # seconds between flush attempts while the database is
 class Arbiter:
     """Claims tasks, runs them in worker processes, writes what happened."""
 
-    def __init__(self, config: Config, url: str, reload: Callable[[], Config]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        url: str,
+        reload: Callable[[], Config],
+        schedules: Sequence[Schedule] = (),
+    ) -> None:
         self.config = config
         self.url = url
         self.reload = reload
@@ -61,7 +68,7 @@ class Arbiter:
         self.writer = Writer(url, f"qsup-writer-{os.getpid()}")
         self.selector.register(self.writer.wake_fd, selectors.EVENT_READ, "written")
         self.crew = Crew(config, self.selector, self.writer.busy, self.counters, self.ledger)
-        self.housekeeper = Housekeeper(self.link, self.counters)
+        self.housekeeper = Housekeeper(self.link, self.counters, schedules)
         self.link.on_reconnect = self._on_reconnect
         self.reconcile_due = False
         self.server_id = 0
@@ -146,7 +153,7 @@ class Arbiter:
     def _timeout(self) -> float:
         now = time.monotonic()
         running = self.state == "running"
-        deadlines = self.housekeeper.deadlines(self.config, running)
+        deadlines = self.housekeeper.deadlines(running)
         if running:
             deadlines.extend(self.intake.deadlines())
         flush_at = self.ledger.outbox.due_at(now)
@@ -218,11 +225,14 @@ class Arbiter:
         self.crew.kill_all("shutdown")
 
     def _reload(self) -> None:
-        try:
-            self.config = self.reload()
+        try:  # checked like a start: on any error the running configuration stays
+            config = self.reload()
+            schedules = load_schedules(config)
         except ConfigError as exc:
             logger.error("SIGHUP: configuration not reloaded: {}", exc)
             return
+        self.config = config
+        self.housekeeper.reload(schedules)
         self.intake.config = self.config
         logger.info("SIGHUP: configuration reloaded; replacing workers")
         self.crew.reload(self.config)

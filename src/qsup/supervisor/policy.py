@@ -9,7 +9,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Container, Iterable, Sequence
-from typing import NamedTuple, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
+
+if TYPE_CHECKING:
+    from qsup.scheduler import Schedule
 
 T = TypeVar("T")
 
@@ -171,3 +175,9 @@ def beat_interval(notify: bool, heartbeat: float, fallback_poll: float) -> float
     """Seconds between heartbeats. Each beat also checks for due tasks, so with NOTIFY it is
     the fallback poll too: an idle server makes one query per interval."""
     return min(heartbeat, fallback_poll) if notify else heartbeat
+
+
+def seconds_to_next_tick(schedules: Sequence[Schedule], now: datetime, most: float) -> float:
+    """Seconds from ``now`` to the first tick after it of any schedule, at most ``most``."""
+    ticks = (spec.next_after(now) for spec in schedules)
+    return min([most, *((tick - now).total_seconds() for tick in ticks)])
