@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from qsup.cli.common import ConfigFile, DatabaseUrl, Json, print_json
+from qsup.cli.common import ConfigFile, DatabaseUrl, Json, print_json, print_table
 from qsup.cli.serve_cmd import MinWorkers, Queues, Workers
 from qsup.scheduler import validate_schedules
 from qsup.settings import SETTINGS, display_value, example_toml, load_config
@@ -52,16 +52,12 @@ def show(
         }
         print_json(report)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("setting", "value", "source")
-    for row in rows:
-        table.add_row(*row)
-    table.add_row(
-        "schedules", ",".join(s.name for s in schedules), cfg.sources.get("schedules", "default")
+    schedule_row = (
+        "schedules",
+        ",".join(s.name for s in schedules),
+        cfg.sources.get("schedules", "default"),
     )
-    Console().print(table)
+    print_table(("setting", "value", "source"), [*rows, schedule_row])
 
 
 def _raw(name: str, value: object) -> object:
