@@ -17,6 +17,7 @@ from qsup import repo, scheduler
 from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.settings import Config
 from qsup.sql import queries
+from qsup.task_ids import short_id
 
 Conn = psycopg.Connection[Any]
 Q = queries()
@@ -43,7 +44,7 @@ def cancel_task(conn: Conn, task_id: uuid.UUID, channel: str | None = None) -> s
             if channel:
                 repo.notify(conn, channel, repo.CANCEL_PAYLOAD)
             return "cancelling"
-    raise QsupError(f"task {task_id} is already {row[0]}: nothing to cancel")
+    raise QsupError(f"task {short_id(task_id)} is already {row[0]}: nothing to cancel")
 
 
 def retry_tasks(

@@ -348,10 +348,6 @@ def get_task(conn: Conn, task_id: uuid.UUID) -> dict[str, Any] | None:
         return cur.execute(Q["get_task"], {"id": task_id}).fetchone()
 
 
-def find_task_ids_by_prefix(conn: Conn, prefix: str) -> list[uuid.UUID]:
-    return [row[0] for row in conn.execute(Q["find_task_ids_by_prefix"], {"prefix": prefix})]
-
-
 def task_outcome(conn: Conn, task_id: uuid.UUID) -> tuple[str, Any, str | None] | None:
     row = conn.execute(Q["task_outcome"], {"id": task_id}).fetchone()
     return (row[0], row[1], row[2]) if row else None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
@@ -12,10 +13,8 @@ from typing import Annotated, Any
 import psycopg
 import typer
 
-from qsup import repo
 from qsup.db.connect import connect, resolve_url
 from qsup.db.migrate import migrate
-from qsup.errors import TaskNotFound
 from qsup.log import setup_logging
 from qsup.settings import Config, load_config
 
@@ -50,23 +49,6 @@ def database(config: Config) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-def resolve_task_id(conn: psycopg.Connection[Any], text: str) -> uuid.UUID:
-    """A full id, or a unique prefix of one (like git's short hashes)."""
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        pass
-    prefix = text.lower()
-    if len(prefix) < 4 or any(c not in "0123456789abcdef-" for c in prefix):
-        raise TaskNotFound(f"{text!r} is not a task id or an id prefix of 4+ hex digits")
-    found = repo.find_task_ids_by_prefix(conn, prefix)
-    if not found:
-        raise TaskNotFound(f"no task id starts with {text!r}")
-    if len(found) > 1:
-        raise TaskNotFound(f"{text!r} matches several tasks; give more digits")
-    return found[0]
-
-
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -77,3 +59,40 @@ def _default(value: Any) -> Any:
 
 def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, default=_default, indent=2, sort_keys=True))
+
+
+def plain_table(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None
+) -> list[str]:
+    """Aligned columns for pipes and files: every value in full (a multi-line value, such as
+    a traceback, takes several lines), nothing wrapped or cut."""
+    cells = [[value.splitlines() or [""] for value in row] for row in [columns, *rows]]
+    widths = [max(len(line) for row in cells for line in row[i]) for i in range(len(columns))]
+    lines = [title] if title else []
+    for row in cells:
+        for k in range(max(len(value) for value in row)):
+            parts = [
+                (v[k] if k < len(v) else "").ljust(w) for v, w in zip(row, widths, strict=True)
+            ]
+            lines.append("  ".join(parts).rstrip())
+    return lines
+
+
+def print_table(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None
+) -> None:
+    """A rich table on a terminal; :func:`plain_table` when stdout is piped or redirected,
+    where rich would cut values to fit 80 columns."""
+    if not sys.stdout.isatty():
+        typer.echo("\n".join(plain_table(columns, rows, title)))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(*columns, title=title)
+    for column in table.columns:
+        column.overflow = "fold"  # long values wrap onto more lines, never end in an ellipsis
+    for row in rows:
+        table.add_row(*(Text(value) for value in row))  # values are text, never rich markup
+    Console().print(table)

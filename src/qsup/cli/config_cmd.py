@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from qsup.cli.common import ConfigFile, Json, print_json
+from qsup.cli.common import ConfigFile, Json, print_json, print_table
 from qsup.cli.options import flag_values, setting_flags
 from qsup.cli.serve_cmd import HTTP_FLAGS, WORKER_FLAGS
 from qsup.scheduler import load_schedules, validate_schedules
@@ -38,16 +38,12 @@ def show(json: Json = False, config: ConfigFile = None, **flags: Any) -> None:
         }
         print_json(report)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("setting", "value", "source")
-    for row in rows:
-        table.add_row(*row)
-    table.add_row(
-        "schedules", ",".join(s.name for s in schedules), cfg.sources.get("schedules", "default")
+    schedule_row = (
+        "schedules",
+        ",".join(s.name for s in schedules),
+        cfg.sources.get("schedules", "default"),
     )
-    Console().print(table)
+    print_table(("setting", "value", "source"), [*rows, schedule_row])
 
 
 def _raw(name: str, value: object) -> object:

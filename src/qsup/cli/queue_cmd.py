@@ -14,13 +14,14 @@ from qsup.cli.common import (
     Json,
     database,
     print_json,
-    resolve_task_id,
+    print_table,
     settings,
 )
 from qsup.cli.options import setting_flags
 from qsup.cli.serve_cmd import WORKER_FLAGS
 from qsup.cli.serve_cmd import start as start_server
 from qsup.errors import ConfigError
+from qsup.task_ids import resolve_task_id
 
 app = typer.Typer(help="Look at and operate the queue.", no_args_is_help=True)
 
@@ -54,19 +55,12 @@ def status(json: Json = False, config: ConfigFile = None, database_url: Database
     if json:
         print_json(report)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    console.print(
+    typer.echo(
         f"servers running: {report['servers']}  workers active: "
         f"{report['workers_active']}  idle: {report['workers_idle']}"
     )
-    table = Table("queue", "state", "count")
-    for q, s, n in counts:
-        table.add_row(q, s, str(n))
-    console.print(table)
-    console.print("oldest waiting task: " + (f"{oldest:.1f} s" if oldest is not None else "none"))
+    print_table(("queue", "state", "count"), [(q, s, str(n)) for q, s, n in counts])
+    typer.echo("oldest waiting task: " + (f"{oldest:.1f} s" if oldest is not None else "none"))
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -155,30 +149,26 @@ def stats(json: Json = False, config: ConfigFile = None, database_url: DatabaseU
     if json:
         print_json(report)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    console.print(
+    typer.echo(
         f"completed last minute: {report['completed_last_minute']}  last hour: "
         f"{report['completed_last_hour']} "
         f"({report['throughput_per_minute_last_hour']:.2f}/min)  "
         f"failed last hour: {report['failed_last_hour']}"
     )
-    table = Table("task", "completed (1 h)", "avg s", "p95 s", title="run time by task")
-    for row in report["durations_by_task"]:
-        table.add_row(
-            row["name"],
-            str(row["completed"]),
-            f"{row['avg_seconds']:.3f}",
-            f"{row['p95_seconds']:.3f}",
-        )
-    console.print(table)
-    failures = Table("task", "failed (1 h)", title="failures by task")
-    for row in report["failures_by_task"]:
-        failures.add_row(row["name"], str(row["failed"]))
-    console.print(failures)
-    console.print(
+    print_table(
+        ("task", "completed (1 h)", "avg s", "p95 s"),
+        [
+            (r["name"], str(r["completed"]), f"{r['avg_seconds']:.3f}", f"{r['p95_seconds']:.3f}")
+            for r in report["durations_by_task"]
+        ],
+        title="run time by task",
+    )
+    print_table(
+        ("task", "failed (1 h)"),
+        [(r["name"], str(r["failed"])) for r in report["failures_by_task"]],
+        title="failures by task",
+    )
+    typer.echo(
         "tasks by state: "
         + ", ".join(f"{state} {n}" for state, n in report["tasks_by_state"].items())
     )
@@ -195,28 +185,28 @@ def servers(
     if json:
         print_json(rows)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(
-        "id",
-        "server",
-        "host",
-        "pid",
-        "running",
-        "workers max/active/idle",
-        "queues",
-        "last heartbeat",
+    print_table(
+        (
+            "id",
+            "server",
+            "host",
+            "pid",
+            "running",
+            "workers max/active/idle",
+            "queues",
+            "last heartbeat",
+        ),
+        [
+            (
+                str(r["id"]),
+                r["server_name"],
+                r["hostname"] or "",
+                str(r["pid"] or ""),
+                "yes" if r["is_running"] else "no",
+                f"{r['max_workers']}/{r['active_workers']}/{r['idle_workers']}",
+                ",".join(r["queues"]) or "all",
+                r["last_heartbeat"].isoformat(" ", "seconds"),
+            )
+            for r in rows
+        ],
     )
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["server_name"],
-            r["hostname"] or "",
-            str(r["pid"] or ""),
-            "yes" if r["is_running"] else "no",
-            f"{r['max_workers']}/{r['active_workers']}/{r['idle_workers']}",
-            ",".join(r["queues"]) or "all",
-            r["last_heartbeat"].isoformat(" ", "seconds"),
-        )
-    Console().print(table)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from qsup import admin, scheduler
-from qsup.cli.common import ConfigFile, DatabaseUrl, Json, database, print_json
+from qsup.cli.common import ConfigFile, DatabaseUrl, Json, database, print_json, print_table
 from qsup.cli.common import settings as load_settings
 from qsup.cli.options import Imports
 from qsup.settings import Config
@@ -47,21 +47,21 @@ def list_(
     if json:
         print_json(rows)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("name", "cron", "task", "queue", "state", "last run", "next run")
-    for r in rows:
-        table.add_row(
-            r["name"],
-            f"{r['cron']} ({r['timezone']})",
-            r["task"],
-            r["queue"],
-            "paused" if r["paused"] else "active",
-            _when(r["last_fire"]),
-            "-" if r["paused"] else _when(r["next_fire"]),
-        )
-    Console().print(table)
+    print_table(
+        ("name", "cron", "task", "queue", "state", "last run", "next run"),
+        [
+            (
+                r["name"],
+                f"{r['cron']} ({r['timezone']})",
+                r["task"],
+                r["queue"],
+                "paused" if r["paused"] else "active",
+                _when(r["last_fire"]),
+                "-" if r["paused"] else _when(r["next_fire"]),
+            )
+            for r in rows
+        ],
+    )
 
 
 def _set_paused(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,21 +13,32 @@ from qsup.cli.common import (
     Json,
     database,
     print_json,
-    resolve_task_id,
+    print_table,
     settings,
 )
 from qsup.errors import QsupError, TaskNotFound
+from qsup.task_ids import resolve_task_id, short_id
 
 app = typer.Typer(help="Look at and operate one task.", no_args_is_help=True)
-TaskId = Annotated[str, typer.Argument(help="Task id or a unique prefix of it (4+ hex digits).")]
+TaskId = Annotated[
+    str,
+    typer.Argument(
+        help="Task id: the full id, its 12-digit short form, or a unique prefix or suffix"
+        " (4+ hex digits, dashes optional)."
+    ),
+]
+
+
+def _shown(key: str, value: Any) -> str:
+    """A field of ``task show``: ids in their short form, nothing for None."""
+    if value is None:
+        return ""
+    return short_id(value) if key in ("id", "parent_task") else str(value)
 
 
 @app.command()
 def show(
-    task_id: str = typer.Argument(..., help="Task id or a unique prefix of it."),
-    json: Json = False,
-    config: ConfigFile = None,
-    database_url: DatabaseUrl = None,
+    task_id: TaskId, json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None
 ) -> None:
     """Show a task: state, dates, attempts, result or error."""
     cfg = settings(config, database_url=database_url)
@@ -38,8 +49,10 @@ def show(
     if json:
         print_json(row)
         return
+    typer.echo(f"{'id':>14}: {short_id(row['id'])}\n{'full id':>14}: {row['id']}")
     for key, value in row.items():
-        typer.echo(f"{key:>14}: {'' if value is None else value}")
+        if key != "id":
+            typer.echo(f"{key:>14}: {_shown(key, value)}")
 
 
 @app.command()
@@ -53,15 +66,13 @@ def logs(
     if json:
         print_json(rows)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("date", "type", "message")
-    for row in rows:
-        table.add_row(
-            row["date_created"].isoformat(" ", "milliseconds"), row["type"], row["message"] or ""
-        )
-    Console().print(table)
+    print_table(
+        ("date", "type", "message"),
+        [
+            (r["date_created"].isoformat(" ", "milliseconds"), r["type"], r["message"] or "")
+            for r in rows
+        ],
+    )
 
 
 @app.command()
@@ -77,7 +88,7 @@ def cancel(
     if json:
         print_json({"id": full_id, "state": outcome})
     else:
-        typer.echo(f"{full_id}: {outcome}")
+        typer.echo(f"{short_id(full_id)}: {outcome}")
 
 
 @app.command()
@@ -90,12 +101,13 @@ def retry(
         full_id = resolve_task_id(conn, task_id)
         if not admin.retry_tasks(conn, [full_id], channel=cfg.wake_channel):
             row = repo.get_task(conn, full_id)
-            state = row["state"] if row else "gone"
+            if row is None:
+                raise TaskNotFound(f"no task {task_id}")
             raise QsupError(
-                f"task {full_id} is {state}: only failed or cancelled tasks can be"
-                " retried (or its unique key is held by an unfinished task)"
+                f"task {short_id(full_id)} is {row['state']}: only failed or cancelled tasks can"
+                " be retried (or its unique key is held by an unfinished task)"
             )
     if json:
         print_json({"id": full_id, "state": "enqueued"})
     else:
-        typer.echo(f"{full_id}: enqueued")
+        typer.echo(f"{short_id(full_id)}: enqueued")

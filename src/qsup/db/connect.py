@@ -2,20 +2,54 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from qsup.db.embedded import embedded_url
-from qsup.errors import DatabaseUnreachable
+from qsup.errors import ConfigError, DatabaseUnreachable, QsupError
 from qsup.settings import Config
 
 CONNECT_TIMEOUT = 5
 
 
+_PASSWORD = re.compile(r"(://[^:/@?]*:)[^@/?]*@|(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def redact(text: str) -> str:
+    """``text`` with the passwords of the URLs or ``key=value`` strings in it masked."""
+    return _PASSWORD.sub(lambda m: f"{m[1]}***@" if m[1] else f"{m[2]}***", text)
+
+
+def url_problem(url: str) -> str | None:
+    """Why libpq cannot use ``url`` at all (as opposed to not reaching its server), or None."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        return str(exc).strip().splitlines()[0]
+    for port in str(info.get("port") or "").split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            return f"port {port!r} is not a number from 1 to 65535"
+    return None
+
+
+def check_urls(config: Config) -> None:
+    """ConfigError naming the setting, its (masked) value and its source for a malformed URL."""
+    for name in ("database_url", "listen_database_url"):
+        url = getattr(config, name)
+        problem = url_problem(url) if url else None
+        if problem:
+            raise ConfigError(
+                f"{name}: invalid PostgreSQL URL {redact(url)!r} from"
+                f" {config.sources.get(name, 'default')}: {redact(problem)}"
+            )
+
+
 def resolve_url(config: Config) -> str:
     """``--database-url`` > QUEUE_DATABASE_URL > DATABASE_URL > TOML > embedded server."""
+    check_urls(config)
     return config.database_url or embedded_url(config.data_dir)
 
 
@@ -41,10 +75,11 @@ def lost(where: str, exc: BaseException) -> DatabaseUnreachable:
     return DatabaseUnreachable(f"lost PostgreSQL at {where}: {one_line(exc, 'connection closed')}")
 
 
-def _unreachable(url: str, exc: psycopg.Error) -> DatabaseUnreachable:
-    """One line naming the host that was tried and why it failed."""
-    if isinstance(exc, psycopg.ProgrammingError):
-        return DatabaseUnreachable(f"invalid database URL ({exc})".splitlines()[0])
+def _unreachable(url: str, exc: psycopg.Error) -> QsupError:
+    """One line naming the host that was tried and why it failed (or why the URL is bad)."""
+    problem = url_problem(url)
+    if problem:
+        return ConfigError(f"invalid PostgreSQL URL {redact(url)!r}: {redact(problem)}")
     return DatabaseUnreachable(f"cannot reach PostgreSQL at {describe(url)}: {one_line(exc)}")
 
 

@@ -21,7 +21,7 @@ from qsup import admin
 from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.http import store
 from qsup.http.app import DISABLED, JSON, Backend, require_token
-from qsup.http.routes import bad, parse_uuid
+from qsup.http.routes import bad, typed_task_id
 
 
 def authorize(request: Request) -> Backend:
@@ -53,10 +53,10 @@ def _refused(exc: Exception) -> HTTPException:
 
 @contextmanager
 def _existing_task(request: Request) -> Iterator[tuple[Backend, Any, uuid.UUID]]:
-    """Authorize, parse the path's task id, and yield a connection once the task exists."""
+    """Authorize, resolve the path's task id, and yield a connection once the task exists."""
     backend = authorize(request)
-    task_id = parse_uuid(request.path_params["task_id"])
     with backend.connection() as conn:
+        task_id = typed_task_id(conn, request)
         if not store.task_exists(conn, task_id):
             raise HTTPException(404, f"no task {task_id}")
         yield backend, conn, task_id

@@ -22,7 +22,9 @@ TASK_ID = {
     "name": "task_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "format": "uuid"},
+    "description": "The full id, or a unique prefix or suffix of its hex digits (4+, dashes"
+    " optional), such as the 12-digit short form; several matches are a 400",
+    "schema": {"type": "string", "pattern": "^([0-9a-fA-F]-?){4,32}$"},
 }
 SECURED: dict[str, Any] = {
     "security": [{"bearer": []}],

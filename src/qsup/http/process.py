@@ -8,6 +8,7 @@ SIGTERM after draining) and dies with the supervisor (``PR_SET_PDEATHSIG``).
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -30,9 +31,12 @@ def bind(config: Config) -> socket.socket:
     try:
         return socket.create_server((config.host, config.port), family=family, backlog=2048)
     except OSError as exc:
-        source = config.sources.get("port", "default")
+        # In use or privileged: the port's fault; unknown name or not this machine's: the host's.
+        key = "port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "host"
+        reason = (exc.strerror or str(exc)).split(" (while attempting")[0]  # create_server's
         raise ConfigError(
-            f"port: cannot listen on {config.host}:{config.port} ({source}): {exc.strerror}"
+            f"{key}: cannot listen on {config.host}:{config.port}"
+            f" ({key} from {config.sources.get(key, 'default')}): {reason}"
         ) from None
 
 

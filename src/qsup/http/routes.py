@@ -14,10 +14,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from qsup.admin import list_schedules, queue_stats
-from qsup.errors import QsupError
+from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.http import store
 from qsup.http.app import JSON, backend_of
 from qsup.http.openapi import openapi_endpoint
+from qsup.task_ids import resolve_task_id
 
 STUCK_LIMIT = 10  # more stuck tasks than this: degraded
 HEALTH_TIMEOUT = 3.0
@@ -38,6 +39,16 @@ def parse_uuid(value: str, what: str = "task id") -> uuid.UUID:
         return uuid.UUID(value)
     except (ValueError, AttributeError):
         raise bad(f"invalid {what}: expected a UUID") from None
+
+
+def typed_task_id(conn: store.Conn, request: Request) -> uuid.UUID:
+    """The path's task id: a full id, or a unique prefix or suffix (see qsup.task_ids)."""
+    try:
+        return resolve_task_id(conn, request.path_params["task_id"])
+    except ConfigError as exc:  # not hex, or several tasks match
+        raise bad(str(exc)) from None
+    except TaskNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
 
 
 def parse_int(request: Request, key: str, default: int, low: int, high: int) -> int:
@@ -137,8 +148,8 @@ def list_tasks(request: Request) -> Response:
 def get_task(request: Request) -> Response:
     if request.path_params["task_id"] == "clear":  # POST /api/tasks/clear, not a task id
         raise HTTPException(405, "method not allowed", headers={"Allow": "POST"})
-    task_id = parse_uuid(request.path_params["task_id"])
     with backend_of(request).connection() as conn:
+        task_id = typed_task_id(conn, request)
         task = store.get_task(conn, task_id)
         if task is None:
             raise HTTPException(404, f"no task {task_id}")
@@ -149,10 +160,10 @@ def get_task(request: Request) -> Response:
 
 
 def task_logs(request: Request) -> Response:
-    task_id = parse_uuid(request.path_params["task_id"])
     after = parse_int(request, "after", 0, 0, 2**31 - 1)
     limit = parse_int(request, "limit", MAX_LOGS, 1, MAX_LOGS)
     with backend_of(request).connection() as conn:
+        task_id = typed_task_id(conn, request)
         if not store.task_exists(conn, task_id):
             raise HTTPException(404, f"no task {task_id}")
         logs = store.task_logs(conn, task_id, after, limit)

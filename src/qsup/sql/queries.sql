@@ -312,9 +312,17 @@ SELECT id, name, state, parent_task, queue, priority, args, kwargs, date_enqueue
        error_message, server_id, worker_pid
 FROM queued_tasks WHERE id = %(id)s
 
--- name: find_task_ids_by_prefix
--- Task ids starting with a prefix (like git's short hashes).
-SELECT id FROM queued_tasks WHERE id::text LIKE %(prefix)s || '%%' LIMIT 2
+-- name: find_task_ids
+-- Tasks whose id (32 hex digits) starts or ends with %(digits)s, each row with the number of
+-- matches. The prefix is a range of the primary key; the suffix (the random tail people see as
+-- the short id) needs a scan.
+WITH matches AS (
+    SELECT id FROM queued_tasks WHERE id BETWEEN %(low)s AND %(high)s
+    UNION
+    SELECT id FROM queued_tasks
+    WHERE right(replace(id::text, '-', ''), length(%(digits)s::text)) = %(digits)s::text
+)
+SELECT id, count(*) OVER () FROM matches ORDER BY id LIMIT %(limit)s
 
 -- name: task_outcome
 -- What a waiting caller needs to know about a task.
