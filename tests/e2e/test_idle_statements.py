@@ -37,5 +37,7 @@ def test_an_idle_server_with_a_schedule_makes_few_statements(conn, start_server,
     before = transactions(conn)
     time.sleep(WINDOW)  # a rate is measured over time: nothing to wait on
     made = transactions(conn) - before - 2  # our own two reads
-    # a heartbeat every 30 s, cron at most once a minute: one or two; before, about 80
-    assert made <= 6, f"{made} statements in {WINDOW:g} s"
+    # a heartbeat every 30 s, cron at most once a minute, the fallback poll: a handful; before,
+    # about 76. Counts flush late (up to 10 s), so some of start-up's may land in the window:
+    # 7 was seen under load, hence the margin.
+    assert made <= 15, f"{made} statements in {WINDOW:g} s"

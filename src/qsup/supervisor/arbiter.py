@@ -33,7 +33,7 @@ from qsup.errors import ConfigError
 from qsup.linux import become_subreaper
 from qsup.scheduler import Schedule, load_schedules
 from qsup.settings import Config
-from qsup.supervisor import policy, settle
+from qsup.supervisor import handoff, policy, settle
 from qsup.supervisor.crew import Crew
 from qsup.supervisor.housekeeping import Housekeeper
 from qsup.supervisor.intake import Intake
@@ -139,10 +139,12 @@ class Arbiter:
         if self.state == "running":
             # the tasks we hold, else one if the last claim left more in the database
             self.crew.scale(now, len(self.ledger.buffer) or int(self.intake.backlog))
-        self._dispatch(now)  # refill workers from what we hold before waiting on the database
-        self._claim(now)
-        self._dispatch(now)
-        self._recall()
+        how = policy.handoff(self.avg_task_seconds)
+        handoff.dispatch(self.ledger, self.crew, how)  # refill from what we hold, first
+        self._claim(now, how)
+        handoff.dispatch(self.ledger, self.crew, how)
+        if self.state == "running":
+            handoff.recall(self.ledger, self.crew)
         self.intake.check_next_due(now)
         self._flush(now)
         self._chores(now)
@@ -299,23 +301,8 @@ class Arbiter:
 
     def _reap(self) -> None:
         for worker, how in self.crew.reap(last_words=self._read_worker):
-            self._settle_dead_workers_tasks(worker, how, time.monotonic())
-
-    def _settle_dead_workers_tasks(self, worker: Worker, how: str, now: float) -> None:
-        started = self.ledger.started_at(worker.pid)
-        current, rest = self.ledger.worker_gone(worker.pid)
-        if current is not None:
-            settle.worker_died(
-                self.ledger.outbox,
-                current,
-                worker.kill_reason,
-                how,
-                worker.pid,
-                started,
-                self.config,
-                now,
-            )
-        self.ledger.give_back(rest, self.state == "running", now)
+            keep = self.state == "running"
+            settle.dead_worker(self.ledger, worker, how, keep, self.config, time.monotonic())
 
     # --- claiming and dispatch ------------------------------------------------------------
 
@@ -335,7 +322,7 @@ class Arbiter:
         if given_back:
             logger.warning("requeued {} task(s) of a claim whose reply was lost", len(given_back))
 
-    def _claim(self, now: float) -> None:
+    def _claim(self, now: float, how: policy.Handoff) -> None:
         if self.state != "running":
             return
         if self.reconcile_due:
@@ -346,45 +333,11 @@ class Arbiter:
             self.crew.spare,
             len(self.ledger.buffer),
             self.config.claim_batch_size,
-            policy.handoff(self.avg_task_seconds),
+            how,
         )
         claimed = self.intake.claim(now, self.server_id, limit)
         self.counters["claimed"] += len(claimed)
         self.ledger.claimed(claimed)
-
-    def _dispatch(self, now: float) -> None:
-        """Top up workers from the buffer, emptiest first, several jobs per message."""
-        how = policy.handoff(self.avg_task_seconds)
-        spare = self.crew.spare
-        load = self.ledger.load
-        takers = sorted(
-            (w for w in self.crew.workers.values() if w.accepting), key=lambda w: load(w.pid)
-        )
-        booting = sum(1 for w in self.crew.workers.values() if not w.ready and w.retiring is None)
-        for index, worker in enumerate(takers):
-            consumers = len(takers) - index + spare + booting
-            count = policy.refill_size(load(worker.pid), len(self.ledger.buffer), consumers, how)
-            if not count:
-                continue
-            tasks = self.ledger.hand_out(worker.pid, count)
-            try:
-                worker.conn.send_bytes(protocol.encode(protocol.Assign(tasks)))
-            except OSError:
-                self.ledger.not_delivered(worker.pid, tasks)
-
-    def _recall(self) -> None:
-        """A worker idles and nothing is left to hand out: call back the jobs the others hold
-        but have not started (a long task must not hold up the job queued behind it). They
-        come back in a ``Released`` and go to the buffer, to be shared out again."""
-        if self.state != "running" or self.ledger.buffer:
-            return
-        accepting = [w for w in self.crew.workers.values() if w.accepting]
-        if all(self.ledger.load(w.pid) for w in accepting):
-            return
-        for worker in accepting:
-            queued = self.ledger.recall(worker.pid)
-            if queued:
-                self.crew.send(worker, protocol.Drop(queued))
 
     # --- writes and heartbeat -------------------------------------------------------------
 

@@ -12,7 +12,9 @@ from qsup import protocol
 from qsup.protocol import Job
 from qsup.settings import Config
 from qsup.supervisor import policy
+from qsup.supervisor.ledger import Ledger
 from qsup.supervisor.outbox import Outbox
+from qsup.supervisor.pool import Worker
 
 
 def finished(
@@ -34,6 +36,19 @@ def finished(
         now,
         msg.trace,
     )
+
+
+def dead_worker(
+    ledger: Ledger, worker: Worker, how: str, keep: bool, config: Config, now: float
+) -> None:
+    """Settle what a dead worker held: the task it ran (see :func:`worker_died`), and the
+    unstarted rest given back (kept in the buffer with ``keep``, else requeued)."""
+    started = ledger.started_at(worker.pid)
+    current, rest = ledger.worker_gone(worker.pid)
+    if current is not None:
+        outbox = ledger.outbox
+        worker_died(outbox, current, worker.kill_reason, how, worker.pid, started, config, now)
+    ledger.give_back(rest, keep, now)
 
 
 def worker_died(
