@@ -1,37 +1,64 @@
 """FastAPI integration: ``QueuedTasks`` as a dependency whose tasks commit before the response.
 
     from fastapi import Depends, FastAPI
-    from qsup.fastapi import QueuedTasks, queued_tasks
+    from qsup.fastapi import QueuedTasks, QueuedTasksDep, qsup_lifespan
 
-    app = FastAPI()
+    app = FastAPI(lifespan=qsup_lifespan)
 
     @app.post("/signup")
-    async def signup(email: str, tasks: QueuedTasks = Depends(queued_tasks)):
+    async def signup(email: str, tasks: QueuedTasks = Depends(QueuedTasks)):
         ref = tasks.add_task(send_welcome, email)      # returns at once
         return {"task_id": str(await ref.get_task_id())}
 
-Every task added through ``tasks`` is committed before the response is sent: the dependency
-awaits the pending inserts when the endpoint returns (FastAPI runs that code before sending).
+    @app.post("/invite")
+    async def invite(email: str, tasks: QueuedTasksDep):   # the same, Annotated
+        tasks.add_task(send_invite, email)
+
+Every task added through ``tasks`` is committed before the response is sent: ``QueuedTasks``
+depends on a generator of scope ``"function"``, whose exit code FastAPI runs when the endpoint
+returns and before it sends the response (the default ``"request"`` scope runs it after).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends
 
 from qsup.api import Queue, TaskRef, default_queue
 
 
-class QueuedTasks:
-    """Collects the tasks a request adds, so they can be awaited before it answers."""
+async def _committed_on_return() -> AsyncIterator[list[TaskRef]]:
+    """The refs a request adds; awaited when the endpoint returns (errors propagate)."""
+    refs: list[TaskRef] = []
+    yield refs
+    await asyncio.gather(*(ref.get_task_id() for ref in refs))
 
-    def __init__(self, queue: Queue | None = None) -> None:
+
+class QueuedTasks:
+    """Collects the tasks a request adds, so they are committed before it answers.
+
+    FastAPI builds it from the parameters below (both are dependencies, so
+    ``app.dependency_overrides[default_queue]`` swaps the queue); outside FastAPI,
+    ``QueuedTasks(queue)`` works and ``await tasks.commit()`` waits for the inserts.
+    """
+
+    def __init__(
+        self,
+        queue: Annotated[Queue | None, Depends(default_queue)] = None,
+        refs: Annotated[
+            list[TaskRef] | None, Depends(_committed_on_return, scope="function")
+        ] = None,
+    ) -> None:
         self.queue = queue or default_queue()
-        self.refs: list[TaskRef] = []
+        self.refs: list[TaskRef] = [] if refs is None else refs
 
     def add_task(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> TaskRef:
-        """Enqueue in the background; ``await ref.get_task_id()`` waits for the commit."""
+        """Enqueue in the background; ``await ref.get_task_id()`` waits for the commit.
+        ``connection=conn`` makes the insert part of the caller's transaction instead."""
         ref = self.queue.add_task(fn, *args, **kwargs)
         self.refs.append(ref)
         return ref
@@ -41,8 +68,17 @@ class QueuedTasks:
         await asyncio.gather(*(ref.get_task_id() for ref in self.refs))
 
 
-async def queued_tasks() -> AsyncIterator[QueuedTasks]:
-    """FastAPI dependency: ``tasks: QueuedTasks = Depends(queued_tasks)``."""
-    tasks = QueuedTasks()
-    yield tasks
-    await tasks.commit()
+QueuedTasksDep = Annotated[QueuedTasks, Depends(QueuedTasks)]
+
+
+async def queued_tasks(tasks: QueuedTasksDep) -> QueuedTasks:
+    """The former spelling, ``Depends(queued_tasks)``; same guarantee as ``QueuedTasks``."""
+    return tasks
+
+
+@asynccontextmanager
+async def qsup_lifespan(app: Any) -> AsyncIterator[None]:
+    """A FastAPI lifespan that waits for background inserts and closes the default queue's pool
+    at shutdown (so a new event loop, e.g. a second TestClient, starts clean)."""
+    yield
+    await default_queue().aclose()
