@@ -95,3 +95,22 @@ def test_an_idle_server_makes_one_query_per_interval(conn, start_server):
         time.sleep(0.02)
     made = len(seen - before)
     assert 3 <= made <= 5 + 1, made  # one beat a second
+
+
+def test_sighup_listens_again_when_the_notify_channel_changed(conn, start_server, tmp_path):
+    config = tmp_path / "queue.toml"
+    config.write_text('notify_channel = "chan_a"\n')
+    server = start_server("--workers", "1", "--config", str(config))
+
+    def listening() -> str:
+        row = conn.execute(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = %s",
+            (f"qsup-listen-{server.pid}",),
+        ).fetchone()
+        return row[0] if row else ""
+
+    wait_for(lambda: "chan_a" in listening(), what="LISTEN on chan_a")
+    config.write_text('notify_channel = "chan_b"\n')
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: "chan_b" in listening(), what="LISTEN on chan_b after SIGHUP")

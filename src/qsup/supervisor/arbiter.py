@@ -235,7 +235,7 @@ class Arbiter:
             return
         self.config = config
         self.housekeeper.reload(schedules)
-        self.intake.config = self.config
+        self.intake.reconfigure(self.config, self.url)
         logger.info("SIGHUP: configuration reloaded; replacing workers")
         self.crew.reload(self.config)
 

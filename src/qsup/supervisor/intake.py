@@ -53,6 +53,21 @@ class Intake:
             due.append(self.next_listen_at)
         return due
 
+    def reconfigure(self, config: Config, url: str) -> None:
+        """SIGHUP: take the new settings; LISTEN again when what we listen to changed."""
+        listen_url = config.listen_database_url or url
+        changed = (config.notify_channel, listen_url, config.use_postgresql_notify) != (
+            self.listener.channel,
+            self.listener.url,
+            self.notify,
+        )
+        self.config = config
+        if changed:
+            self.close()
+            self.listener = Listener(listen_url, config.notify_channel)
+            self.listen()  # also when the database is away: it retries at the next claim
+        self.backlog = True  # the queues taken may have changed too
+
     def listen(self) -> None:
         if not self.notify:
             return
