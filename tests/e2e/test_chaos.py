@@ -17,7 +17,8 @@ from qsup import repo
 from qsup.supervisor import writer
 from qsup.supervisor.outbox import Outbox
 from tests import tasks
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
+from tests.servers import ROOT
 
 
 @pytest.mark.timeout(120)

@@ -14,7 +14,8 @@ from psycopg.conninfo import conninfo_to_dict
 from qsup import Queue, repo
 from qsup.db.migrate import migrate
 from tests import tasks
-from tests.conftest import Server, task_states, wait_for
+from tests.conftest import task_states, wait_for
+from tests.servers import Server
 
 
 @pytest.fixture
@@ -38,11 +39,10 @@ def test_postgres_restart_mid_run_loses_nothing(private_pg, tmp_path, mode):
     with psycopg.connect(url, autocommit=True) as c:
         migrate(c)
     queue = Queue(url)
-    server = Server(
-        url, ["--workers", "2"], {"QUEUE_HEARTBEAT_INTERVAL": "0.5"}, tmp_path / "serve.log"
-    )
+    env = {"QUEUE_HEARTBEAT_INTERVAL": "0.5", "QSUP_LOG_LEVEL": "DEBUG"}
+    server = Server(url, ["--workers", "2"], env, tmp_path / "serve.log")
     try:
-        wait_for(lambda: "started (server id" in server.output(), what="the server")
+        server.wait_ready()
         first = queue.add_tasks(
             [(tasks.record, (str(tmp_path), f"a{i}", 0.05), {}) for i in range(40)]
         )
@@ -116,11 +116,10 @@ def test_a_server_stopped_right_after_an_outage_still_marks_itself_stopped(priva
     url = private_pg.get_uri()
     with psycopg.connect(url, autocommit=True) as c:
         migrate(c)
-    server = Server(
-        url, ["--workers", "1"], {"QUEUE_HEARTBEAT_INTERVAL": "0.2"}, tmp_path / "serve.log"
-    )
+    env = {"QUEUE_HEARTBEAT_INTERVAL": "0.2", "QSUP_LOG_LEVEL": "DEBUG"}
+    server = Server(url, ["--workers", "1"], env, tmp_path / "serve.log")
     try:
-        wait_for(lambda: "started (server id" in server.output(), what="the server")
+        server.wait_ready()
         ctl = {"pgdata": private_pg.pgdata, "user": private_pg.system_user, "timeout": 30}
         pg_ctl(["-w", "-m", "fast", "stop"], **ctl)
         time.sleep(4)  # the outage itself: heartbeats fail, the backoff grows past 3 s

@@ -12,7 +12,8 @@ import pytest
 
 from qsup import TaskFailed, repo
 from tests import tasks
-from tests.conftest import ROOT, task_states, wait_for
+from tests.conftest import task_states, wait_for
+from tests.servers import ROOT
 
 
 def test_fan_out_then_fan_in_runs_the_final_task_once_after_all_children(
