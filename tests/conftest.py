@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from qsup import repo
 from qsup.db.migrate import migrate
 from tests.servers import Server
 from tests.servers import wait_for as wait_for  # the tests import it from here
@@ -104,6 +105,13 @@ def one(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any] = ()) -> 
     row = conn.execute(sql, params).fetchone()
     assert row is not None, f"no row from {sql!r}"
     return row[0]
+
+
+def task_row(conn: psycopg.Connection[Any], task_id: Any) -> dict[str, Any]:
+    """The task's row (``repo.get_task``), which the test knows exists."""
+    row = repo.get_task(conn, task_id)
+    assert row is not None, f"no task {task_id}"
+    return row
 
 
 def task_states(conn: psycopg.Connection[Any]) -> dict[str, int]:

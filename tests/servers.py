@@ -118,16 +118,21 @@ class Server:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def children(self) -> list[psutil.Process]:
+        return self._remember(self._children())
+
+    def workers(self) -> list[psutil.Process]:
+        return self._remember([c for c in self._children() if is_worker(c)])
+
+    def _children(self) -> list[psutil.Process]:
         try:
-            found = psutil.Process(self.pid).children()
+            return psutil.Process(self.pid).children()
         except psutil.NoSuchProcess:
             return []
+
+    def _remember(self, found: list[psutil.Process]) -> list[psutil.Process]:
         for child in found:
             self.seen.setdefault(child.pid, child)
         return found
-
-    def workers(self) -> list[psutil.Process]:
-        return [c for c in self.children() if is_worker(c)]
 
     def wait_workers(self, count: int, timeout: float = 20) -> list[psutil.Process]:
         return wait_for(

@@ -95,7 +95,12 @@ def test_dashboard_in_chromium(
     # insert in the background; pass our connection so each insert commits before it returns.
     expect = sync_api.expect
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def dismiss(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
 

@@ -9,10 +9,9 @@ from typing import Any
 import httpx
 import psutil
 
-from qsup import repo
 from qsup.api import TaskRef
 from tests import tasks
-from tests.conftest import wait_for
+from tests.conftest import task_row, wait_for
 from tests.integration.test_http import AUTH, TOKEN, families
 
 TOKEN_ENV = {"QSUP_ADMIN_TOKEN": TOKEN}
@@ -35,7 +34,7 @@ def test_an_idle_server_with_http_holds_three_connections(
 
     ref = queue.add_task(tasks.add, 2, 3, connection=conn)  # no pool of the test's own
     wait_for(
-        lambda: repo.get_task(conn, ref.task_id)["state"] == "completed",
+        lambda: task_row(conn, ref.task_id)["state"] == "completed",
         what="the task (the writer connects)",
     )
     # (a pool opened at start-up connects before the first answer, long before this)
