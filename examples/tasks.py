@@ -6,7 +6,7 @@ import time
 from qsup import current_task, task
 
 
-def add(a, b):
+def add(a: int, b: int) -> int:
     return a + b
 
 

@@ -47,6 +47,8 @@ import psutil  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg.conninfo import make_conninfo  # noqa: E402
 from scripts import chaos_tasks as ct  # noqa: E402  (the same module name the servers import)
+from tests import servers  # noqa: E402
+from tests.servers import is_worker  # noqa: E402
 
 from qsup import Queue  # noqa: E402
 from qsup.db.migrate import migrate  # noqa: E402
@@ -177,10 +179,6 @@ def title(proc: psutil.Process) -> str:
         return ""
 
 
-def is_worker(proc: psutil.Process) -> bool:
-    return "qsup: worker" in title(proc)
-
-
 def alive(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -188,62 +186,22 @@ def alive(proc: psutil.Process) -> bool:
         return False
 
 
-class Server:
-    """One ``qsup serve`` subprocess, in its own session; stopped by pid only."""
+class Server(servers.Server):
+    """One ``qsup serve --no-http --import scripts.chaos_tasks`` in its own session."""
 
     def __init__(self, number: int, generation: int, url: str, logdir: Path, marker: str) -> None:
         self.name = f"s{number}.{generation}"
-        self.log_path = logdir / f"serve-{self.name}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
-        env = {**os.environ, **SERVER_ENV, "QUEUE_DATABASE_URL": url, "QSUP_CHAOS_RUN": marker}
-        for key in ("QSUP_CONFIG", "QUEUE_QUEUES", "QUEUE_MAX_WORKERS", "QUEUE_IMPORTS"):
-            env.pop(key, None)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "qsup",
-                "serve",
-                "--no-http",
-                "--import",
-                "scripts.chaos_tasks",
-                "--workers",
-                str(WORKERS),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        super().__init__(
+            url,
+            ["--workers", str(WORKERS)],
+            {**SERVER_ENV, "QSUP_CHAOS_RUN": marker},
+            logdir / f"serve-{self.name}.log",
+            imports=["scripts.chaos_tasks"],
+            new_session=True,
         )
-        self.pid = self.proc.pid
         self.started_at = time.time()
         self.signalled: str | None = None  # the fault we sent it, if any
-        self.workers_seen: dict[int, psutil.Process] = {}
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def output(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def ready(self) -> bool:
-        return "started (server id" in self.output()
-
-    def workers(self) -> list[psutil.Process]:
-        try:
-            children = psutil.Process(self.pid).children()
-        except psutil.NoSuchProcess:
-            return []
-        found = [c for c in children if is_worker(c)]
-        for c in found:
-            self.workers_seen.setdefault(c.pid, c)
-        return found
-
-    def close(self) -> None:
-        if not self.log.closed:
-            self.log.close()
+        self.workers_seen = self.seen  # only workers: this harness never asks for children()
 
 
 # --- tasks ------------------------------------------------------------------------------------

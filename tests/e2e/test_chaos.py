@@ -17,7 +17,8 @@ from qsup import repo
 from qsup.supervisor import writer
 from qsup.supervisor.outbox import Outbox
 from tests import tasks
-from tests.conftest import ROOT, wait_for
+from tests.conftest import task_row, wait_for
+from tests.servers import ROOT
 
 
 @pytest.mark.timeout(120)
@@ -103,9 +104,9 @@ def test_a_dependent_added_during_the_cascade_is_cancelled(queue, conn, db_url):
         failer.join(10)
     finally:
         inserting.close()
-    assert repo.get_task(conn, parent.task_id)["state"] == "failed"
-    assert repo.get_task(conn, child.task_id)["state"] == "cancelled"
-    assert repo.get_task(conn, grandchild.id)["state"] == "cancelled"
+    assert task_row(conn, parent.task_id)["state"] == "failed"
+    assert task_row(conn, child.task_id)["state"] == "cancelled"
+    assert task_row(conn, grandchild.id)["state"] == "cancelled"
 
 
 # --- bug B: a server declared dead while alive never recovers --------------------------------

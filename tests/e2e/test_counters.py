@@ -6,10 +6,9 @@ import warnings
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from qsup import repo
 from qsup.settings import load_config
 from tests import tasks
-from tests.conftest import wait_for
+from tests.conftest import task_row, wait_for
 
 with warnings.catch_warnings():  # starlette's TestClient warns about httpx
     warnings.simplefilter("ignore")
@@ -29,9 +28,9 @@ def test_totals_reach_metrics_as_counters(queue, conn, db_url, start_server, tmp
     assert queue.add_task(tasks.add, 1, 1).result(timeout=20) == 2
     assert queue.add_task(tasks.fail_until, 2).result(timeout=20) == 2
     failed = queue.add_task(tasks.always_fail, _max_retries=0)
-    wait_for(lambda: repo.get_task(conn, failed.task_id)["state"] == "failed", what="failure")
+    wait_for(lambda: task_row(conn, failed.task_id)["state"] == "failed", what="failure")
     victim = queue.add_task(tasks.sleep_then_return, 30)
-    wait_for(lambda: repo.get_task(conn, victim.task_id)["state"] == "running", what="running")
+    wait_for(lambda: task_row(conn, victim.task_id)["state"] == "running", what="running")
     server.workers()[0].kill()
 
     seen: list[dict] = []

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from tests import tasks
-from tests.conftest import ROOT, wait_for
-from tests.integration.test_http import HttpServer
+from tests.conftest import wait_for
+from tests.servers import ROOT, Server
 
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "browser-test-token"
@@ -54,21 +54,17 @@ except ImportError:
 
 
 @pytest.fixture
-def server(db_url: str, tmp_path: Path) -> Iterator[HttpServer]:
-    srv = HttpServer(db_url, tmp_path / "serve.log", workers=1, token=TOKEN)
-    try:
+def server(start_server: Any) -> Server:
+    srv = start_server("--workers", "1", env={"QSUP_ADMIN_TOKEN": TOKEN}, http=True)
 
-        def healthy() -> bool:
-            try:
-                return httpx.get(srv.url("/health/queue"), timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
+    def healthy() -> bool:
+        try:
+            return httpx.get(srv.url("/health/queue"), timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
 
-        wait_for(healthy, timeout=30, interval=0.1, what="a healthy qsup serve")
-        srv.remember_children()
-        yield srv
-    finally:
-        srv.stop()
+    wait_for(healthy, timeout=30, interval=0.1, what="a healthy qsup serve")
+    return srv
 
 
 @pytest.fixture
@@ -93,13 +89,18 @@ def card(page: Any, state: str) -> Any:
 
 
 def test_dashboard_in_chromium(
-    server: HttpServer, page: Any, queue: Any, conn: Any, tmp_path: Path, start_server: Any
+    server: Server, page: Any, queue: Any, conn: Any, tmp_path: Path, start_server: Any
 ) -> None:
     # Playwright's sync API leaves an event loop running in this thread, where add_task would
     # insert in the background; pass our connection so each insert commits before it returns.
     expect = sync_api.expect
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def dismiss(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
 

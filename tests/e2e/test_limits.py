@@ -6,19 +6,19 @@ import psutil
 
 from qsup import repo
 from tests import tasks
-from tests.conftest import wait_for
+from tests.conftest import task_row, wait_for
 
 
 def _failed_with(conn, ref, text: str) -> None:
-    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "failed", what=text)
-    assert text in repo.get_task(conn, ref.task_id)["error_message"]
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "failed", what=text)
+    assert text in task_row(conn, ref.task_id)["error_message"]
 
 
 def test_allow_list_refuses_other_modules_before_importing_them(queue, conn, start_server):
     start_server("--workers", "1", env={"QUEUE_ALLOWED_TASK_MODULES": "examples"})
     ref = queue.add_task(tasks.add, 1, 2)
     _failed_with(conn, ref, "not in allowed_task_modules")
-    assert repo.get_task(conn, ref.task_id)["attempts"] == 1  # not retried
+    assert task_row(conn, ref.task_id)["attempts"] == 1  # not retried
 
 
 def test_results_and_logs_are_bounded(queue, conn, start_server):

@@ -7,7 +7,8 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
+from tests.servers import ROOT
 
 CONFIG = """
 [[schedules]]

@@ -9,7 +9,7 @@ import pytest
 
 from qsup import repo
 from tests import tasks
-from tests.conftest import task_states, wait_for
+from tests.conftest import task_row, task_states, wait_for
 
 
 def _done(conn, count: int, state: str = "completed") -> bool:
@@ -22,7 +22,7 @@ def test_sync_and_async_tasks_complete_with_results(queue, conn, start_server):
     async_ref = queue.add_task(tasks.async_add, 4, 5)
     assert sync_ref.result(timeout=20) == 5
     assert async_ref.result(timeout=20) == 9
-    row = repo.get_task(conn, sync_ref.task_id)
+    row = task_row(conn, sync_ref.task_id)
     assert row["state"] == "completed" and row["attempts"] == 1
     assert row["date_enqueued"] <= row["date_started"] <= row["date_done"]
     assert row["worker_pid"] in {w.pid for w in server.workers()}
@@ -66,8 +66,8 @@ def test_sigkilled_worker_loses_no_task_and_is_replaced(queue, conn, start_serve
     victim.kill()
     wait_for(
         lambda: (
-            repo.get_task(conn, ref.task_id)["state"] in ("enqueued", "picked_up", "running")
-            and repo.get_task(conn, ref.task_id)["attempts"] >= 1
+            task_row(conn, ref.task_id)["state"] in ("enqueued", "picked_up", "running")
+            and task_row(conn, ref.task_id)["attempts"] >= 1
             and repo.task_logs(conn, ref.task_id)
         ),
         what="the task to be requeued",
@@ -86,7 +86,7 @@ def test_worker_calling_os_exit_is_retried_and_completes(queue, conn, start_serv
     start_server("--workers", "1")
     ref = queue.add_task(tasks.crash_once, str(tmp_path))
     assert ref.result(timeout=30) == "survived"
-    row = repo.get_task(conn, ref.task_id)
+    row = task_row(conn, ref.task_id)
     assert row["attempts"] == 2
     assert "exit code 17" in repo.task_logs(conn, ref.task_id)[0]["message"]
 
@@ -106,11 +106,12 @@ def test_failures_are_retried_then_fail_with_the_error(queue, conn, start_server
         (bad_result, 1, "not JSON-serialisable"),
         (wrong_args, 1, "wrong arguments for tests.tasks:add"),
     ]:
-        wait_for(
-            lambda r=ref: repo.get_task(conn, r.task_id)["state"] == "failed",
-            what=f"{text} to fail",
-        )
-        row = repo.get_task(conn, ref.task_id)
+
+        def failed(task_id: object = ref.task_id) -> bool:
+            return task_row(conn, task_id)["state"] == "failed"
+
+        wait_for(failed, what=f"{text} to fail")
+        row = task_row(conn, ref.task_id)
         assert row["attempts"] == attempts, text
         assert text in row["error_message"]
 
@@ -118,8 +119,8 @@ def test_failures_are_retried_then_fail_with_the_error(queue, conn, start_server
 def test_timeouts_stop_python_loops_and_kill_stuck_workers(queue, conn, start_server):
     server = start_server("--workers", "1", env={"QUEUE_TIMEOUT_GRACE": "0.5"})
     looping = queue.add_task(tasks.busy_loop, 30, _timeout=0.3, _max_retries=0)
-    wait_for(lambda: repo.get_task(conn, looping.task_id)["state"] == "failed", what="timeout")
-    assert "TaskTimeout" in repo.get_task(conn, looping.task_id)["error_message"]
+    wait_for(lambda: task_row(conn, looping.task_id)["state"] == "failed", what="timeout")
+    assert "TaskTimeout" in task_row(conn, looping.task_id)["error_message"]
     server.wait_workers(1)
 
 
@@ -138,11 +139,11 @@ def test_children_wait_for_their_parent_and_context_and_logs_persist(queue, conn
     child_ids = parent.result(timeout=20)
     wait_for(lambda: _done(conn, 4), what="the children to complete")
     for child in child_ids:
-        assert str(repo.get_task(conn, child)["parent_task"]) == str(parent.task_id)
+        assert str(task_row(conn, child)["parent_task"]) == str(parent.task_id)
     logged = queue.add_task(tasks.log_and_context, 3)
     assert logged.result(timeout=20) == 3
     wait_for(lambda: len(repo.task_logs(conn, logged.task_id)) == 3, what="3 log rows")
-    assert repo.get_task(conn, logged.task_id)["context"] == {"progress": 3}
+    assert task_row(conn, logged.task_id)["context"] == {"progress": 3}
 
 
 def test_children_get_the_servers_config_file_settings(queue, conn, start_server, tmp_path):
@@ -153,7 +154,7 @@ def test_children_get_the_servers_config_file_settings(queue, conn, start_server
     start_server("--workers", "1", "--config", str(config))
     parent = queue.add_task(tasks.spawn_children, 1)
     (child,) = parent.result(timeout=20)
-    assert repo.get_task(conn, child)["max_retries"] == 7
+    assert task_row(conn, child)["max_retries"] == 7
 
 
 def test_worker_init_runs_in_each_worker_after_the_fork(queue, start_server):

@@ -7,7 +7,7 @@ import time
 
 from qsup import repo
 from tests import tasks
-from tests.conftest import task_states, wait_for
+from tests.conftest import task_row, task_states, wait_for
 
 FAST_HEARTBEAT = {"QUEUE_HEARTBEAT_INTERVAL": "0.2", "QUEUE_SERVER_TIMEOUT": "2"}
 
@@ -40,10 +40,10 @@ def test_tasks_held_by_a_deleted_server_row_are_rescued(queue, conn, start_serve
     )
     start_server("--workers", "1", env=FAST_HEARTBEAT)
     wait_for(
-        lambda: repo.get_task(conn, ref.task_id)["state"] == "completed",
+        lambda: task_row(conn, ref.task_id)["state"] == "completed",
         what="the task of the vanished server to be rescued",
     )
-    assert repo.get_task(conn, ref.task_id)["attempts"] == 2
+    assert task_row(conn, ref.task_id)["attempts"] == 2
 
 
 def test_connection_kill_is_survived(queue, conn, start_server):
@@ -62,10 +62,10 @@ def test_cancel_request_stops_a_running_task(queue, conn, start_server):
     server = start_server("--workers", "1", env={"QUEUE_HEARTBEAT_INTERVAL": "0.2"})
     ref = queue.add_task(tasks.sleep_then_return, 30)
     after = queue.add_task(tasks.add, 1, 2, _depends_on=[ref])
-    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "running", what="running")
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "running", what="running")
     conn.execute("UPDATE queued_tasks SET cancel_requested = true WHERE id = %s", (ref.task_id,))
-    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "cancelled", what="cancelled")
-    assert repo.get_task(conn, after.task_id)["state"] == "cancelled"
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "cancelled", what="cancelled")
+    assert task_row(conn, after.task_id)["state"] == "cancelled"
     server.wait_workers(1)
 
 
@@ -100,10 +100,10 @@ def test_delayed_task_waits_and_survives_a_restart(queue, conn, start_server):
     ref = queue.add_task(tasks.add, 1, 2, _delay=1.5)
     server.signal(signal.SIGTERM)
     assert server.wait(20) == 0
-    assert repo.get_task(conn, ref.task_id)["state"] == "enqueued"
+    assert task_row(conn, ref.task_id)["state"] == "enqueued"
     start_server("--workers", "1")
     assert ref.result(timeout=20) == 3
-    row = repo.get_task(conn, ref.task_id)
+    row = task_row(conn, ref.task_id)
     assert (row["date_started"] - row["date_enqueued"]).total_seconds() >= 1.5
 
 
@@ -118,20 +118,20 @@ def test_priorities_and_queue_filters(queue, conn, start_server, tmp_path):
         for r in conn.execute("SELECT id, date_started FROM queued_tasks WHERE state = 'completed'")
     }
     assert rows[high.task_id] <= rows[low.task_id]
-    assert repo.get_task(conn, other.task_id)["state"] == "enqueued"
+    assert task_row(conn, other.task_id)["state"] == "enqueued"
 
 
 def test_dependents_of_a_task_failed_by_rescue_are_cancelled(queue, conn, start_server, tmp_path):
     first = start_server("--workers", "1", env=FAST_HEARTBEAT)
     doomed = queue.add_task(tasks.sleep_then_return, 30, _max_retries=0)
     after = queue.add_task(tasks.add, 1, 1, _depends_on=[doomed])
-    wait_for(lambda: repo.get_task(conn, doomed.task_id)["state"] == "running", what="running")
+    wait_for(lambda: task_row(conn, doomed.task_id)["state"] == "running", what="running")
     first.signal(signal.SIGKILL)
     first.wait(10)
     start_server("--workers", "1", env=FAST_HEARTBEAT)
-    wait_for(lambda: repo.get_task(conn, doomed.task_id)["state"] == "failed", what="rescue")
+    wait_for(lambda: task_row(conn, doomed.task_id)["state"] == "failed", what="rescue")
     wait_for(
-        lambda: repo.get_task(conn, after.task_id)["state"] == "cancelled",
+        lambda: task_row(conn, after.task_id)["state"] == "cancelled",
         what="the dependent to be cancelled",
     )
 
@@ -141,10 +141,10 @@ def test_cancel_reaches_the_holding_server_by_notify(queue, conn, start_server):
 
     start_server("--workers", "1")  # default heartbeat (30 s): only NOTIFY can be this fast
     ref = queue.add_task(tasks.sleep_then_return, 30)
-    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "running", what="running")
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "running", what="running")
     assert admin.cancel_task(conn, ref.task_id, queue.config.notify_channel) == "cancelling"
     wait_for(
-        lambda: repo.get_task(conn, ref.task_id)["state"] == "cancelled",
+        lambda: task_row(conn, ref.task_id)["state"] == "cancelled",
         timeout=5,
         what="the running task to be cancelled",
     )
@@ -160,10 +160,10 @@ def test_cancel_of_a_task_queued_in_a_worker_stops_it_from_running(
     assert queue.add_task(tasks.sleep_then_return, 0.02).result(timeout=20) is None
     first = queue.add_task(tasks.record, str(tmp_path), "first", 1.0)
     second = queue.add_task(tasks.record, str(tmp_path), "second", 0.0)
-    wait_for(lambda: repo.get_task(conn, first.task_id)["state"] == "running", what="running")
-    wait_for(lambda: repo.get_task(conn, second.task_id)["state"] == "picked_up", what="queued")
+    wait_for(lambda: task_row(conn, first.task_id)["state"] == "running", what="running")
+    wait_for(lambda: task_row(conn, second.task_id)["state"] == "picked_up", what="queued")
     assert admin.cancel_task(conn, second.task_id, queue.config.notify_channel) == "cancelling"
-    wait_for(lambda: repo.get_task(conn, second.task_id)["state"] == "cancelled", what="cancel")
+    wait_for(lambda: task_row(conn, second.task_id)["state"] == "cancelled", what="cancel")
     assert first.result(timeout=20) == "first"
     assert not (tmp_path / "second").exists()
 

@@ -12,7 +12,8 @@ import pytest
 
 from qsup import TaskFailed, repo
 from tests import tasks
-from tests.conftest import ROOT, task_states, wait_for
+from tests.conftest import task_row, task_states, wait_for
+from tests.servers import ROOT
 
 
 def test_fan_out_then_fan_in_runs_the_final_task_once_after_all_children(
@@ -32,9 +33,9 @@ def test_a_failed_link_cancels_the_rest_of_the_chain_with_a_reason(queue, conn, 
     b = queue.add_task(tasks.always_fail, _parent=a, _max_retries=0)
     c = queue.add_task(tasks.add, 2, 2, _parent=b)
     start_server("--workers", "1")
-    wait_for(lambda: repo.get_task(conn, c.task_id)["state"] == "cancelled", what="C cancelled")
-    assert repo.get_task(conn, a.task_id)["state"] == "completed"
-    assert repo.get_task(conn, b.task_id)["state"] == "failed"
+    wait_for(lambda: task_row(conn, c.task_id)["state"] == "cancelled", what="C cancelled")
+    assert task_row(conn, a.task_id)["state"] == "completed"
+    assert task_row(conn, b.task_id)["state"] == "failed"
     logs = repo.task_logs(conn, c.task_id)
     assert logs and str(b.task_id) in logs[-1]["message"]
     with pytest.raises(TaskFailed, match="cancelled"):
@@ -68,12 +69,12 @@ def test_workers_are_recycled_after_max_tasks(queue, conn, start_server):
 def test_second_sigint_stops_at_once_and_requeues(queue, conn, start_server, tmp_path):
     server = start_server("--workers", "1")
     ref = queue.add_task(tasks.sleep_then_return, 60)
-    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "running", what="running")
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "running", what="running")
     server.signal(signal.SIGINT)
     wait_for(lambda: "draining" in server.output(), what="the drain")
     server.signal(signal.SIGINT)
     assert server.wait(15) == 0
-    row = repo.get_task(conn, ref.task_id)
+    row = task_row(conn, ref.task_id)
     assert row["state"] == "enqueued" and row["attempts"] == 0  # no attempt used
 
 

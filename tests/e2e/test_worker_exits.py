@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from qsup import repo
 from tests import tasks
-from tests.conftest import task_states, wait_for
+from tests.conftest import task_row, task_states, wait_for
 
 
 def _failed(conn, ref) -> dict:
-    wait_for(lambda: repo.get_task(conn, ref.task_id)["state"] == "failed", what="the failure")
-    return repo.get_task(conn, ref.task_id)
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "failed", what="the failure")
+    return task_row(conn, ref.task_id)
 
 
 def test_a_worker_killed_for_a_timeout_is_logged_with_that_reason(queue, conn, start_server):

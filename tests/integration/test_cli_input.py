@@ -12,6 +12,7 @@ import pytest
 
 from tests import tasks
 from tests.integration.test_cli import one_line, run
+from tests.servers import free_port
 
 BAD_INPUT = [
     (["enqueue", "nocolon"], "TASK 'nocolon' is not a task path of the form module:function"),
@@ -50,12 +51,6 @@ def test_bad_input_exits_2_with_one_line(db_url, tmp_path, args, needle):
     line = one_line(result)
     assert line.startswith("qsup: error: ") and needle in line
     assert result.stdout == ""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

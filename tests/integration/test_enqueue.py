@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import uuid
+from typing import Any
 
 import psycopg
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from qsup import DatabaseUnreachable, Queue, TaskDefinitionError, repo
 from qsup.supervisor.listener import Listener
 from tests import tasks
+from tests.conftest import task_row
 
 
 def test_add_task_stores_a_row_with_its_options(queue, conn):
@@ -20,7 +22,7 @@ def test_add_task_stores_a_row_with_its_options(queue, conn):
         tasks.add, 1, b=2, _queue="mail", _priority=5, _delay=30, _max_retries=7, _timeout=9.5
     )
     assert isinstance(ref.task_id, uuid.UUID)
-    row = repo.get_task(conn, ref.task_id)
+    row = task_row(conn, ref.task_id)
     assert row["name"] == "tests.tasks:add"
     assert (row["args"], row["kwargs"]) == ([1], {"b": 2})
     assert (row["queue"], row["priority"], row["max_retries"], row["timeout"]) == (
@@ -35,7 +37,7 @@ def test_add_task_stores_a_row_with_its_options(queue, conn):
 
 def test_task_decorator_defaults_apply(queue, conn):
     ref = queue.add_task(tasks.decorated, 3)
-    row = repo.get_task(conn, ref.task_id)
+    row = task_row(conn, ref.task_id)
     assert (row["queue"], row["max_retries"], row["timeout"]) == ("special", 0, 5.0)
     assert tasks.decorated(4) == 8  # still callable as a plain function
 
@@ -54,6 +56,7 @@ def test_batch_enqueue_of_1000(queue, conn):
 
 
 def test_batch_with_a_bad_call_inserts_nothing_and_mixes_kinds_in_order(queue, conn, db_url):
+    calls: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]
     calls = [(tasks.add, (i, i), {}) for i in range(3000)]
     with pytest.raises(TaskDefinitionError, match="lambdas"):
         queue.add_tasks([*calls, (lambda: None, (), {}), *calls])  # refused mid-stream
@@ -69,7 +72,7 @@ def test_batch_with_a_bad_call_inserts_nothing_and_mixes_kinds_in_order(queue, c
         (tasks.add, (4, 4), {}),
     ]
     refs = queue.add_tasks(mixed)
-    assert [repo.get_task(conn, r.task_id)["args"][0] for r in refs] == [1, 2, 3, 4]
+    assert [task_row(conn, r.task_id)["args"][0] for r in refs] == [1, 2, 3, 4]
     assert [r.initial_state for r in refs] == ["enqueued"] * 4
 
 
@@ -82,12 +85,13 @@ def test_transactional_enqueue_follows_the_callers_transaction(queue, db_url, co
     with psycopg.connect(db_url) as own:
         ref = queue.add_task(tasks.add, 1, 2, connection=own)
         own.commit()
-    assert repo.get_task(conn, ref.task_id)["state"] == "enqueued"
+    assert task_row(conn, ref.task_id)["state"] == "enqueued"
 
 
 def test_notify_is_sent_on_commit_with_the_queue_name_only(queue, db_url):
     listener = Listener(db_url, queue.config.notify_channel)
     listener.open()
+    assert listener.conn is not None
     try:
         queue.add_task(tasks.add, 1, 2, _queue="mail")
         payloads = []
@@ -164,7 +168,7 @@ def test_async_connection_enqueue_follows_its_transaction_and_shares_the_sync_ru
 
     dropped, kept = asyncio.run(scenario())
     assert repo.get_task(conn, dropped) is None
-    assert repo.get_task(conn, kept)["args"] == [1, 2]
+    assert task_row(conn, kept)["args"] == [1, 2]
     assert conn.execute("SELECT count(*) FROM queued_tasks").fetchone()[0] == 1
 
 
@@ -207,7 +211,7 @@ def test_async_add_task_returns_at_once_and_commits(queue, conn):
 
     other = asyncio.run(scenario())
     assert conn.execute("SELECT count(*) FROM queued_tasks").fetchone()[0] == 2
-    assert repo.get_task(conn, other)["args"] == [5, 6]
+    assert task_row(conn, other)["args"] == [5, 6]
 
 
 def test_one_queue_serves_one_event_loop_after_another(queue, conn):
@@ -220,7 +224,7 @@ def test_one_queue_serves_one_event_loop_after_another(queue, conn):
 
     for _ in range(3):  # concurrent inserts make the pool grow while the loop ends
         ids = asyncio.run(enqueue(6))
-        assert len({repo.get_task(conn, i)["id"] for i in ids}) == 6
+        assert len({task_row(conn, i)["id"] for i in ids}) == 6
 
 
 def test_result_times_out_then_raises_on_failure(queue, conn):

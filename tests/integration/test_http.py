@@ -1,21 +1,13 @@
-"""The HTTP side against a real database: every route through Starlette's TestClient, and one
-real ``qsup serve`` (with HTTP) scraped over the network."""
+"""The HTTP side against a real database: every route through Starlette's TestClient (a real
+``qsup serve`` with HTTP is in tests/e2e/test_http_serve.py)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import uuid
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
-import psutil
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,12 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 with warnings.catch_warnings():  # starlette 1.x suggests httpx2; httpx is what we install
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
-from qsup import repo
-from qsup.api import TaskRef
 from qsup.http.app import create_app
 from qsup.settings import Config
 from tests import tasks
-from tests.conftest import ROOT, wait_for
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -369,158 +358,3 @@ def _make_user_app() -> Any:
 
 USER_STARTED: list[bool] = []
 USER_APP = _make_user_app()
-
-
-# --- a real qsup serve with HTTP ------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class HttpServer:
-    """``qsup serve --import tests.tasks --port P`` (with HTTP); stopped by pid only."""
-
-    def __init__(self, db_url: str, log: Path, workers: int = 2, token: str = TOKEN) -> None:
-        self.port = free_port()
-        self.log_path = log
-        self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        env = {
-            **os.environ,
-            "QUEUE_DATABASE_URL": db_url,
-            "PYTHONUNBUFFERED": "1",
-            "QSUP_ADMIN_TOKEN": token,
-        }
-        env.pop("QSUP_CONFIG", None)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "qsup",
-                "serve",
-                "--import",
-                "tests.tasks",
-                "--workers",
-                str(workers),
-                "--port",
-                str(self.port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.children: set[int] = set()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def remember_children(self) -> None:
-        try:
-            self.children.update(c.pid for c in psutil.Process(self.proc.pid).children())
-        except psutil.NoSuchProcess:
-            pass
-
-    def stop(self) -> int | None:
-        self.remember_children()
-        code = None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        for pid in self.children:  # only what this server started
-            try:
-                psutil.Process(pid).kill()
-            except psutil.NoSuchProcess:
-                pass
-        self.log.close()
-        return code
-
-
-def test_an_idle_server_with_http_holds_three_connections(
-    db_url: str, queue: Any, conn: Any, tmp_path: Path
-) -> None:
-    """The supervisor's LISTEN, claiming and writing connections; the HTTP process connects
-    only when a request needs the database."""
-    server = HttpServer(db_url, tmp_path / "serve.log")
-
-    def others() -> list[str]:  # every session on this database but this test's own
-        rows = conn.execute(
-            "SELECT application_name FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            " ORDER BY 1"
-        ).fetchall()
-        return [r[0].rsplit("-", 1)[0] for r in rows]
-
-    def answers(path: str) -> bool:
-        try:
-            return httpx.get(server.url(path), timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(lambda: answers("/livez"), timeout=30, interval=0.1, what="the HTTP process")
-        ref = queue.add_task(tasks.add, 2, 3, connection=conn)  # no pool of the test's own
-        wait_for(
-            lambda: repo.get_task(conn, ref.task_id)["state"] == "completed",
-            what="the task (the writer connects)",
-        )
-        # (a pool opened at start-up connects before the first answer, long before this)
-        assert others() == ["qsup-listen", "qsup-supervisor", "qsup-writer"]
-        assert answers("/health/queue")
-        assert "qsup-http" in others()  # a request that reads the database connects
-    finally:
-        server.stop()
-
-
-def test_real_serve_health_and_metrics(db_url: str, queue: Any, tmp_path: Path) -> None:
-    server = HttpServer(db_url, tmp_path / "serve.log")
-    try:
-
-        def healthy() -> Any:
-            try:
-                response = httpx.get(server.url("/health/queue"), timeout=2)
-            except httpx.TransportError:
-                return None
-            return response if response.status_code == 200 else None
-
-        response = wait_for(healthy, timeout=30, interval=0.1, what="a healthy server")
-        assert response.json()["status"] == "healthy"
-        server.remember_children()
-        titles = [" ".join(psutil.Process(p).cmdline()) for p in server.children]
-        assert any("qsup: http" in t for t in titles), titles
-        ref = queue.add_task(tasks.add, 2, 3)
-        assert ref.result(timeout=20) == 5
-        text = httpx.get(server.url("/metrics"), timeout=5).text
-        found = families(text)
-        completed = [
-            s
-            for s in found["qsup_tasks"].samples
-            if s.labels == {"state": "completed", "queue": "default"}
-        ]
-        assert completed and completed[0].value == 1
-        assert sum(s.value for s in found["qsup_workers_max"].samples) == 2
-        rss = found["qsup_worker_rss_bytes"].samples
-        assert rss and all(s.value > 0 for s in rss)
-        denied = httpx.post(server.url(f"/api/tasks/{ref.task_id}/retry"), timeout=5)
-        assert denied.status_code == 401
-        # The HTTP process knows the @task functions of the modules the server imported.
-        enqueued = httpx.post(
-            server.url("/api/tasks"),
-            headers=AUTH,
-            timeout=5,
-            json={"task": "tests.tasks:decorated", "args": [4]},
-        )
-        assert enqueued.status_code == 201, enqueued.text
-        from_http = TaskRef(queue, uuid.UUID(enqueued.json()["id"]))
-        assert from_http.result(timeout=20) == 8  # decorated(4) ran on a worker
-    finally:
-        code = server.stop()
-    assert code == 0, server.log_path.read_text(errors="replace")
-    for pid in server.children:
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"

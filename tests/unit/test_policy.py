@@ -52,11 +52,12 @@ def test_retiring_keeps_the_minimum(specs, low):
 
 
 def test_recycle_reasons():
-    assert policy.recycle_reason(10, 50, 10, 0) is not None
+    by_count = policy.recycle_reason(10, 50, 10, 0)
+    assert by_count is not None and by_count.kind == "max_tasks"
     assert policy.recycle_reason(9, 50, 10, 0) is None
-    assert policy.recycle_reason(10, 50, 10, 0).kind == "max_tasks"
-    assert policy.recycle_reason(1, 300, 0, 200).kind == "memory"
-    assert "RSS" in policy.recycle_reason(1, 300, 0, 200).reason
+    by_memory = policy.recycle_reason(1, 300, 0, 200)
+    assert by_memory is not None and by_memory.kind == "memory"
+    assert "RSS" in by_memory.reason
     assert policy.recycle_reason(1000, 10**6, 0, 0) is None
 
 

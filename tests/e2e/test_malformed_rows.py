@@ -11,9 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from qsup import repo
 from tests import tasks
-from tests.conftest import wait_for
+from tests.conftest import task_row, wait_for
 
 FINAL = ("completed", "failed", "cancelled")
 
@@ -40,14 +39,14 @@ def insert_raw(
 
 def final_row(conn: psycopg.Connection[Any], task_id: uuid.UUID) -> dict[str, Any]:
     return wait_for(
-        lambda: (row := repo.get_task(conn, task_id)) and row["state"] in FINAL and row,
+        lambda: (row := task_row(conn, task_id)) and row["state"] in FINAL and row,
         timeout=20,
         what=f"task {task_id} to finish",
     )
 
 
 # (what, name, args JSON, kwargs JSON, extra columns, words the error must contain)
-FAILING = [
+FAILING: list[tuple[str, str, str, str, dict[str, Any], list[str]]] = [
     ("unknown function", "tests.tasks:no_such_function", "[1, 2]", "{}", {}, ["no_such_function"]),
     ("missing module", "no_such_module_qsup_xyz:run", "[]", "{}", {}, ["no_such_module_qsup_xyz"]),
     ("not a task path", "just-garbage", "[]", "{}", {}, ["just-garbage"]),
@@ -102,7 +101,7 @@ def test_extreme_priorities_run_in_order(queue, conn, start_server, priority):
     normal = queue.add_task(tasks.add, 1, 1)
     start_server("--workers", "1")
     assert final_row(conn, hot)["state"] == "completed"
-    assert repo.get_task(conn, hot)["result"] == 21
+    assert task_row(conn, hot)["result"] == 21
     assert normal.result(timeout=20) == 2
 
 
