@@ -21,8 +21,7 @@ from fastapi.testclient import TestClient
 
 from qsup import repo
 from qsup.fastapi import QueuedTasks, QueuedTasksDep
-from tests.conftest import ROOT, wait_for
-from tests.integration.test_http import free_port
+from tests.servers import ROOT, free_port, wait_for
 
 # How long a response held back by the lock is given to (wrongly) arrive.
 HELD_BACK = 1.5
