@@ -17,12 +17,11 @@ from qsup import repo, scheduler
 from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.settings import Config
 from qsup.sql import queries
+from qsup.states import CLEARABLE, STATES
 from qsup.task_ids import short_id
 
 Conn = psycopg.Connection[Any]
 Q = queries()
-STATES = ("waiting", "enqueued", "picked_up", "running", "completed", "failed", "cancelled")
-CLEARABLE = ("enqueued", "waiting", "failed", "cancelled", "completed")
 CANCEL_REASON = "cancelled by operator"
 
 

@@ -21,6 +21,7 @@ from qsup.cli.options import setting_flags
 from qsup.cli.serve_cmd import WORKER_FLAGS
 from qsup.cli.serve_cmd import start as start_server
 from qsup.errors import ConfigError
+from qsup.states import CLEARABLE
 from qsup.task_ids import resolve_task_id
 
 app = typer.Typer(help="Look at and operate the queue.", no_args_is_help=True)
@@ -88,12 +89,12 @@ def clear(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Delete tasks and their logs (asks first, or needs --yes)."""
-    states = _split(state) or list(admin.CLEARABLE)
-    bad = [s for s in states if s not in admin.CLEARABLE]
+    states = _split(state) or list(CLEARABLE)
+    bad = [s for s in states if s not in CLEARABLE]
     if bad:
         raise ConfigError(
             f"queue clear: --state {bad[0]!r} cannot be cleared"
-            f" (choose from {', '.join(admin.CLEARABLE)})"
+            f" (choose from {', '.join(CLEARABLE)})"
         )
     what = f"tasks in state {', '.join(states)}" + (f" of queue {queue!r}" if queue else "")
     if not yes:

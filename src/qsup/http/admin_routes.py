@@ -6,7 +6,6 @@ With no ``admin_token`` configured every mutation is refused (403); a missing or
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,30 +14,14 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from qsup import admin
 from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.http import store
-from qsup.http.app import DISABLED, JSON, Backend, require_token
-from qsup.http.routes import bad, typed_task_id
-
-
-def authorize(request: Request) -> Backend:
-    return require_token(request, DISABLED)
-
-
-async def json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise bad("body: expected a JSON object") from None
-    if not isinstance(body, dict):
-        raise bad("body: expected a JSON object")
-    return body
+from qsup.http.auth import authorize
+from qsup.http.backend import Backend
+from qsup.http.common import JSON, bad, json_body, typed_task_id
+from qsup.states import STATES
 
 
 def _refused(exc: Exception) -> HTTPException:
@@ -85,9 +68,9 @@ async def clear_tasks(request: Request) -> Response:
     states = body.get("states")
     queue = body.get("queue")
     if states is not None and (
-        not isinstance(states, list) or not states or not all(s in store.STATES for s in states)
+        not isinstance(states, list) or not states or not all(s in STATES for s in states)
     ):
-        raise bad(f"states: expected a non-empty list drawn from {', '.join(store.STATES)}")
+        raise bad(f"states: expected a non-empty list drawn from {', '.join(STATES)}")
     if queue is not None and (not isinstance(queue, str) or "\x00" in queue):
         raise bad("queue: expected a string")
 
@@ -104,12 +87,9 @@ async def clear_tasks(request: Request) -> Response:
     return JSON({"cleared": await run_in_threadpool(run)})
 
 
-def schedule_action(request: Request) -> Response:
+def _schedule_action(request: Request, action: str) -> Response:
     backend = authorize(request)
     name = request.path_params["name"]
-    action = request.path_params["action"]
-    if action not in ("pause", "resume", "run"):
-        raise HTTPException(404, f"no schedule action {action!r}")
     with backend.connection() as conn:
         try:
             from qsup.scheduler import find_schedule
@@ -126,9 +106,13 @@ def schedule_action(request: Request) -> Response:
     return JSON({"schedule": name, "paused": action == "pause"})
 
 
-ROUTES: list[BaseRoute] = [
-    Route("/api/tasks/clear", clear_tasks, methods=["POST"]),
-    Route("/api/tasks/{task_id}/retry", retry_task, methods=["POST"]),
-    Route("/api/tasks/{task_id}/cancel", cancel_task, methods=["POST"]),
-    Route("/api/schedules/{name}/{action}", schedule_action, methods=["POST"]),
-]
+def pause_schedule(request: Request) -> Response:
+    return _schedule_action(request, "pause")
+
+
+def resume_schedule(request: Request) -> Response:
+    return _schedule_action(request, "resume")
+
+
+def run_schedule(request: Request) -> Response:
+    return _schedule_action(request, "run")

@@ -10,149 +10,94 @@ app's lifespan. With ``config.app`` set (``module:attr``), qsup's routes move un
 from __future__ import annotations
 
 import contextlib
-import copy
-import hmac
 import importlib
-import json
-import os
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from datetime import date, datetime
-from decimal import Decimal
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from qsup.db.connect import one_line
 from qsup.errors import ConfigError
+from qsup.http import admin_routes, dashboard, enqueue, openapi, routes
+from qsup.http.auth import BearerToken, reads_guarded
+from qsup.http.backend import Backend
+from qsup.http.common import JSON, error
+from qsup.http.metrics import make_registry, metrics_endpoint
 from qsup.settings import Config
 
-POOL_TIMEOUT = 5.0
-POOL_MAX_IDLE = 60.0  # seconds before an unused connection is closed: an idle server holds
-# only the supervisor's three, and a request after a quiet minute pays one connect (a few ms)
+
+class TaskIdConvertor(StringConvertor):
+    """A path segment naming a task (checked by the handler); never ``clear``, the action
+    beside it, so ``GET /api/tasks/clear`` is a 405 rather than a task lookup."""
+
+    regex = "(?!clear$)[^/]+"
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, set | tuple):
-        return list(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
+register_url_convertor("task_id", TaskIdConvertor())
 
 
-class JSON(JSONResponse):
-    """JSON that knows uuids, datetimes and decimals."""
+@dataclass(frozen=True)
+class Api:
+    """One path of the route table: its handler and, by method, its OpenAPI operation."""
 
-    def render(self, content: Any) -> bytes:
-        return json.dumps(
-            content, default=_default, ensure_ascii=False, separators=(",", ":")
-        ).encode("utf-8")
+    path: str
+    endpoint: Callable[[Request], Any]
+    operations: dict[str, openapi.Operation]
+    open: bool = False  # no data behind it: reachable even with protect_reads
 
-
-def error(status: int, message: str, **extra: Any) -> JSON:
-    return JSON({"error": message, **extra}, status_code=status)
-
-
-class Backend:
-    """What every handler needs: the settings, the pool and the metrics registry."""
-
-    def __init__(self, config: Config, url: str) -> None:
-        self.config = config
-        self.url = url
-        self.pool = ConnectionPool(
-            url,
-            min_size=0,
-            max_size=2,
-            max_idle=POOL_MAX_IDLE,
-            open=False,
-            timeout=POOL_TIMEOUT,
-            name="qsup-http",
-            kwargs={
-                "autocommit": True,
-                "connect_timeout": 5,
-                "application_name": f"qsup-http-{os.getpid()}",
-            },
-            check=ConnectionPool.check_connection,
-        )
-        from qsup.http.metrics import make_registry
-
-        self.registry = make_registry(self)
-
-    @contextlib.contextmanager
-    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
-        with self.pool.connection(timeout=timeout) as conn:
-            yield conn
-
-    def open(self) -> None:
-        self.pool.open(wait=False)
-
-    def close(self) -> None:
-        self.pool.close(timeout=2)
+    @property
+    def template(self) -> str:
+        """The path as OpenAPI writes it (``{task_id}``, without the convertor)."""
+        return re.sub(r"\{(\w+):\w+\}", r"{\1}", self.path)
 
 
-def backend_of(request: Request) -> Backend:
-    backend: Backend = request.app.state.qsup
-    return backend
-
-
-DISABLED = "admin actions are disabled: set QSUP_ADMIN_TOKEN to enable them"
-READS_DISABLED = (
-    "reads are protected (QSUP_PROTECT_READS) but no QSUP_ADMIN_TOKEN is set: set one to read"
+TASK = "/api/tasks/{task_id:task_id}"
+ROUTE_TABLE = (
+    Api("/", dashboard.index, {"get": openapi.PAGE}, open=True),
+    Api("/livez", routes.livez, {"get": openapi.LIVEZ}, open=True),
+    Api("/health/queue", routes.health_queue, {"get": openapi.HEALTH_QUEUE}, open=True),
+    Api("/metrics", metrics_endpoint, {"get": openapi.METRICS}),
+    Api("/api/tasks", enqueue.tasks_endpoint, {"get": openapi.LIST_TASKS, "post": openapi.ENQUEUE}),
+    Api("/api/tasks/clear", admin_routes.clear_tasks, {"post": openapi.CLEAR}),
+    Api(TASK, routes.get_task, {"get": openapi.GET_TASK}),
+    Api(f"{TASK}/logs", routes.task_logs, {"get": openapi.TASK_LOGS}),
+    Api(f"{TASK}/retry", admin_routes.retry_task, {"post": openapi.RETRY}),
+    Api(f"{TASK}/cancel", admin_routes.cancel_task, {"post": openapi.CANCEL}),
+    Api("/api/stats", routes.stats, {"get": openapi.STATS}),
+    Api("/api/servers", routes.servers, {"get": openapi.SERVERS}),
+    Api("/api/schedules", routes.schedules, {"get": openapi.SCHEDULES}),
+    Api("/api/schedules/{name}/pause", admin_routes.pause_schedule, {"post": openapi.PAUSE}),
+    Api("/api/schedules/{name}/resume", admin_routes.resume_schedule, {"post": openapi.RESUME}),
+    Api("/api/schedules/{name}/run", admin_routes.run_schedule, {"post": openapi.RUN}),
+    Api("/api/openapi.json", openapi.openapi_endpoint, {"get": openapi.OPENAPI}),
 )
+OPENAPI = openapi.document({api.template: api.operations for api in ROUTE_TABLE})
 
 
-def require_token(request: Request, refused: str = DISABLED) -> Backend:
-    """The backend, if the request carries the admin bearer token (compared in constant
-    time); 403 with ``refused`` when no token is configured, 401 when it is missing or wrong."""
-    backend = backend_of(request)
-    token = backend.config.admin_token
-    if not token:
-        raise HTTPException(403, refused)
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode("utf-8"), token.encode("utf-8")
-    ):
-        raise HTTPException(
-            401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
-        )
-    return backend
-
-
-OPEN_PATHS = frozenset({"/livez", "/health/queue", "/", "/static"})  # no data behind these
-
-
-def _token_required(inner: ASGIApp) -> ASGIApp:
-    """``inner`` behind the admin token (``protect_reads``)."""
-
-    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            require_token(Request(scope, receive), READS_DISABLED)
-        await inner(scope, receive, send)
-
-    return guarded
-
-
-def protect_reads(routes: list[BaseRoute]) -> list[BaseRoute]:
-    """Put every route but :data:`OPEN_PATHS` behind the token (the page and its static
-    files hold no data; the page sends the token it is given with its API calls)."""
-    guarded: list[BaseRoute] = []
-    for route in routes:
-        if isinstance(route, Route | Mount) and route.path not in OPEN_PATHS:
-            route = copy.copy(route)  # the module's ROUTES are shared by every app
-            route.app = _token_required(route.app)
-        guarded.append(route)
-    return guarded
+def qsup_routes(protect_reads: bool) -> list[BaseRoute]:
+    """The table's routes and the dashboard's files; with ``protect_reads`` every route but
+    the open ones behind the token (the page and its files hold no data; the page sends the
+    token it is given with its API calls)."""
+    table: list[BaseRoute] = []
+    for api in ROUTE_TABLE:
+        route = Route(api.path, api.endpoint, methods=[m.upper() for m in api.operations])
+        if protect_reads and not api.open:
+            route.app = reads_guarded(route.app)
+        table.append(route)
+    table.append(Mount("/static", app=dashboard.static_files(), name="static"))
+    return table
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -179,21 +124,6 @@ EXCEPTION_HANDLERS: Any = {
     psycopg.DataError: _bad_data,
     Exception: _internal,
 }
-
-
-def qsup_routes() -> list[BaseRoute]:
-    from qsup.http import admin_routes, dashboard, enqueue, routes
-    from qsup.http.metrics import metrics_endpoint
-
-    # Mutations first: for a method no route allows, Starlette's 405 names the methods of the
-    # first route whose path matches, and /api/tasks/clear also matches /api/tasks/{task_id}.
-    return [
-        *enqueue.ROUTES,
-        *admin_routes.ROUTES,
-        *routes.ROUTES,
-        Route("/metrics", metrics_endpoint),
-        *dashboard.ROUTES,
-    ]
 
 
 def load_user_app(spec: str) -> ASGIApp:
@@ -226,11 +156,14 @@ def create_app(config: Config, url: str) -> Starlette:
         finally:
             backend.close()
 
-    routes = qsup_routes()
-    if config.protect_reads:
-        routes = protect_reads(routes)
-    inner = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    inner = Starlette(
+        routes=qsup_routes(config.protect_reads),
+        middleware=[Middleware(AuthenticationMiddleware, backend=BearerToken(config.admin_token))],
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
     inner.state.qsup = backend
+    inner.state.metrics = make_registry(backend)
+    inner.state.openapi = OPENAPI
     if user_app is None:
         inner.router.lifespan_context = lifespan
         return inner

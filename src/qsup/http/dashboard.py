@@ -11,7 +11,6 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 STATIC = Path(__file__).parent / "static"
@@ -29,7 +28,5 @@ def index(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", media_type="text/html", headers=HEADERS)
 
 
-ROUTES: list[BaseRoute] = [
-    Route("/", index),
-    Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
-]
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=STATIC)

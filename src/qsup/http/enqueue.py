@@ -13,13 +13,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from qsup import repo
 from qsup.errors import TaskDefinitionError
-from qsup.http.admin_routes import authorize, json_body
-from qsup.http.app import JSON
-from qsup.http.routes import bad, list_tasks
+from qsup.http.auth import authorize
+from qsup.http.common import JSON, bad, json_body
+from qsup.http.routes import list_tasks
 
 FIELDS = ("task", "args", "kwargs", "queue", "priority", "delay")
 INT32 = 2**31 - 1
@@ -98,6 +97,3 @@ async def tasks_endpoint(request: Request) -> Response:
     if request.method == "POST":
         return await enqueue_task(request)
     return await run_in_threadpool(list_tasks, request)
-
-
-ROUTES: list[BaseRoute] = [Route("/api/tasks", tasks_endpoint, methods=["GET", "POST"])]

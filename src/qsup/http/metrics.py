@@ -27,10 +27,11 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from qsup import repo
 from qsup.http import store
 
 if TYPE_CHECKING:
-    from qsup.http.app import Backend
+    from qsup.http.backend import Backend
 
 WINDOW = 600.0  # seconds of finished tasks the histograms cover
 MAX_ROWS = 50_000
@@ -156,7 +157,7 @@ class QueueCollector(Collector):
     def _from_database(self) -> Iterator[Metric]:
         cfg = self.backend.config
         with self.backend.connection(timeout=SCRAPE_TIMEOUT) as conn:
-            counts = store.counts(conn)
+            counts = repo.counts_by_queue_and_state(conn)
             health = store.health(conn, cfg.server_timeout, cfg.task_timeout)
             servers = store.servers(conn)
             enqueued = store.enqueued_total(conn)
@@ -227,5 +228,5 @@ def make_registry(backend: Backend) -> CollectorRegistry:
 
 
 def metrics_endpoint(request: Request) -> Response:
-    registry: CollectorRegistry = request.app.state.qsup.registry
+    registry: CollectorRegistry = request.app.state.metrics
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

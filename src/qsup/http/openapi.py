@@ -1,4 +1,5 @@
-"""The OpenAPI 3 document of qsup's HTTP API, written by hand (it is small and stable)."""
+"""The OpenAPI 3 document of qsup's HTTP API: its operations, written by hand (they are small
+and stable); the paths and methods come from the route table of :mod:`qsup.http.app`."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-STATES = ["waiting", "enqueued", "picked_up", "running", "completed", "failed", "cancelled"]
-CLEARABLE = ["waiting", "enqueued", "completed", "failed", "cancelled"]  # never picked up/running
+from qsup.states import CLEARABLE, STATES
+
+Operation = dict[str, Any]
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -49,7 +51,7 @@ def _get(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     responses = {"200": _json(schema), "400": ERROR, "404": ERROR, "503": ERROR, **(extra or {})}
-    return {"get": {"summary": summary, "parameters": params or [], "responses": responses}}
+    return {"summary": summary, "parameters": params or [], "responses": responses}
 
 
 def _post(summary: str, params: list[dict[str, Any]], body: bool = False) -> dict[str, Any]:
@@ -70,7 +72,7 @@ def _post(summary: str, params: list[dict[str, Any]], body: bool = False) -> dic
                             "states": {
                                 "type": ["array", "null"],
                                 "minItems": 1,
-                                "items": {"type": "string", "enum": CLEARABLE},
+                                "items": {"type": "string", "enum": list(CLEARABLE)},
                                 "description": "Default: every state that can be cleared",
                             },
                             "queue": {
@@ -83,11 +85,11 @@ def _post(summary: str, params: list[dict[str, Any]], body: bool = False) -> dic
                 }
             },
         }
-    return {"post": op}
+    return op
 
 
 TASK_LIST_PARAMS = [
-    _query("state", {"type": "string", "enum": STATES}, "Only tasks in this state"),
+    _query("state", {"type": "string", "enum": list(STATES)}, "Only tasks in this state"),
     _query(
         "queue", {"type": "string", "maxLength": 255, "pattern": NO_NUL}, "Only tasks of this queue"
     ),
@@ -118,135 +120,131 @@ HEALTH = _json(
 )
 
 
-ENQUEUE = {
-    "post": {
-        "summary": "Enqueue a task registered with @task (never an arbitrary import path)",
-        "security": SECURED["security"],
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["task"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "task": {
-                                "type": "string",
-                                "minLength": 1,
-                                "pattern": NO_NUL,
-                                "description": "module:function of a registered task",
-                            },
-                            "args": {"type": "array", "default": []},
-                            "kwargs": {
-                                "type": "object",
-                                "default": {},
-                                "propertyNames": {"pattern": "^[^_]"},
-                            },
-                            "queue": {
-                                "type": ["string", "null"],
-                                "pattern": "^[A-Za-z0-9_.:-]{1,255}$",
-                            },
-                            "priority": {
-                                "type": ["integer", "null"],
-                                "minimum": -(2**31) + 1,
-                                "maximum": 2**31 - 1,
-                            },
-                            "delay": {
-                                "type": ["number", "null"],
-                                "minimum": 0,
-                                "maximum": 366 * 86400,
-                                "description": "Seconds before the task is due",
-                            },
-                        },
-                    }
-                }
-            },
-        },
-        "responses": {
-            "201": _json(
-                {
+ENQUEUE: Operation = {
+    "summary": "Enqueue a task registered with @task (never an arbitrary import path)",
+    "security": SECURED["security"],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
                     "type": "object",
-                    "required": ["id", "name", "queue", "state"],
+                    "required": ["task"],
+                    "additionalProperties": False,
                     "properties": {
-                        "id": {"type": "string", "format": "uuid"},
-                        "name": {"type": "string"},
-                        "queue": {"type": "string"},
-                        "state": {"type": "string", "enum": STATES},
+                        "task": {
+                            "type": "string",
+                            "minLength": 1,
+                            "pattern": NO_NUL,
+                            "description": "module:function of a registered task",
+                        },
+                        "args": {"type": "array", "default": []},
+                        "kwargs": {
+                            "type": "object",
+                            "default": {},
+                            "propertyNames": {"pattern": "^[^_]"},
+                        },
+                        "queue": {
+                            "type": ["string", "null"],
+                            "pattern": "^[A-Za-z0-9_.:-]{1,255}$",
+                        },
+                        "priority": {
+                            "type": ["integer", "null"],
+                            "minimum": -(2**31) + 1,
+                            "maximum": 2**31 - 1,
+                        },
+                        "delay": {
+                            "type": ["number", "null"],
+                            "minimum": 0,
+                            "maximum": 366 * 86400,
+                            "description": "Seconds before the task is due",
+                        },
                     },
-                },
-                "Enqueued",
-            ),
-            **SECURED["responses"],
+                }
+            }
         },
-    }
+    },
+    "responses": {
+        "201": _json(
+            {
+                "type": "object",
+                "required": ["id", "name", "queue", "state"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "name": {"type": "string"},
+                    "queue": {"type": "string"},
+                    "state": {"type": "string", "enum": list(STATES)},
+                },
+            },
+            "Enqueued",
+        ),
+        **SECURED["responses"],
+    },
 }
 
 
-def document() -> dict[str, Any]:
-    sched = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-    paths: dict[str, Any] = {
-        "/livez": _get("Process liveness", OBJ),
-        "/health/queue": {
-            "get": {
-                "summary": "Queue health (seed semantics)",
-                "responses": {"200": HEALTH, "503": HEALTH},
-            }
+SCHEDULE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+PAGE: Operation = {
+    "summary": "The dashboard (HTML; it reads the API below)",
+    "responses": {
+        "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}
+    },
+}
+LIVEZ = _get("Process liveness", OBJ)
+HEALTH_QUEUE: Operation = {
+    "summary": "Queue health (seed semantics)",
+    "responses": {"200": HEALTH, "503": HEALTH},
+}
+METRICS: Operation = {
+    "summary": "Prometheus metrics",
+    "responses": {
+        "200": {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+}
+LIST_TASKS = _get(
+    "Tasks, newest first",
+    {
+        "type": "object",
+        "properties": {
+            "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
+            "next_cursor": {"type": ["string", "null"]},
         },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/api/tasks": {
-            **_get(
-                "Tasks, newest first",
-                {
-                    "type": "object",
-                    "properties": {
-                        "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
-                        "next_cursor": {"type": ["string", "null"]},
-                    },
-                },
-                TASK_LIST_PARAMS,
-            ),
-            **ENQUEUE,
-        },
-        "/api/tasks/{task_id}": _get(
-            "One task with children and dependencies",
-            {"$ref": "#/components/schemas/Task"},
-            [TASK_ID],
+    },
+    TASK_LIST_PARAMS,
+)
+GET_TASK = _get(
+    "One task with children and dependencies", {"$ref": "#/components/schemas/Task"}, [TASK_ID]
+)
+TASK_LOGS = _get(
+    "A task's logs, oldest first",
+    OBJ,
+    [
+        TASK_ID,
+        _query(
+            "after",
+            {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+            "Log id to start after",
         ),
-        "/api/tasks/{task_id}/logs": _get(
-            "A task's logs, oldest first",
-            OBJ,
-            [
-                TASK_ID,
-                _query(
-                    "after",
-                    {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
-                    "Log id to start after",
-                ),
-                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most rows"),
-            ],
-        ),
-        "/api/stats": _get("Counts, throughput, stuck tasks", OBJ),
-        "/api/servers": _get("Servers and their workers", OBJ),
-        "/api/schedules": _get("Cron schedules", OBJ),
-        "/api/openapi.json": _get("This document", OBJ),
-        "/api/tasks/clear": _post("Delete tasks (by states and queue)", [], body=True),
-        "/api/tasks/{task_id}/retry": _post("Retry a failed or cancelled task", [TASK_ID]),
-        "/api/tasks/{task_id}/cancel": _post("Cancel a task", [TASK_ID]),
-        "/api/schedules/{name}/pause": _post("Pause a schedule", [sched]),
-        "/api/schedules/{name}/resume": _post("Resume a schedule", [sched]),
-        "/api/schedules/{name}/run": _post("Run a schedule now", [sched]),
-    }
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most rows"),
+    ],
+)
+STATS = _get("Counts, throughput, stuck tasks", OBJ)
+SERVERS = _get("Servers and their workers", OBJ)
+SCHEDULES = _get("Cron schedules", OBJ)
+OPENAPI = _get("This document", OBJ)
+CLEAR = _post("Delete tasks (by states and queue)", [], body=True)
+RETRY = _post("Retry a failed or cancelled task", [TASK_ID])
+CANCEL = _post("Cancel a task", [TASK_ID])
+PAUSE = _post("Pause a schedule", [SCHEDULE_NAME])
+RESUME = _post("Resume a schedule", [SCHEDULE_NAME])
+RUN = _post("Run a schedule now", [SCHEDULE_NAME])
+
+
+def document(paths: dict[str, dict[str, Operation]]) -> dict[str, Any]:
+    """The document of ``paths`` (path, then lower-case method, to its operation)."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -271,7 +269,7 @@ def document() -> dict[str, Any]:
                     "properties": {
                         "id": {"type": "string", "format": "uuid"},
                         "name": {"type": "string"},
-                        "state": {"type": "string", "enum": STATES},
+                        "state": {"type": "string", "enum": list(STATES)},
                         "queue": {"type": "string"},
                     },
                 },
@@ -281,4 +279,4 @@ def document() -> dict[str, Any]:
 
 
 def openapi_endpoint(request: Request) -> Response:
-    return JSONResponse(document())
+    return JSONResponse(request.app.state.openapi)

@@ -11,66 +11,20 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
+from qsup import repo
 from qsup.admin import list_schedules, queue_stats
-from qsup.errors import ConfigError, QsupError, TaskNotFound
+from qsup.errors import QsupError
 from qsup.http import store
-from qsup.http.app import JSON, backend_of
-from qsup.http.openapi import openapi_endpoint
-from qsup.task_ids import resolve_task_id
+from qsup.http.backend import backend_of
+from qsup.http.common import JSON, bad, parse_int, parse_uuid, text_param, typed_task_id
+from qsup.states import STATES
 
 STUCK_LIMIT = 10  # more stuck tasks than this: degraded
 HEALTH_TIMEOUT = 3.0
 MAX_LIMIT = 500
 MAX_LOGS = 1000
 THROUGHPUT_MINUTES = 30
-
-
-# --- input checking -------------------------------------------------------------------------
-
-
-def bad(message: str) -> HTTPException:
-    return HTTPException(400, message)
-
-
-def parse_uuid(value: str, what: str = "task id") -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError):
-        raise bad(f"invalid {what}: expected a UUID") from None
-
-
-def typed_task_id(conn: store.Conn, request: Request) -> uuid.UUID:
-    """The path's task id: a full id, or a unique prefix or suffix (see qsup.task_ids)."""
-    try:
-        return resolve_task_id(conn, request.path_params["task_id"])
-    except ConfigError as exc:  # not hex, or several tasks match
-        raise bad(str(exc)) from None
-    except TaskNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-
-
-def parse_int(request: Request, key: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(key)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad(f"{key}: expected an integer from {low} to {high}") from None
-    if not low <= value <= high:
-        raise bad(f"{key}: expected an integer from {low} to {high}")
-    return value
-
-
-def text_param(request: Request, key: str) -> str | None:
-    value = request.query_params.get(key)
-    if value is None or value == "":
-        return None
-    if "\x00" in value or len(value) > 255:
-        raise bad(f"{key}: must be at most 255 characters, without NUL")
-    return value
 
 
 def encode_cursor(row: dict[str, Any]) -> str:
@@ -92,8 +46,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 def task_filter(request: Request) -> store.TaskFilter:
     state = request.query_params.get("state")  # typed: an empty value is an error too
-    if state is not None and state not in store.STATES:
-        raise bad(f"state: expected one of {', '.join(store.STATES)}")
+    if state is not None and state not in STATES:
+        raise bad(f"state: expected one of {', '.join(STATES)}")
     parent = request.query_params.get("parent")
     return store.TaskFilter(
         state=state,
@@ -146,8 +100,6 @@ def list_tasks(request: Request) -> Response:
 
 
 def get_task(request: Request) -> Response:
-    if request.path_params["task_id"] == "clear":  # POST /api/tasks/clear, not a task id
-        raise HTTPException(405, "method not allowed", headers={"Allow": "POST"})
     with backend_of(request).connection() as conn:
         task_id = typed_task_id(conn, request)
         task = store.get_task(conn, task_id)
@@ -173,12 +125,12 @@ def task_logs(request: Request) -> Response:
 def stats(request: Request) -> Response:
     backend = backend_of(request)
     with backend.connection() as conn:
-        counts = store.counts(conn)
+        counts = repo.counts_by_queue_and_state(conn)
         health = store.health(conn, backend.config.server_timeout, backend.config.task_timeout)
         waiting = store.oldest_due(conn)
         throughput = store.throughput(conn, THROUGHPUT_MINUTES)
         report = queue_stats(conn)
-    by_state = dict.fromkeys(store.STATES, 0)
+    by_state = dict.fromkeys(STATES, 0)
     queues: dict[str, dict[str, int]] = {}
     for queue, state, n in counts:
         by_state[state] = by_state.get(state, 0) + n
@@ -216,15 +168,3 @@ def schedules(request: Request) -> Response:
         except QsupError as exc:  # schedules in the configuration are invalid
             raise HTTPException(409, str(exc)) from None
     return JSON({"schedules": rows})
-
-
-ROUTES: list[BaseRoute] = [
-    Route("/livez", livez),
-    Route("/health/queue", health_queue),
-    Route("/api/tasks/{task_id}", get_task),
-    Route("/api/tasks/{task_id}/logs", task_logs),
-    Route("/api/stats", stats),
-    Route("/api/servers", servers),
-    Route("/api/schedules", schedules),
-    Route("/api/openapi.json", openapi_endpoint),
-]

@@ -15,8 +15,6 @@ from qsup.sql import queries
 Conn = psycopg.Connection[Any]
 Q = queries()
 
-STATES = ("waiting", "enqueued", "picked_up", "running", "completed", "failed", "cancelled")
-
 
 @dataclass(frozen=True)
 class TaskFilter:
@@ -80,10 +78,6 @@ def task_exists(conn: Conn, task_id: uuid.UUID) -> bool:
 
 def task_logs(conn: Conn, task_id: uuid.UUID, after: int, limit: int) -> list[dict[str, Any]]:
     return _rows(conn, "http_task_logs", {"id": task_id, "after": after, "limit": limit})
-
-
-def counts(conn: Conn) -> list[tuple[str, str, int]]:
-    return [(q, s, int(n)) for q, s, n in conn.execute(Q["http_counts"]).fetchall()]
 
 
 def health(conn: Conn, server_timeout: float, task_timeout: float) -> Health:

@@ -49,10 +49,6 @@ SELECT id, type, message, date_created FROM queued_task_logs
 WHERE queued_task_id = %(id)s AND id > %(after)s
 ORDER BY id LIMIT %(limit)s
 
--- name: http_counts
--- Task counts per queue and state.
-SELECT queue, state, count(*) AS n FROM queued_tasks GROUP BY queue, state ORDER BY queue, state
-
 -- name: http_health
 -- Live servers (running, heartbeat fresh), their worker processes, and tasks stuck past their timeout.
 SELECT

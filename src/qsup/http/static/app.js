@@ -2,7 +2,7 @@
 // innerHTML, so every value from the database is shown as text.
 "use strict";
 
-const STATES = ["waiting", "enqueued", "picked_up", "running", "completed", "failed", "cancelled"];
+let STATES = []; // the server's task states in lifecycle order, from /api/stats (learnStates)
 const REFRESH_MS = 2000;
 let filters = {};
 let cursor = null;
@@ -54,7 +54,15 @@ function renderHealth(health) {
   badge.className = "badge " + (["healthy", "degraded", "unhealthy"].includes(health.status) ? health.status : "");
 }
 
+function learnStates(stats) {
+  if (STATES.length) return;
+  STATES = Object.keys(stats.states);
+  const select = $("f-state");
+  for (const s of STATES) { const o = el("option", s); o.value = s; select.appendChild(o); }
+}
+
 function renderStats(stats) {
+  learnStates(stats);
   const cards = $("states");
   clear(cards);
   for (const state of STATES) {
@@ -276,8 +284,6 @@ async function refresh() {
 }
 
 function init() {
-  const select = $("f-state");
-  for (const s of STATES) { const o = el("option", s); o.value = s; select.appendChild(o); }
   $("token").value = sessionStorage.getItem("qsup-token") || "";
   $("token").addEventListener("change", () => sessionStorage.setItem("qsup-token", $("token").value));
   $("filters").addEventListener("submit", (event) => {
