@@ -8,6 +8,7 @@ import socket
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from qsup import DatabaseUnreachable, Queue
 from qsup.db.connect import one_line
@@ -26,6 +27,11 @@ def _terminate_others(conn) -> None:
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname ="
         " current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
     )
+
+
+def _host(url: str) -> str:
+    """The host the message must name: an address, or the embedded server's socket dir."""
+    return str(conninfo_to_dict(url)["host"])
 
 
 def _one_meaningful_line(exc: pytest.ExceptionInfo[DatabaseUnreachable], host: str) -> None:
@@ -52,7 +58,7 @@ def test_a_lost_callers_connection_in_add_tasks_is_database_unreachable(db_url, 
         conn.execute("SELECT pg_terminate_backend(%s)", [own.info.backend_pid])
         with pytest.raises(DatabaseUnreachable, match="lost PostgreSQL at") as exc:
             queue.add_tasks(calls, connection=own)
-        _one_meaningful_line(exc, "127.0.0.1")
+        _one_meaningful_line(exc, _host(db_url))
         with pytest.raises(DatabaseUnreachable, match="lost PostgreSQL at"):
             queue.add_task(tasks.add, 1, 2, connection=own)
 
@@ -64,7 +70,7 @@ def test_a_lost_pool_connection_is_database_unreachable_on_every_pooled_path(db_
         _terminate_others(conn)
         with pytest.raises(DatabaseUnreachable, match="lost PostgreSQL at") as exc:
             queue.add_tasks(CALLS)
-        _one_meaningful_line(exc, "127.0.0.1")
+        _one_meaningful_line(exc, _host(db_url))
         queue.add_tasks(CALLS[:1])  # the pool replaced the broken connection
         _terminate_others(conn)
         with pytest.raises(DatabaseUnreachable, match="lost PostgreSQL at"):
