@@ -109,6 +109,7 @@ def test_health_database_down(db_url: str) -> None:
         assert response.status_code == 503
         body = response.json()
         assert body["status"] == "unhealthy" and body["error"]
+        assert "\n" not in body["error"], body
         metrics = c.get("/metrics").text
         assert "qsup_database_up 0.0" in metrics
 

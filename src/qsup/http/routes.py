@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from qsup import repo
 from qsup.admin import list_schedules, queue_stats
+from qsup.db.connect import one_line
 from qsup.errors import QsupError
 from qsup.http import store
 from qsup.http.backend import backend_of
@@ -71,8 +72,7 @@ def health_queue(request: Request) -> Response:
         with backend.connection(timeout=HEALTH_TIMEOUT) as conn:
             health = store.health(conn, backend.config.server_timeout, backend.config.task_timeout)
     except Exception as exc:  # noqa: BLE001 - any database failure is "unhealthy"
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        return JSON({"status": "unhealthy", "error": message}, status_code=503)
+        return JSON({"status": "unhealthy", "error": one_line(exc, type(exc).__name__)}, 503)
     if health.servers == 0:
         return JSON({"status": "unhealthy", "reason": "no_active_workers"}, status_code=503)
     if health.stuck > STUCK_LIMIT:
