@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
 import multiprocessing
 import os
@@ -610,6 +611,24 @@ def scenario_steady(
             "note": "pickup = task start stamp - date_enqueued; sizes in kB"}  # fmt: skip
 
 
+def scenario_snapshot(dbs: Databases, rate: int, seconds: float, logdir: str) -> dict[str, Any]:
+    """The long-transaction stress: the same steady rate on a fresh table, clean and then with
+    a session holding a snapshot open (idle in transaction) the whole time."""
+    runs = {}
+    for held in (False, True):
+        url = dbs.fresh("snapshot")
+        log(f"snapshot: {rate} tasks/s for {seconds:g} s, snapshot held: {held}")
+        with Serve(url, 4, logdir=logdir) as serve:
+            wait_ready(url, serve)
+            hold = bench_steady.held_snapshot(url, SQL) if held else contextlib.nullcontext()
+            with hold:
+                run = bench_steady.run_rate(url, SQL, rate, seconds, serve.check)
+            runs["held" if held else "clean"] = {k: v for k, v in run.items() if k != "samples"}
+            runs["held" if held else "clean"]["dead_at_end"] = run["samples"][-1].get("dead")
+    clean, held_run = runs["clean"]["completed_per_s"], runs["held"]["completed_per_s"]
+    return {**runs, "held_vs_clean": ratio(held_run, clean), "target": "held >= 0.8 x clean"}
+
+
 # --- 4. ceiling -----------------------------------------------------------------------------
 
 
@@ -962,7 +981,7 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers",
-             "steady")  # fmt: skip
+             "steady", "snapshot")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1023,6 +1042,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             ("peers", lambda: scenario_peers(dbs, args.quick, repeats, logdir)),
             ("steady", lambda: scenario_steady(dbs, rates, steady_seconds, logdir)),
+            ("snapshot", lambda: scenario_snapshot(dbs, 500, steady_seconds, logdir)),
         ]
         for name, step in steps:
             if name not in only:

@@ -106,6 +106,11 @@ SELECT count(*), percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (
     ORDER BY (result::float8 - extract(epoch FROM date_enqueued)) * 1000)
 FROM queued_tasks WHERE state = 'completed' AND name = 'bench_tasks:stamp_sleep'
 
+-- name: hold_snapshot
+-- The long-transaction stress: a repeatable-read transaction that has read the task table and
+-- then sits idle in transaction, holding back the xmin horizon (no dead row can be removed).
+SELECT count(*) FROM queued_tasks
+
 -- name: autovacuum_setting
 -- Whether the server runs autovacuum at all.
 SHOW autovacuum

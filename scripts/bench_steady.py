@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import bench_tasks
@@ -66,6 +67,18 @@ def run_rate(
         "hot_updates": window["hot_updates"] - first["hot_updates"],
         "samples": samples,
     }
+
+
+@contextmanager
+def held_snapshot(url: str, sql: dict[str, str]) -> Iterator[None]:
+    """A session idle in a repeatable-read transaction for as long as the block runs."""
+    with psycopg.connect(url) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.execute(sql["hold_snapshot"])
+        try:
+            yield
+        finally:
+            conn.rollback()
 
 
 def _drain(conn: Any, sql: dict[str, str], check: Callable[[], None]) -> float | None:
