@@ -15,23 +15,22 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from qsup.settings import SETTINGS, setting_type
+from qsup.settings_table import BY_NAME, setting_type
 
 F = TypeVar("F", bound=Callable[..., Any])
 SHORT = {"max_workers": "-w"}  # the one setting with a short option
 _METAVARS = {int: "INTEGER", float: "NUMBER", str: "TEXT", list: "A,B"}
-_BY_NAME = {f.name: f for f in SETTINGS}
 
 
 def _help(name: str) -> str:
-    meta = _BY_NAME[name].metadata
+    meta = BY_NAME[name].metadata
     envs = ", ".join(f"${env}" for env in meta["env"])
     return f"{meta['doc']}." + (f" [{envs}]" if envs else "")
 
 
 def _parameter(name: str) -> inspect.Parameter:
     """The keyword parameter typer reads the setting's option from."""
-    flag = _BY_NAME[name].metadata["flag"]
+    flag = BY_NAME[name].metadata["flag"]
     assert flag, f"setting {name} has no flag"
     kind = setting_type(name)
     # a list setting repeats its flag or takes commas: both become one comma-separated text
@@ -66,10 +65,3 @@ def flag_values(flags: dict[str, Any]) -> dict[str, Any]:
         for name, value in flags.items()
         if value is not None and value != []
     }
-
-
-# For commands that take the one flag as a plain parameter (the schedule commands import what
-# serve imports, to know the schedules registered from Python).
-Imports = Annotated[
-    list[str] | None, typer.Option(_BY_NAME["imports"].metadata["flag"], help=_help("imports"))
-]

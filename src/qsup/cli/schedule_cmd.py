@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from qsup import admin, scheduler
-from qsup.cli.common import ConfigFile, DatabaseUrl, Json, database, print_json, print_table
+from qsup.cli.common import ConfigFile, Json, database, print_json, print_table
 from qsup.cli.common import settings as load_settings
-from qsup.cli.options import Imports
+from qsup.cli.options import flag_values, setting_flags
 from qsup.settings import Config
 
 app = typer.Typer(
@@ -19,12 +19,13 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 Name = Annotated[str, typer.Argument(help="Schedule name.")]
+FLAGS = ("database_url", "imports")  # the setting flags every schedule command takes
 
 
-def settings(config: str | None, database_url: str | None, imports: list[str] | None) -> Config:
+def settings(config: str | None, flags: dict[str, Any]) -> Config:
     """Settings with the schedules validated before any database work (bad ones: exit 2). The
     modules serve would import are imported: schedules registered from Python are known too."""
-    cfg = load_settings(config, database_url=database_url, imports=imports or None)
+    cfg = load_settings(config, **flag_values(flags))
     scheduler.load_schedules(cfg, check_tasks=False)
     return cfg
 
@@ -34,14 +35,14 @@ def _when(value: datetime | None) -> str:
 
 
 @app.command("list")
+@setting_flags(*FLAGS)
 def list_(
     json: Json = False,
     config: ConfigFile = None,
-    database_url: DatabaseUrl = None,
-    imports: Imports = None,
+    **flags: Any,
 ) -> None:
     """Every schedule: cron, task, paused or active, last and next run."""
-    cfg = settings(config, database_url, imports)
+    cfg = settings(config, flags)
     with database(cfg) as conn:
         rows = admin.list_schedules(conn, cfg)
     if json:
@@ -69,10 +70,9 @@ def _set_paused(
     paused: bool,
     json: bool,
     config: str | None,
-    database_url: str | None,
-    imports: list[str] | None,
+    flags: dict[str, Any],
 ) -> None:
-    cfg = settings(config, database_url, imports)
+    cfg = settings(config, flags)
     spec = scheduler.find_schedule(cfg, name)
     with database(cfg) as conn:
         admin.set_schedule_paused(conn, spec, paused)
@@ -83,39 +83,39 @@ def _set_paused(
 
 
 @app.command()
+@setting_flags(*FLAGS)
 def pause(
     name: Name,
     json: Json = False,
     config: ConfigFile = None,
-    database_url: DatabaseUrl = None,
-    imports: Imports = None,
+    **flags: Any,
 ) -> None:
     """Stop a schedule from firing, on every server."""
-    _set_paused(name, True, json, config, database_url, imports)
+    _set_paused(name, True, json, config, flags)
 
 
 @app.command()
+@setting_flags(*FLAGS)
 def resume(
     name: Name,
     json: Json = False,
     config: ConfigFile = None,
-    database_url: DatabaseUrl = None,
-    imports: Imports = None,
+    **flags: Any,
 ) -> None:
     """Let a paused schedule fire again from its next tick (passed ticks are skipped)."""
-    _set_paused(name, False, json, config, database_url, imports)
+    _set_paused(name, False, json, config, flags)
 
 
 @app.command()
+@setting_flags(*FLAGS)
 def run(
     name: Name,
     json: Json = False,
     config: ConfigFile = None,
-    database_url: DatabaseUrl = None,
-    imports: Imports = None,
+    **flags: Any,
 ) -> None:
     """Enqueue a schedule's task now (even when paused) and print its id."""
-    cfg = settings(config, database_url, imports)
+    cfg = settings(config, flags)
     with database(cfg) as conn:
         task_id = admin.run_schedule_now(conn, cfg, name, cfg.wake_channel)
     if json:

@@ -24,10 +24,8 @@ class Housekeeper:
         rescuer = Rescuer()
         self.heartbeat = Heartbeat(counters, rescuer)
         self.cron = Cron(schedules)
-        self.always: tuple[Service, ...] = (
-            self.heartbeat,
-            rescuer,
-        )  # also while draining: the row stays fresh
+        # the heartbeat and the rescuer also run while draining: the row stays fresh
+        self.always: tuple[Service, ...] = (self.heartbeat, rescuer)
         self.running_only: tuple[Service, ...] = (Pruner(), self.cron)
         self.shown: tuple[int, int, int] | None = None  # (max, workers, tasks) of the last beat
 
