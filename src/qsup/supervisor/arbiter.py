@@ -159,7 +159,7 @@ class Arbiter:
         if running:
             deadlines.extend(self.intake.deadlines())
         flush_at = self.ledger.outbox.due_at(now)
-        if flush_at is not None and not self.writer.in_flight:
+        if flush_at is not None and self.ledger.writing is None:
             deadlines.append(max(flush_at, self.next_flush_at))
         if self.drain_deadline is not None:
             deadlines.append(self.drain_deadline)
@@ -169,7 +169,7 @@ class Arbiter:
     def _close(self) -> None:
         self.ledger.release_buffer(time.monotonic())
         give_up = time.monotonic() + SHUTDOWN_WAIT
-        while self.writer.in_flight and time.monotonic() < give_up:  # let the flush end
+        while self.ledger.writing is not None and time.monotonic() < give_up:  # let it end
             select.select([self.writer.wake_fd], [], [], 1.0)
             self._written()
         outbox = self.ledger.outbox
@@ -347,7 +347,7 @@ class Arbiter:
         result can join the batch: it is due at once."""
         outbox = self.ledger.outbox
         flush_at = outbox.due_at(now)
-        if flush_at is None or self.writer.in_flight or now < self.next_flush_at:
+        if flush_at is None or self.ledger.writing is not None or now < self.next_flush_at:
             return
         outcomes = len(outbox) - len(outbox.running)
         quiet = not self.ledger.buffer and not any(map(self.crew.busy, self.crew.workers.values()))

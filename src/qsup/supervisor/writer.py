@@ -34,14 +34,13 @@ class Writer:
         self._ready = threading.Condition()
         self._job: tuple[Outbox, int, str | None] | None = None
         self._done: tuple[Outbox, bool] | None = None
-        self.in_flight = False  # a flush was submitted and not collected yet
         threading.Thread(target=self._run, name="qsup-writer", daemon=True).start()
 
     def submit(self, outbox: Outbox, server_id: int, channel: str | None) -> None:
-        """Start flushing ``outbox`` (call only when not ``in_flight``)."""
+        """Start flushing ``outbox`` (call only when the last one was collected: the ledger's
+        ``writing`` is None)."""
         with self._ready:
             self._job = (outbox, server_id, channel)
-            self.in_flight = True
             self._ready.notify()
 
     def collect(self) -> tuple[Outbox, bool] | None:
@@ -52,8 +51,6 @@ class Writer:
             pass
         with self._ready:
             done, self._done = self._done, None
-            if done is not None:
-                self.in_flight = False
             return done
 
     def flush_now(self, outbox: Outbox, server_id: int, channel: str | None) -> bool:
