@@ -154,3 +154,12 @@ def init_worker() -> None:
 
 def initialized_here() -> bool:
     return _initialized_in == os.getpid()
+
+
+def span(path: str, label: str, seconds: float) -> None:
+    """Run ``seconds``, then append ``label start end`` (wall clock) to ``path``: the flow
+    control tests measure overlap and starts per window from these lines."""
+    start = time.time()
+    time.sleep(seconds)
+    with open(path, "a") as f:
+        f.write(f"{label} {start!r} {time.time()!r}\n")

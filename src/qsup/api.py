@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,13 +21,13 @@ from qsup.db.connect import connect, describe, lost, resolve_url
 from qsup.db.migrate import migrate
 from qsup.encoding import encode_arguments, task_path
 from qsup.errors import TaskDefinitionError
+from qsup.flow import QUEUE_NAME, concurrency_key
 from qsup.ref import TaskRef
 from qsup.settings import Config, load_config
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
 FINISHED = ("completed", "failed", "cancelled")
 _INT32 = 2**31 - 1
 _POOL_OPTIONS: dict[str, Any] = {
@@ -52,6 +51,7 @@ class TaskOptions:
     unique_key: str | None = None
     parent: Any = None
     depends_on: Sequence[Any] = ()
+    concurrency_key: str | None = None
 
     @classmethod
     def pop_from(cls, kwargs: dict[str, Any]) -> TaskOptions:
@@ -104,9 +104,12 @@ def task(
     retries: int | None = None,
     timeout: float | None = None,
     priority: int | None = None,
+    concurrency_key: Callable[..., str | None] | None = None,
 ) -> Any:
-    """Give a task function defaults: ``@task(queue="mail", retries=5, timeout=60)``."""
-    defaults = {"queue": queue, "max_retries": retries, "timeout": timeout, "priority": priority}
+    """Give a task function defaults: ``@task(queue="mail", retries=5, timeout=60)``;
+    ``concurrency_key`` makes a task's key of its arguments (see ``[limits]``)."""
+    defaults = {"queue": queue, "max_retries": retries, "timeout": timeout, "priority": priority,
+                "concurrency_key": concurrency_key}  # fmt: skip
 
     def wrap(f: Callable[..., Any]) -> TaskFunction:
         return TaskFunction(f, {k: v for k, v in defaults.items() if v is not None})
@@ -203,6 +206,12 @@ class Queue:
             options.unique_key,
             parent,
             depends_on,
+            concurrency_key=concurrency_key(
+                options.concurrency_key,
+                getattr(fn, "defaults", {}).get("concurrency_key"),
+                args,
+                kwargs,
+            ),  # fmt: skip
         )
 
     def _settle(
@@ -236,7 +245,8 @@ class Queue:
         self, fn: Callable[..., Any], *args: Any, connection: Any = None, **kwargs: Any
     ) -> TaskRef:
         """Enqueue ``fn(*args, **kwargs)``. Options are ``_queue``, ``_priority``, ``_delay``,
-        ``_eta``, ``_max_retries``, ``_timeout``, ``_unique_key``, ``_parent``, ``_depends_on``.
+        ``_eta``, ``_max_retries``, ``_timeout``, ``_unique_key``, ``_parent``, ``_depends_on``,
+        ``_concurrency_key``.
 
         With ``connection`` (a psycopg connection) the insert joins the caller's transaction.
         Called inside a running event loop, it returns at once and inserts in the background;

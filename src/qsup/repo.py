@@ -39,6 +39,7 @@ class NewTask(NamedTuple):
     parent: uuid.UUID | None = None
     depends_on: tuple[uuid.UUID, ...] = ()
     context: str = "{}"
+    concurrency_key: str | None = None
 
     def params(self, channel: str | None) -> dict[str, Any]:
         return {
@@ -56,13 +57,16 @@ class NewTask(NamedTuple):
             "parent": self.parent,
             "depends_on": list(self.depends_on),
             "context": self.context,
+            "concurrency_key": self.concurrency_key,
             "channel": channel,
         }
 
     @property
     def copyable(self) -> bool:
         """Plain tasks can go through COPY; the rest need :func:`insert_task`'s checks."""
-        return not (self.unique_key or self.depends_on or self.delay or self.eta)
+        return not (
+            self.unique_key or self.depends_on or self.delay or self.eta or self.concurrency_key
+        )
 
 
 # --- enqueue -------------------------------------------------------------------------------
@@ -149,17 +153,22 @@ def notify(conn: Conn, channel: str, payload: str) -> None:
 
 
 def claim_batch(
-    conn: Conn, server_id: int, queues: Sequence[str], limit: int, default_timeout: float
+    conn: Conn,
+    server_id: int,
+    queues: Sequence[str],
+    limit: int,
+    default_timeout: float,
+    skip: Sequence[str] = (),
 ) -> list[Job]:
-    """Claim up to ``limit`` due tasks, highest priority first; they are this server's now
-    (state ``picked_up``)."""
+    """Claim up to ``limit`` due tasks, highest priority first, none of the ``skip`` queues
+    (paused or limited); they are this server's now (state ``picked_up``)."""
     params = {"server_id": server_id, "queues": list(queues), "limit": limit,
-              "default_timeout": default_timeout}  # fmt: skip
+              "default_timeout": default_timeout, "skip": list(skip)}  # fmt: skip
     return [Job(*row) for row in conn.execute(Q["claim_batch"], params).fetchall()]
 
 
-def next_due_in(conn: Conn, queues: Sequence[str]) -> float | None:
-    row = conn.execute(Q["next_due_in"], {"queues": list(queues)}).fetchone()
+def next_due_in(conn: Conn, queues: Sequence[str], skip: Sequence[str] = ()) -> float | None:
+    row = conn.execute(Q["next_due_in"], {"queues": list(queues), "skip": list(skip)}).fetchone()
     return row[0] if row else None
 
 

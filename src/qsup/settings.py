@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from qsup.errors import ConfigError
+from qsup.flow import Limits, limits_from_toml
 from qsup.settings_table import (
     BY_NAME,
     LOG_LEVELS,
@@ -110,7 +111,7 @@ def _check_bounds(name: str, value: Any, source: str) -> None:
 
 
 def _unknown_key(key: str, source: str) -> ConfigError:
-    hint = difflib.get_close_matches(key, [*BY_NAME, "schedules"], n=1)
+    hint = difflib.get_close_matches(key, [*BY_NAME, "schedules", "limits"], n=1)
     suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
     return ConfigError(f"{key}: unknown setting in {source}{suggestion}")
 
@@ -176,15 +177,36 @@ def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path |
     return default if default.is_file() else None
 
 
+def _limits(path: Path, text: str, table: Any) -> dict[str, Limits]:
+    """The ``[limits.QUEUE]`` tables; errors cite ``file PATH:LINE`` of the bad key."""
+
+    def source_of(name: str) -> str:
+        _, queue, key = (name.split(".", 2) + ["", ""])[:3]
+        head = re.search(
+            rf"^[ \t]*\[[ \t]*limits\.\"?{re.escape(queue)}\"?[ \t]*\]", text, re.MULTILINE
+        )
+        if not head:
+            return f"file {path}"
+        following = _TABLE.search(text, head.end())
+        end = following.start() if following else len(text)
+        found = re.compile(rf"^[ \t]*{re.escape(key)}[ \t]*=", re.MULTILINE).search(
+            text, head.end(), end
+        )
+        return f"file {path}:{_line_at(text, (found or head).start())}"
+
+    return limits_from_toml(table, source_of)
+
+
 Layer = dict[str, tuple[Any, str]]  # setting name -> (value, source)
 
 
-def _file_layer(path: Path) -> tuple[Layer, list[Any], dict[str, str]]:
-    """Settings of a TOML file, its ``[[schedules]]`` and where each schedule is."""
+def _file_layer(path: Path) -> tuple[Layer, list[Any], dict[str, str], dict[str, Limits]]:
+    """Settings of a TOML file, its ``[[schedules]]``, where each schedule is, and its
+    ``[limits]``."""
     data, text = read_toml(path)
     layer: Layer = {}
     for key, raw in data.items():
-        if key == "schedules":
+        if key in ("schedules", "limits"):
             continue
         line = _line_of(text, key)
         source = f"file {path}:{line}" if line else f"file {path}"
@@ -194,7 +216,8 @@ def _file_layer(path: Path) -> tuple[Layer, list[Any], dict[str, str]]:
     schedules = data.get("schedules", [])
     if not isinstance(schedules, list) or not all(isinstance(s, dict) for s in schedules):
         raise ConfigError(f"schedules: expected [[schedules]] tables in config file {path}")
-    return layer, schedules, _schedule_sources(path, text, len(schedules)) if schedules else {}
+    sources = _schedule_sources(path, text, len(schedules)) if schedules else {}
+    return layer, schedules, sources, _limits(path, text, data.get("limits", {}))
 
 
 def _env_layer(environ: Mapping[str, str]) -> Layer:
@@ -225,7 +248,9 @@ def load_config(
     """Layer defaults < TOML < environment < flags into a frozen :class:`Config`."""
     environ = os.environ if environ is None else environ
     path = find_config_file(config_file, environ)
-    file_layer, schedules, schedule_sources = _file_layer(path) if path else ({}, [], {})
+    file_layer, schedules, schedule_sources, limits = (
+        _file_layer(path) if path else ({}, [], {}, {})
+    )
     merged = file_layer | _env_layer(environ) | _flag_layer(flags or {})
     for name, (value, source) in merged.items():
         _check_bounds(name, value, source)
@@ -233,7 +258,9 @@ def load_config(
     sources.update({name: source for name, (_, source) in merged.items()})
     sources.update(schedule_sources)
     values = {name: value for name, (value, _) in merged.items()}
-    return Config(**values, schedules=tuple(schedules), sources=sources)
+    if limits:
+        sources["limits"] = f"file {path}"
+    return Config(**values, schedules=tuple(schedules), limits=limits, sources=sources)
 
 
 def display_value(name: str, value: Any) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 from qsup.errors import ConfigError
+from qsup.flow import Limits
 
 _MISSING = dataclasses.MISSING
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
@@ -229,6 +230,7 @@ class Config:
     log_level: str = setting("INFO", env="QSUP_LOG_LEVEL", doc="Log level")
     log_format: str = setting("text", env="QSUP_LOG_FORMAT", doc="Log format: text or json")
     schedules: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, repr=False)
+    limits: Mapping[str, Limits] = field(default_factory=dict, compare=False, repr=False)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

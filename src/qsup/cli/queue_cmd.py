@@ -1,4 +1,4 @@
-"""``qsup queue status|start|clear|retry|stats|servers``."""
+"""``qsup queue status|start|clear|retry|stats|servers`` (and flow_cmd's pause, resume, ...)."""
 
 from __future__ import annotations
 
@@ -211,3 +211,6 @@ def servers(
             for r in rows
         ],
     )
+
+
+from qsup.cli import flow_cmd  # noqa: E402, F401 - adds pause, resume, limit and limits to app

@@ -16,14 +16,15 @@ WITH deps AS (  -- one primary-key probe per dependency (a locking subquery is n
 ), ins AS (
     INSERT INTO queued_tasks (id, name, state, parent_task, queue, priority, args, kwargs,
                               scheduled_at, max_retries, timeout, unique_key, context,
-                              date_done, error_message)
+                              date_done, error_message, concurrency_key)
     SELECT %(id)s, %(name)s, decided.state, %(parent)s, %(queue)s, %(priority)s, %(args)s::jsonb,
            %(kwargs)s::jsonb,
            coalesce(%(eta)s::timestamptz, now()) + make_interval(secs => %(delay)s),
            %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb,
            CASE WHEN decided.state = 'cancelled' THEN now() END,
            CASE WHEN decided.state = 'cancelled'
-                THEN 'cancelled: a dependency failed or was cancelled' END
+                THEN 'cancelled: a dependency failed or was cancelled' END,
+           %(concurrency_key)s
     FROM decided
     ON CONFLICT (unique_key)
         WHERE unique_key IS NOT NULL AND state IN ('waiting', 'enqueued', 'picked_up', 'running')
@@ -41,11 +42,12 @@ FROM ins
 -- insert_task for a task without dependencies (the common case): half the work.
 WITH ins AS (
     INSERT INTO queued_tasks (id, name, state, queue, priority, args, kwargs, scheduled_at,
-                              max_retries, timeout, unique_key, context)
+                              max_retries, timeout, unique_key, context, concurrency_key)
     VALUES (%(id)s, %(name)s, 'enqueued', %(queue)s, %(priority)s, %(args)s::jsonb,
             %(kwargs)s::jsonb,
             coalesce(%(eta)s::timestamptz, now()) + make_interval(secs => %(delay)s),
-            %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb)
+            %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb,
+            %(concurrency_key)s)
     ON CONFLICT (unique_key)
         WHERE unique_key IS NOT NULL AND state IN ('waiting', 'enqueued', 'picked_up', 'running')
         DO NOTHING
@@ -70,7 +72,8 @@ WHERE unique_key = %(unique_key)s AND state IN ('waiting', 'enqueued', 'picked_u
 SELECT pg_notify(%(channel)s, %(payload)s)
 
 -- name: claim_batch
--- Claim up to %(limit)s due tasks of the given queues (all when empty), highest priority first.
+-- Claim up to %(limit)s due tasks of the given queues (all when empty) but those of %(skip)s,
+-- highest priority first.
 -- The claim index gives the ids (see 0005); each is then found by one primary-key probe behind
 -- OFFSET 0 and updated by ctid, as in complete_batch. "id = ANY(ARRAY(...))" was planned as a
 -- Seq Scan of the whole table when the plan was made while the table looked empty (a generic
@@ -86,6 +89,7 @@ WITH claimed AS (
             SELECT id FROM queued_tasks
             WHERE claimable = 1 AND scheduled_at <= now()  -- claimable = 1: enqueued (see 0005)
               AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[]))
+              AND NOT (queue = ANY(%(skip)s::text[]))  -- paused and limited queues (flow.sql)
             ORDER BY priority DESC, scheduled_at, id
             LIMIT %(limit)s
             FOR UPDATE SKIP LOCKED)) AS c (id),
@@ -107,6 +111,7 @@ ORDER BY priority DESC, scheduled_at, id
 SELECT extract(epoch FROM min(scheduled_at) - now())::float8 FROM queued_tasks
 WHERE claimable = 1 AND scheduled_at > date_enqueued
   AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[]))
+  AND NOT (queue = ANY(%(skip)s::text[]))
 
 -- name: mark_running
 -- Record that workers started these tasks.

@@ -335,9 +335,8 @@ class Arbiter:
             self.config.claim_batch_size,
             how,
         )
-        claimed = self.intake.claim(now, self.server_id, limit)
-        self.counters["claimed"] += len(claimed)
-        self.ledger.claimed(claimed)
+        room = policy.room_in_workers(in_flight, self.crew.spare, how)  # for limited queues
+        self.counters["claimed"] += self.intake.claim(now, self.server_id, limit, room, self.ledger)
 
     # --- writes and heartbeat -------------------------------------------------------------
 

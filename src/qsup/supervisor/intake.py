@@ -11,8 +11,10 @@ from loguru import logger
 
 from qsup import repo
 from qsup.errors import DatabaseUnreachable
-from qsup.protocol import Job
+from qsup.flow_store import FLOW_PAYLOAD
 from qsup.settings import Config
+from qsup.supervisor.flow import Gate
+from qsup.supervisor.ledger import Ledger
 from qsup.supervisor.link import Link
 from qsup.supervisor.listener import Listener
 
@@ -37,6 +39,7 @@ class Intake:
         self.cancel_hint = False  # an operator asked to cancel a running task somewhere
         self.next_poll = 0.0
         self.next_listen_at = 0.0
+        self.gate = Gate(config)  # paused and limited queues
 
     @property
     def notify(self) -> bool:
@@ -44,6 +47,7 @@ class Intake:
 
     def wake(self) -> None:
         self.backlog = True
+        self.gate.wake()
 
     def deadlines(self) -> list[float]:
         due = [self.next_poll]
@@ -51,7 +55,7 @@ class Intake:
             due.append(self.link.retry_at)
         if self.notify and self.listen_fd is None:
             due.append(self.next_listen_at)
-        return due
+        return due + self.gate.deadlines(time.monotonic())
 
     def reconfigure(self, config: Config, url: str) -> None:
         """SIGHUP: take the new settings; LISTEN again when what we listen to changed."""
@@ -62,6 +66,7 @@ class Intake:
             self.notify,
         )
         self.config = config
+        self.gate.reconfigure(config)
         if changed:
             self.close()
             self.listener = Listener(listen_url, config.notify_channel)
@@ -83,10 +88,15 @@ class Intake:
     def on_readable(self) -> None:
         try:
             payloads = self.listener.drain()
-            if any(p != repo.CANCEL_PAYLOAD for p in payloads):
-                self.backlog = True
-            if repo.CANCEL_PAYLOAD in payloads:
-                self.cancel_hint = True
+            for payload in payloads:
+                if payload == repo.CANCEL_PAYLOAD:
+                    self.cancel_hint = True
+                elif payload == FLOW_PAYLOAD:
+                    self.gate.changed()  # read at the next pass, which may claim more
+                    self.backlog = True
+                else:
+                    self.backlog = True
+                    self.gate.wake(payload)
         except psycopg.OperationalError:
             logger.warning("lost the LISTEN connection; reconnecting")
             self.close()
@@ -98,24 +108,33 @@ class Intake:
             self.listen_fd = None
         self.listener.close()
 
-    def claim(self, now: float, server_id: int, limit: int) -> list[Job]:
-        """Claim up to ``limit`` tasks if it is time to; may return nothing."""
+    def claim(self, now: float, server_id: int, limit: int, room: int, ledger: Ledger) -> int:
+        """If it is time to, claim up to ``room`` tasks of limited queues (they go first) and
+        up to ``limit`` of the others into the ledger's buffer; returns how many."""
         if self.notify and self.listen_fd is None and now >= self.next_listen_at:
             self.listen()
-        if limit == 0 or not (self.backlog or now >= self.next_poll):
-            return []
-        queues = self.config.queues
+        gate = self.gate
+        if (self.backlog or ledger.buffer or gate.due(now)) and gate.refresh(
+            self.link, now, ledger
+        ):
+            self.backlog = True
+        plain = limit > 0 and (self.backlog or now >= self.next_poll)
+        count = gate.claim(self.link, now, server_id, room, ledger)
+        if not plain:
+            return count
+        queues, skip = self.config.queues, gate.skip
         timeout = self.config.task_timeout
         claimed = self.link.call(
-            lambda conn: repo.claim_batch(conn, server_id, queues, limit, timeout)
+            lambda conn: repo.claim_batch(conn, server_id, queues, limit, timeout, skip)
         )
         if claimed is None:
-            return []  # database away: the link retries with backoff
+            return count  # database away: the link retries with backoff
+        ledger.claimed(claimed)
         self.backlog = len(claimed) >= limit
         # With NOTIFY the heartbeat checks for due tasks (one query per beat when idle).
         self.next_poll = now + (math.inf if self.notify else self.config.polling_interval)
         self.due_check = not self.backlog
-        return claimed
+        return count + len(claimed)
 
     def check_next_due(self, now: float) -> None:
         """After a claim that emptied the queue (and after its tasks went out: this costs a
@@ -123,7 +142,7 @@ class Intake:
         if not self.due_check:
             return
         self.due_check = False
-        queues = self.config.queues
-        due = self.link.call(lambda conn: repo.next_due_in(conn, queues))
+        queues, skip = self.config.queues, self.gate.skip
+        due = self.link.call(lambda conn: repo.next_due_in(conn, queues, skip))
         if due is not None:
             self.next_poll = min(self.next_poll, now + max(MIN_POLL, due))

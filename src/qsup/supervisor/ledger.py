@@ -57,6 +57,11 @@ class Ledger:
     def claimed(self, jobs: list[Job]) -> None:
         self.buffer.extend(jobs)
 
+    def claimed_first(self, jobs: list[Job]) -> None:
+        """Jobs of limited queues: claimed for workers that can start them now, so ahead of
+        what was claimed in advance."""
+        self.buffer.extendleft(reversed(jobs))
+
     def hand_out(self, pid: int, count: int) -> tuple[Job, ...]:
         """The next ``count`` buffered jobs, now assigned to worker ``pid``."""
         tasks = tuple(self.buffer.popleft() for _ in range(count))

@@ -181,3 +181,23 @@ def seconds_to_next_tick(schedules: Sequence[Schedule], now: datetime, most: flo
     """Seconds from ``now`` to the first tick after it of any schedule, at most ``most``."""
     ticks = (spec.next_after(now) for spec in schedules)
     return min([most, *((tick - now).total_seconds() for tick in ticks)])
+
+
+def room_in_workers(in_flight: Sequence[int], spare: int, how: Handoff) -> int:
+    """Jobs the workers could take now (up to their depth, and as deep for each worker that
+    could still be started): what a server may claim of a limited queue. Unlike
+    :func:`claim_size` nothing is claimed ahead, so no server sits on a limited queue's tasks
+    that another could start."""
+    return sum(max(0, how.depth - n) for n in in_flight) + spare * how.depth
+
+
+def next_limited_try(retry_in: float | None, now: float, full_poll: float) -> float:
+    """When to claim a limited queue again after its status ``retry_in`` (qsup_claim_limited):
+    None nothing due (a NOTIFY wakes it), 0 at once (it took all it was offered), -1 full (when
+    a slot frees here, else after ``full_poll``: another server's may free first), > 0 when its
+    rate window opens."""
+    if retry_in is None:
+        return math.inf
+    if retry_in < 0:
+        return now + full_poll
+    return now + retry_in

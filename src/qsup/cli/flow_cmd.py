@@ -1,0 +1,130 @@
+"""``qsup queue pause|resume|limit|limits``: flow control at run time (stored in the database,
+obeyed by every server within a second)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from qsup import flow, flow_store
+from qsup.cli.common import ConfigFile, DatabaseUrl, Json, database, print_json, print_table
+from qsup.cli.common import settings as load_settings
+from qsup.cli.queue_cmd import app
+from qsup.errors import ConfigError
+
+Name = Annotated[str, typer.Argument(help="Queue name.")]
+
+
+def _queue(name: str) -> str:
+    if not flow.QUEUE_NAME.match(name):
+        raise ConfigError(f"queue name {name!r} is invalid: use 1-255 letters, digits, _ . : -")
+    return name
+
+
+def _pause(name: str, paused: bool, json: bool, config: str | None, url: str | None) -> None:
+    cfg = load_settings(config, database_url=url)
+    with database(cfg) as conn:
+        flow_store.set_paused(conn, _queue(name), paused, cfg.wake_channel)
+    word = "paused" if paused else "resumed"
+    if json:
+        print_json({"queue": name, "paused": paused})
+    else:
+        typer.echo(f"queue {name} {word}")
+
+
+@app.command()
+def pause(
+    name: Name, json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None
+) -> None:
+    """Stop starting tasks of a queue on every server (running ones finish)."""
+    _pause(name, True, json, config, database_url)
+
+
+@app.command()
+def resume(
+    name: Name, json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None
+) -> None:
+    """Start tasks of a paused queue again."""
+    _pause(name, False, json, config, database_url)
+
+
+def _count(option: str, value: int | None) -> int | None:
+    try:
+        return None if value is None else flow.check_count(value)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{option}: invalid value {value!r} from the command line: {exc}"
+        ) from None
+
+
+@app.command()
+def limit(
+    name: Name,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", help="Most running at once, all servers.")
+    ] = None,
+    rate: Annotated[
+        str | None, typer.Option("--rate", help='Most starts per window: "50/minute".')
+    ] = None,
+    key_concurrency: Annotated[
+        int | None, typer.Option("--key-concurrency", help="Most running at once per key.")
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Drop the runtime limits (the file's apply again).")
+    ] = False,
+    json: Json = False,
+    config: ConfigFile = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Override a queue's limits from the file at run time, for every server, until --clear."""
+    try:
+        parsed_rate = flow.parse_rate(rate) if rate is not None else None
+    except ValueError as exc:
+        raise ConfigError(f"--rate: invalid value {rate!r} from the command line: {exc}") from None
+    limits = flow.Limits(
+        _count("--concurrency", concurrency),
+        parsed_rate,
+        _count("--key-concurrency", key_concurrency),
+    )
+    if limits.empty and not clear:
+        raise ConfigError("queue limit: give --concurrency, --rate, --key-concurrency or --clear")
+    cfg = load_settings(config, database_url=database_url)
+    with database(cfg) as conn:
+        flow_store.set_runtime_limits(conn, _queue(name), limits, clear, cfg.wake_channel)
+        report = [r for r in flow_store.usage_report(conn) if r["queue"] == name]
+    if json:
+        print_json(report[0] if report else {"queue": name})
+    else:
+        typer.echo(f"queue {name}: " + (_describe(report[0]) if report else "no limits"))
+
+
+def _describe(row: dict[str, object]) -> str:
+    source = row["source"]
+    assert isinstance(source, dict)
+    parts = [f"{key}={row[key]} ({where})" for key, where in source.items()]
+    return ", ".join(parts) or "no limits"
+
+
+@app.command()
+def limits(json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None) -> None:
+    """Paused and limited queues: limits, their source, running tasks, starts in the window."""
+    cfg = load_settings(config, database_url=database_url)
+    with database(cfg) as conn:
+        report = flow_store.usage_report(conn)
+    if json:
+        print_json(report)
+        return
+    print_table(
+        ("queue", "paused", "limits (source)", "running", "starts in window"),
+        [
+            (
+                str(r["queue"]),
+                "yes" if r["paused"] else "no",
+                _describe(r),
+                str(r["running"]),
+                str(r["started_in_window"]) if r["rate"] else "-",
+            )
+            for r in report
+        ],
+    )

@@ -1,0 +1,153 @@
+"""Flow control in the database: the limited claim, the pause and limit rows (``flow.sql``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import psycopg
+
+from qsup.flow import Limits, Rate
+from qsup.protocol import Job
+from qsup.sql import queries
+
+Conn = psycopg.Connection[Any]
+Q = queries()
+FLOW_PAYLOAD = "qsup:flow"  # NOTIFY payload: pauses or limits changed (not a queue)
+
+
+class QueueFlow(NamedTuple):
+    """What the claim of one queue must obey now."""
+
+    paused: bool
+    limits: Limits
+
+
+class Claimed(NamedTuple):
+    """A limited claim: the jobs with their queues, and each queue's ``retry_in`` (see
+    ``qsup_claim_limited``)."""
+
+    jobs: list[tuple[str, Job]]
+    retry_in: dict[str, float | None]
+
+
+def _limits(concurrency: Any, rate: Any, period: Any, key_concurrency: Any) -> Limits:
+    return Limits(concurrency, Rate(rate, period) if rate else None, key_concurrency)
+
+
+def flow_state(conn: Conn) -> dict[str, QueueFlow]:
+    return {row[0]: QueueFlow(row[1], _limits(*row[2:6])) for row in conn.execute(Q["flow_state"])}
+
+
+def claim_limited(
+    conn: Conn,
+    server_id: int,
+    queues: Sequence[str],
+    want: int,
+    default_timeout: float,
+    finished: Sequence[str],
+) -> Claimed:
+    """Claim up to ``want`` tasks of the limited ``queues``, in order; ``finished``: tasks this
+    server saw end whose outcome is not written yet (their slots are free)."""
+    params = {"server_id": server_id, "queues": list(queues), "want": want,
+              "default_timeout": default_timeout, "finished": list(finished)}  # fmt: skip
+    claimed = Claimed([], {})
+    for *job, queue, retry_in in conn.execute(Q["claim_limited"], params):
+        if job[0] is None:
+            claimed.retry_in[queue] = retry_in
+        else:
+            claimed.jobs.append((queue, Job(*job)))
+    return claimed
+
+
+def publish_file_limits(conn: Conn, limits: Mapping[str, Limits], channel: str | None) -> list[str]:
+    """Make ``limits`` the file limits of every queue; returns the queues changed."""
+    names = sorted(limits)
+    params = {
+        "queues": names,
+        "concurrency": [limits[q].concurrency for q in names],
+        "rate": [r.starts if (r := limits[q].rate) else None for q in names],
+        "period": [r.period if (r := limits[q].rate) else None for q in names],
+        "key_concurrency": [limits[q].key_concurrency for q in names],
+        "channel": channel,
+    }
+    return [row[0] for row in conn.execute(Q["publish_file_limits"], params)]
+
+
+def set_paused(conn: Conn, queue: str, paused: bool, channel: str | None) -> None:
+    conn.execute(Q["set_paused"], {"queue": queue, "paused": paused, "channel": channel})
+
+
+def set_runtime_limits(
+    conn: Conn, queue: str, limits: Limits, clear: bool, channel: str | None
+) -> None:
+    """Override the file's limits (the fields given) until cleared; ``clear`` drops the
+    overrides first."""
+    rate = limits.rate
+    params = {
+        "queue": queue,
+        "concurrency": limits.concurrency,
+        "rate": rate.starts if rate else None,
+        "period": rate.period if rate else None,
+        "key_concurrency": limits.key_concurrency,
+        "clear": clear,
+        "channel": channel,
+    }
+    conn.execute(Q["set_runtime_limits"], params)
+
+
+class Usage(NamedTuple):
+    """A queue's pause, limits by source, and their use now."""
+
+    queue: str
+    paused: bool
+    file: Limits
+    runtime: Limits
+    running: int
+    started_in_window: int
+
+    @property
+    def effective(self) -> Limits:
+        run, file = self.runtime, self.file
+        return Limits(
+            file.concurrency if run.concurrency is None else run.concurrency,
+            file.rate if run.rate is None else run.rate,
+            file.key_concurrency if run.key_concurrency is None else run.key_concurrency,
+        )
+
+
+def flow_usage(conn: Conn) -> list[Usage]:
+    return [
+        Usage(row[0], row[1], _limits(*row[2:6]), _limits(*row[6:10]), row[10], int(row[11]))
+        for row in conn.execute(Q["flow_usage"])
+    ]
+
+
+def _as_dict(limits: Limits) -> dict[str, Any]:
+    rate = limits.rate
+    return {"concurrency": limits.concurrency, "rate": str(rate) if rate else None,
+            "key_concurrency": limits.key_concurrency}  # fmt: skip
+
+
+def usage_report(conn: Conn) -> list[dict[str, Any]]:
+    """Every paused or limited queue as JSON: the limits in force, where each came from
+    (``file`` or ``runtime``), the tasks running under them and the starts in the current
+    rate window (CLI, /api/stats, /metrics, dashboard)."""
+    report = []
+    for use in flow_usage(conn):
+        limits = _as_dict(use.effective)
+        runtime = _as_dict(use.runtime)
+        source = {
+            k: ("runtime" if runtime[k] is not None else "file") for k, v in limits.items() if v
+        }
+        report.append(
+            {
+                "queue": use.queue,
+                "paused": use.paused,
+                **limits,
+                "source": source,
+                "running": use.running,
+                "started_in_window": use.started_in_window,
+            }  # fmt: skip
+        )
+    return report

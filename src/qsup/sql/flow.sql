@@ -1,0 +1,90 @@
+-- Flow control: the limited claim, pauses and limits (see migration 0008).
+
+-- name: claim_limited
+-- Claim tasks of limited queues, in the order given, up to %(want)s in all: the jobs (queue
+-- set) and one status row per queue (id NULL; see qsup_claim_limited for retry_in).
+SELECT * FROM qsup_claim_limited(%(queues)s::text[], %(server_id)s, %(want)s,
+                                 %(default_timeout)s::float8, %(finished)s::uuid[])
+
+-- name: flow_state
+-- Every queue with a pause or a limit, the runtime value of each limit before the file's.
+SELECT queue, paused, coalesce(concurrency, file_concurrency),
+       coalesce(rate, file_rate), coalesce(period, file_period),
+       coalesce(key_concurrency, file_key_concurrency)
+FROM queued_task_queues
+WHERE paused OR coalesce(concurrency, file_concurrency, rate, file_rate, key_concurrency,
+                         file_key_concurrency) IS NOT NULL
+
+-- name: publish_file_limits
+-- A server's [limits] table becomes the file limits of every queue (the last server started
+-- wins); returns the queues whose file limits this changed, and wakes the servers.
+WITH file AS (
+    SELECT * FROM unnest(%(queues)s::text[], %(concurrency)s::int[], %(rate)s::int[],
+                         %(period)s::float8[], %(key_concurrency)s::int[])
+        AS f (queue, concurrency, rate, period, key_concurrency)
+), wanted AS (
+    SELECT coalesce(f.queue, c.queue) AS queue, f.concurrency, f.rate, f.period,
+           f.key_concurrency
+    FROM file f FULL JOIN queued_task_queues c ON c.queue = f.queue
+    WHERE (f.concurrency, f.rate, f.period, f.key_concurrency)
+          IS DISTINCT FROM (c.file_concurrency, c.file_rate, c.file_period, c.file_key_concurrency)
+), changed AS (
+    INSERT INTO queued_task_queues AS c (queue, file_concurrency, file_rate, file_period,
+                                         file_key_concurrency)
+    SELECT queue, concurrency, rate, period, key_concurrency FROM wanted
+    ON CONFLICT (queue) DO UPDATE
+    SET file_concurrency = excluded.file_concurrency, file_rate = excluded.file_rate,
+        file_period = excluded.file_period,
+        file_key_concurrency = excluded.file_key_concurrency, date_updated = now()
+    RETURNING c.queue
+)
+SELECT queue, CASE WHEN %(channel)s::text IS NOT NULL
+                   THEN pg_notify(%(channel)s, 'qsup:flow') END IS NULL
+FROM changed
+
+-- name: set_paused
+-- Pause or resume a queue; wakes every server (they reload the flow state).
+WITH q AS (
+    INSERT INTO queued_task_queues AS c (queue, paused) VALUES (%(queue)s, %(paused)s)
+    ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused, date_updated = now()
+    RETURNING c.queue
+)
+SELECT queue, CASE WHEN %(channel)s::text IS NOT NULL
+                   THEN pg_notify(%(channel)s, 'qsup:flow') END IS NULL
+FROM q
+
+-- name: set_runtime_limits
+-- Runtime overrides of a queue's limits (NULL: keep the one set before); with %(clear)s,
+-- drop them all first. Wakes every server.
+WITH q AS (
+    INSERT INTO queued_task_queues AS c (queue, concurrency, rate, period, key_concurrency)
+    VALUES (%(queue)s, %(concurrency)s, %(rate)s, %(period)s, %(key_concurrency)s)
+    ON CONFLICT (queue) DO UPDATE
+    SET concurrency = CASE WHEN %(clear)s THEN NULL
+                           ELSE coalesce(excluded.concurrency, c.concurrency) END,
+        rate = CASE WHEN %(clear)s THEN NULL ELSE coalesce(excluded.rate, c.rate) END,
+        period = CASE WHEN %(clear)s THEN NULL ELSE coalesce(excluded.period, c.period) END,
+        key_concurrency = CASE WHEN %(clear)s THEN NULL
+                               ELSE coalesce(excluded.key_concurrency, c.key_concurrency) END,
+        date_updated = now()
+    RETURNING c.queue
+)
+SELECT queue, CASE WHEN %(channel)s::text IS NOT NULL
+                   THEN pg_notify(%(channel)s, 'qsup:flow') END IS NULL
+FROM q
+
+-- name: flow_usage
+-- Every queue with a pause or a limit: file and runtime limits, tasks running now (claimed
+-- under the limits) and starts in the current rate window.
+SELECT c.queue, c.paused, c.file_concurrency, c.file_rate, c.file_period,
+       c.file_key_concurrency, c.concurrency, c.rate, c.period, c.key_concurrency,
+       (SELECT count(*) FROM queued_tasks t
+        WHERE t.flow_slot = 1 AND t.state IN ('picked_up', 'running') AND t.queue = c.queue),
+       (SELECT coalesce(sum(s.n), 0) FROM queued_task_starts s
+        WHERE s.queue = c.queue
+          AND s.at > clock_timestamp()
+                     - make_interval(secs => coalesce(c.period, c.file_period, 0)))
+FROM queued_task_queues c
+WHERE c.paused OR coalesce(c.concurrency, c.file_concurrency, c.rate, c.file_rate,
+                           c.key_concurrency, c.file_key_concurrency) IS NOT NULL
+ORDER BY c.queue

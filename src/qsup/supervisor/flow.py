@@ -1,0 +1,155 @@
+"""The supervisor's side of flow control: which queues are paused or limited, and their claim.
+
+The database holds the truth (``queued_task_queues``, migration 0008): the gate re-reads it at
+least every ``REFRESH`` seconds while the server claims, and at once when a NOTIFY says it
+changed. Paused and limited queues are left out of the ordinary claim; limited ones go through
+``qsup_claim_limited``, which counts the slots under a lock of the queue's row, so all servers
+together keep to the limits. While no queue is paused or limited, nothing here touches the
+database but that read.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from loguru import logger
+
+from qsup import flow, flow_store, repo
+from qsup.protocol import Job, TaskId
+from qsup.settings import Config
+from qsup.supervisor import policy
+from qsup.supervisor.ledger import Ledger
+from qsup.supervisor.link import Link
+
+REFRESH = 1.0  # seconds: a pause or a limit reaches every claiming server this soon
+FULL_POLL = 0.25  # seconds: a full limited queue is tried again (another server's slot)
+MIN_POLL = 0.01
+
+
+class Gate:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.published = False  # our file's [limits] not yet written to the database
+        self.loaded_at = -math.inf
+        self.state: dict[str, flow_store.QueueFlow] = {}
+        self.skip: list[str] = []  # paused or limited: not for the ordinary claim
+        self.limited: list[str] = []  # limited, not paused, taken here (rotated for fairness)
+        self.next_try: dict[str, float] = {}  # per limited queue, monotonic
+        self.held: dict[TaskId, str] = {}  # limited tasks claimed here, not yet written
+        self.freed: set[TaskId] = set()  # of those, the ended ones already counted as free
+
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
+        self.published = False
+        self.changed()
+
+    def changed(self) -> None:
+        """A NOTIFY said pauses or limits changed: read them before the next claim."""
+        self.loaded_at = -math.inf
+
+    def wake(self, queue: str | None = None) -> None:
+        """New tasks (in ``queue``, or anywhere): try the limited queues that were empty."""
+        for name, at in self.next_try.items():
+            if at == math.inf and queue in (None, name):
+                self.next_try[name] = 0.0
+
+    def due(self, now: float) -> bool:
+        return now - self.loaded_at >= REFRESH or any(at <= now for at in self.next_try.values())
+
+    def deadlines(self, now: float) -> list[float]:
+        return [at for at in self.next_try.values() if now < at < math.inf]
+
+    # --- pauses and limits ----------------------------------------------------------------
+
+    def refresh(self, link: Link, now: float, ledger: Ledger) -> bool:
+        """Read the pauses and limits when they may be stale; give back what we hold unstarted
+        when a queue we take was just paused. True when a queue was resumed or lost its
+        limits: the ordinary claim takes it again."""
+        if now - self.loaded_at < REFRESH:
+            return False
+        state = link.call(self._load)
+        if state is None:
+            return False  # database away: the link retries
+        self.loaded_at = now
+        takes = self.config.queues
+        mine = sorted(q for q in state if not takes or q in takes)
+        paused = {q for q in mine if state[q].paused}
+        newly = paused - {q for q, f in self.state.items() if f.paused}
+        self.state = state
+        freed = bool(set(self.skip) - state.keys())
+        self.skip = sorted(state)
+        limited = [q for q in mine if q not in paused and not state[q].limits.empty]
+        if set(limited) != set(self.limited):
+            self.limited = limited
+        self.next_try = {q: self.next_try.get(q, 0.0) for q in self.limited}
+        if newly:
+            logger.info("queue(s) {} paused: nothing new starts there", ", ".join(sorted(newly)))
+            ledger.release_buffer(now)  # what sits here unstarted goes back (re-claimed soon)
+        if self.held:
+            known = ledger.ids()
+            self.held = {i: q for i, q in self.held.items() if i in known}
+            self.freed &= self.held.keys()
+        return freed
+
+    def _load(self, conn: Any) -> dict[str, flow_store.QueueFlow]:
+        if not self.published:
+            config = self.config
+            changed = flow_store.publish_file_limits(conn, config.limits, config.wake_channel)
+            for queue in changed:
+                limits = config.limits.get(queue, flow.Limits())
+                logger.info("limits of queue {} from the file: {}", queue, flow.describe(limits))
+            self.published = True
+        return flow_store.flow_state(conn)
+
+    # --- the limited claim ----------------------------------------------------------------
+
+    def claim(self, link: Link, now: float, server_id: int, room: int, ledger: Ledger) -> int:
+        """Claim of the limited queues that are due what the workers can start now (``room``
+        less the limited jobs still buffered); the jobs go to the front of the buffer."""
+        if not self.limited:
+            return 0
+        ended = self._ended(ledger)
+        fresh = [i for i in ended if i not in self.freed]
+        if fresh:  # a slot of ours is free: full queues may take more at once
+            self.freed.update(fresh)
+            for queue in {self.held[i] for i in fresh}:
+                self.next_try[queue] = min(self.next_try[queue], now)
+        due = [q for q in self.limited if self.next_try[q] <= now]
+        want = room - sum(1 for job in ledger.buffer if job.id in self.held)
+        if not due or want <= 0:
+            return 0
+        timeout = self.config.task_timeout
+        claimed = link.call(
+            lambda conn: flow_store.claim_limited(conn, server_id, due, want, timeout, ended)
+        )
+        if claimed is None:
+            return 0
+        for queue, retry_in in claimed.retry_in.items():
+            self.next_try[queue] = policy.next_limited_try(retry_in, now, FULL_POLL)
+        self._watch_delayed(link, now, [q for q, r in claimed.retry_in.items() if r is None])
+        jobs: list[Job] = []
+        for queue, job in claimed.jobs:
+            self.held[job.id] = queue
+            jobs.append(job)
+        ledger.claimed_first(jobs)
+        self.limited = self.limited[1:] + self.limited[:1]
+        return len(jobs)
+
+    def _ended(self, ledger: Ledger) -> list[TaskId]:
+        """Our limited tasks whose end is known here but not written yet: their slots are
+        free (the database still shows them held)."""
+        if not self.held:
+            return []
+        boxes = [ledger.outbox] + ([ledger.writing] if ledger.writing is not None else [])
+        return [i for box in boxes for i in box.task_ids() - box.running.keys() if i in self.held]
+
+    def _watch_delayed(self, link: Link, now: float, emptied: list[str]) -> None:
+        """Limited queues with nothing due: wake when their next delayed task is (retries,
+        ``_delay``), as :meth:`Intake.check_next_due` does for the others."""
+        if not emptied:
+            return
+        due = link.call(lambda conn: repo.next_due_in(conn, emptied))
+        if due is not None:
+            for queue in emptied:
+                self.next_try[queue] = now + max(MIN_POLL, due)
