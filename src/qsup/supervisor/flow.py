@@ -55,7 +55,8 @@ class Gate:
                 self.next_try[name] = 0.0
 
     def due(self, now: float) -> bool:
-        return now - self.loaded_at >= REFRESH or any(at <= now for at in self.next_try.values())
+        """A limited queue may be claimed now."""
+        return any(at <= now for at in self.next_try.values())
 
     def deadlines(self, now: float) -> list[float]:
         return [at for at in self.next_try.values() if now < at < math.inf]

@@ -113,12 +113,10 @@ class Intake:
         up to ``limit`` of the others into the ledger's buffer; returns how many."""
         if self.notify and self.listen_fd is None and now >= self.next_listen_at:
             self.listen()
-        gate = self.gate
-        if (self.backlog or ledger.buffer or gate.due(now)) and gate.refresh(
-            self.link, now, ledger
-        ):
-            self.backlog = True
-        plain = limit > 0 and (self.backlog or now >= self.next_poll)
+        gate, time_to = self.gate, self.backlog or now >= self.next_poll
+        if (time_to or ledger.buffer or gate.due(now)) and gate.refresh(self.link, now, ledger):
+            self.backlog = time_to = True  # a queue was resumed, or lost its limits
+        plain = limit > 0 and time_to
         count = gate.claim(self.link, now, server_id, room, ledger)
         if not plain:
             return count
