@@ -75,12 +75,12 @@ def test_concurrency_per_queue_and_per_key_hold_across_servers_while_others_run_
     log = str(tmp_path / "spans")
     for _ in range(2):
         start_server("--workers", "4", "--config", str(config))
-    for i in range(10):
+    for _ in range(10):
         queue.add_task(tasks.span, log, "pay", 0.15, _queue="pay")
     for i in range(8):
         key = f"tenant{i % 2}"
         queue.add_task(tasks.span, log, key, 0.15, _queue="imports", _concurrency_key=key)
-    for i in range(8):
+    for _ in range(8):
         queue.add_task(tasks.span, log, "free", 0.3, _queue="free")
     wait_for(lambda: task_states(conn) == {"completed": 26}, timeout=60, what="every task")
     seen = spans(Path(log))

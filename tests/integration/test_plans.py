@@ -31,11 +31,13 @@ def _params(held: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
     task = {"id": uuid.uuid4(), "name": "t:x", "queue": "default", "priority": 0, "args": "[]",
             "kwargs": "{}", "eta": None, "delay": 0.0, "max_retries": 3, "timeout": None,
             "unique_key": "k", "context": "{}", "channel": "qsup", "parent": None,
-            "depends_on": held[:2]}  # fmt: skip
+            "depends_on": held[:2], "concurrency_key": None}  # fmt: skip
     results = [{"id": str(i), "result": 1, "started": 1.0, "done": 2.0, "pid": 9} for i in held]
     return {
-        "claim_batch": {"server_id": SERVER, "queues": [], "limit": 100, "default_timeout": 60.0},
-        "next_due_in": {"queues": []},
+        "claim_batch": {"server_id": SERVER, "queues": [], "limit": 100, "default_timeout": 60.0,
+                        "skip": ["limited"]},
+        "next_due_in": {"queues": [], "skip": ["limited"]},
+        "flow_state": {},
         "mark_running": {"ids": held, "started": [NOW] * n, "pids": [9] * n, "server_id": SERVER},
         "complete_batch": {"rows": json.dumps(results), "server_id": SERVER},
         "retry_batch": {"ids": held, "delays": [1.0] * n, "errors": ["e"] * n,
@@ -159,3 +161,55 @@ def test_hot_statements_never_scan_the_whole_table(fresh, stats):
         if scans := _seq_scans(plan):
             bad[name] = scans
     assert not bad, f"Seq Scan on queued_tasks ({stats} statistics) in: {bad}"
+
+
+AUTO_EXPLAIN = (
+    "auto_explain.log_min_duration = 0",
+    "auto_explain.log_format = json",
+    "auto_explain.log_nested_statements = on",
+    "client_min_messages = log",  # its plans come back as notices
+)
+
+
+def _nested_seq_scans(conn: psycopg.Connection[Any], sql: str, params: Any) -> list[str]:
+    """Run ``sql`` (rolled back) with auto_explain on nested statements: the plans of the
+    statements inside a PL/pgSQL function, which EXPLAIN of the call does not show."""
+    plans: list[dict[str, Any]] = []
+
+    def collect(diag: psycopg.errors.Diagnostic) -> None:
+        text = diag.message_primary or ""
+        if text.startswith("duration:") and "{" in text:
+            plans.append(json.loads(text[text.index("{") :])["Plan"])
+
+    conn.add_notice_handler(collect)
+    try:
+        with conn.transaction(force_rollback=True):
+            for setting in AUTO_EXPLAIN:
+                conn.execute(f"SET LOCAL {setting}")
+            conn.execute(sql, params).fetchall()
+    finally:
+        conn.remove_notice_handler(collect)
+    assert len(plans) > 3, "auto_explain showed no nested statement"
+    return [scan for plan in plans for scan in _seq_scans(plan)]
+
+
+@pytest.mark.parametrize("stats", ["none", "stale"])
+def test_the_limited_claim_never_scans_the_whole_table(fresh, stats):
+    conn = fresh
+    conn.execute("LOAD 'auto_explain'")
+    _add_finished(conn)
+    if stats == "stale":
+        conn.execute("ANALYZE queued_tasks")
+    _add_live(conn)
+    conn.execute(
+        "INSERT INTO queued_tasks (id, name, queue, concurrency_key)"
+        " SELECT gen_random_uuid(), 'tests.tasks:noop', 'limited', 'k' || (i % 3)"
+        " FROM generate_series(1, 200) AS i"
+    )
+    conn.execute(
+        "INSERT INTO queued_task_queues (queue, file_concurrency, file_rate, file_period,"
+        " file_key_concurrency) VALUES ('limited', 50, 100, 60, 2)"
+    )
+    params = {"server_id": SERVER, "queues": ["limited"], "want": 10,
+              "default_timeout": 60.0, "finished": []}  # fmt: skip
+    assert _nested_seq_scans(conn, queries()["claim_limited"], params) == []

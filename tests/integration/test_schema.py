@@ -122,7 +122,7 @@ def test_claim_reads_the_claim_index_in_order(queue, conn, stats):
     sid = repo.register_server(conn, "x", 1, "h", 1, [])
     plan_json = conn.execute(
         "EXPLAIN (FORMAT JSON) " + queries()["claim_batch"],
-        {"server_id": sid, "queues": [], "limit": 10, "default_timeout": 60.0},
+        {"server_id": sid, "queues": [], "limit": 10, "default_timeout": 60.0, "skip": []},
     ).fetchone()[0][0]["Plan"]
     plan = str(plan_json)
     assert "idx_queued_tasks_claim" in plan, plan

@@ -1,5 +1,5 @@
 """``qsup queue pause|resume|limit|limits``: flow control at run time (stored in the database,
-obeyed by every server within a second)."""
+obeyed by every server within a second); :mod:`qsup.cli.queue_cmd` adds them to its group."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import typer
 from qsup import flow, flow_store
 from qsup.cli.common import ConfigFile, DatabaseUrl, Json, database, print_json, print_table
 from qsup.cli.common import settings as load_settings
-from qsup.cli.queue_cmd import app
 from qsup.errors import ConfigError
 
 Name = Annotated[str, typer.Argument(help="Queue name.")]
@@ -33,7 +32,6 @@ def _pause(name: str, paused: bool, json: bool, config: str | None, url: str | N
         typer.echo(f"queue {name} {word}")
 
 
-@app.command()
 def pause(
     name: Name, json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None
 ) -> None:
@@ -41,7 +39,6 @@ def pause(
     _pause(name, True, json, config, database_url)
 
 
-@app.command()
 def resume(
     name: Name, json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None
 ) -> None:
@@ -58,7 +55,6 @@ def _count(option: str, value: int | None) -> int | None:
         ) from None
 
 
-@app.command()
 def limit(
     name: Name,
     concurrency: Annotated[
@@ -106,7 +102,6 @@ def _describe(row: dict[str, object]) -> str:
     return ", ".join(parts) or "no limits"
 
 
-@app.command()
 def limits(json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None) -> None:
     """Paused and limited queues: limits, their source, running tasks, starts in the window."""
     cfg = load_settings(config, database_url=database_url)

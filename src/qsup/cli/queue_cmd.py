@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from qsup import admin, repo
+from qsup.cli import flow_cmd
 from qsup.cli.common import (
     ConfigFile,
     DatabaseUrl,
@@ -213,4 +214,5 @@ def servers(
     )
 
 
-from qsup.cli import flow_cmd  # noqa: E402, F401 - adds pause, resume, limit and limits to app
+for command in (flow_cmd.pause, flow_cmd.resume, flow_cmd.limit, flow_cmd.limits):
+    app.command()(command)
