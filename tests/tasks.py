@@ -163,3 +163,8 @@ def span(path: str, label: str, seconds: float) -> None:
     time.sleep(seconds)
     with open(path, "a") as f:
         f.write(f"{label} {start!r} {time.time()!r}\n")
+
+
+@task(queue="imports", concurrency_key=lambda tenant, rows: f"tenant:{tenant}")
+def import_rows(tenant: int, rows: int) -> int:
+    return rows

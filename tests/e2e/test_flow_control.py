@@ -3,9 +3,12 @@ and end (tests.tasks.span), and the recorded spans must keep to the limits."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -195,3 +198,48 @@ def test_bad_runtime_limits_are_exit_2(db_url, args):
     done = qsup("queue", "limit", "pay", *args, db_url=db_url)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_the_concurrency_key_is_stored_from_the_option_or_the_decorator(queue, conn):
+    given = queue.add_task(tasks.noop, _concurrency_key="tenant:1")
+    derived = tasks.import_rows.add_task(42, 10)
+    rows = dict(conn.execute("SELECT id, concurrency_key FROM queued_tasks").fetchall())
+    assert rows == {given.task_id: "tenant:1", derived.task_id: "tenant:42"}
+
+
+def _post(url: str, token: str | None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, method="POST", headers=headers, data=b"")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.timeout(120)
+def test_http_pauses_and_resumes_and_every_surface_shows_the_flow(
+    queue, conn, start_server, tmp_path
+):
+    config = write_config(tmp_path, '[limits.mail]\nrate = "100/minute"\nconcurrency = 3\n')
+    server = start_server(
+        "--workers", "2", "--config", str(config), http=True, env={"QSUP_ADMIN_TOKEN": "s3cret"}
+    )
+    assert _post(server.url("/api/queues/mail/pause"), None) == 401
+    assert _post(server.url("/api/queues/mail/pause"), "s3cret") == 200
+    with urllib.request.urlopen(server.url("/api/stats"), timeout=10) as response:
+        flow = json.load(response)["flow"]
+    assert flow == [
+        {"queue": "mail", "paused": True, "concurrency": 3, "rate": "100/minute",
+         "key_concurrency": None, "source": {"concurrency": "file", "rate": "file"},
+         "running": 0, "started_in_window": 0}
+    ]  # fmt: skip
+    with urllib.request.urlopen(server.url("/metrics"), timeout=10) as response:
+        metrics = response.read().decode()
+    assert 'qsup_queue_paused{queue="mail"} 1.0' in metrics
+    assert 'qsup_queue_limit{limit="concurrency",queue="mail",source="file"} 3.0' in metrics
+    ref = queue.add_task(tasks.noop, _queue="mail")
+    assert _post(server.url("/api/queues/mail/resume"), "s3cret") == 200
+    ref.result(timeout=20)
+    with urllib.request.urlopen(server.url("/metrics"), timeout=10) as response:
+        assert 'qsup_queue_rate_window_starts{queue="mail"} 1.0' in response.read().decode()

@@ -3,7 +3,7 @@ obeyed by every server within a second); :mod:`qsup.cli.queue_cmd` adds them to 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -109,7 +109,11 @@ def limits(json: Json = False, config: ConfigFile = None, database_url: Database
         report = flow_store.usage_report(conn)
     if json:
         print_json(report)
-        return
+    else:
+        print_limits(report)
+
+
+def print_limits(report: list[dict[str, Any]], title: str | None = None) -> None:
     print_table(
         ("queue", "paused", "limits (source)", "running", "starts in window"),
         [
@@ -122,4 +126,5 @@ def limits(json: Json = False, config: ConfigFile = None, database_url: Database
             )
             for r in report
         ],
+        title,
     )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from qsup import admin, repo
+from qsup import admin, flow_store, repo
 from qsup.cli import flow_cmd
 from qsup.cli.common import (
     ConfigFile,
@@ -37,12 +37,14 @@ def start(config: ConfigFile = None, **flags: Any) -> None:
 
 @app.command()
 def status(json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None) -> None:
-    """Servers, workers, task counts by queue and state, oldest waiting task."""
+    """Servers, workers, task counts by queue and state, oldest waiting task, paused and
+    limited queues."""
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
         servers = [s for s in repo.list_servers(conn) if s["is_running"]]
         counts = repo.counts_by_queue_and_state(conn)
         oldest = repo.oldest_waiting(conn)
+        flow = flow_store.usage_report(conn)
     by_state: dict[str, int] = {}
     for _, state, n in counts:
         by_state[state] = by_state.get(state, 0) + n
@@ -53,6 +55,7 @@ def status(json: Json = False, config: ConfigFile = None, database_url: Database
         "tasks_by_state": by_state,
         "tasks_by_queue": [{"queue": q, "state": s, "count": n} for q, s, n in counts],
         "oldest_waiting_seconds": oldest,
+        "flow": flow,
     }
     if json:
         print_json(report)
@@ -63,6 +66,8 @@ def status(json: Json = False, config: ConfigFile = None, database_url: Database
     )
     print_table(("queue", "state", "count"), [(q, s, str(n)) for q, s, n in counts])
     typer.echo("oldest waiting task: " + (f"{oldest:.1f} s" if oldest is not None else "none"))
+    if flow:
+        flow_cmd.print_limits(flow, title="paused and limited queues")
 
 
 def _split(values: list[str] | None) -> list[str]:

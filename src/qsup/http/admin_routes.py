@@ -1,4 +1,5 @@
-"""Mutations: retry, cancel, clear, schedule pause/resume/run. Bearer token required.
+"""Mutations: retry, cancel, clear, schedule pause/resume/run, queue pause/resume. Bearer token
+required.
 
 With no ``admin_token`` configured every mutation is refused (403); a missing or wrong token is
 401. The token is compared in constant time.
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qsup import admin
+from qsup import admin, flow, flow_store
 from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.http import store
 from qsup.http.auth import authorize
@@ -116,3 +117,21 @@ def resume_schedule(request: Request) -> Response:
 
 def run_schedule(request: Request) -> Response:
     return _schedule_action(request, "run")
+
+
+def _queue_action(request: Request, paused: bool) -> Response:
+    backend = authorize(request)
+    name = request.path_params["name"]
+    if not flow.QUEUE_NAME.match(name):
+        raise bad(f"queue name {name!r} is invalid")
+    with backend.connection() as conn:
+        flow_store.set_paused(conn, name, paused, backend.config.wake_channel)
+    return JSON({"queue": name, "paused": paused})
+
+
+def pause_queue(request: Request) -> Response:
+    return _queue_action(request, True)
+
+
+def resume_queue(request: Request) -> Response:
+    return _queue_action(request, False)

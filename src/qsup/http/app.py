@@ -81,6 +81,8 @@ ROUTE_TABLE = (
     Api("/api/schedules/{name}/pause", admin_routes.pause_schedule, {"post": openapi.PAUSE}),
     Api("/api/schedules/{name}/resume", admin_routes.resume_schedule, {"post": openapi.RESUME}),
     Api("/api/schedules/{name}/run", admin_routes.run_schedule, {"post": openapi.RUN}),
+    Api("/api/queues/{name}/pause", admin_routes.pause_queue, {"post": openapi.PAUSE_QUEUE}),
+    Api("/api/queues/{name}/resume", admin_routes.resume_queue, {"post": openapi.RESUME_QUEUE}),
     Api("/api/openapi.json", openapi.openapi_endpoint, {"get": openapi.OPENAPI}),
 )
 OPENAPI = openapi.document({api.template: api.operations for api in ROUTE_TABLE})

@@ -27,7 +27,8 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qsup import repo
+from qsup import flow_store, repo
+from qsup.flow import parse_rate
 from qsup.http import store
 
 if TYPE_CHECKING:
@@ -163,6 +164,7 @@ class QueueCollector(Collector):
             enqueued = store.enqueued_total(conn)
             waiting = store.oldest_due(conn)
             timings = store.recent_timings(conn, WINDOW, MAX_ROWS)
+            flow = flow_store.usage_report(conn)
         tasks = GaugeMetricFamily(
             "qsup_tasks", "Tasks by state and queue", labels=["state", "queue"]
         )
@@ -189,6 +191,7 @@ class QueueCollector(Collector):
         yield CounterMetricFamily("qsup_tasks_enqueued", "Tasks ever enqueued", enqueued)
         yield from server_counters(servers)
         yield from self._timings(timings)
+        yield from flow_gauges(flow)
 
     @staticmethod
     def _timings(timings: list[tuple[str, str, float, float]]) -> Iterator[Metric]:
@@ -219,6 +222,35 @@ class QueueCollector(Collector):
             "task",
             waits,
         )
+
+
+def flow_gauges(report: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Paused and limited queues (``flow_store.usage_report``): the pause, each limit in force
+    (a rate as starts per second), the tasks running under them and the starts in the current
+    rate window."""
+    paused = GaugeMetricFamily("qsup_queue_paused", "1 when the queue is paused", labels=["queue"])
+    limit = GaugeMetricFamily(
+        "qsup_queue_limit", "Flow limits in force", labels=["queue", "limit", "source"]
+    )
+    running = GaugeMetricFamily(
+        "qsup_queue_limited_running", "Tasks running under the queue's limits", labels=["queue"]
+    )
+    started = GaugeMetricFamily(
+        "qsup_queue_rate_window_starts", "Starts in the current rate window", labels=["queue"]
+    )
+    for row in report:
+        queue = row["queue"]
+        paused.add_metric([queue], float(row["paused"]))
+        for name, source in row["source"].items():
+            value = row[name]
+            if name == "rate":
+                rate = parse_rate(value)
+                value = rate.starts / rate.period
+            limit.add_metric([queue, name, source], float(value))
+        running.add_metric([queue], float(row["running"]))
+        if row["rate"]:
+            started.add_metric([queue], float(row["started_in_window"]))
+    yield from (paused, limit, running, started)
 
 
 def make_registry(backend: Backend) -> CollectorRegistry:

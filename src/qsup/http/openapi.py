@@ -241,6 +241,15 @@ CANCEL = _post("Cancel a task", [TASK_ID])
 PAUSE = _post("Pause a schedule", [SCHEDULE_NAME])
 RESUME = _post("Resume a schedule", [SCHEDULE_NAME])
 RUN = _post("Run a schedule now", [SCHEDULE_NAME])
+QUEUE_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "Queue name",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,255}$"},
+}
+PAUSE_QUEUE = _post("Pause a queue on every server (running tasks finish)", [QUEUE_NAME])
+RESUME_QUEUE = _post("Resume a paused queue", [QUEUE_NAME])
 
 
 def document(paths: dict[str, dict[str, Operation]]) -> dict[str, Any]:

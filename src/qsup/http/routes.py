@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qsup import repo
+from qsup import flow_store, repo
 from qsup.admin import list_schedules, queue_stats
 from qsup.db.connect import one_line
 from qsup.errors import QsupError
@@ -130,6 +130,7 @@ def stats(request: Request) -> Response:
         waiting = store.oldest_due(conn)
         throughput = store.throughput(conn, THROUGHPUT_MINUTES)
         report = queue_stats(conn)
+        limits = flow_store.usage_report(conn)
     by_state = dict.fromkeys(STATES, 0)
     queues: dict[str, dict[str, int]] = {}
     for queue, state, n in counts:
@@ -150,6 +151,7 @@ def stats(request: Request) -> Response:
             "failed_last_hour": report["failed_last_hour"],
             "durations_by_task": report["durations_by_task"],
             "failures_by_task": report["failures_by_task"],
+            "flow": limits,  # paused and limited queues, their limits and use
         }
     )
 

@@ -79,12 +79,26 @@ function renderStats(stats) {
   clear(head);
   head.appendChild(el("th", "queue"));
   for (const state of STATES) head.appendChild(el("th", state));
+  head.appendChild(el("th", "flow"));
   const body = $("queues").tBodies[0];
   clear(body);
-  for (const [queue, counts] of Object.entries(stats.queues)) {
-    body.appendChild(row([queue, ...STATES.map((s) => counts[s] || 0)]));
+  const flow = Object.fromEntries((stats.flow || []).map((f) => [f.queue, f]));
+  const names = [...new Set([...Object.keys(stats.queues), ...Object.keys(flow)])].sort();
+  for (const queue of names) {
+    const counts = stats.queues[queue] || {};
+    body.appendChild(row([queue, ...STATES.map((s) => counts[s] || 0), describeFlow(flow[queue])]));
   }
   renderSpark(stats.throughput || []);
+}
+
+function describeFlow(f) {
+  // "paused; concurrency 2/5, rate 40 of 100/minute": limits in force and their use now.
+  if (!f) return "";
+  const parts = [];
+  if (f.concurrency) parts.push(`concurrency ${f.running}/${f.concurrency}`);
+  if (f.rate) parts.push(`rate ${f.started_in_window} of ${f.rate}`);
+  if (f.key_concurrency) parts.push(`per key ${f.key_concurrency}`);
+  return [f.paused ? "paused" : "", parts.join(", ")].filter(Boolean).join("; ");
 }
 
 const SVG = "http://www.w3.org/2000/svg";

@@ -1,0 +1,88 @@
+"""Flow control's pure parts: rates, the [limits] tables, claim sizes, retry times."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from qsup.errors import ConfigError, TaskDefinitionError
+from qsup.flow import Limits, Rate, concurrency_key, describe, limits_from_toml, parse_rate
+from qsup.supervisor.policy import Handoff, next_limited_try, room_in_workers
+
+
+@pytest.mark.parametrize(
+    ("text", "rate"),
+    [
+        ("10/second", Rate(10, 1.0)),
+        ("100/minute", Rate(100, 60.0)),
+        (" 5000 / hours ", Rate(5000, 3600.0)),
+    ],  # fmt: skip
+)
+def test_rates_parse(text, rate):
+    assert parse_rate(text) == rate
+    assert str(rate) in ("10/second", "100/minute", "5000/hour")
+
+
+@pytest.mark.parametrize("text", ["", "10", "0/second", "-1/minute", "1.5/second", "5/day", 5])
+def test_bad_rates_are_refused(text):
+    with pytest.raises(ValueError, match="N/second|between"):
+        parse_rate(text)
+
+
+def where(key: str) -> str:
+    return f"file q.toml ({key})"
+
+
+def test_limits_tables_are_read():
+    table = {"pay": {"concurrency": 5}, "mail": {"rate": "100/minute", "key_concurrency": 1}}
+    assert limits_from_toml(table, where) == {
+        "pay": Limits(concurrency=5),
+        "mail": Limits(rate=Rate(100, 60.0), key_concurrency=1),
+    }
+    assert describe(Limits(5, Rate(2, 1.0))) == "concurrency=5, rate=2/second"
+    assert describe(Limits()) == "-" and Limits().empty
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"pay": {"concurency": 5}}, r"limits\.pay\.concurency: unknown limit in file q\.toml"),
+        ({"pay": {"concurrency": 0}}, r"limits\.pay\.concurrency: invalid value 0 from file"),
+        ({"pay": {"concurrency": True}}, "expected a whole number"),
+        ({"pay": {"key_concurrency": "2"}}, "expected a whole number"),
+        ({"pay": {"rate": "2/week"}}, r"limits\.pay\.rate: invalid value '2/week'"),
+        ({"pay": 3}, r"limits\.pay: expected a table"),
+        ({"bad name": {"concurrency": 1}}, "invalid queue name"),
+        ([], "expected \\[limits.QUEUE\\] tables"),
+    ],
+)
+def test_bad_limits_name_the_key_the_value_and_the_source(table, message):
+    with pytest.raises(ConfigError, match=message):
+        limits_from_toml(table, where)
+
+
+def test_room_counts_what_workers_can_take_now_and_nothing_ahead():
+    long = Handoff(1, 1, 1)
+    assert room_in_workers([1, 1, 0], spare=0, how=long) == 1  # only the idle worker
+    assert room_in_workers([1, 1], spare=2, how=long) == 2  # and workers still to start
+    short = Handoff(4, 8, 40)
+    assert room_in_workers([8, 3], spare=0, how=short) == 5  # never the claim-ahead 40
+
+
+def test_next_try_follows_the_claims_status():
+    assert next_limited_try(None, 10.0, 0.25) == math.inf
+    assert next_limited_try(0.0, 10.0, 0.25) == 10.0
+    assert next_limited_try(-1.0, 10.0, 0.25) == 10.25
+    assert next_limited_try(2.5, 10.0, 0.25) == 12.5
+
+
+def test_concurrency_key_from_the_option_or_the_tasks_callable():
+    def by_tenant(tenant, **_):
+        return f"tenant:{tenant}"
+
+    assert concurrency_key("x", by_tenant, (1,), {}) == "x"
+    assert concurrency_key(None, by_tenant, (7,), {"n": 1}) == "tenant:7"
+    assert concurrency_key(None, None, (7,), {}) is None
+    with pytest.raises(TaskDefinitionError, match="must be a string"):
+        concurrency_key(42, None, (), {})
