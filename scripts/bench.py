@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import bench_flow  # noqa: E402
 import bench_steady  # noqa: E402
 import bench_tasks  # noqa: E402  (scripts/ is on sys.path: the same name the server imports)
 
@@ -139,13 +140,18 @@ def reset(url: str) -> None:
 
 
 def enqueue_noops(
-    url: str, count: int, fn: Callable[..., Any] = bench_tasks.noop, args: tuple[Any, ...] = ()
+    url: str,
+    count: int,
+    fn: Callable[..., Any] = bench_tasks.noop,
+    args: tuple[Any, ...] = (),
+    options: dict[str, Any] | None = None,
 ) -> None:
-    """Pre-enqueue ``count`` tasks with qsup's batch API (COPY)."""
+    """Pre-enqueue ``count`` tasks with qsup's batch API (COPY); ``options`` such as
+    ``{"_queue": "q"}``."""
     q = Queue(url)
     try:
         for start in range(0, count, 5000):
-            q.add_tasks([(fn, args, {})] * min(5000, count - start))
+            q.add_tasks([(fn, args, options or {})] * min(5000, count - start))
     finally:
         q.close()
 
@@ -391,11 +397,13 @@ def drain_once(
     timeout: float = 300.0,
     logdir: str | None = None,
     http: bool = False,
+    env: dict[str, str] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, float | None]:
     execute(url, "delete_measured")
-    enqueue_noops(url, count, fn, args)
+    enqueue_noops(url, count, fn, args, options)
     cpu_before = psutil.cpu_times()
-    serve = Serve(url, workers, logdir=logdir, http=http).start()
+    serve = Serve(url, workers, logdir=logdir, http=http, extra_env=env).start()
     try:
         end, first = wait_drained(url, timeout, serve)
     finally:
@@ -609,6 +617,39 @@ def scenario_steady(
     return {"workers": 4, "task_ms": 1, "tick_ms": bench_steady.TICK * 1000,
             "autovacuum": autovacuum, "runs": runs,
             "note": "pickup = task start stamp - date_enqueued; sizes in kB"}  # fmt: skip
+
+
+def scenario_flow(
+    dbs: Databases, quick: bool, repeats: int, logdir: str, how: bench_flow.FlowArgs
+) -> dict[str, Any]:
+    """Flow control: the plain no-op drain of the baseline checkout and of this one, interleaved
+    (and this one again while another queue has a limit); a ``concurrency = 8`` queue's drain
+    of short sleeps against the same unlimited; a rate-limited queue's starts over a window."""
+    url = dbs.fresh("flow")
+    n, short_n, short_s = (5000, 800, 0.01) if quick else (20000, 4000, 0.01)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    variants = bench_flow.plain_variants(how.baseline, str(HERE))
+    for rep in range(repeats):
+        for key, env, limited_elsewhere in variants:
+            log(f"flow: {n} no-op tasks, {key}, repeat {rep + 1}/{repeats}")
+            bench_flow.limit_other_queue(url, limited_elsewhere)
+            runs.setdefault(key, []).append(drain_once(url, n, 2, logdir=logdir, env=env))
+    bench_flow.limit_other_queue(url, False)
+    config = bench_flow.write_config(logdir, "[limits.limited]\nconcurrency = 8\n")
+    for rep in range(repeats):
+        for key, options in (("short_unlimited", {"_queue": "free"}),
+                             ("short_concurrency_8", {"_queue": "limited"})):  # fmt: skip
+            log(f"flow: {short_n} {short_s * 1000:g} ms sleeps, {key}, repeat {rep + 1}")
+            runs.setdefault(key, []).append(
+                drain_once(url, short_n, 8, bench_tasks.sleep_sync, (short_s,), logdir=logdir,
+                           env={"QSUP_CONFIG": config}, options=options)  # fmt: skip
+            )
+    result = {key: summarise_drain(r, n if "noop" in key else short_n, 2 if "noop" in key else 8)
+              for key, r in runs.items()}  # fmt: skip
+    result["rate"] = bench_flow.rate_adherence(
+        url, how, logdir, lambda env: Serve(url, 4, logdir=logdir, extra_env=env), enqueue_noops
+    )
+    return bench_flow.summarise(result)
 
 
 def scenario_snapshot(dbs: Databases, rate: int, seconds: float, logdir: str) -> dict[str, Any]:
@@ -981,7 +1022,7 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers",
-             "steady", "snapshot")  # fmt: skip
+             "steady", "snapshot", "flow")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -998,6 +1039,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--steady-seconds", type=float,
                         help="seconds per steady rate (default 10 quick, 30)")  # fmt: skip
+    bench_flow.add_arguments(parser)
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
     unknown = only - set(SCENARIOS)
@@ -1011,6 +1053,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--steady-rates: not a list of integers: {args.steady_rates!r}")
     steady_seconds = args.steady_seconds or (10.0 if args.quick else 30.0)
+    flow_args = bench_flow.FlowArgs(
+        args.flow_baseline, args.flow_rate, args.flow_seconds or (10.0 if args.quick else 60.0)
+    )
     logdir = tempfile.mkdtemp(prefix="qsup-bench-logs-")
     # SIGTERM/SIGHUP end the run through the finally below, which stops our processes.
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -1043,6 +1088,7 @@ def main(argv: list[str] | None = None) -> int:
             ("peers", lambda: scenario_peers(dbs, args.quick, repeats, logdir)),
             ("steady", lambda: scenario_steady(dbs, rates, steady_seconds, logdir)),
             ("snapshot", lambda: scenario_snapshot(dbs, 500, steady_seconds, logdir)),
+            ("flow", lambda: scenario_flow(dbs, args.quick, repeats, logdir, flow_args)),
         ]
         for name, step in steps:
             if name not in only:

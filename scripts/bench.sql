@@ -114,3 +114,22 @@ SELECT count(*) FROM queued_tasks
 -- name: autovacuum_setting
 -- Whether the server runs autovacuum at all.
 SHOW autovacuum
+
+-- name: flow_limit_other
+-- A limit on a queue no drain uses (flow scenario).
+INSERT INTO queued_task_queues (queue, file_concurrency) VALUES ('other', 1)
+ON CONFLICT (queue) DO UPDATE SET file_concurrency = 1
+
+-- name: flow_clear_limits
+-- No pause or limit anywhere.
+TRUNCATE queued_task_queues, queued_task_starts
+
+-- name: flow_first_start
+-- When the first task of the rate-limited queue started (epoch seconds).
+SELECT extract(epoch FROM min(date_started))::float8 FROM queued_tasks
+WHERE queue = 'rated' AND state = 'completed'
+
+-- name: flow_starts
+-- Starts of the rate-limited queue's tasks, in order (epoch seconds).
+SELECT extract(epoch FROM date_started)::float8 FROM queued_tasks
+WHERE queue = 'rated' AND state = 'completed' ORDER BY 1
