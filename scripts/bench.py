@@ -641,8 +641,16 @@ def scenario_flow(
                              ("short_concurrency_8", {"_queue": "limited"})):  # fmt: skip
             log(f"flow: {short_n} {short_s * 1000:g} ms sleeps, {key}, repeat {rep + 1}")
             runs.setdefault(key, []).append(
-                drain_once(url, short_n, 8, bench_tasks.sleep_sync, (short_s,), logdir=logdir,
-                           env={"QSUP_CONFIG": config}, options=options)  # fmt: skip
+                drain_once(
+                    url,
+                    short_n,
+                    8,
+                    bench_tasks.sleep_sync,
+                    (short_s,),
+                    logdir=logdir,
+                    env={"QSUP_CONFIG": config},
+                    options=options,
+                )  # fmt: skip
             )
     result = {key: summarise_drain(r, n if "noop" in key else short_n, 2 if "noop" in key else 8)
               for key, r in runs.items()}  # fmt: skip

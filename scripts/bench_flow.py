@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rate of the flow scenario's limited queue (default %(default)s)",
     )
     parser.add_argument(
-        "--flow-seconds", type=float, help="seconds the rate is measured over (default 10 quick, 60)"
+        "--flow-seconds", type=float, help="seconds the rate is measured (default 10 quick, 60)"
     )
 
 
