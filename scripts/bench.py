@@ -626,7 +626,9 @@ def scenario_flow(
     (and this one again while another queue has a limit); a ``concurrency = 8`` queue's drain
     of short sleeps against the same unlimited; a rate-limited queue's starts over a window."""
     url = dbs.fresh("flow")
-    n, short_n, short_s = (5000, 800, 0.01) if quick else (20000, 4000, 0.01)
+    n, short_n, short_s = (
+        (5000, 800, how.task_seconds) if quick else (20000, 4000, how.task_seconds)
+    )
     runs: dict[str, list[dict[str, Any]]] = {}
     variants = bench_flow.plain_variants(how.baseline, str(HERE))
     for rep in range(repeats):
@@ -1062,7 +1064,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--steady-rates: not a list of integers: {args.steady_rates!r}")
     steady_seconds = args.steady_seconds or (10.0 if args.quick else 30.0)
     flow_args = bench_flow.FlowArgs(
-        args.flow_baseline, args.flow_rate, args.flow_seconds or (10.0 if args.quick else 60.0)
+        args.flow_baseline,
+        args.flow_rate,
+        args.flow_seconds or (10.0 if args.quick else 60.0),
+        args.flow_task_ms / 1000,
     )
     logdir = tempfile.mkdtemp(prefix="qsup-bench-logs-")
     # SIGTERM/SIGHUP end the run through the finally below, which stops our processes.

@@ -23,6 +23,7 @@ class FlowArgs(NamedTuple):
     baseline: str | None  # a src/ directory whose qsup is the "before" of the plain drain
     rate: str  # the rate-limited queue's limit, "N/second|minute|hour"
     seconds: float  # how long its adherence is measured
+    task_seconds: float  # the short tasks of the concurrency drain
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--flow-rate",
         default="50/second",
         help="rate of the flow scenario's limited queue (default %(default)s)",
+    )
+    parser.add_argument(
+        "--flow-task-ms",
+        type=float,
+        default=10.0,
+        help="run time of the concurrency drain's tasks (default %(default)s)",
     )
     parser.add_argument(
         "--flow-seconds", type=float, help="seconds the rate is measured (default 10 quick, 60)"

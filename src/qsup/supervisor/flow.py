@@ -38,6 +38,7 @@ class Gate:
         self.next_try: dict[str, float] = {}  # per limited queue, monotonic
         self.held: dict[TaskId, str] = {}  # limited tasks claimed here, not yet written
         self.freed: set[TaskId] = set()  # of those, the ended ones already counted as free
+        self.full: set[str] = set()  # queues whose last claim found no free slot
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
@@ -59,7 +60,11 @@ class Gate:
         return any(at <= now for at in self.next_try.values())
 
     def deadlines(self, now: float) -> list[float]:
-        return [at for at in self.next_try.values() if now < at < math.inf]
+        """When to claim again; a queue already due waits for room, which a worker's message
+        brings (a pass), else it is looked at again after ``FULL_POLL``."""
+        return [
+            at if at > now else now + FULL_POLL for at in self.next_try.values() if at < math.inf
+        ]
 
     # --- pauses and limits ----------------------------------------------------------------
 
@@ -112,9 +117,9 @@ class Gate:
             return 0
         ended = self._ended(ledger)
         fresh = [i for i in ended if i not in self.freed]
-        if fresh:  # a slot of ours is free: full queues may take more at once
+        if fresh:  # a slot of ours is free: a full queue may take more at once
             self.freed.update(fresh)
-            for queue in {self.held[i] for i in fresh}:
+            for queue in {self.held[i] for i in fresh} & self.full:
                 self.next_try[queue] = min(self.next_try[queue], now)
         due = [q for q in self.limited if self.next_try[q] <= now]
         want = room - sum(1 for job in ledger.buffer if job.id in self.held)
@@ -128,6 +133,10 @@ class Gate:
             return 0
         for queue, retry_in in claimed.retry_in.items():
             self.next_try[queue] = policy.next_limited_try(retry_in, now, FULL_POLL)
+            if retry_in is not None and retry_in < 0:
+                self.full.add(queue)
+            else:
+                self.full.discard(queue)
         self._watch_delayed(link, now, [q for q, r in claimed.retry_in.items() if r is None])
         jobs: list[Job] = []
         for queue, job in claimed.jobs:

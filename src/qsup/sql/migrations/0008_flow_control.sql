@@ -64,6 +64,7 @@ DECLARE
     taken integer;
     wait_for double precision;
     offered integer;
+    window_s double precision;
 BEGIN
     FOREACH q IN ARRAY queues LOOP
         EXIT WHEN want <= 0;
@@ -83,14 +84,17 @@ BEGIN
             room := least(room, ctl.concurrency - held_total);
         END IF;
         IF ctl.rate IS NOT NULL THEN
+            -- The window is the period and a hand-over margin: a claimed task starts in its
+            -- worker some milliseconds later, and starts (not claims) must keep to the rate.
+            window_s := ctl.period + least(0.1, 0.02 * ctl.period);
             DELETE FROM queued_task_starts s
-            WHERE s.queue = q AND s.at <= clock_timestamp() - make_interval(secs => ctl.period);
+            WHERE s.queue = q AND s.at <= clock_timestamp() - make_interval(secs => window_s);
             SELECT coalesce(sum(s.n), 0) INTO started_in_window FROM queued_task_starts s
             WHERE s.queue = q;
             IF ctl.rate - started_in_window < room THEN
                 room := ctl.rate - started_in_window;
                 -- when the oldest starts leave the window, room grows again
-                SELECT extract(epoch FROM min(s.at) + make_interval(secs => ctl.period)
+                SELECT extract(epoch FROM min(s.at) + make_interval(secs => window_s)
                                - clock_timestamp())
                 INTO wait_for FROM queued_task_starts s WHERE s.queue = q;
             END IF;
