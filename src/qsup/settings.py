@@ -300,6 +300,17 @@ _SCHEDULE_EXAMPLE = """\
 # on_missed = "run_once"
 """
 
+_LIMITS_EXAMPLE = """
+# Flow control: limits per queue, enforced in the database across all servers (see the README).
+# concurrency: most running at once; rate: most starts in any window ("N/second|minute|hour");
+# key_concurrency: most running at once per _concurrency_key. qsup queue limit overrides them.
+#
+# [limits.payments]
+# concurrency = 5
+# rate = "100/minute"
+# key_concurrency = 1
+"""
+
 
 def example_toml() -> str:
     """The commented example config: every key at its default (``config/queue.toml``)."""
@@ -319,4 +330,4 @@ def example_toml() -> str:
         else:
             out.append(f"# {f.name} = {_toml_value(default_of(f))}")
         out.append("")
-    return "\n".join(out) + _SCHEDULE_EXAMPLE
+    return "\n".join(out) + _SCHEDULE_EXAMPLE + _LIMITS_EXAMPLE
