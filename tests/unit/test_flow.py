@@ -8,7 +8,7 @@ import pytest
 
 from qsup.errors import ConfigError, TaskDefinitionError
 from qsup.flow import Limits, Rate, concurrency_key, describe, limits_from_toml, parse_rate
-from qsup.supervisor.policy import Handoff, next_limited_try, room_in_workers
+from qsup.supervisor.policy import next_limited_try, room_in_workers
 
 
 @pytest.mark.parametrize(
@@ -62,12 +62,10 @@ def test_bad_limits_name_the_key_the_value_and_the_source(table, message):
         limits_from_toml(table, where)
 
 
-def test_room_counts_what_workers_can_take_now_and_nothing_ahead():
-    long = Handoff(1, 1, 1)
-    assert room_in_workers([1, 1, 0], spare=0, how=long) == 1  # only the idle worker
-    assert room_in_workers([1, 1], spare=2, how=long) == 2  # and workers still to start
-    short = Handoff(4, 8, 40)
-    assert room_in_workers([8, 3], spare=0, how=short) == 5  # never the claim-ahead 40
+def test_room_counts_what_workers_can_start_now_and_nothing_ahead():
+    assert room_in_workers([1, 1, 0], spare=0) == 1  # only the idle worker
+    assert room_in_workers([1, 1], spare=2) == 2  # and workers still to start
+    assert room_in_workers([8, 3], spare=0) == 0  # never behind a running job
 
 
 def test_next_try_follows_the_claims_status():

@@ -335,7 +335,7 @@ class Arbiter:
             self.config.claim_batch_size,
             how,
         )
-        room = policy.room_in_workers(in_flight, self.crew.spare, how)  # for limited queues
+        room = policy.room_in_workers(in_flight, self.crew.spare)  # for limited queues
         self.counters["claimed"] += self.intake.claim(now, self.server_id, limit, room, self.ledger)
 
     # --- writes and heartbeat -------------------------------------------------------------

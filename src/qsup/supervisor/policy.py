@@ -183,12 +183,12 @@ def seconds_to_next_tick(schedules: Sequence[Schedule], now: datetime, most: flo
     return min([most, *((tick - now).total_seconds() for tick in ticks)])
 
 
-def room_in_workers(in_flight: Sequence[int], spare: int, how: Handoff) -> int:
-    """Jobs the workers could take now (up to their depth, and as deep for each worker that
-    could still be started): what a server may claim of a limited queue. Unlike
-    :func:`claim_size` nothing is claimed ahead, so no server sits on a limited queue's tasks
-    that another could start."""
-    return sum(max(0, how.depth - n) for n in in_flight) + spare * how.depth
+def room_in_workers(in_flight: Sequence[int], spare: int) -> int:
+    """Jobs the workers could start now: one for each idle worker and for each worker that
+    could still be started. What a server may claim of a limited queue: nothing ahead (unlike
+    :func:`claim_size`) and nothing queued behind a running job, since a claimed task holds its
+    slot, so no server sits on a limited queue's tasks that another could start."""
+    return sum(1 for n in in_flight if n == 0) + spare
 
 
 def next_limited_try(retry_in: float | None, now: float, full_poll: float) -> float:
