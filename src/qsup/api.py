@@ -8,7 +8,7 @@ import math
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, cast
 import psycopg
 from uuid_utils import uuid7
 
-from qsup import repo
-from qsup.db.connect import connect, describe, lost, resolve_url
+from qsup import middleware, repo
+from qsup.db.connect import connect, describe_connection, lost, resolve_url
 from qsup.db.migrate import migrate
 from qsup.encoding import encode_arguments, task_path
 from qsup.errors import TaskDefinitionError
@@ -52,6 +52,7 @@ class TaskOptions:
     unique_key: str | None = None
     parent: Any = None
     depends_on: Sequence[Any] = ()
+    headers: Mapping[str, Any] | None = None
 
     @classmethod
     def pop_from(cls, kwargs: dict[str, Any]) -> TaskOptions:
@@ -189,8 +190,10 @@ class Queue:
         name, queue, priority, max_retries, timeout = settled
         args_json, kwargs_json = encode_arguments(args, kwargs, self.config.max_args_bytes)
         parent, depends_on = (None, ()) if options is NO_OPTIONS else _when_and_links(options)
+        task_id = str(uuid7())  # time-ordered: claims and completions touch neighbouring pages
+        headers = middleware.on_enqueue(self.config, task_id, name, queue, args, kwargs, options)
         return repo.NewTask(
-            str(uuid7()),  # time-ordered: claims and completions touch neighbouring pages
+            task_id,
             name,
             args_json,
             kwargs_json,
@@ -203,6 +206,7 @@ class Queue:
             options.unique_key,
             parent,
             depends_on,
+            headers=headers,
         )
 
     def _settle(
@@ -236,7 +240,8 @@ class Queue:
         self, fn: Callable[..., Any], *args: Any, connection: Any = None, **kwargs: Any
     ) -> TaskRef:
         """Enqueue ``fn(*args, **kwargs)``. Options are ``_queue``, ``_priority``, ``_delay``,
-        ``_eta``, ``_max_retries``, ``_timeout``, ``_unique_key``, ``_parent``, ``_depends_on``.
+        ``_eta``, ``_max_retries``, ``_timeout``, ``_unique_key``, ``_parent``, ``_depends_on``,
+        ``_headers`` (a dict the task reads as ``current_task.headers``).
 
         With ``connection`` (a psycopg connection) the insert joins the caller's transaction.
         Called inside a running event loop, it returns at once and inserts in the background;
@@ -338,16 +343,7 @@ class Queue:
         try:
             yield
         except psycopg.OperationalError as exc:
-            raise lost(_where(connection, self._url), exc) from None
-
-
-def _where(connection: Any, url: str | None) -> str:
-    """The host of the caller's connection, else of our URL (never resolved here: that may
-    connect)."""
-    try:
-        return describe(connection.info.dsn) if connection is not None else describe(url or "")
-    except (psycopg.Error, AttributeError):
-        return "the caller's connection"
+            raise lost(describe_connection(connection, self._url), exc) from None
 
 
 def _inserted(new: repo.NewTask, inserted: tuple[uuid.UUID, str] | None) -> tuple[uuid.UUID, str]:

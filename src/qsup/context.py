@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from qsup import protocol
 from qsup.encoding import to_json
+from qsup.middleware import decode_headers
 
 if TYPE_CHECKING:
     from qsup.api import Queue
@@ -85,6 +86,15 @@ class CurrentTask:
     @property
     def name(self) -> str:
         return self._job.name
+
+    @property
+    def queue(self) -> str:
+        return self._job.queue
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        """The headers given at enqueue (``_headers``, and what ``on_enqueue`` hooks added)."""
+        return decode_headers(self._job.headers)
 
     @property
     def context(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from qsup import middleware
 from qsup.db.connect import connect, resolve_url
 from qsup.db.migrate import migrate
 from qsup.encoding import resolve_task
@@ -30,6 +31,7 @@ def run_server(config: Config, reload: Callable[[], Config]) -> int:
     configuration again (SIGHUP)."""
     schedules = load_schedules(config)  # a bad schedule is exit 2 before anything starts
     check_worker_init(config)  # after load_schedules imported the task modules
+    middleware.chain(config)  # a middleware that does not import is exit 2 here, not in workers
     url = resolve_url(config)
     with connect(url) as conn:
         migrate(conn)

@@ -16,11 +16,11 @@ WITH deps AS (  -- one primary-key probe per dependency (a locking subquery is n
 ), ins AS (
     INSERT INTO queued_tasks (id, name, state, parent_task, queue, priority, args, kwargs,
                               scheduled_at, max_retries, timeout, unique_key, context,
-                              date_done, error_message)
+                              headers, date_done, error_message)
     SELECT %(id)s, %(name)s, decided.state, %(parent)s, %(queue)s, %(priority)s, %(args)s::jsonb,
            %(kwargs)s::jsonb,
            coalesce(%(eta)s::timestamptz, now()) + make_interval(secs => %(delay)s),
-           %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb,
+           %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb, %(headers)s::jsonb,
            CASE WHEN decided.state = 'cancelled' THEN now() END,
            CASE WHEN decided.state = 'cancelled'
                 THEN 'cancelled: a dependency failed or was cancelled' END
@@ -41,11 +41,11 @@ FROM ins
 -- insert_task for a task without dependencies (the common case): half the work.
 WITH ins AS (
     INSERT INTO queued_tasks (id, name, state, queue, priority, args, kwargs, scheduled_at,
-                              max_retries, timeout, unique_key, context)
+                              max_retries, timeout, unique_key, context, headers)
     VALUES (%(id)s, %(name)s, 'enqueued', %(queue)s, %(priority)s, %(args)s::jsonb,
             %(kwargs)s::jsonb,
             coalesce(%(eta)s::timestamptz, now()) + make_interval(secs => %(delay)s),
-            %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb)
+            %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb, %(headers)s::jsonb)
     ON CONFLICT (unique_key)
         WHERE unique_key IS NOT NULL AND state IN ('waiting', 'enqueued', 'picked_up', 'running')
         DO NOTHING
@@ -58,7 +58,7 @@ FROM ins
 -- name: copy_tasks
 -- COPY target for batch enqueue of tasks without dependencies or unique keys.
 COPY queued_tasks (id, name, state, parent_task, queue, priority, args, kwargs, max_retries,
-                   timeout, context) FROM STDIN
+                   timeout, context, headers) FROM STDIN
 
 -- name: find_unfinished_by_unique_key
 -- The unfinished task holding a unique key.
@@ -93,10 +93,11 @@ WITH claimed AS (
     ) AS c
     WHERE t.ctid = c.tid
     RETURNING t.id, t.name, t.args, t.kwargs, t.timeout, t.attempts, t.max_retries, t.context,
-              t.priority, t.scheduled_at
+              t.queue, t.headers, t.priority, t.scheduled_at
 )
 SELECT id::text, name, args::text, kwargs::text,
-       coalesce(timeout, %(default_timeout)s::float8), attempts, max_retries, context::text
+       coalesce(timeout, %(default_timeout)s::float8), attempts, max_retries, context::text,
+       queue, headers::text
 FROM claimed
 ORDER BY priority DESC, scheduled_at, id
 

@@ -28,7 +28,7 @@ from typing import Any
 from loguru import logger
 from setproctitle import setproctitle
 
-from qsup import protocol, repo
+from qsup import log, protocol, repo
 from qsup.errors import ConfigError
 from qsup.linux import become_subreaper
 from qsup.scheduler import Schedule, load_schedules
@@ -395,5 +395,5 @@ class Arbiter:
                 self.crew.send(worker, protocol.Drop(drops[worker.pid]))
             current = self.ledger.current(worker.pid)
             if current in task_ids:
-                logger.info("cancelling task {}: stopping worker {}", current, worker.slot)
+                log.event("cancelled", current).info("cancelling: stopping worker {}", worker.slot)
                 kill(worker, "cancel")

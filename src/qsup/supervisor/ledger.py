@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Any
 
+from qsup import log
 from qsup.protocol import Job, TaskId
 from qsup.supervisor import policy
 from qsup.supervisor.outbox import Outbox
@@ -72,7 +73,10 @@ class Ledger:
 
     def start(self, pid: int, task_id: TaskId, at: float) -> Job:
         self._running[pid] = (task_id, at)
-        return self._jobs[pid][task_id]
+        job = self._jobs[pid][task_id]
+        if log.debug_events:
+            log.event("started", task_id).debug("task {} started in worker {}", job.name, pid)
+        return job
 
     def started_at(self, pid: int) -> float | None:
         running = self._running.get(pid)
