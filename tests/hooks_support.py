@@ -96,3 +96,51 @@ def headers() -> dict[str, Any]:
 
 def sleep(seconds: float) -> None:
     time.sleep(seconds)
+
+
+def spans(path: str) -> list[dict[str, Any]]:
+    """The spans a FileExporter wrote, in the order they ended."""
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f]
+    except FileNotFoundError:
+        return []
+
+
+def otel_init() -> None:
+    """worker_init: an SDK provider whose spans go to ``$QSUP_TEST_SPANS``, one JSON line each
+    (set up after the fork, in the process that makes the spans)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(_file_exporter(os.environ["QSUP_TEST_SPANS"])))
+    trace.set_tracer_provider(provider)
+
+
+def span_dict(span: Any) -> dict[str, Any]:
+    parent = span.parent
+    return {
+        "name": span.name,
+        "kind": span.kind.name,
+        "trace_id": f"{span.context.trace_id:032x}",
+        "span_id": f"{span.context.span_id:016x}",
+        "parent_id": f"{parent.span_id:016x}" if parent else None,
+        "attributes": dict(span.attributes),
+        "status": span.status.status_code.name,
+        "events": [event.name for event in span.events],
+        "pid": os.getpid(),
+    }
+
+
+def _file_exporter(path: str) -> Any:
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    class FileExporter(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            with open(path, "a") as f:
+                f.writelines(json.dumps(span_dict(s)) + "\n" for s in spans)
+            return SpanExportResult.SUCCESS
+
+    return FileExporter()

@@ -2,6 +2,7 @@
 
 from qsup.api import Queue, TaskFunction, TaskRef, task
 from qsup.context import current_task
+from qsup.middleware import add_middleware
 from qsup.errors import (
     ConfigError,
     DatabaseUnreachable,
@@ -30,6 +31,7 @@ __all__ = [
     "TaskRef",
     "TaskTimeout",
     "__version__",
+    "add_middleware",
     "current_task",
     "task",
 ]

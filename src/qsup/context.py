@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from qsup import protocol
 from qsup.encoding import to_json
-from qsup.middleware import decode_headers
+from qsup.task_view import decode_headers
 
 if TYPE_CHECKING:
     from qsup.api import Queue

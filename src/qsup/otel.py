@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from qsup.errors import ConfigError, NonRetryableError, Retry, TaskDefinitionError, TaskTimeout
-from qsup.middleware import Task
+from qsup.task_view import Task
 
 try:
     from opentelemetry import propagate, trace

@@ -166,7 +166,7 @@ class Crew:
         """Kill workers whose task overran its timeout, and every one once a drain is over."""
         for worker in self.workers.values():
             if worker.deadline is not None and now >= worker.deadline and not worker.kill_reason:
-                log.event("timeout").warning(
+                log.event("timeout", self.ledger.current(worker.pid)).warning(
                     "worker {} (pid {}) overran its task's timeout: killing it",
                     worker.slot,
                     worker.pid,
@@ -224,7 +224,7 @@ class Crew:
             logger.debug("worker {} (pid {}) retired: {}", worker.slot, worker.pid, worker.retiring)
         else:
             self.counters["crashed:" + (worker.kill_reason or pool.exit_label(code))] += 1
-            log.event("worker_died").warning(
+            log.event("worker_died", self.ledger.current(worker.pid)).warning(
                 "worker {} (pid {}) died: {}", worker.slot, worker.pid, how
             )
         return how

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Any
 
-from qsup import log
 from qsup.protocol import Job, TaskId
 from qsup.supervisor import policy
 from qsup.supervisor.outbox import Outbox
@@ -73,10 +72,7 @@ class Ledger:
 
     def start(self, pid: int, task_id: TaskId, at: float) -> Job:
         self._running[pid] = (task_id, at)
-        job = self._jobs[pid][task_id]
-        if log.debug_events:
-            log.event("started", task_id).debug("task {} started in worker {}", job.name, pid)
-        return job
+        return self._jobs[pid][task_id]
 
     def started_at(self, pid: int) -> float | None:
         running = self._running.get(pid)

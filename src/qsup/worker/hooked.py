@@ -16,10 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from qsup.errors import TaskDefinitionError, TaskTimeout
-from qsup.middleware import Chain, Hook, Task, call_hooks
+from qsup.middleware import Chain, Hook, call_hooks
 from qsup.protocol import Job
 from qsup.settings import Config
 from qsup.supervisor import policy
+from qsup.task_view import Task
 
 Call = Callable[[Any, Any, Any], Any]  # (task, args, kwargs)
 Function = tuple[Callable[..., Any], bool]

@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 import qsup
-from qsup import context, middleware, protocol
+from qsup import context, log, middleware, protocol
 from qsup.encoding import resolve_task, to_json
 from qsup.errors import NonRetryableError, Retry, TaskDefinitionError, TaskTimeout
 from qsup.settings import Config
@@ -100,6 +100,8 @@ class Runner:
         started = time.time()
         args, kwargs, ctx = _decode(job.args), _decode(job.kwargs), _decode(job.context)
         context.enter(job, ctx if isinstance(ctx, dict) else {})
+        if log.debug_events:  # here: the supervisor does not see each start of a batch
+            log.event("started", job.id).debug("task {} started", job.name)
         try:
             if self.hooks is None:
                 end = self._call(job, args, kwargs)
