@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import bench_hooks  # noqa: E402
 import bench_steady  # noqa: E402
 import bench_tasks  # noqa: E402  (scripts/ is on sys.path: the same name the server imports)
 
@@ -391,11 +392,12 @@ def drain_once(
     timeout: float = 300.0,
     logdir: str | None = None,
     http: bool = False,
+    env: dict[str, str] | None = None,
 ) -> dict[str, float | None]:
     execute(url, "delete_measured")
     enqueue_noops(url, count, fn, args)
     cpu_before = psutil.cpu_times()
-    serve = Serve(url, workers, logdir=logdir, http=http).start()
+    serve = Serve(url, workers, extra_env=env, logdir=logdir, http=http).start()
     try:
         end, first = wait_drained(url, timeout, serve)
     finally:
@@ -488,6 +490,20 @@ def scenario_drain(dbs: Databases, quick: bool, repeats: int, logdir: str) -> di
             runs.append(drain_once(url, sleep_n, 2, fn, (0.01,), logdir=logdir))
         result[f"{key}_workers_2"] = summarise_drain(runs, sleep_n, 2, sleep_n * 0.01 / 2)
     return result
+
+
+def scenario_hooks(dbs: Databases, quick: bool, repeats: int, logdir: str) -> dict[str, Any]:
+    """What middleware and tracing cost (``scripts/bench_hooks.py``)."""
+    url, count = dbs.fresh("hooks"), 5000 if quick else 20000
+
+    def run(env: dict[str, str]) -> dict[str, Any]:
+        log(f"hooks: drain of {count} no-op tasks, --workers 2, {env or 'plain'}")
+        return drain_once(url, count, 2, logdir=logdir, env=env)
+
+    return {
+        "micro": bench_hooks.micro(2000 if quick else 20000),
+        "drain": {"tasks": count, **bench_hooks.drain(run, max(2, repeats))},
+    }
 
 
 def scenario_targets(dbs: Databases, repeats: int, logdir: str) -> dict[str, Any]:
@@ -981,7 +997,7 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers",
-             "steady", "snapshot")  # fmt: skip
+             "steady", "snapshot", "hooks")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1043,6 +1059,7 @@ def main(argv: list[str] | None = None) -> int:
             ("peers", lambda: scenario_peers(dbs, args.quick, repeats, logdir)),
             ("steady", lambda: scenario_steady(dbs, rates, steady_seconds, logdir)),
             ("snapshot", lambda: scenario_snapshot(dbs, 500, steady_seconds, logdir)),
+            ("hooks", lambda: scenario_hooks(dbs, args.quick, repeats, logdir)),
         ]
         for name, step in steps:
             if name not in only:

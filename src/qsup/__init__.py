@@ -2,7 +2,6 @@
 
 from qsup.api import Queue, TaskFunction, TaskRef, task
 from qsup.context import current_task
-from qsup.middleware import add_middleware
 from qsup.errors import (
     ConfigError,
     DatabaseUnreachable,
@@ -14,6 +13,7 @@ from qsup.errors import (
     TaskNotFound,
     TaskTimeout,
 )
+from qsup.middleware import add_middleware
 
 __version__ = "0.1.0"
 
