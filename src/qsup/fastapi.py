@@ -105,8 +105,8 @@ class ContextHeaders:
 
 
 def carry_contextvars(**variables: ContextVar[Any]) -> ContextHeaders:
-    """Copy request-scoped values (a request id your middleware sets in a ``ContextVar``)
-    into the headers of every task enqueued while serving that request, in this process."""
+    """Carry request-scoped values (say, the request id that your own middleware keeps in a
+    ``ContextVar``) into the headers of every task enqueued while serving that request."""
     middleware = ContextHeaders(variables)
     add_middleware(middleware)
     return middleware

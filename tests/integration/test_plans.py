@@ -31,7 +31,7 @@ def _params(held: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
     task = {"id": uuid.uuid4(), "name": "t:x", "queue": "default", "priority": 0, "args": "[]",
             "kwargs": "{}", "eta": None, "delay": 0.0, "max_retries": 3, "timeout": None,
             "unique_key": "k", "context": "{}", "channel": "qsup", "parent": None,
-            "depends_on": held[:2]}  # fmt: skip
+            "depends_on": held[:2], "headers": None}  # fmt: skip
     results = [{"id": str(i), "result": 1, "started": 1.0, "done": 2.0, "pid": 9} for i in held]
     return {
         "claim_batch": {"server_id": SERVER, "queues": [], "limit": 100, "default_timeout": 60.0},
