@@ -201,3 +201,16 @@ def test_a_middleware_that_does_not_import_is_exit_2(db_url, start_server, value
     assert server.wait(30) == 2
     assert message in server.output()
     assert "Traceback" not in server.output()
+
+
+def test_sighup_keeps_the_running_configuration_when_a_middleware_does_not_load(
+    queue, start_server, tmp_path
+):
+    config = tmp_path / "queue.toml"
+    config.write_text('middleware = ["tests.hooks_support:Doubling"]\n')
+    server = start_server("--workers", "1", "--config", str(config))
+    assert queue.add_task(tasks.add, 1, 2).result(timeout=20) == 6
+    config.write_text('middleware = ["tests.nowhere:Audit"]\n')
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP: configuration not reloaded: middleware:" in server.output())
+    assert queue.add_task(tasks.add, 2, 2).result(timeout=20) == 8
