@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -498,7 +499,11 @@ def scenario_hooks(dbs: Databases, quick: bool, repeats: int, logdir: str) -> di
 
     def run(env: dict[str, str]) -> dict[str, Any]:
         log(f"hooks: drain of {count} no-op tasks, --workers 2, {env or 'plain'}")
-        return drain_once(url, count, 2, logdir=logdir, env=env)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)  # serve, and the workers it reaped
+        result = drain_once(url, count, 2, logdir=logdir, env=env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        return {**result, "cpu_us_per_task": cpu / count * 1e6}
 
     return {
         "micro": bench_hooks.micro(2000 if quick else 20000),

@@ -70,9 +70,11 @@ def drain(run: Callable[[dict[str, str]], dict[str, Any]], repeats: int) -> dict
         for name, env in variants.items():
             runs[name].append(run(env))
     out: dict[str, Any] = {}
-    # tasks_per_s counts the start-up; steady_tasks_per_s is first start to last end
-    for key in ("tasks_per_s", "steady_tasks_per_s"):
+    # tasks_per_s counts the start-up; steady_tasks_per_s is first start to last end;
+    # cpu_us_per_task is qsup's own CPU (supervisor and workers, not PostgreSQL's), the figure
+    # least moved by the neighbours' load
+    for key in ("tasks_per_s", "steady_tasks_per_s", "cpu_us_per_task"):
         medians = {n: statistics.median(r[key] for r in rs) for n, rs in runs.items()}
-        out[key] = {n: [round(r[key]) for r in rs] for n, rs in runs.items()}
+        out[key] = {n: [round(r[key], 1) for r in rs] for n, rs in runs.items()}
         out[f"{key}_vs_plain"] = {n: round(v / medians["plain"], 3) for n, v in medians.items()}
     return out
