@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from qsup import Queue, TaskDefinitionError
 from tests import hooks_support, tasks
 from tests.conftest import one, task_row, wait_for
+from tests.servers import ROOT
 
 RECORDING = "tests.hooks_support:Outer,tests.hooks_support:Inner"
 pytestmark = pytest.mark.timeout(90)
@@ -214,3 +217,27 @@ def test_sighup_keeps_the_running_configuration_when_a_middleware_does_not_load(
     server.signal(signal.SIGHUP)
     wait_for(lambda: "SIGHUP: configuration not reloaded: middleware:" in server.output())
     assert queue.add_task(tasks.add, 2, 2).result(timeout=20) == 8
+
+
+def test_config_check_loads_the_middleware(db_url):
+    env = {**os.environ, "QUEUE_DATABASE_URL": db_url, "QUEUE_MIDDLEWARE": "tests.nowhere:X"}
+    bad = subprocess.run(
+        [sys.executable, "-m", "qsup", "config", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "middleware: 'tests.nowhere:X' (env QUEUE_MIDDLEWARE)" in bad.stderr
+    env["QUEUE_MIDDLEWARE"] = RECORDING
+    good = subprocess.run(
+        [sys.executable, "-m", "qsup", "config", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert good.returncode == 0, good.stderr
