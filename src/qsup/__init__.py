@@ -13,6 +13,8 @@ from qsup.errors import (
     TaskNotFound,
     TaskTimeout,
 )
+from qsup.workflow import chain, group, step
+from qsup.workflow_ref import WorkflowRef
 
 __version__ = "0.1.0"
 
@@ -29,7 +31,11 @@ __all__ = [
     "TaskNotFound",
     "TaskRef",
     "TaskTimeout",
+    "WorkflowRef",
     "__version__",
+    "chain",
     "current_task",
+    "group",
+    "step",
     "task",
 ]

@@ -19,6 +19,7 @@ from qsup import context, protocol
 from qsup.encoding import resolve_task, to_json
 from qsup.errors import NonRetryableError, Retry, TaskDefinitionError, TaskTimeout
 from qsup.settings import Config
+from qsup.workflow_values import INPUTS_KEY, step_arguments
 
 
 @cache
@@ -118,6 +119,8 @@ class Runner:
         try:
             self._check_allowed(job.name)
             fn, is_async = _function(job.name)
+            if args.__class__ is dict and INPUTS_KEY in args:  # a workflow step's input
+                args = step_arguments(args)
             _check_shapes(job.name, args, kwargs)
             try:
                 if is_async:

@@ -1,0 +1,139 @@
+"""Enqueueing a workflow (``Queue.add_workflow``) and the handle it returns."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
+
+from qsup import workflow_store
+from qsup.errors import TaskFailed, TaskNotFound
+from qsup.ref import _backoff
+from qsup.workflow import NewWorkflow, Node, _ids_of, compile_workflow
+from qsup.workflow_values import evaluate
+
+if TYPE_CHECKING:
+    from qsup.api import Queue
+
+
+class WorkflowRef:
+    """A handle on an enqueued workflow: ``workflow_id`` and ``task_ids`` (its steps, in the
+    order they appear) at once, the last step's result when it is done."""
+
+    def __init__(
+        self, queue: Queue, workflow_id: str, task_ids: list[str], output: str | None
+    ) -> None:
+        self.queue = queue
+        self.workflow_id = uuid.UUID(workflow_id)
+        self.task_ids = [uuid.UUID(i) for i in task_ids]
+        self._output = json.loads(output) if output is not None else None
+
+    def __repr__(self) -> str:
+        return f"WorkflowRef({self.workflow_id}, {len(self.task_ids)} steps)"
+
+    def _read(self) -> tuple[Any, ...] | None:
+        with self.queue.pool().connection() as conn:
+            if self._output is None:  # found by its unique key: read what its result is
+                row = workflow_store.get(conn, self.workflow_id)
+                self._output = row["output"] if row else None
+            ids = sorted(set(_ids_of(self._output))) if self._output is not None else []
+            return workflow_store.outcome(conn, str(self.workflow_id), ids)
+
+    def _settle(self, found: tuple[Any, ...] | None) -> tuple[bool, Any]:
+        if found is None:
+            raise TaskNotFound(f"workflow {self.workflow_id} does not exist")
+        state, failed_task, failed_name, error, tasks = found
+        if state != "running":
+            where = f"step {failed_name}" if failed_name else "a step"
+            raise TaskFailed(failed_task, state, f"workflow {self.workflow_id}: {where}: {error}")
+        tasks = tasks or {}
+        if all(tasks.get(i, [None])[0] == "completed" for i in _ids_of(self._output)):
+            return True, evaluate(self._output, tasks)
+        return False, None
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Block until the workflow ends: its last step's result (a group's: the list of its
+        members' results), or TaskFailed naming the failed step, or TimeoutError."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for pause in _backoff():
+            done, value = self._settle(self._read())
+            if done:
+                return value
+            if deadline is not None and time.monotonic() + pause > deadline:
+                raise TimeoutError(f"workflow {self.workflow_id} did not end within {timeout} s")
+            time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    async def wait_result(self, timeout: float | None = None) -> Any:
+        """The async twin of :meth:`result`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for pause in _backoff():
+            done, value = self._settle(await asyncio.to_thread(self._read))
+            if done:
+                return value
+            if deadline is not None and time.monotonic() + pause > deadline:
+                raise TimeoutError(f"workflow {self.workflow_id} did not end within {timeout} s")
+            await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
+
+
+def compile_for(
+    queue: Queue, workflow: Node, unique_key: str | None, parent: str | None = None
+) -> NewWorkflow:
+    return compile_workflow(
+        queue,
+        workflow,
+        max_steps=queue.config.max_workflow_steps,
+        parent=parent,
+        unique_key=unique_key,
+    )
+
+
+def _ref(queue: Queue, new: NewWorkflow, found: tuple[str, list[str]]) -> WorkflowRef:
+    workflow_id, task_ids = found
+    return WorkflowRef(queue, workflow_id, task_ids, new.output if workflow_id == new.id else None)
+
+
+def add(queue: Queue, workflow: Node, connection: Any, unique_key: str | None) -> WorkflowRef:
+    return _add(queue, compile_for(queue, workflow, unique_key), connection)
+
+
+def _add(queue: Queue, new: NewWorkflow, connection: Any) -> WorkflowRef:
+    channel = queue.config.wake_channel
+    with _connection(queue, connection) as conn, _atomic(conn):
+        return _ref(queue, new, workflow_store.insert(conn, new, channel))
+
+
+async def add_async(
+    queue: Queue, workflow: Node, connection: Any, unique_key: str | None
+) -> WorkflowRef:
+    new = compile_for(queue, workflow, unique_key)  # every check before any connection
+    if connection is None:
+        return await asyncio.to_thread(_add, queue, new, None)
+    with queue._unreachable(connection):
+        async with connection.transaction() if connection.autocommit else nullcontext():
+            found = await workflow_store.insert_async(connection, new, queue.config.wake_channel)
+    return _ref(queue, new, found)
+
+
+def _atomic(conn: Any) -> AbstractContextManager[Any]:
+    """The statements in one transaction: a connection in autocommit gets one (a savepoint
+    inside the caller's ``with conn.transaction()``); any other is in the caller's already
+    (psycopg begins it), and commits or rolls back with it."""
+    return conn.transaction() if conn.autocommit else nullcontext()
+
+
+@contextmanager
+def _connection(queue: Queue, connection: Any) -> Iterator[Any]:
+    """The caller's connection, or one of the queue's pool; a lost one is
+    DatabaseUnreachable naming the host."""
+    with queue._unreachable(connection):
+        if connection is not None:
+            yield connection
+        else:
+            with queue.pool().connection() as conn:
+                yield conn
