@@ -49,9 +49,9 @@ SELECT pg_advisory_xact_lock(hashtextextended(%(unique_key)s, 7153))
 SELECT w.id, array_agg(s.task_id ORDER BY s.position)
 FROM queued_workflows w JOIN queued_workflow_steps s ON s.workflow_id = w.id
 WHERE w.unique_key = %(unique_key)s AND w.state = 'running' AND s.compensates IS NULL
-  AND EXISTS (SELECT 1 FROM queued_tasks t WHERE t.workflow_id = w.id
-              AND t.state IN ('waiting', 'enqueued', 'picked_up', 'running'))
 GROUP BY w.id
+HAVING bool_or((SELECT q.state FROM queued_tasks q WHERE q.id = s.task_id)
+               IN ('waiting', 'enqueued', 'picked_up', 'running'))
 LIMIT 1
 
 -- name: workflow_after_failure
@@ -109,20 +109,22 @@ RETURNING id
 -- The rest of failed workflows stops: unstarted steps are cancelled with the reason, running
 -- ones asked to stop (their server cancels them). Compensations are left alone. Returns (id,
 -- true) for each step cancelled, (id, false) for each asked to stop.
+-- The steps are found through their own table, each task by a primary-key probe, and
+-- updated by ctid (as in complete_batch: a plan cached while the table was empty would read
+-- all of queued_tasks for "workflow_id = ANY(...)").
 WITH rest AS (
-    SELECT t.id FROM queued_tasks t
-    WHERE t.workflow_id = ANY(%(workflows)s::uuid[])
+    SELECT t.tid FROM queued_workflow_steps s,
+    LATERAL (SELECT ctid AS tid, state FROM queued_tasks q WHERE q.id = s.task_id OFFSET 0) AS t
+    WHERE s.workflow_id = ANY(%(workflows)s::uuid[]) AND s.compensates IS NULL
       AND t.state IN ('waiting', 'enqueued', 'picked_up', 'running')
-      AND NOT EXISTS (SELECT 1 FROM queued_workflow_steps s
-                      WHERE s.task_id = t.id AND s.compensates IS NOT NULL)
 ), cancelled AS (
     UPDATE queued_tasks t
     SET state = 'cancelled', date_done = now(), error_message = %(reason)s
-    FROM rest WHERE t.id = rest.id AND t.state IN ('waiting', 'enqueued')
+    FROM rest WHERE t.ctid = rest.tid AND t.state IN ('waiting', 'enqueued')
     RETURNING t.id
 ), requested AS (
     UPDATE queued_tasks t SET cancel_requested = true
-    FROM rest WHERE t.id = rest.id AND t.state IN ('picked_up', 'running')
+    FROM rest WHERE t.ctid = rest.tid AND t.state IN ('picked_up', 'running')
     RETURNING t.id
 ), logged AS (
     INSERT INTO queued_task_logs (queued_task_id, type, message)
@@ -141,7 +143,8 @@ SELECT id, false FROM requested
 -- so a repeat inserts nothing. Returns the queues woken.
 WITH done AS (
     SELECT s.task_id, s.workflow_id, s.position, s.path, s.compensation AS c, t.date_done
-    FROM queued_workflow_steps s JOIN queued_tasks t ON t.id = s.task_id
+    FROM queued_workflow_steps s,
+    LATERAL (SELECT state, date_done FROM queued_tasks q WHERE q.id = s.task_id OFFSET 0) AS t
     WHERE s.workflow_id = ANY(%(workflows)s::uuid[]) AND s.compensation IS NOT NULL
       AND t.state = 'completed'
 ), ordered AS (

@@ -4,9 +4,9 @@
 -- queued_task_dependencies. A step fed by earlier results carries workflow_inputs: which tasks'
 -- results it takes and how they are shaped; the claim reads those results then (plain tasks
 -- have NULL there and pay one NULL test). The rest of a step's facts live beside the task row,
--- so the hot table stays as narrow as it was.
+-- so the hot table stays as narrow as it was, and gets no new index (a workflow's steps are
+-- found through queued_workflow_steps): plain tasks' claims and completions write no more.
 ALTER TABLE queued_tasks ADD COLUMN workflow_id uuid, ADD COLUMN workflow_inputs jsonb;
-CREATE INDEX idx_queued_tasks_workflow ON queued_tasks (workflow_id) WHERE workflow_id IS NOT NULL;
 
 -- A tolerant dependency (group(...).then(s, allow_failures=True), and the compensations'
 -- order) releases its task when the dependency has finished in any way, and never cancels it.
