@@ -181,8 +181,8 @@ class _Compiler:
         if item.takes_input and up is not None and up.value is not None:
             inputs = {"ids": sorted(set(_ids_of(up.value))), "value": up.value}
         self.tasks.append(_task_doc(new, "waiting" if ids else "enqueued", inputs))
-        self.edges.extend({"task_id": new.id, "depends_on": i, "tolerant": up.tolerant}
-                          for i in ids if up)  # fmt: skip
+        tolerant = up.tolerant if up else False
+        self.edges.extend({"task_id": new.id, "depends_on": i, "tolerant": tolerant} for i in ids)
         compensation = None
         if item.compensation is not None:
             undo = self.row(item.compensation, "a compensation")
@@ -209,9 +209,10 @@ def compile_workflow(
     terminal = set(out.ids)
     for doc in compiler.steps:
         doc["terminal"] = doc["task_id"] in terminal
-    for doc in compiler.tasks:
-        if parent and doc["state"] == "enqueued":  # entry steps wait for the running parent
-            doc["state"], doc["parent"] = "waiting", parent
+    entries = {e["task_id"] for e in compiler.edges if e["depends_on"] == parent}
+    for doc in compiler.tasks:  # the steps that wait for the running task are its children
+        if doc["id"] in entries:
+            doc["parent"] = parent
     first = compiler.tasks[0]["name"]
     label = first if len(compiler.tasks) == 1 else f"{first} (+{len(compiler.tasks) - 1})"
     return NewWorkflow(

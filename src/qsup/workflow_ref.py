@@ -8,16 +8,28 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from qsup import workflow_store
 from qsup.errors import TaskFailed, TaskNotFound
 from qsup.ref import _backoff
-from qsup.workflow import NewWorkflow, Node, _ids_of, compile_workflow
+from qsup.workflow import Builder, NewWorkflow, Node, _ids_of, compile_workflow
 from qsup.workflow_values import evaluate
 
 if TYPE_CHECKING:
-    from qsup.api import Queue
+    from psycopg_pool import ConnectionPool
+
+    from qsup.settings import Config
+
+
+class Queue(Builder, Protocol):
+    """What this module needs of a :class:`~qsup.api.Queue` (which imports this module)."""
+
+    config: Config
+
+    def pool(self) -> ConnectionPool: ...
+
+    def _unreachable(self, connection: Any = None) -> AbstractContextManager[None]: ...
 
 
 class WorkflowRef:
