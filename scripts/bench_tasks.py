@@ -38,3 +38,13 @@ def stamp_sleep(seconds: float) -> float:
     started = time.time()
     time.sleep(seconds)
     return started
+
+
+def stamp_hop(previous: float) -> float:
+    """A chain step: the wall-clock time it started (the previous step's is its input)."""
+    return time.time()
+
+
+def count_inputs(values: list) -> int:
+    """A group's ``.then``: how many results it was handed."""
+    return len(values)
