@@ -146,6 +146,11 @@ def cancel_workflow(conn: Conn, workflow_id: uuid.UUID, channel: str | None = No
                 repo.notify(conn, channel, queue)
 
 
+def prune(conn: Conn, ttl: float, limit: int = 10_000) -> int:
+    """Delete workflows older than ``ttl`` seconds whose steps were all pruned."""
+    return conn.execute(Q["prune_workflows"], {"ttl": ttl, "limit": limit}).rowcount
+
+
 # --- reads -------------------------------------------------------------------------------
 
 

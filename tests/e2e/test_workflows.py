@@ -301,3 +301,54 @@ def test_workflow_show_json(queue, conn, start_server):
         cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert missing.returncode == 1 and "no workflow" in missing.stderr
+
+
+@pytest.mark.timeout(60)
+def test_an_old_finished_workflow_is_pruned_with_its_steps(queue, conn, start_server):
+    old = queue.add_workflow(chain(step(wt.echo, 1), step(wt.echo)))
+    fresh = queue.add_workflow(step(wt.echo, 2))
+    conn.execute(
+        "UPDATE queued_tasks SET state = 'completed', date_done = now() - interval '2 hours'"
+        " WHERE workflow_id = %s",
+        (old.workflow_id,),
+    )
+    conn.execute(
+        "UPDATE queued_workflows SET date_created = now() - interval '2 hours' WHERE id = %s",
+        (old.workflow_id,),
+    )
+    start_server("--workers", "1", *SERVE, env={"QUEUE_RESULT_TTL": "3600"})
+    wait_for(
+        lambda: (
+            one(conn, "SELECT count(*) FROM queued_workflows WHERE id = %s", (old.workflow_id,))
+            == 0
+        ),
+        what="the old workflow to be pruned",
+    )
+    assert one(conn, "SELECT count(*) FROM queued_workflow_steps") == 1
+    assert fresh.result(timeout=20) == 2
+
+
+@pytest.mark.timeout(90)
+def test_a_step_lost_with_its_killed_server_fails_the_saga_once(
+    queue, conn, start_server, tmp_path
+):
+    gate = tmp_path / "gate"  # never created: the step runs until its server is killed
+    d = str(tmp_path)
+    wf = queue.add_workflow(
+        chain(
+            step(wt.journal, d, "reserve").compensate(step(wt.journal, d, "release")),
+            step(wt.wait_for_file, str(gate), _max_retries=0).ignore_result(),
+            step(wt.journal, d, "never").ignore_result(),
+        )
+    )
+    first = start_server("--workers", "2", *SERVE, env=FAST_HEARTBEAT)
+    wait_for(lambda: task_row(conn, wf.task_ids[1])["state"] == "running", what="step 2 runs")
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    start_server("--workers", "2", *SERVE, env=FAST_HEARTBEAT)
+    with pytest.raises(TaskFailed, match="died while the task ran"):
+        wf.result(timeout=60)
+    wait_for(lambda: journal(tmp_path) == ["reserve", "release"], what="the compensation")
+    assert task_row(conn, wf.task_ids[2])["state"] == "cancelled"
+    compensations = "SELECT count(*) FROM queued_workflow_steps WHERE compensates IS NOT NULL"
+    assert one(conn, compensations) == 1

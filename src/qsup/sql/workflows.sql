@@ -201,3 +201,12 @@ SELECT w.state, w.failed_task, f.name, w.error_message,
                  WHERE q.id = i.id::uuid OFFSET 0) AS p)
 FROM queued_workflows w LEFT JOIN queued_tasks f ON f.id = w.failed_task
 WHERE w.id = %(id)s
+
+-- name: prune_workflows
+-- Delete workflows older than the TTL that have no step left (prune_finished removed them).
+DELETE FROM queued_workflows
+WHERE id IN (
+    SELECT w.id FROM queued_workflows w
+    WHERE w.date_created < now() - make_interval(secs => %(ttl)s)
+      AND NOT EXISTS (SELECT 1 FROM queued_workflow_steps s WHERE s.workflow_id = w.id)
+    LIMIT %(limit)s)

@@ -138,6 +138,7 @@ class Pruner:
 
     def run_once(self, conn: Conn, r: Round) -> None:
         pruned = repo.prune_finished(conn, r.config.result_ttl)
+        workflow_store.prune(conn, r.config.result_ttl)  # those whose steps all went
         if pruned:
             logger.info("pruned {} finished task(s) older than {:g} s", pruned, r.config.result_ttl)
 

@@ -32,6 +32,12 @@ CREATE TABLE queued_workflows (
 );
 CREATE INDEX idx_queued_workflows_unique_key ON queued_workflows (unique_key)
     WHERE unique_key IS NOT NULL;
+-- Deleting a task (pruning, queue clear) looks here for workflows it started (ON DELETE SET
+-- NULL): by index, not by a scan per deleted task.
+CREATE INDEX idx_queued_workflows_parent ON queued_workflows (parent_task)
+    WHERE parent_task IS NOT NULL;
+-- Pruning finds the old workflows.
+CREATE INDEX idx_queued_workflows_created ON queued_workflows (date_created);
 
 -- A step's place in its workflow: its path in the tree ("0", "1.2", "1.then"), whether it ends
 -- the workflow (terminal: nothing in the workflow waits on it), and its compensation, a task
