@@ -17,15 +17,14 @@ from typing import TYPE_CHECKING, Any, cast
 import psycopg
 from uuid_utils import uuid7
 
-from qsup import repo, workflow_ref
+from qsup import repo
 from qsup.db.connect import connect, describe, lost, resolve_url
 from qsup.db.migrate import migrate
 from qsup.encoding import encode_arguments, task_path
 from qsup.errors import TaskDefinitionError
 from qsup.ref import TaskRef
 from qsup.settings import Config, load_config
-from qsup.workflow import Node
-from qsup.workflow_ref import WorkflowRef
+from qsup.workflow_ref import AddsWorkflows
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -127,8 +126,9 @@ def _task_id(value: Any) -> uuid.UUID:
         raise TaskDefinitionError(f"{value!r} is not a task reference or task id") from None
 
 
-class Queue:
-    """Enqueue tasks and follow them. Resolves the database like the CLI does."""
+class Queue(AddsWorkflows):
+    """Enqueue tasks and follow them. Resolves the database like the CLI does. Workflows:
+    :meth:`add_workflow` (:mod:`qsup.workflow_ref`)."""
 
     def __init__(self, database_url: str | None = None, *, config: Config | None = None) -> None:
         self.config = config or load_config({"database_url": database_url})
@@ -265,20 +265,6 @@ class Queue:
         if connection is None:
             return TaskRef(self, *await asyncio.to_thread(self._insert_pooled, new))
         return TaskRef(self, *await self._insert_async(connection, new))
-
-    def add_workflow(
-        self, workflow: Node, *, connection: Any = None, unique_key: str | None = None
-    ) -> WorkflowRef:
-        """Enqueue a workflow (``step``/``chain``/``group``) in one transaction, joining
-        ``connection``'s when given. With ``unique_key``, while a workflow holding it is
-        unfinished, returns that one instead."""
-        return workflow_ref.add(self, workflow, connection, unique_key)
-
-    async def add_workflow_async(
-        self, workflow: Node, *, connection: Any = None, unique_key: str | None = None
-    ) -> WorkflowRef:
-        """Like :meth:`add_workflow`, awaited (``connection``: a psycopg AsyncConnection)."""
-        return await workflow_ref.add_async(self, workflow, connection, unique_key)
 
     def add_tasks(
         self,

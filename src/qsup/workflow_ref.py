@@ -93,6 +93,30 @@ class WorkflowRef:
         raise AssertionError("unreachable")
 
 
+class AddsWorkflows:
+    """``Queue.add_workflow`` and ``add_workflow_async`` (a base of :class:`~qsup.api.Queue`)."""
+
+    def add_workflow(
+        self: Queue, workflow: Node, *, connection: Any = None, unique_key: str | None = None
+    ) -> WorkflowRef:
+        """Enqueue a workflow (``step``/``chain``/``group``) in one transaction, joining
+        ``connection``'s when given. With ``unique_key``, while a workflow holding it is
+        unfinished, returns that one instead."""
+        return _add(self, compile_for(self, workflow, unique_key), connection)
+
+    async def add_workflow_async(
+        self: Queue, workflow: Node, *, connection: Any = None, unique_key: str | None = None
+    ) -> WorkflowRef:
+        """Like :meth:`add_workflow`, awaited (``connection``: a psycopg AsyncConnection)."""
+        new = compile_for(self, workflow, unique_key)  # every check before any connection
+        if connection is None:
+            return await asyncio.to_thread(_add, self, new, None)
+        with self._unreachable(connection):
+            async with connection.transaction() if connection.autocommit else nullcontext():
+                found = await workflow_store.insert_async(connection, new, self.config.wake_channel)
+        return _ref(self, new, found)
+
+
 def compile_for(
     queue: Queue, workflow: Node, unique_key: str | None, parent: str | None = None
 ) -> NewWorkflow:
@@ -110,26 +134,10 @@ def _ref(queue: Queue, new: NewWorkflow, found: tuple[str, list[str]]) -> Workfl
     return WorkflowRef(queue, workflow_id, task_ids, new.output if workflow_id == new.id else None)
 
 
-def add(queue: Queue, workflow: Node, connection: Any, unique_key: str | None) -> WorkflowRef:
-    return _add(queue, compile_for(queue, workflow, unique_key), connection)
-
-
 def _add(queue: Queue, new: NewWorkflow, connection: Any) -> WorkflowRef:
     channel = queue.config.wake_channel
     with _connection(queue, connection) as conn, _atomic(conn):
         return _ref(queue, new, workflow_store.insert(conn, new, channel))
-
-
-async def add_async(
-    queue: Queue, workflow: Node, connection: Any, unique_key: str | None
-) -> WorkflowRef:
-    new = compile_for(queue, workflow, unique_key)  # every check before any connection
-    if connection is None:
-        return await asyncio.to_thread(_add, queue, new, None)
-    with queue._unreachable(connection):
-        async with connection.transaction() if connection.autocommit else nullcontext():
-            found = await workflow_store.insert_async(connection, new, queue.config.wake_channel)
-    return _ref(queue, new, found)
 
 
 def _atomic(conn: Any) -> AbstractContextManager[Any]:

@@ -131,15 +131,19 @@ def unwind(conn: Conn, workflows: list[str], reason: str, channel: str | None) -
 
 def cancel_workflow(conn: Conn, workflow_id: uuid.UUID, channel: str | None = None) -> None:
     """An operator cancels a workflow: the rest stops, the completed steps are compensated."""
+    shown = describe(conn, workflow_id)
+    if shown is None:
+        raise QsupError(f"no workflow {workflow_id}")
+    if shown["state"] == "completed":  # nothing to stop, and nothing to undo
+        raise QsupError(f"workflow {workflow_id} is already completed: nothing to cancel")
     with conn.transaction():
         marked = conn.execute(
             Q["workflow_mark_cancelled"], {"id": workflow_id, "reason": "cancelled by operator"}
         ).fetchone()
         if marked is None:
             row = get(conn, workflow_id)
-            if row is None:
-                raise QsupError(f"no workflow {workflow_id}")
-            raise QsupError(f"workflow {workflow_id} is already {row['state']}: nothing to cancel")
+            state = row["state"] if row else "gone"
+            raise QsupError(f"workflow {workflow_id} is already {state}: nothing to cancel")
         wake = unwind(conn, [str(workflow_id)], "cancelled: its workflow was cancelled", channel)
         if channel:
             for queue in sorted(wake):

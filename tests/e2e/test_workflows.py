@@ -22,6 +22,11 @@ SERVE = ("--import", "tests.workflow_tasks")
 FAST_HEARTBEAT = {"QUEUE_HEARTBEAT_INTERVAL": "0.2", "QUEUE_SERVER_TIMEOUT": "2"}
 
 
+def qsup_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "qsup", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30, check=False)  # fmt: skip
+
+
 def journal(tmp_path) -> list[str]:
     path = tmp_path / "journal"
     return path.read_text().split() if path.exists() else []
@@ -278,6 +283,8 @@ def test_a_unique_key_returns_the_unfinished_workflow(queue, conn, start_server,
     assert second.result(timeout=30) == str(gate)
     third = queue.add_workflow(step(wt.echo, 3), unique_key="order:1")  # the first finished
     assert third.workflow_id != first.workflow_id and third.result(timeout=30) == 3
+    done = qsup_cli("workflow", "cancel", str(first.workflow_id))
+    assert done.returncode == 1 and "already completed: nothing to cancel" in done.stderr
 
 
 @pytest.mark.timeout(60)
@@ -296,6 +303,18 @@ def test_workflow_show_json(queue, conn, start_server):
     assert [s["path"] for s in doc["steps"]] == ["0.0", "0.1", "1"]
     assert [s["state"] for s in doc["steps"]] == ["completed", "failed", "cancelled"]
     assert "negative input -2" in doc["steps"][1]["error_message"]
+    table = qsup_cli("workflow", "show", str(wf.task_ids[2])[-12:])  # by a step's short id
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0] == f"workflow {wf.workflow_id}: failed (3 steps)"
+    rows = [line.split()[:4] for line in lines[2:]]  # a tree: members indented under 0
+    assert [(r[0], r[1], r[3]) for r in rows] == [
+        ("0.0", "tests.workflow_tasks:square", "completed"),
+        ("0.1", "tests.workflow_tasks:square", "failed"),
+        ("1", "tests.workflow_tasks:total", "cancelled"),
+    ]
+    assert lines[2].startswith("  0.0") and lines[4].startswith("1 ")
+    assert "NonRetryableError: negative input -2" in table.stdout
     missing = subprocess.run(
         [sys.executable, "-m", "qsup", "workflow", "show", "0" * 32],
         cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
