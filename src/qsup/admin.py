@@ -53,8 +53,8 @@ def retry_tasks(
     all_failed: bool = False,
     queue: str | None = None,
     channel: str | None = None,
-) -> int:
-    """Send failed/cancelled tasks back to the queue with their attempts reset; the count."""
+) -> list[uuid.UUID]:
+    """Send failed/cancelled tasks back to the queue with their attempts reset; their ids."""
     if not ids and not all_failed:
         raise ConfigError("retry: give task ids or all_failed (--all-failed)")
     params = {"ids": list(ids or []), "all_failed": all_failed, "queue": queue}
@@ -63,7 +63,7 @@ def retry_tasks(
         if channel:
             for name in sorted({row[1] for row in rows}):
                 repo.notify(conn, channel, name)
-    return len(rows)
+    return [row[0] for row in rows]
 
 
 def clear_tasks(

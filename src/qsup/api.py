@@ -214,7 +214,7 @@ class Queue(AddsWorkflows):
         ``@task`` defaults, then the configuration."""
         defaults = getattr(fn, "defaults", {})
         name = task_path(fn)
-        queue = options.queue or defaults.get("queue") or "default"
+        queue = options.queue if options.queue is not None else defaults.get("queue") or "default"
         if not QUEUE_NAME.match(queue):
             raise TaskDefinitionError(
                 f"queue name {queue!r} is invalid: use 1-255 letters, digits, '_', '.', ':' or '-'"
