@@ -320,6 +320,8 @@ def test_workflow_show_json(queue, conn, start_server):
         cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert missing.returncode == 1 and "no workflow" in missing.stderr
+    bad = qsup_cli("workflow", "show", "zz")
+    assert bad.returncode == 2 and bad.stderr.startswith("qsup: error: workflow id 'zz':")
 
 
 @pytest.mark.timeout(60)

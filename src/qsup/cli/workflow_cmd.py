@@ -17,7 +17,7 @@ from qsup.cli.common import (
     print_table,
     settings,
 )
-from qsup.errors import QsupError, TaskNotFound
+from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.task_ids import resolve_task_id, short_id
 
 app = typer.Typer(help="Look at and cancel one workflow.", no_args_is_help=True)
@@ -41,6 +41,11 @@ def resolve_workflow_id(conn: Any, given: str) -> uuid.UUID:
         task_id = resolve_task_id(conn, given)
     except TaskNotFound:
         raise QsupError(f"no workflow {given}") from None
+    except ConfigError:  # not hex, or several steps match
+        raise ConfigError(
+            f"workflow id {given!r}: give the workflow's UUID, or a step's id (full, its 12-digit"
+            " short form, or a unique prefix or suffix of 4+ hex digits)"
+        ) from None
     found = workflow_store.of_task(conn, task_id)
     if found is None:
         raise QsupError(f"task {short_id(task_id)} belongs to no workflow")
