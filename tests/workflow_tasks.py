@@ -62,3 +62,9 @@ def branch(value: int) -> str:
         return "even"
     current_task.add_workflow(step(echo, -value))
     return "odd"
+
+
+def branch_with_key(key: str) -> str:
+    """Adds a workflow whose step holds ``key`` (refused when the key is taken)."""
+    current_task.add_workflow(step(echo, key, _unique_key=key))
+    return "added"

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from loguru import logger
 from psycopg.rows import dict_row
 
 from qsup import repo
@@ -71,6 +72,19 @@ async def insert_async(
     with _refusals():
         await conn.execute(Q["insert_workflow"], _insert_params(new, channel))
     return new.id, list(new.task_ids)
+
+
+def insert_from_task(conn: Conn, new: NewWorkflow, channel: str | None) -> None:
+    """Write a workflow a running task added (its server's flush, in a transaction). One
+    that cannot be written (a step's unique key is held) is logged and dropped: retrying the
+    flush would never succeed, and would hold back every other result."""
+    try:
+        with conn.transaction():  # a savepoint: the rest of the flush goes on
+            insert(conn, new, channel)
+    except TaskDefinitionError as exc:
+        logger.bind(task_id=new.parent).warning(
+            "workflow {} added by task {} was not written: {}", new.id, new.parent, exc
+        )
 
 
 @contextmanager

@@ -373,3 +373,20 @@ def test_a_step_lost_with_its_killed_server_fails_the_saga_once(
     assert task_row(conn, wf.task_ids[2])["state"] == "cancelled"
     compensations = "SELECT count(*) FROM queued_workflow_steps WHERE compensates IS NOT NULL"
     assert one(conn, compensations) == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_workflow_a_task_cannot_add_is_logged_and_the_rest_goes_on(
+    queue, conn, start_server, tmp_path
+):
+    holder = queue.add_task(tasks.sleep_then_return, 60, _unique_key="taken", _delay=3600)
+    server = start_server("--workers", "1", *SERVE)
+    refused = queue.add_task(wt.branch_with_key, "taken")
+    assert refused.result(timeout=30) == "added"  # its own result was written
+    wait_for(lambda: "was not written" in server.output(), what="the warning")
+    assert one(conn, "SELECT count(*) FROM queued_workflows") == 0
+    assert queue.add_task(tasks.add, 2, 3).result(timeout=30) == 5
+    assert task_row(conn, holder.task_id)["state"] == "enqueued"
+    accepted = queue.add_task(wt.branch_with_key, "free")
+    assert accepted.result(timeout=30) == "added"
+    wait_for(lambda: one(conn, "SELECT count(*) FROM queued_workflows") == 1, what="the branch")

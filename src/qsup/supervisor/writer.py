@@ -118,7 +118,7 @@ def flush(conn: Any, outbox: Outbox, server_id: int, channel: str | None) -> Non
     with nullcontext() if _one_statement(outbox) else conn.transaction():
         for task in outbox.enqueues:  # children first: their parents may complete below
             if isinstance(task, NewWorkflow):
-                workflow_store.insert(conn, task, channel)
+                workflow_store.insert_from_task(conn, task, channel)
             else:
                 repo.insert_task(conn, task, channel)
         if outbox.contexts:
