@@ -8,7 +8,7 @@ import pytest
 
 from qsup import chain, group, step
 from tests import tasks
-from tests.e2e.test_dashboard_browser import page, server, sync_api  # noqa: F401 - fixtures
+from tests.e2e.test_dashboard_browser import TOKEN, page, server, sync_api  # noqa: F401 - fixtures
 from tests.servers import Server
 
 
@@ -43,3 +43,29 @@ def test_a_steps_detail_lists_its_workflow(
     page.locator(f"#tasks tbody tr[data-id='{plain.task_id}']").click()
     expect(page.locator("#d-id")).to_have_text(str(plain.task_id))
     expect(page.locator("#d-workflow")).to_be_hidden()  # a plain task has none
+
+
+@pytest.mark.timeout(60)
+def test_a_workflow_is_cancelled_from_a_steps_detail(
+    server: Server,  # noqa: F811
+    page: Any,  # noqa: F811
+    queue: Any,
+    conn: Any,
+    tmp_path: Any,
+) -> None:
+    expect = sync_api.expect
+    wf = queue.add_workflow(
+        chain(step(tasks.add, 1, 2), step(tasks.sleep_then_return, 60).ignore_result(),
+              step(tasks.add, 3).ignore_result())
+    )  # fmt: skip
+    page.goto(server.url("/"))
+    row = page.locator(f"#tasks tbody tr[data-id='{wf.task_ids[2]}']")
+    expect(row).to_have_count(1, timeout=15_000)
+    row.click()
+    expect(page.locator("#d-workflow")).to_be_visible(timeout=10_000)
+    page.fill("#token", TOKEN)
+    page.dispatch_event("#token", "change")
+    page.click("#d-wf-cancel")
+    expect(page.locator("#d-wf-msg")).to_have_text("cancelled", timeout=10_000)
+    expect(page.locator("#d-wf-title")).to_contain_text("[cancelled]", timeout=10_000)
+    expect(page.locator("#d-wf-steps li").nth(2)).to_contain_text("[cancelled]")

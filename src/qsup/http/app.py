@@ -76,6 +76,11 @@ ROUTE_TABLE = (
     Api(f"{TASK}/retry", admin_routes.retry_task, {"post": openapi.RETRY}),
     Api(f"{TASK}/cancel", admin_routes.cancel_task, {"post": openapi.CANCEL}),
     Api("/api/workflows/{workflow_id}", workflow_routes.get_workflow, {"get": openapi.WORKFLOW}),
+    Api(
+        "/api/workflows/{workflow_id}/cancel",
+        workflow_routes.cancel_workflow,
+        {"post": openapi.WORKFLOW_CANCEL},
+    ),  # fmt: skip
     Api("/api/stats", routes.stats, {"get": openapi.STATS}),
     Api("/api/servers", routes.servers, {"get": openapi.SERVERS}),
     Api("/api/schedules", routes.schedules, {"get": openapi.SCHEDULES}),

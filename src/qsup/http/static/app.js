@@ -210,9 +210,13 @@ function listItems(list, items) {
   }
 }
 
+let workflowId = null;  // of the task in the detail panel, when it is a workflow's step
+
 function renderWorkflow(wf) {
   // The steps of the task's workflow, indented by their place in the tree, this one marked.
   $("d-workflow").hidden = !wf;
+  if (workflowId !== (wf ? wf.id : null)) $("d-wf-msg").textContent = "";
+  workflowId = wf ? wf.id : null;
   if (!wf) return;
   $("d-wf-title").textContent = "Workflow " + shortId(wf.id) + " [" + wf.state + "]";
   $("d-wf-title").title = wf.id;
@@ -291,6 +295,13 @@ async function action(kind) {
   refreshDetail();
 }
 
+async function cancelWorkflow() {
+  if (!workflowId) return;
+  const { status, body } = await post("api/workflows/" + encodeURIComponent(workflowId) + "/cancel");
+  $("d-wf-msg").textContent = status === 200 ? "cancelled" : "cancel: " + (body.error || status);
+  refreshDetail();
+}
+
 async function refresh() {
   try {
     const [health, stats, servers] = await Promise.all([
@@ -320,6 +331,7 @@ function init() {
   $("more").addEventListener("click", () => refreshTasks(true));
   $("d-retry").addEventListener("click", () => action("retry"));
   $("d-cancel").addEventListener("click", () => action("cancel"));
+  $("d-wf-cancel").addEventListener("click", cancelWorkflow);
   $("d-close").addEventListener("click", closeTask);
   document.addEventListener("keydown", (event) => { if (event.key === "Escape" && selected) closeTask(); });
   refresh();
