@@ -8,8 +8,11 @@ import threading
 import psycopg
 import pytest
 
-from qsup import chain, step
+from qsup import chain, repo, step
 from qsup import workflow_store as store
+from qsup.supervisor import writer
+from qsup.supervisor.outbox import Outbox
+from tests import tasks
 from tests import workflow_tasks as wt
 from tests.conftest import one
 
@@ -93,3 +96,24 @@ def test_two_servers_seeing_failures_at_once_compensate_once(queue, conn, db_url
         t.join(20)
     assert errors == []
     assert one(conn, "SELECT count(*) FROM queued_workflow_steps WHERE compensates = %s", (a,)) == 1
+
+
+@pytest.mark.timeout(30)
+def test_a_flush_that_releases_a_dependent_says_so(queue, conn):
+    wf = queue.add_workflow(chain(step(tasks.add, 1, 2), step(tasks.add, 3)))
+    plain = queue.add_task(tasks.add, 1, 1)
+    server_id = repo.register_server(conn, "test", 1, "host", 1, [])
+    conn.execute(
+        "UPDATE queued_tasks SET state = 'running', server_id = %s WHERE id = ANY(%s)",
+        (server_id, [wf.task_ids[0], plain.task_id]),
+    )
+    outcomes = []
+    for task_id in (plain.task_id, wf.task_ids[0]):
+        outbox = Outbox()
+        outbox.completed_ok(str(task_id), "3", 1.0, 2.0, 9, 0.0)
+        writer.flush(conn, outbox, server_id, "qsup")
+        outcomes.append(outbox.released)
+    assert outcomes == [False, True]  # the arbiter claims at once after the second
+    assert one(conn, "SELECT state FROM queued_tasks WHERE id = %s", (wf.task_ids[1],)) == (
+        "enqueued"
+    )

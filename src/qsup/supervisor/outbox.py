@@ -41,6 +41,7 @@ class Outbox:
     enqueues: list[repo.NewTask | NewWorkflow] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)  # shared with the arbiter
     since: float | None = None  # monotonic time of the oldest pending entry but starts
+    released: bool = False  # set by the flush: it made waiting tasks due (claim at once)
 
     def kinds(self) -> list[Any]:
         """Every kind's entries (a list or a dict), in declaration order."""
@@ -153,4 +154,4 @@ class Outbox:
         self.since = None
 
 
-KINDS = tuple(f.name for f in fields(Outbox) if f.name not in ("counters", "since"))
+KINDS = tuple(f.name for f in fields(Outbox) if f.name not in ("counters", "since", "released"))

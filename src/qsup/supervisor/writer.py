@@ -133,6 +133,7 @@ def flush(conn: Any, outbox: Outbox, server_id: int, channel: str | None) -> Non
             for queue in sorted(wake):
                 repo.notify(conn, channel, queue)
     outbox.clear()
+    outbox.released = bool(wake)
 
 
 def _one_statement(outbox: Outbox) -> bool:
