@@ -179,7 +179,7 @@ class _Compiler:
         ids = up.ids if up else ()
         inputs = None
         if item.takes_input and up is not None and up.value is not None:
-            inputs = {"ids": sorted(set(_ids_of(up.value))), "value": up.value}
+            inputs = {"ids": sorted(set(input_ids(up.value))), "value": up.value}
         self.tasks.append(_task_doc(new, "waiting" if ids else "enqueued", inputs))
         tolerant = up.tolerant if up else False
         self.edges.extend({"task_id": new.id, "depends_on": i, "tolerant": tolerant} for i in ids)
@@ -205,7 +205,10 @@ def compile_workflow(
     if not isinstance(root, Step | Chain | Group):
         raise TaskDefinitionError(f"add_workflow() takes step/chain/group, got {root!r}")
     compiler = _Compiler(builder, max_steps)
-    out = compiler.node(root, _Up((parent,), None) if parent else None, "")
+    try:
+        out = compiler.node(root, _Up((parent,), None) if parent else None, "")
+    except RecursionError:
+        raise TaskDefinitionError("the workflow nests chains and groups too deeply") from None
     terminal = set(out.ids)
     for doc in compiler.steps:
         doc["terminal"] = doc["task_id"] in terminal
@@ -233,13 +236,14 @@ def _join(path: str, index: int) -> str:
     return f"{path}.{index}" if path else str(index)
 
 
-def _ids_of(value: Any) -> Iterator[str]:
+def input_ids(value: Any) -> Iterator[str]:
+    """The task ids an input expression reads."""
     if isinstance(value, str):
         yield value
     else:
         for items in value.values():
             for item in items:
-                yield from _ids_of(item)
+                yield from input_ids(item)
 
 
 def _task_doc(new: repo.NewTask, state: str, inputs: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from qsup import workflow_store
 from qsup.errors import TaskFailed, TaskNotFound
 from qsup.ref import _backoff
-from qsup.workflow import Builder, NewWorkflow, Node, _ids_of, compile_workflow
+from qsup.workflow import Builder, NewWorkflow, Node, compile_workflow, input_ids
 from qsup.workflow_values import evaluate
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class WorkflowRef:
             if self._output is None:  # found by its unique key: read what its result is
                 row = workflow_store.get(conn, self.workflow_id)
                 self._output = row["output"] if row else None
-            ids = sorted(set(_ids_of(self._output))) if self._output is not None else []
+            ids = sorted(set(input_ids(self._output))) if self._output is not None else []
             return workflow_store.outcome(conn, str(self.workflow_id), ids)
 
     def _settle(self, found: tuple[Any, ...] | None) -> tuple[bool, Any]:
@@ -63,7 +63,7 @@ class WorkflowRef:
             where = f"step {failed_name}" if failed_name else "a step"
             raise TaskFailed(failed_task, state, f"workflow {self.workflow_id}: {where}: {error}")
         tasks = tasks or {}
-        if all(tasks.get(i, [None])[0] == "completed" for i in _ids_of(self._output)):
+        if all(tasks.get(i, [None])[0] == "completed" for i in input_ids(self._output)):
             return True, evaluate(self._output, tasks)
         return False, None
 

@@ -106,3 +106,11 @@ def test_evaluate_lists_summaries_and_missing_inputs():
     with pytest.raises(StepInputMissing, match="input task z is missing"):
         evaluate("z", tasks)
     assert step_arguments({"qsup_inputs": "a", "args": [5], "tasks": tasks}) == [1, 5]
+
+
+def test_nesting_too_deep_is_a_definition_error(builder):
+    node: Any = step(wt.echo, 1)
+    for _ in range(2000):
+        node = chain(node)
+    with pytest.raises(TaskDefinitionError, match="too deeply"):
+        compiled(builder, node)
