@@ -68,3 +68,7 @@ def branch_with_key(key: str) -> str:
     """Adds a workflow whose step holds ``key`` (refused when the key is taken)."""
     current_task.add_workflow(step(echo, key, _unique_key=key))
     return "added"
+
+
+def not_json() -> set:
+    return {1, 2}

@@ -390,3 +390,16 @@ def test_a_workflow_a_task_cannot_add_is_logged_and_the_rest_goes_on(
     accepted = queue.add_task(wt.branch_with_key, "free")
     assert accepted.result(timeout=30) == "added"
     wait_for(lambda: one(conn, "SELECT count(*) FROM queued_workflows") == 1, what="the branch")
+
+
+@pytest.mark.timeout(60)
+def test_a_result_that_is_not_json_fails_its_step_and_the_next_never_runs(
+    queue, conn, start_server
+):
+    wf = queue.add_workflow(chain(step(wt.not_json), step(wt.echo)))
+    start_server("--workers", "1", *SERVE)
+    with pytest.raises(TaskFailed, match="not_json") as failed:
+        wf.result(timeout=30)
+    assert failed.value.task_id == wf.task_ids[0]
+    assert "JSON" in (task_row(conn, wf.task_ids[0])["error_message"] or "")
+    assert task_row(conn, wf.task_ids[1])["state"] == "cancelled"
