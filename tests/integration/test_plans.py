@@ -60,6 +60,8 @@ def _params(held: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
         "workflow_stop_rest": {"workflows": held[:1], "reason": "r"},
         "workflow_compensate": {"workflows": held[:1]},
         "workflow_outcome": {"id": uuid.uuid4(), "ids": json.dumps([str(i) for i in held])},
+        "workflow_steps": {"id": uuid.uuid4()},
+        "workflow_find_unfinished_by_key": {"unique_key": "k"},
     }  # fmt: skip
 
 
