@@ -647,7 +647,8 @@ def scenario_steady(
 
 def scenario_snapshot(dbs: Databases, rate: int, seconds: float, logdir: str) -> dict[str, Any]:
     """The long-transaction stress: the same steady rate on a fresh table, clean and then with
-    a session holding a snapshot open (idle in transaction) the whole time."""
+    a session holding a snapshot open (idle in transaction) the whole time; then, on the same
+    table, how it recovers in the first ``RECOVERY_SECONDS`` after the transaction ends."""
     runs = {}
     for held in (False, True):
         url = dbs.fresh("snapshot")
@@ -657,10 +658,23 @@ def scenario_snapshot(dbs: Databases, rate: int, seconds: float, logdir: str) ->
             hold = bench_steady.held_snapshot(url, SQL) if held else contextlib.nullcontext()
             with hold:
                 run = bench_steady.run_rate(url, SQL, rate, seconds, serve.check)
-            runs["held" if held else "clean"] = {k: v for k, v in run.items() if k != "samples"}
-            runs["held" if held else "clean"]["dead_at_end"] = run["samples"][-1].get("dead")
+            runs["held" if held else "clean"] = _without_samples(run)
+            if held:
+                log(f"snapshot: released; {RECOVERY_SECONDS:g} s more at {rate} tasks/s")
+                after = bench_steady.run_rate(url, SQL, rate, RECOVERY_SECONDS, serve.check)
+                runs["after_release"] = _without_samples(after)
     clean, held_run = runs["clean"]["completed_per_s"], runs["held"]["completed_per_s"]
     return {**runs, "held_vs_clean": ratio(held_run, clean), "target": "held >= 0.8 x clean"}
+
+
+RECOVERY_SECONDS = 30.0  # long enough for a few hundred claims after the release
+
+
+def _without_samples(run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{k: v for k, v in run.items() if k != "samples"},
+        "dead_at_end": run["samples"][-1].get("dead"),
+    }
 
 
 # --- 4. ceiling -----------------------------------------------------------------------------
