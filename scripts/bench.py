@@ -47,6 +47,7 @@ sys.path.insert(0, str(HERE))
 import bench_hooks  # noqa: E402
 import bench_steady  # noqa: E402
 import bench_tasks  # noqa: E402  (scripts/ is on sys.path: the same name the server imports)
+import bench_workflows  # noqa: E402
 
 from qsup import Queue  # noqa: E402
 from qsup.db.migrate import migrate  # noqa: E402
@@ -611,6 +612,39 @@ def scenario_latency(dbs: Databases, quick: bool, repeats: int, logdir: str) -> 
     }
 
 
+# --- workflows ------------------------------------------------------------------------------
+
+
+def scenario_workflows(dbs: Databases, quick: bool, repeats: int, logdir: str) -> dict[str, Any]:
+    """A group of 10,000 no-op steps and its .then() against the no-op drain of as many plain
+    tasks (target: at least half its rate), and a 100-step chain's hop against a single task's
+    enqueue-to-start latency (target: at most 3 ms more)."""
+    url = dbs.fresh("workflows")
+    members = 2000 if quick else 10000
+    plain, wide, chained = [], [], []
+    for rep in range(repeats):  # interleaved: the machine's noise hits both alike
+        log(f"workflows: {members} plain no-op tasks, then a group of {members}, {rep + 1}")
+        plain.append(drain_once(url, members + 1, 2, logdir=logdir))
+        execute(url, "delete_measured")
+        wide.append(bench_workflows.group_then(
+            url, members, lambda: Serve(url, 2, logdir=logdir), wait_drained))  # fmt: skip
+        execute(url, "delete_measured")
+        log(f"workflows: a chain of 100 steps, repeat {rep + 1}")
+        chained.append(bench_workflows.chain_hops(
+            url, SQL, 100, lambda: Serve(url, 2, logdir=logdir), wait_ready))  # fmt: skip
+        execute(url, "delete_measured")
+    plain_rate = stats([r["tasks_per_s"] for r in plain], 0)
+    group_rate = stats([r["steps_per_s"] for r in wide], 0)
+    return {
+        "workers": 2,
+        "group": {"members": members, "runs": wide, "steps_per_s": group_rate,
+                  "plain_drain_tasks_per_s": plain_rate,
+                  "vs_plain_drain": ratio(group_rate["median"], plain_rate["median"])},
+        "chain": {"hops": 100, "runs": chained,
+                  "hop_over_single_ms": stats([r["hop_over_single_ms"] for r in chained], 2)},
+    }  # fmt: skip
+
+
 # --- steady load ----------------------------------------------------------------------------
 
 
@@ -1016,7 +1050,7 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers",
-             "steady", "snapshot", "hooks")  # fmt: skip
+             "steady", "snapshot", "hooks", "workflows")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1079,6 +1113,7 @@ def main(argv: list[str] | None = None) -> int:
             ("steady", lambda: scenario_steady(dbs, rates, steady_seconds, logdir)),
             ("snapshot", lambda: scenario_snapshot(dbs, 500, steady_seconds, logdir)),
             ("hooks", lambda: scenario_hooks(dbs, args.quick, repeats, logdir)),
+            ("workflows", lambda: scenario_workflows(dbs, args.quick, repeats, logdir)),
         ]
         for name, step in steps:
             if name not in only:

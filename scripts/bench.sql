@@ -116,3 +116,7 @@ SELECT count(*) FROM queued_tasks
 -- name: autovacuum_setting
 -- Whether the server runs autovacuum at all.
 SHOW autovacuum
+
+-- name: workflow_results
+-- The results of a workflow's steps (the chain scenario's steps return their start time).
+SELECT id, result FROM queued_tasks WHERE workflow_id = %(id)s

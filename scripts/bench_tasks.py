@@ -71,3 +71,13 @@ def otel_init() -> None:
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(Discard()))
     trace.set_tracer_provider(provider)
+
+
+def stamp_hop(previous: float) -> float:
+    """A chain step: the wall-clock time it started (the previous step's is its input)."""
+    return time.time()
+
+
+def count_inputs(values: list) -> int:
+    """A group's ``.then``: how many results it was handed."""
+    return len(values)

@@ -14,6 +14,8 @@ from qsup.errors import (
     TaskTimeout,
 )
 from qsup.middleware import add_middleware
+from qsup.workflow import chain, group, step
+from qsup.workflow_ref import WorkflowRef
 
 __version__ = "0.1.0"
 
@@ -30,8 +32,12 @@ __all__ = [
     "TaskNotFound",
     "TaskRef",
     "TaskTimeout",
+    "WorkflowRef",
     "__version__",
     "add_middleware",
+    "chain",
     "current_task",
+    "group",
+    "step",
     "task",
 ]

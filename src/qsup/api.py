@@ -24,6 +24,7 @@ from qsup.encoding import encode_arguments, task_path
 from qsup.errors import TaskDefinitionError
 from qsup.ref import TaskRef
 from qsup.settings import Config, load_config
+from qsup.workflow_ref import AddsWorkflows
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -126,8 +127,9 @@ def _task_id(value: Any) -> uuid.UUID:
         raise TaskDefinitionError(f"{value!r} is not a task reference or task id") from None
 
 
-class Queue:
-    """Enqueue tasks and follow them. Resolves the database like the CLI does."""
+class Queue(AddsWorkflows):
+    """Enqueue tasks and follow them. Resolves the database like the CLI does. Workflows:
+    :meth:`add_workflow` (:mod:`qsup.workflow_ref`)."""
 
     def __init__(self, database_url: str | None = None, *, config: Config | None = None) -> None:
         self.config = config or load_config({"database_url": database_url})

@@ -128,6 +128,17 @@ class CurrentTask:
         send(protocol.Enqueue(new))
         return TaskRef(queue, new.id, "waiting")
 
+    def add_workflow(self, workflow: Any) -> Any:
+        """Add a workflow whose first steps are children of this task: they start once it
+        completes (a branch chosen on an intermediate result). Returns its WorkflowRef."""
+        from qsup.api import default_queue
+        from qsup.workflow_ref import WorkflowRef, compile_for
+
+        queue = _children or default_queue()
+        new = compile_for(queue, workflow, None, parent=self._job.id)
+        send(protocol.Enqueue(new))
+        return WorkflowRef(queue, new.id, list(new.task_ids), new.output)
+
 
 current_task = CurrentTask()
 

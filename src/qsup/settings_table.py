@@ -189,6 +189,12 @@ class Config:
         min=1,
         doc="Largest encoded task result; a larger one fails the task",
     )
+    max_workflow_steps: int = setting(
+        10_000,
+        env="QUEUE_MAX_WORKFLOW_STEPS",
+        min=1,
+        doc="Most steps (compensations included) one workflow may have",
+    )
     max_logs_per_task: int = setting(
         1000,
         env="QUEUE_MAX_LOGS_PER_TASK",

@@ -53,6 +53,15 @@ def _params(held: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
         "insert_task": task,
         "find_unfinished_by_unique_key": {"unique_key": "k"},
         "oldest_waiting": {},
+        "insert_workflow": {"id": uuid.uuid4(), "label": "t:x", "output": "null", "parent": None,
+                            "unique_key": None, "tasks": "[]", "steps": "[]", "edges": "[]",
+                            "queues": [], "channel": "qsup"},
+        "workflow_after_failure": {"ids": held[:2], "state": "failed"},
+        "workflow_stop_rest": {"workflows": held[:1], "reason": "r"},
+        "workflow_compensate": {"workflows": held[:1]},
+        "workflow_outcome": {"id": uuid.uuid4(), "ids": json.dumps([str(i) for i in held])},
+        "workflow_steps": {"id": uuid.uuid4()},
+        "workflow_find_unfinished_by_key": {"unique_key": "k"},
     }  # fmt: skip
 
 

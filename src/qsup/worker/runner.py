@@ -20,6 +20,7 @@ from qsup.encoding import resolve_task, to_json
 from qsup.errors import NonRetryableError, Retry, TaskDefinitionError, TaskTimeout
 from qsup.settings import Config
 from qsup.worker.hooked import Hooked
+from qsup.workflow_values import INPUTS_KEY, step_arguments
 
 
 @cache
@@ -129,6 +130,8 @@ class Runner:
         try:
             self._check_allowed(job.name)
             fn, is_async = self.function(job.name)
+            if args.__class__ is dict and INPUTS_KEY in args:  # a workflow step's input
+                args = step_arguments(args)
             _check_shapes(job.name, args, kwargs)
             try:
                 if is_async:
