@@ -24,10 +24,10 @@ class QueueFlow(NamedTuple):
 
 
 class Claimed(NamedTuple):
-    """A limited claim: the jobs with their queues, and each queue's ``retry_in`` (see
+    """A limited claim: the jobs, and each queue's ``retry_in`` (see
     ``qsup_claim_limited``)."""
 
-    jobs: list[tuple[str, Job]]
+    jobs: list[Job]
     retry_in: dict[str, float | None]
 
 
@@ -52,11 +52,11 @@ def claim_limited(
     params = {"server_id": server_id, "queues": list(queues), "want": want,
               "default_timeout": default_timeout, "finished": list(finished)}  # fmt: skip
     claimed = Claimed([], {})
-    for *job, queue, retry_in in conn.execute(Q["claim_limited"], params):
-        if job[0] is None:
-            claimed.retry_in[queue] = retry_in
+    for *job, retry_in in conn.execute(Q["claim_limited"], params):
+        if job[0] is None:  # a queue's status row
+            claimed.retry_in[job[8]] = retry_in
         else:
-            claimed.jobs.append((queue, Job(*job)))
+            claimed.jobs.append(Job(*job))
     return claimed
 
 

@@ -16,11 +16,11 @@ WITH deps AS (  -- one primary-key probe per dependency (a locking subquery is n
 ), ins AS (
     INSERT INTO queued_tasks (id, name, state, parent_task, queue, priority, args, kwargs,
                               scheduled_at, max_retries, timeout, unique_key, context,
-                              date_done, error_message, concurrency_key)
+                              headers, date_done, error_message, concurrency_key)
     SELECT %(id)s, %(name)s, decided.state, %(parent)s, %(queue)s, %(priority)s, %(args)s::jsonb,
            %(kwargs)s::jsonb,
            coalesce(%(eta)s::timestamptz, now()) + make_interval(secs => %(delay)s),
-           %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb,
+           %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb, %(headers)s::jsonb,
            CASE WHEN decided.state = 'cancelled' THEN now() END,
            CASE WHEN decided.state = 'cancelled'
                 THEN 'cancelled: a dependency failed or was cancelled' END,
@@ -42,11 +42,12 @@ FROM ins
 -- insert_task for a task without dependencies (the common case): half the work.
 WITH ins AS (
     INSERT INTO queued_tasks (id, name, state, queue, priority, args, kwargs, scheduled_at,
-                              max_retries, timeout, unique_key, context, concurrency_key)
+                              max_retries, timeout, unique_key, context, headers,
+                              concurrency_key)
     VALUES (%(id)s, %(name)s, 'enqueued', %(queue)s, %(priority)s, %(args)s::jsonb,
             %(kwargs)s::jsonb,
             coalesce(%(eta)s::timestamptz, now()) + make_interval(secs => %(delay)s),
-            %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb,
+            %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb, %(headers)s::jsonb,
             %(concurrency_key)s)
     ON CONFLICT (unique_key)
         WHERE unique_key IS NOT NULL AND state IN ('waiting', 'enqueued', 'picked_up', 'running')
@@ -60,7 +61,7 @@ FROM ins
 -- name: copy_tasks
 -- COPY target for batch enqueue of tasks without dependencies or unique keys.
 COPY queued_tasks (id, name, state, parent_task, queue, priority, args, kwargs, max_retries,
-                   timeout, context) FROM STDIN
+                   timeout, context, headers) FROM STDIN
 
 -- name: find_unfinished_by_unique_key
 -- The unfinished task holding a unique key.
@@ -97,10 +98,22 @@ WITH claimed AS (
     ) AS c
     WHERE t.ctid = c.tid
     RETURNING t.id, t.name, t.args, t.kwargs, t.timeout, t.attempts, t.max_retries, t.context,
-              t.priority, t.scheduled_at
+              t.queue, t.headers, t.priority, t.scheduled_at, t.workflow_inputs
 )
-SELECT id::text, name, args::text, kwargs::text,
-       coalesce(timeout, %(default_timeout)s::float8), attempts, max_retries, context::text
+SELECT id::text, name,
+       CASE WHEN workflow_inputs IS NULL THEN args::text  -- a plain task: its arguments
+            ELSE (  -- a workflow step fed by earlier ones: their rows, read now (see 0007)
+                SELECT jsonb_build_object('qsup_inputs', claimed.workflow_inputs -> 'value',
+                    'args', claimed.args,
+                    'tasks', jsonb_object_agg(p.id, jsonb_build_array(p.state, p.result,
+                                                                      p.error_message)))::text
+                FROM jsonb_array_elements_text(claimed.workflow_inputs -> 'ids') AS i (id),
+                LATERAL (SELECT id, state, result, error_message FROM queued_tasks q
+                         WHERE q.id = i.id::uuid OFFSET 0) AS p)
+       END,
+       kwargs::text,
+       coalesce(timeout, %(default_timeout)s::float8), attempts, max_retries, context::text,
+       queue, headers::text
 FROM claimed
 ORDER BY priority DESC, scheduled_at, id
 
@@ -155,7 +168,9 @@ WITH done AS (
       AND NOT EXISTS (  -- a dependency still unfinished; its state by primary-key probe
           SELECT 1 FROM queued_task_dependencies d
           WHERE d.task_id = w.id AND d.depends_on NOT IN (SELECT id FROM done)
-            AND (SELECT p.state FROM queued_tasks p WHERE p.id = d.depends_on) <> 'completed')
+            AND (SELECT p.state FROM queued_tasks p WHERE p.id = d.depends_on) <> ALL (
+                CASE WHEN d.tolerant THEN '{completed,failed,cancelled}'::text[]  -- see 0007
+                     ELSE '{completed}'::text[] END))
     RETURNING w.queue
 )
 SELECT DISTINCT queue FROM released
@@ -210,12 +225,14 @@ WHERE id = ANY(%(ids)s::uuid[]) AND server_id = %(server_id)s AND state IN ('pic
 RETURNING queue
 
 -- name: cancel_dependents
--- Cancel, recursively, every waiting task that depends on one of these failed/cancelled tasks.
+-- Cancel, recursively, every waiting task that depends on one of these failed/cancelled tasks
+-- (not through a tolerant dependency: that one is released instead, see 0007).
 WITH RECURSIVE doomed AS (
     SELECT task_id AS id, depends_on AS root FROM queued_task_dependencies
-    WHERE depends_on = ANY(%(ids)s::uuid[])
+    WHERE depends_on = ANY(%(ids)s::uuid[]) AND NOT tolerant
     UNION
     SELECT d.task_id, doomed.root FROM queued_task_dependencies d JOIN doomed ON d.depends_on = doomed.id
+    WHERE NOT d.tolerant
 ), cancelled AS (
     UPDATE queued_tasks t
     SET state = 'cancelled', date_done = now(),

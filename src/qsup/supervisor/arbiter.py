@@ -28,7 +28,7 @@ from typing import Any
 from loguru import logger
 from setproctitle import setproctitle
 
-from qsup import protocol, repo
+from qsup import log, protocol, repo
 from qsup.errors import ConfigError
 from qsup.linux import become_subreaper
 from qsup.scheduler import Schedule, load_schedules
@@ -365,6 +365,8 @@ class Arbiter:
         self.ledger.written(batch, ok)
         if not ok:
             self.next_flush_at = time.monotonic() + RETRY_FLUSH_AFTER
+        elif batch.released:  # dependents it made due: claim them now, not on the NOTIFY
+            self.intake.wake()
 
     def _chores(self, now: float) -> None:
         if self.intake.cancel_hint:  # someone asked to cancel a running task: look now
@@ -394,5 +396,5 @@ class Arbiter:
                 self.crew.send(worker, protocol.Drop(drops[worker.pid]))
             current = self.ledger.current(worker.pid)
             if current in task_ids:
-                logger.info("cancelling task {}: stopping worker {}", current, worker.slot)
+                log.event("cancelled", current).info("cancelling: stopping worker {}", worker.slot)
                 kill(worker, "cancel")

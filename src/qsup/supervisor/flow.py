@@ -15,8 +15,8 @@ from typing import Any
 
 from loguru import logger
 
-from qsup import flow, flow_store, repo
-from qsup.protocol import Job, TaskId
+from qsup import flow, flow_store, log, repo
+from qsup.protocol import TaskId
 from qsup.settings import Config
 from qsup.supervisor import policy
 from qsup.supervisor.ledger import Ledger
@@ -138,13 +138,13 @@ class Gate:
             else:
                 self.full.discard(queue)
         self._watch_delayed(link, now, [q for q, r in claimed.retry_in.items() if r is None])
-        jobs: list[Job] = []
-        for queue, job in claimed.jobs:
-            self.held[job.id] = queue
-            jobs.append(job)
-        ledger.claimed_first(jobs)
+        self.held.update((job.id, job.queue) for job in claimed.jobs)
+        ledger.claimed_first(claimed.jobs)
+        if log.debug_events:
+            for job in claimed.jobs:
+                log.event("claimed", job.id).debug("task {} claimed", job.name)
         self.limited = self.limited[1:] + self.limited[:1]
-        return len(jobs)
+        return len(claimed.jobs)
 
     def _ended(self, ledger: Ledger) -> list[TaskId]:
         """Our limited tasks whose end is known here but not written yet: their slots are

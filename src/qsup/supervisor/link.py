@@ -57,8 +57,12 @@ class Link:
         if self.conn is not None:
             logger.warning("{}", lost(describe(self.url), exc))
         self.close()
-        self.retry_at = time.monotonic() + min(10.0, 0.1 * 2**self.failures)
+        delay = min(10.0, 0.1 * 2**self.failures)
+        self.retry_at = time.monotonic() + delay
         self.failures += 1
+        logger.debug(
+            "{} link down ({} failure(s)); next try in {:.1f} s", self.name, self.failures, delay
+        )
 
     def _reconnect(self, now: bool = False) -> bool:
         if not now and time.monotonic() < self.retry_at:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import random
 
-from loguru import logger
-
-from qsup import protocol
+from qsup import log, middleware, protocol
 from qsup.protocol import Job
 from qsup.settings import Config
 from qsup.supervisor import policy
@@ -24,7 +22,11 @@ def finished(
     if msg.outcome == "ok":
         assert msg.result is not None
         outbox.completed_ok(task.id, msg.result, msg.started, msg.done, pid, now)
+        if log.debug_events:
+            log.event("completed", task.id).debug("task {} completed", task.name)
         return
+    if msg.outcome == "timeout":
+        log.event("timeout", task.id).warning("task {} timed out", task.name)
     attempt_failed(
         outbox,
         task,
@@ -62,7 +64,8 @@ def worker_died(
     now: float,
 ) -> None:
     """The task a worker was running when it exited: requeued (shutdown), cancelled, or a
-    failed attempt (timeout, crash)."""
+    failed attempt (timeout, crash). The ``on_worker_died`` hooks learn why first."""
+    middleware.worker_died(config, task, kill_reason or "crash")
     if kill_reason == "shutdown":
         outbox.release([task.id], now)
     elif kill_reason == "cancel":
@@ -102,16 +105,17 @@ def attempt_failed(
     )
     summary = error.strip().splitlines()[-1] if error.strip() else outcome
     attempt = f"attempt {task.attempts}/{task.max_retries + 1}"
-    task_log = logger.bind(task_id=str(task.id))
     if delay is None:
         outbox.fail(task.id, error, started, now)
         outbox.log(task.id, "error", f"{attempt} failed, no retry left: {trace or error}", now)
+        task_log = log.event("failed", task.id).bind(outcome=outcome)
         task_log.warning("task {} failed: {}", task.name, summary)
     else:
         outbox.retry(task.id, delay, error, now)
         outbox.log(
             task.id, "error", f"{attempt} failed, retry in {delay:.1f} s: {trace or error}", now
         )
+        task_log = log.event("retried", task.id).bind(outcome=outcome, delay=delay)
         task_log.info(
             "task {} {} failed, retry in {:.1f} s: {}", task.name, attempt, delay, summary
         )

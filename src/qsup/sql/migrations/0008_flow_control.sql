@@ -41,14 +41,14 @@ CREATE INDEX idx_queued_task_starts ON queued_task_starts (queue, at);
 -- Tasks of ``finished`` (those whose end the calling server knows of but has not written yet)
 -- hold no slot. For each queue of ``queues`` in order, claims up to what is left of want, never beyond its
 -- concurrency, its rate window or its key_concurrency; priority order within the queue.
--- Returns the claimed jobs (queue set, retry_in NULL) and, per queue visited, a status row
+-- Returns the claimed jobs (protocol.Job's columns, retry_in NULL) and, per queue visited, a status row
 -- with id NULL and retry_in: NULL nothing more is due; 0 it took all it was offered (claim
 -- again when there is room); > 0 seconds until its rate window lets more start; -1 full
 -- (concurrency or every waiting key): again when a slot frees.
 CREATE FUNCTION qsup_claim_limited(queues text[], server integer, want integer,
                                    default_timeout double precision, finished uuid[])
 RETURNS TABLE (id text, name varchar, args text, kwargs text, timeout double precision,
-               attempts integer, max_retries integer, context text, queue text,
+               attempts integer, max_retries integer, context text, queue text, headers text,
                retry_in double precision)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
@@ -139,6 +139,8 @@ BEGIN
                OR r.rn + coalesce(running.n, 0) <= ctl.key_concurrency;
             taken := cardinality(batch);
             EXIT WHEN taken = 0;
+            -- The jobs as claim_batch (queries.sql) makes them, a workflow step's inputs
+            -- included: read here, after the lock, from a fresh snapshot.
             RETURN QUERY
             WITH claimed AS (
                 UPDATE queued_tasks t
@@ -146,11 +148,20 @@ BEGIN
                     flow_slot = 1
                 WHERE t.id = ANY(batch)
                 RETURNING t.id, t.name, t.args, t.kwargs, t.timeout, t.attempts, t.max_retries,
-                          t.context, t.priority, t.scheduled_at
+                          t.context, t.headers, t.priority, t.scheduled_at, t.workflow_inputs
             )
-            SELECT c.id::text, c.name::varchar, c.args::text, c.kwargs::text,
-                   coalesce(c.timeout, default_timeout), c.attempts, c.max_retries,
-                   c.context::text, q, NULL::float8
+            SELECT c.id::text, c.name::varchar,
+                   CASE WHEN c.workflow_inputs IS NULL THEN c.args::text
+                        ELSE (SELECT jsonb_build_object('qsup_inputs', c.workflow_inputs -> 'value',
+                                  'args', c.args,
+                                  'tasks', jsonb_object_agg(p.id, jsonb_build_array(
+                                      p.state, p.result, p.error_message)))::text
+                              FROM jsonb_array_elements_text(c.workflow_inputs -> 'ids') AS i (id),
+                              LATERAL (SELECT qt.id, qt.state, qt.result, qt.error_message
+                                       FROM queued_tasks qt WHERE qt.id = i.id::uuid OFFSET 0) AS p)
+                   END,
+                   c.kwargs::text, coalesce(c.timeout, default_timeout), c.attempts,
+                   c.max_retries, c.context::text, q, c.headers::text, NULL::float8
             FROM claimed c ORDER BY c.priority DESC, c.scheduled_at, c.id;
             got := got + taken;
             EXIT WHEN ctl.key_concurrency IS NULL;
@@ -166,7 +177,7 @@ BEGIN
         END IF;
         want := want - got;
         RETURN QUERY SELECT NULL::text, NULL::varchar, NULL::text, NULL::text, NULL::float8,
-            NULL::integer, NULL::integer, NULL::text, q,
+            NULL::integer, NULL::integer, NULL::text, q, NULL::text,
             CASE WHEN NOT EXISTS (SELECT 1 FROM queued_tasks t WHERE t.claimable = 1
                                   AND t.scheduled_at <= now() AND t.queue = q) THEN NULL
                  WHEN wait_for IS NOT NULL AND got >= room THEN greatest(wait_for, 0.001)
