@@ -246,3 +246,15 @@ def test_http_pauses_and_resumes_and_every_surface_shows_the_flow(
     ref.result(timeout=20)
     with urllib.request.urlopen(server.url("/metrics"), timeout=10) as response:
         assert 'qsup_queue_rate_window_starts{queue="mail"} 1.0' in response.read().decode()
+
+
+@pytest.mark.timeout(120)
+def test_a_workflow_in_a_limited_queue_gets_its_inputs(queue, start_server, tmp_path):
+    from qsup import chain, group, step
+    from tests import workflow_tasks as wt
+
+    config = write_config(tmp_path, "[limits.pay]\nconcurrency = 2\n")
+    start_server("--workers", "3", "--config", str(config), "--import", "tests.workflow_tasks")
+    squares = group(*(step(wt.square, i, _queue="pay") for i in range(4)))
+    ref = queue.add_workflow(chain(squares.then(step(wt.total, _queue="pay"))))
+    assert ref.result(timeout=30) == 0 + 1 + 4 + 9
