@@ -273,6 +273,8 @@ def save_contexts(conn: Conn, rows: Sequence[tuple[TaskId, str]]) -> None:
 
 # --- servers -------------------------------------------------------------------------------
 
+LIVENESS_CLASS = 0x7153_7573  # first key of each server's liveness lock (the second: its id)
+
 
 def register_server(
     conn: Conn, server_name: str, max_workers: int, hostname: str, pid: int, queues: Sequence[str]
@@ -283,6 +285,7 @@ def register_server(
         "hostname": hostname,
         "pid": pid,
         "queues": list(queues),
+        "lock_class": LIVENESS_CLASS,
     }
     row = conn.execute(Q["register_server"], params).fetchone()
     assert row is not None
@@ -321,6 +324,7 @@ def heartbeat(
         "queues": list(queues),
         "timeout": timeout,
         "may_declare": may_declare,
+        "lock_class": LIVENESS_CLASS,
     }
     row = conn.execute(Q["heartbeat"], params).fetchone()
     assert row is not None

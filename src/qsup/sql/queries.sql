@@ -239,10 +239,48 @@ FROM (
 WHERE t.ctid = v.tid
 
 -- name: register_server
--- A supervisor announces itself.
-INSERT INTO queued_task_workers (server_name, max_workers, hostname, pid, queues)
-VALUES (%(server_name)s, %(max_workers)s, %(hostname)s, %(pid)s, %(queues)s)
-RETURNING id
+-- A supervisor announces itself and takes its liveness lock on this connection (see 0010) in
+-- the same statement: no other server can see its row without the lock held.
+WITH ins AS (
+    INSERT INTO queued_task_workers (server_name, max_workers, hostname, pid, queues,
+                                     liveness_lock)
+    VALUES (%(server_name)s, %(max_workers)s, %(hostname)s, %(pid)s, %(queues)s, true)
+    RETURNING id
+)
+SELECT id, pg_advisory_lock(%(lock_class)s, id) IS NULL FROM ins
+
+-- name: take_liveness_lock
+-- After a reconnection: take this server's liveness lock again (false while another session
+-- holds it: our old one the database has not noticed dead yet, or a server declaring us dead).
+-- The server-side keepalives make a vanished host's session, and so its lock, end in seconds.
+SELECT pg_try_advisory_lock(%(lock_class)s, %(server_id)s::int),
+       set_config('tcp_keepalives_idle', '2', false),
+       set_config('tcp_keepalives_interval', '1', false),
+       set_config('tcp_keepalives_count', '3', false)
+
+-- name: server_is_running
+-- Whether this server's row is still marked running (asked once its lock is held again: no
+-- other server can declare it dead from then on).
+SELECT is_running FROM queued_task_workers WHERE id = %(server_id)s
+
+-- name: lock_free_servers
+-- The running servers whose liveness lock nobody holds: their session ended (the process or
+-- its host died). One scan of the lock table; every %(every)s s while running.
+SELECT coalesce(array_agg(w.id), '{}') FROM queued_task_workers w
+WHERE w.is_running AND w.liveness_lock AND w.id <> %(server_id)s
+  AND NOT EXISTS (SELECT 1 FROM pg_locks l
+                  WHERE l.locktype = 'advisory' AND l.classid = %(lock_class)s::oid
+                    AND l.objid = w.id::oid AND l.objsubid = 2 AND l.granted)
+
+-- name: declare_lock_free_dead
+-- Declare dead the servers among %(ids)s whose lock is still free a few seconds later; the
+-- lock is held by this transaction while it does, so such a server cannot take it back
+-- unseen (it then finds itself declared dead and stops its tasks first).
+UPDATE queued_task_workers
+SET is_running = false, date_stopped = now(), active_workers = 0, idle_workers = 0
+WHERE id = ANY(%(ids)s::int[]) AND is_running AND liveness_lock
+  AND pg_try_advisory_xact_lock(%(lock_class)s, id)
+RETURNING id, server_name
 
 -- name: heartbeat
 -- One round trip per beat: refresh this server's row (reviving it if another server declared
@@ -265,6 +303,10 @@ WITH old AS (
     SET is_running = false, date_stopped = now(), active_workers = 0, idle_workers = 0
     WHERE %(may_declare)s AND is_running AND id <> %(server_id)s
       AND last_heartbeat < now() - make_interval(secs => %(timeout)s)
+      AND NOT (liveness_lock AND EXISTS (  -- only slow: its lock is held, its tasks still run
+          SELECT 1 FROM pg_locks l
+          WHERE l.locktype = 'advisory' AND l.classid = %(lock_class)s::oid
+            AND l.objid = queued_task_workers.id::oid AND l.objsubid = 2 AND l.granted))
     RETURNING id, server_name
 )
 SELECT (SELECT is_running FROM beat),

@@ -39,6 +39,7 @@ from qsup.supervisor.housekeeping import Housekeeper
 from qsup.supervisor.intake import Intake
 from qsup.supervisor.ledger import Ledger
 from qsup.supervisor.link import Link
+from qsup.supervisor.liveness import OwnLock
 from qsup.supervisor.pool import Worker, kill
 from qsup.supervisor.signals import SignalPipe
 from qsup.supervisor.writer import SHUTDOWN_WAIT, Writer
@@ -68,6 +69,7 @@ class Arbiter:
         self.writer = Writer(url, f"qsup-writer-{os.getpid()}")
         self.selector.register(self.writer.wake_fd, selectors.EVENT_READ, "written")
         self.crew = Crew(config, self.selector, self.writer.busy, self.counters, self.ledger)
+        self.own_lock = OwnLock(self.link, self.selector, self.ledger, self.crew)
         self.housekeeper = Housekeeper(self.link, self.counters, schedules)
         self.link.on_reconnect = self._on_reconnect
         self.reconcile_due = False
@@ -101,6 +103,7 @@ class Arbiter:
         # out of every collection (a full one took 17 ms mid-drain) and out of the pages
         # the collector would otherwise copy in each forked worker.
         gc.freeze()
+        self.own_lock.watch()  # taken by register_server
         self.signals = SignalPipe()
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ, "signals")
         self.intake.listen()
@@ -131,11 +134,15 @@ class Arbiter:
                 self.intake.on_readable()
             elif key.data == "written":
                 self._written()
+            elif key.data == "link":
+                self.link.check()
             else:
                 self._read_worker(key.data)
         now = time.monotonic()
         self._reap()
         self.crew.enforce_deadlines(now, self.drain_deadline)
+        if self.own_lock.lost_at is not None:
+            self.own_lock.mind(now, self.server_id)
         if self.state == "running":
             # the tasks we hold, else one if the last claim left more in the database
             self.crew.scale(now, len(self.ledger.buffer) or int(self.intake.backlog))
@@ -164,6 +171,7 @@ class Arbiter:
         if self.drain_deadline is not None:
             deadlines.append(self.drain_deadline)
         deadlines.extend(self.crew.deadlines(now, running))
+        deadlines.extend(self.own_lock.deadlines())
         return max(0.0, min(deadlines) - now)
 
     def _close(self) -> None:
@@ -309,6 +317,7 @@ class Arbiter:
     def _on_reconnect(self) -> None:
         self.intake.wake()  # catch up on what NOTIFY said while we were away
         self.reconcile_due = True
+        self.own_lock.watch()
 
     def _reconcile(self) -> None:
         """After a lost connection: a claim whose reply never arrived may have committed. Give
@@ -323,7 +332,7 @@ class Arbiter:
             logger.warning("requeued {} task(s) of a claim whose reply was lost", len(given_back))
 
     def _claim(self, now: float, how: policy.Handoff) -> None:
-        if self.state != "running":
+        if self.state != "running" or self.own_lock.lost_at is not None:
             return
         if self.reconcile_due:
             self._reconcile()

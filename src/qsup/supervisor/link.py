@@ -25,6 +25,7 @@ class Link:
         self.failures = 0
         self.retry_at = 0.0
         self.on_reconnect: Callable[[], None] | None = None
+        self.on_lost: Callable[[], None] | None = None  # before the connection is closed
         self.connected_at = 0.0
 
     @property
@@ -53,9 +54,23 @@ class Link:
         """Seconds since the current connection was made (0 when down)."""
         return time.monotonic() - self.connected_at if self.up else 0.0
 
+    def check(self) -> None:
+        """Its socket became readable while idle: the server ended the session (an idle
+        autocommit connection without LISTEN gets nothing else)."""
+        assert self.conn is not None
+        try:
+            self.conn.pgconn.consume_input()
+            if self.conn.pgconn.status == psycopg.pq.ConnStatus.OK:
+                return
+            raise psycopg.OperationalError("the server closed the connection")
+        except psycopg.OperationalError as exc:
+            self._lost(exc)
+
     def _lost(self, exc: Exception) -> None:
         if self.conn is not None:
             logger.warning("{}", lost(describe(self.url), exc))
+            if self.on_lost:
+                self.on_lost()
         self.close()
         self.retry_at = time.monotonic() + min(10.0, 0.1 * 2**self.failures)
         self.failures += 1

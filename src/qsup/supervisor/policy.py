@@ -177,6 +177,13 @@ def beat_interval(notify: bool, heartbeat: float, fallback_poll: float) -> float
     return min(heartbeat, fallback_poll) if notify else heartbeat
 
 
+def must_fence(lost_for: float | None, declared_dead: bool, fence_after: float) -> bool:
+    """Stop this server's running tasks? When another server declared it dead (they were
+    requeued), or once its liveness lock has been lost (``lost_for`` seconds, None: held) for
+    ``fence_after``, before the others may declare it dead."""
+    return declared_dead or (lost_for is not None and lost_for >= fence_after)
+
+
 def seconds_to_next_tick(schedules: Sequence[Schedule], now: datetime, most: float) -> float:
     """Seconds from ``now`` to the first tick after it of any schedule, at most ``most``."""
     ticks = (spec.next_after(now) for spec in schedules)

@@ -87,6 +87,7 @@ KILLED_FOR = {
     "timeout": "its task overran its timeout",
     "cancel": "its task was cancelled",
     "shutdown": "the shutdown timeout passed",
+    "fenced": "its server lost its liveness lock",
 }
 
 

@@ -48,7 +48,7 @@ def dead_worker(
     if current is not None:
         outbox = ledger.outbox
         worker_died(outbox, current, worker.kill_reason, how, worker.pid, started, config, now)
-    ledger.give_back(rest, keep, now)
+    ledger.give_back(rest, keep and worker.kill_reason != "fenced", now)
 
 
 def worker_died(
@@ -63,7 +63,7 @@ def worker_died(
 ) -> None:
     """The task a worker was running when it exited: requeued (shutdown), cancelled, or a
     failed attempt (timeout, crash)."""
-    if kill_reason == "shutdown":
+    if kill_reason in ("shutdown", "fenced"):
         outbox.release([task.id], now)
     elif kill_reason == "cancel":
         outbox.cancel([task.id], now)
