@@ -31,6 +31,7 @@ class Job(NamedTuple):
     attempts: int  # this one included
     max_retries: int
     context: str
+    crash_causes: str | None = None  # how the workers it killed died, "SIGKILL, SIGSEGV"
 
 
 class Assign(NamedTuple):
@@ -71,8 +72,11 @@ class Finished(NamedTuple):
     result: str | None = None
     error: str | None = None
     retry_delay: float | None = None
-    rss: int = 0
+    rss: int = 0  # the worker's unique memory after it (bytes; 0: not measured)
     trace: str | None = None
+    cpu: float = 0.0  # seconds of CPU (user + system) the worker used for it
+    peak: int = 0  # the worker's peak RSS during it, bytes
+    growth: int = 0  # how much its unique memory grew across it, bytes
 
 
 class Results(NamedTuple):

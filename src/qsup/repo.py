@@ -13,6 +13,7 @@ import psycopg
 import psycopg.sql
 from psycopg.rows import dict_row
 
+from qsup.accounting import Usage
 from qsup.protocol import Job, TaskId
 from qsup.sql import queries
 
@@ -172,16 +173,19 @@ def mark_running(conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, dateti
 
 
 def complete_batch(
-    conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, str, float, float, int]]
+    conn: Conn,
+    server_id: int,
+    rows: Sequence[tuple[TaskId, str, float, float, int, float, int, int]],
 ) -> list[str]:
-    """Rows of (id, result JSON text, started, done (epoch seconds), pid); completes the tasks
-    this server still holds (a rescued task is another server's now) and returns the queues
-    of the dependents this released."""
+    """Rows of (id, result JSON text, started, done (epoch seconds), pid, CPU seconds, peak
+    and growth bytes); completes the tasks this server still holds (a rescued task is another
+    server's now) and returns the queues of the dependents this released."""
     document = (
         "["
         + ",".join(  # results are already JSON text: spliced in, not re-encoded
-            f'{{"id":"{i}","result":{result},"started":{started!r},"done":{done!r},"pid":{pid}}}'
-            for i, result, started, done, pid in rows
+            f'{{"id":"{i}","result":{result},"started":{started!r},"done":{done!r},"pid":{pid},'
+            f'"cpu":{cpu!r},"peak":{peak},"growth":{growth}}}'
+            for i, result, started, done, pid, cpu, peak, growth in rows
         )
         + "]"
     )
@@ -189,30 +193,41 @@ def complete_batch(
     return [row[0] for row in conn.execute(Q["complete_batch"], params)]
 
 
+def _usage_params(crashes: Sequence[str | None], usage: Sequence[Usage]) -> dict[str, Any]:
+    cpu, peak, growth = zip(*usage, strict=True)
+    return {"crashes": list(crashes), "cpu": list(cpu), "peak": list(peak), "growth": list(growth)}
+
+
 def retry_batch(
-    conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, float, str]]
+    conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, float, str, str | None, Usage]]
 ) -> list[tuple[uuid.UUID, str]]:
-    """Rows of (id, delay seconds, error); returns (id, queue) of the tasks requeued."""
-    ids, delays, errors = zip(*rows, strict=True)
+    """Rows of (id, delay seconds, error, how its worker died or None, usage); returns (id,
+    queue) of the tasks requeued."""
+    ids, delays, errors, crashes, usage = zip(*rows, strict=True)
     params = {
         "ids": list(ids),
         "delays": list(delays),
         "errors": list(errors),
         "server_id": server_id,
+        **_usage_params(crashes, usage),
     }
     return [(row[0], row[1]) for row in conn.execute(Q["retry_batch"], params)]
 
 
 def fail_batch(
-    conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, str, datetime | None]]
+    conn: Conn,
+    server_id: int,
+    rows: Sequence[tuple[TaskId, str, datetime | None, str | None, Usage]],
 ) -> list[uuid.UUID]:
-    """Rows of (id, error, started or None); returns the ids marked failed."""
-    ids, errors, started = zip(*rows, strict=True)
+    """Rows of (id, error, started or None, how its worker died or None, usage); returns the
+    ids marked failed."""
+    ids, errors, started, crashes, usage = zip(*rows, strict=True)
     params = {
         "ids": list(ids),
         "errors": list(errors),
         "started": list(started),
         "server_id": server_id,
+        **_usage_params(crashes, usage),
     }
     return [row[0] for row in conn.execute(Q["fail_batch"], params)]
 

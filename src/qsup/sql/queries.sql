@@ -93,10 +93,11 @@ WITH claimed AS (
     ) AS c
     WHERE t.ctid = c.tid
     RETURNING t.id, t.name, t.args, t.kwargs, t.timeout, t.attempts, t.max_retries, t.context,
-              t.priority, t.scheduled_at
+              t.priority, t.scheduled_at, t.crash_causes
 )
 SELECT id::text, name, args::text, kwargs::text,
-       coalesce(timeout, %(default_timeout)s::float8), attempts, max_retries, context::text
+       coalesce(timeout, %(default_timeout)s::float8), attempts, max_retries, context::text,
+       crash_causes
 FROM claimed
 ORDER BY priority DESC, scheduled_at, id
 
@@ -118,8 +119,9 @@ WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state = 'picked_up'
 -- name: complete_batch
 -- Mark tasks completed with their results, and enqueue the waiting tasks whose dependencies are
 -- now all completed; returns the queues of those. One statement, so a flush of completions is
--- one round trip. The rows travel as one JSON array of {id, result, started, done, pid} (epoch
--- seconds): far cheaper to send than five arrays. The statement's snapshot still shows the
+-- one round trip. The rows travel as one JSON array of {id, result, started, done, pid, cpu,
+-- peak, growth} (epoch seconds; the attempt's accounting, see 0010): far cheaper to send than
+-- eight arrays. The statement's snapshot still shows the
 -- tasks it completes as unfinished, hence "NOT IN done".
 --
 -- How the outcome statements (this one, retry_batch, fail_batch) find the tasks this server
@@ -132,11 +134,13 @@ WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state = 'picked_up'
 WITH done AS (
     UPDATE queued_tasks t
     SET state = 'completed', result = v.result, date_started = to_timestamp(v.started),
-        date_done = to_timestamp(v.done), worker_pid = v.pid, error_message = NULL
+        date_done = to_timestamp(v.done), worker_pid = v.pid, error_message = NULL,
+        cpu_seconds = v.cpu, peak_memory_bytes = v.peak, memory_growth_bytes = v.growth
     FROM (
         SELECT v.*, held.ctid AS tid
         FROM jsonb_to_recordset(%(rows)s::jsonb)
-            AS v (id uuid, result jsonb, started float8, done float8, pid int),
+            AS v (id uuid, result jsonb, started float8, done float8, pid int, cpu float8,
+                  peak bigint, growth bigint),
         LATERAL (SELECT ctid FROM queued_tasks q  -- held: see above
                  WHERE q.id = v.id AND q.server_id = %(server_id)s AND q.date_done IS NULL
                  OFFSET 0) AS held
@@ -156,13 +160,19 @@ WITH done AS (
 SELECT DISTINCT queue FROM released
 
 -- name: retry_batch
--- Send failed attempts back to the queue after their backoff.
+-- Send failed attempts back to the queue after their backoff, with their accounting and, when
+-- the worker died, its cause added to the task's crashes.
 UPDATE queued_tasks t
 SET state = 'enqueued', scheduled_at = now() + make_interval(secs => v.delay),
-    error_message = v.error, server_id = NULL, worker_pid = NULL, date_started = NULL
+    error_message = v.error, server_id = NULL, worker_pid = NULL, date_started = NULL,
+    cpu_seconds = v.cpu, peak_memory_bytes = v.peak, memory_growth_bytes = v.growth,
+    crashes = t.crashes + (v.crash IS NOT NULL)::int,
+    crash_causes = nullif(concat_ws(', ', t.crash_causes, v.crash), '')
 FROM (
     SELECT v.*, held.ctid AS tid
-    FROM unnest(%(ids)s::uuid[], %(delays)s::float8[], %(errors)s::text[]) AS v (id, delay, error),
+    FROM unnest(%(ids)s::uuid[], %(delays)s::float8[], %(errors)s::text[], %(crashes)s::text[],
+                %(cpu)s::float8[], %(peak)s::bigint[], %(growth)s::bigint[])
+        AS v (id, delay, error, crash, cpu, peak, growth),
     LATERAL (SELECT ctid FROM queued_tasks q  -- held: see complete_batch
              WHERE q.id = v.id AND q.server_id = %(server_id)s AND q.date_done IS NULL
              OFFSET 0) AS held
@@ -171,14 +181,19 @@ WHERE t.ctid = v.tid
 RETURNING t.id, t.queue
 
 -- name: fail_batch
--- Mark tasks failed for good (no attempt left, or a non-retryable error).
+-- Mark tasks failed for good (no attempt left, a non-retryable error, quarantine), with the
+-- accounting and crash of the last attempt as in retry_batch.
 UPDATE queued_tasks t
 SET state = 'failed', error_message = v.error, date_done = now(),
-    date_started = coalesce(t.date_started, v.started)
+    date_started = coalesce(t.date_started, v.started),
+    cpu_seconds = v.cpu, peak_memory_bytes = v.peak, memory_growth_bytes = v.growth,
+    crashes = t.crashes + (v.crash IS NOT NULL)::int,
+    crash_causes = nullif(concat_ws(', ', t.crash_causes, v.crash), '')
 FROM (
     SELECT v.*, held.ctid AS tid
-    FROM unnest(%(ids)s::uuid[], %(errors)s::text[], %(started)s::timestamptz[])
-        AS v (id, error, started),
+    FROM unnest(%(ids)s::uuid[], %(errors)s::text[], %(started)s::timestamptz[],
+                %(crashes)s::text[], %(cpu)s::float8[], %(peak)s::bigint[], %(growth)s::bigint[])
+        AS v (id, error, started, crash, cpu, peak, growth),
     LATERAL (SELECT ctid FROM queued_tasks q  -- held: see complete_batch
              WHERE q.id = v.id AND q.server_id = %(server_id)s AND q.date_done IS NULL
              OFFSET 0) AS held
@@ -351,7 +366,8 @@ LISTEN {channel}
 -- One task by id.
 SELECT id, name, state, parent_task, queue, priority, args, kwargs, date_enqueued, date_started,
        date_done, scheduled_at, attempts, max_retries, timeout, unique_key, context, result,
-       error_message, server_id, worker_pid
+       error_message, server_id, worker_pid, cpu_seconds, peak_memory_bytes,
+       memory_growth_bytes, crashes, crash_causes
 FROM queued_tasks WHERE id = %(id)s
 
 -- name: find_task_ids

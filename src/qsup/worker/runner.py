@@ -19,6 +19,7 @@ from qsup import context, protocol
 from qsup.encoding import resolve_task, to_json
 from qsup.errors import NonRetryableError, Retry, TaskDefinitionError, TaskTimeout
 from qsup.settings import Config
+from qsup.worker.meter import Meter
 
 
 @cache
@@ -82,16 +83,12 @@ class Runner:
         self.loop = asyncio.new_event_loop()
         signal.signal(signal.SIGALRM, _raise_timeout)
         self.allowed = tuple(config.allowed_task_modules)
-        self.memory_info = None  # psutil costs ~20 us per task: only for a memory ceiling
-        if config.max_worker_memory_mb:
-            import psutil  # here, not at the top: the supervisor imports this module
-
-            self.memory_info = psutil.Process().memory_info
+        self.meter = Meter()
         self.max_result_bytes = config.max_result_bytes
         context.configure(config)
 
     def run(self, job: protocol.Job) -> protocol.Finished:
-        started = time.time()
+        started, cpu = time.time(), self.meter.start()
         args, kwargs, ctx = _decode(job.args), _decode(job.kwargs), _decode(job.context)
         context.enter(job, ctx if isinstance(ctx, dict) else {})
         try:
@@ -101,7 +98,7 @@ class Runner:
             context.leave()
         if saved is not None:
             context.send(protocol.SaveContext(job.id, saved))
-        rss = self.memory_info().rss if self.memory_info else 0
+        cpu, peak, growth = self.meter.stop(cpu)
         return protocol.Finished(
             job.id,
             end.outcome,
@@ -110,8 +107,11 @@ class Runner:
             end.result,
             end.error,
             end.delay,
-            rss,
+            self.meter.unique,
             end.trace,
+            cpu,
+            peak,
+            growth,
         )
 
     def _call(self, job: protocol.Job, args: Any, kwargs: Any) -> _End:

@@ -1,0 +1,91 @@
+"""What every attempt costs, what killed its workers, poison tasks quarantined, the hard memory
+ceiling (SPEC §13), against real servers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from qsup import repo
+from tests import edge_tasks, tasks
+from tests.conftest import task_row, wait_for
+
+MB = 2**20
+
+
+@pytest.mark.timeout(90)
+def test_a_task_killing_its_workers_is_quarantined_after_two_crashes(queue, conn, start_server):
+    start_server("--workers", "2", env={"QUEUE_RETRY_BACKOFF_BASE": "0.05"})
+    poison = queue.add_task(edge_tasks.kill_own_worker, int(signal.SIGSEGV), _max_retries=5)
+    others = [queue.add_task(tasks.add, i, 1) for i in range(20)]
+    assert [r.result(timeout=30) for r in others] == [i + 1 for i in range(20)]
+    wait_for(lambda: task_row(conn, poison.task_id)["state"] == "failed", what="quarantine")
+    row = task_row(conn, poison.task_id)
+    assert row["error_message"] == "quarantined: killed 2 workers (SIGSEGV, SIGSEGV)"
+    assert row["crashes"] == 2 and row["attempts"] == 2  # not the 6 its retries allowed
+    logs = [entry["message"] for entry in repo.task_logs(conn, poison.task_id)]
+    assert any("signal SIGSEGV" in m and "quarantined" in m for m in logs), logs
+
+
+@pytest.mark.timeout(90)
+def test_causes_are_recorded_and_a_manual_retry_runs_it_again(queue, conn, start_server, tmp_path):
+    start_server("--workers", "1", env={"QUEUE_RETRY_BACKOFF_BASE": "0.05"})
+    ref = queue.add_task(edge_tasks.kill_own_worker, int(signal.SIGKILL), _max_retries=5)
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "failed", what="quarantine")
+    assert task_row(conn, ref.task_id)["crash_causes"] == "SIGKILL, SIGKILL"
+    shown = subprocess.run(
+        [sys.executable, "-m", "qsup", "task", "show", str(ref.task_id), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, "QUEUE_DATABASE_URL": conn.info.dsn},
+    )
+    assert json.loads(shown.stdout)["crashes"] == 2
+    conn.execute("SELECT 1")
+    retried = subprocess.run(
+        [sys.executable, "-m", "qsup", "task", "retry", str(ref.task_id)],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "QUEUE_DATABASE_URL": conn.info.dsn},
+    )
+    assert retried.returncode == 0, retried.stderr
+    wait_for(lambda: task_row(conn, ref.task_id)["attempts"] >= 1, what="the manual run")
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "failed", what="quarantined again")
+    assert task_row(conn, ref.task_id)["crashes"] == 2  # counted afresh from the retry
+
+
+@pytest.mark.timeout(60)
+def test_cpu_and_memory_of_each_task_are_recorded(queue, conn, start_server):
+    start_server("--workers", "1")
+    burner = queue.add_task(edge_tasks.burn, 0.5)
+    hog = queue.add_task(edge_tasks.allocate, 200)
+    small = queue.add_task(tasks.add, 1, 2)
+    for ref in (burner, hog, small):
+        ref.result(timeout=30)
+    burnt = task_row(conn, burner.task_id)
+    assert 0.45 <= burnt["cpu_seconds"] <= 1.0, burnt["cpu_seconds"]
+    assert task_row(conn, hog.task_id)["peak_memory_bytes"] >= 200 * MB
+    after = task_row(conn, small.task_id)
+    assert after["peak_memory_bytes"] < 150 * MB  # its own peak, not the one before it
+    assert after["cpu_seconds"] < 0.1
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_past_the_hard_memory_limit_is_killed_and_its_task_fails(
+    queue, conn, start_server
+):
+    server = start_server("--workers", "1", env={"QUEUE_WORKER_MEMORY_LIMIT_MB": "150"})
+    ref = queue.add_task(edge_tasks.grow_slowly, 400, 4.0, _max_retries=0)
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "failed", what="the kill")
+    row = task_row(conn, ref.task_id)
+    assert row["error_message"].startswith("MemoryLimitExceeded: worker used ")
+    used = int(row["error_message"].split("used ")[1].split(" MB")[0])
+    assert 150 < used < 260, row["error_message"]  # killed within a sample or two
+    assert row["error_message"].endswith("limit 150 MB")
+    assert row["crash_causes"] == "MemoryLimitExceeded"
+    assert "over worker_memory_limit_mb=150" in server.output()
+    assert queue.add_task(tasks.add, 2, 2).result(timeout=20) == 4  # a new worker took over
