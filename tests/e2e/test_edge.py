@@ -7,7 +7,9 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 
 from qsup import repo
@@ -89,3 +91,23 @@ def test_a_worker_past_the_hard_memory_limit_is_killed_and_its_task_fails(
     assert row["crash_causes"] == "MemoryLimitExceeded"
     assert "over worker_memory_limit_mb=150" in server.output()
     assert queue.add_task(tasks.add, 2, 2).result(timeout=20) == 4  # a new worker took over
+
+
+def _http_child(server) -> psutil.Process:
+    found = [c for c in server.children() if "qsup: http" in " ".join(c.cmdline())]
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.timeout(60)
+def test_the_http_child_killed_is_restarted_and_answers_within_5_s(start_server):
+    server = start_server("--workers", "1", http=True)
+    first = _http_child(server)
+    first.kill()
+    killed_at = time.monotonic()
+    wait_for(server.ready, timeout=5, interval=0.05, what="/livez to answer again")
+    assert time.monotonic() - killed_at < 5
+    assert _http_child(server).pid != first.pid
+    wait_for(lambda: "HTTP process restarted" in server.output(), what="the restart log")
+    assert f"HTTP process {first.pid} died (signal SIGKILL)" in server.output()
+    assert server.running()

@@ -23,7 +23,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from setproctitle import setproctitle
@@ -44,6 +44,9 @@ from qsup.supervisor.pool import Worker, kill
 from qsup.supervisor.signals import SignalPipe
 from qsup.supervisor.writer import SHUTDOWN_WAIT, Writer
 
+if TYPE_CHECKING:
+    from qsup.http.process import HttpKeeper
+
 FLUSH_SIZE = 500  # outcomes that are worth a flush at once
 RETRY_FLUSH_AFTER = 0.25  # seconds between flush attempts while the database is away
 
@@ -57,6 +60,7 @@ class Arbiter:
         url: str,
         reload: Callable[[], Config],
         schedules: Sequence[Schedule] = (),
+        http: HttpKeeper | None = None,
     ) -> None:
         self.config = config
         self.url = url
@@ -70,6 +74,8 @@ class Arbiter:
         self.selector.register(self.writer.wake_fd, selectors.EVENT_READ, "written")
         self.crew = Crew(config, self.selector, self.writer.busy, self.counters, self.ledger)
         self.own_lock = OwnLock(self.link, self.selector, self.ledger, self.crew)
+        self.http = http  # restarted when it dies
+        self.crew.on_other_exit = http.exited if http else None
         self.housekeeper = Housekeeper(self.link, self.counters, schedules)
         self.link.on_reconnect = self._on_reconnect
         self.reconcile_due = False
@@ -143,6 +149,8 @@ class Arbiter:
         self.crew.enforce_deadlines(now, self.drain_deadline)
         if self.own_lock.lost_at is not None:
             self.own_lock.mind(now, self.server_id)
+        if self.http and self.state == "running":
+            self.http.restart_if_due(now, self.writer.busy)
         if self.state == "running":
             # the tasks we hold, else one if the last claim left more in the database
             self.crew.scale(now, len(self.ledger.buffer) or int(self.intake.backlog))
@@ -172,6 +180,7 @@ class Arbiter:
             deadlines.append(self.drain_deadline)
         deadlines.extend(self.crew.deadlines(now, running))
         deadlines.extend(self.own_lock.deadlines())
+        deadlines.extend(self.http.deadlines() if self.http else ())
         return max(0.0, min(deadlines) - now)
 
     def _close(self) -> None:

@@ -48,6 +48,7 @@ class Crew:
         self.boot_failures = 0
         self.oom_kills = linux.oom_kills()  # the cgroup's count, to tell an OOM kill apart
         self.next_memory_check = 0.0
+        self.on_other_exit: Callable[[int, int, float], object] | None = None  # the HTTP child
 
     def busy(self, worker: Worker) -> bool:
         return self.ledger.load(worker.pid) > 0
@@ -222,6 +223,8 @@ class Crew:
             worker = self.workers.get(pid)
             if worker is not None:
                 yield worker, self._on_exit(worker, code, last_words)
+            elif self.on_other_exit is not None:
+                self.on_other_exit(pid, code, time.monotonic())
 
     def _on_exit(self, worker: Worker, code: int, last_words: Callable[[Worker], None]) -> str:
         now = time.monotonic()
