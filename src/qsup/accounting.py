@@ -7,7 +7,7 @@ Usage = tuple[float | None, int | None, int | None]  # an attempt's CPU s, peak,
 NO_USAGE: Usage = (None, None, None)  # a worker that died did not say
 
 
-def megabytes(value: int | None) -> str:
+def megabytes(value: float | None) -> str:
     return "-" if value is None else f"{value / MB:.1f} MB"
 
 

@@ -4,10 +4,12 @@ ceiling (SPEC §13), against real servers."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import psutil
 import pytest
@@ -39,25 +41,18 @@ def test_causes_are_recorded_and_a_manual_retry_runs_it_again(queue, conn, start
     ref = queue.add_task(edge_tasks.kill_own_worker, int(signal.SIGKILL), _max_retries=5)
     wait_for(lambda: task_row(conn, ref.task_id)["state"] == "failed", what="quarantine")
     assert task_row(conn, ref.task_id)["crash_causes"] == "SIGKILL, SIGKILL"
-    shown = subprocess.run(
-        [sys.executable, "-m", "qsup", "task", "show", str(ref.task_id), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**__import__("os").environ, "QUEUE_DATABASE_URL": conn.info.dsn},
-    )
-    assert json.loads(shown.stdout)["crashes"] == 2
-    conn.execute("SELECT 1")
-    retried = subprocess.run(
-        [sys.executable, "-m", "qsup", "task", "retry", str(ref.task_id)],
-        capture_output=True,
-        text=True,
-        env={**__import__("os").environ, "QUEUE_DATABASE_URL": conn.info.dsn},
-    )
-    assert retried.returncode == 0, retried.stderr
-    wait_for(lambda: task_row(conn, ref.task_id)["attempts"] >= 1, what="the manual run")
-    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "failed", what="quarantined again")
-    assert task_row(conn, ref.task_id)["crashes"] == 2  # counted afresh from the retry
+    shown = json.loads(_qsup(conn, "task", "show", str(ref.task_id), "--json").stdout)
+    assert shown["crashes"] == 2 and shown["crash_causes"] == "SIGKILL, SIGKILL"
+    _qsup(conn, "task", "retry", str(ref.task_id))
+
+    def quarantines() -> int:
+        logs = repo.task_logs(conn, ref.task_id)
+        return sum(e["type"] == "error" and "quarantined" in e["message"] for e in logs)
+
+    wait_for(lambda: quarantines() == 2, what="the manual run to be quarantined again")
+    row = task_row(conn, ref.task_id)
+    assert row["state"] == "failed" and row["attempts"] == 2  # a fresh count from the retry
+    assert row["crashes"] == 2 and row["crash_causes"] == "SIGKILL, SIGKILL"
 
 
 @pytest.mark.timeout(60)
@@ -100,7 +95,7 @@ def _http_child(server) -> psutil.Process:
 
 
 @pytest.mark.timeout(60)
-def test_the_http_child_killed_is_restarted_and_answers_within_5_s(start_server):
+def test_the_http_child_killed_is_restarted_and_answers_within_5_s(queue, start_server):
     server = start_server("--workers", "1", http=True)
     first = _http_child(server)
     first.kill()
@@ -111,3 +106,38 @@ def test_the_http_child_killed_is_restarted_and_answers_within_5_s(start_server)
     wait_for(lambda: "HTTP process restarted" in server.output(), what="the restart log")
     assert f"HTTP process {first.pid} died (signal SIGKILL)" in server.output()
     assert server.running()
+    queue.add_task(edge_tasks.burn, 0.2).result(timeout=20)
+    with urllib.request.urlopen(server.url("/metrics"), timeout=5) as response:
+        text = response.read().decode()
+    burn = 'task="tests.edge_tasks:burn"'
+    assert f'qsup_task_cpu_seconds_bucket{{le="0.1",{burn}}} 0.0' in text, text[-3000:]
+    assert f'qsup_task_cpu_seconds_bucket{{le="0.25",{burn}}} 1.0' in text
+    assert "qsup_task_peak_memory_bytes_bucket" in text
+    assert "qsup_task_memory_growth_bytes_bucket" in text
+
+
+def _qsup(conn, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QUEUE_DATABASE_URL": conn.info.dsn}
+    return subprocess.run(
+        [sys.executable, "-m", "qsup", *args], capture_output=True, text=True, env=env, check=True
+    )
+
+
+@pytest.mark.timeout(60)
+def test_queue_stats_ranks_a_leaking_task_first(queue, conn, start_server):
+    start_server("--workers", "1")
+    refs = [queue.add_task(tasks.leak, 20) for _ in range(3)]
+    refs += [queue.add_task(edge_tasks.allocate, 300), queue.add_task(edge_tasks.burn, 0.3)]
+    refs += [queue.add_task(tasks.add, i, i) for i in range(5)]
+    for ref in refs:
+        ref.result(timeout=30)
+    report = json.loads(_qsup(conn, "queue", "stats", "--json").stdout)
+    growth = report["memory_growth"]
+    assert growth[0]["task"] == "tests.tasks:leak", growth
+    assert growth[0]["avg_memory_growth_bytes"] >= 19 * MB
+    assert report["peak_memory"][0]["task"] == "tests.edge_tasks:allocate"
+    assert report["cpu"][0]["task"] == "tests.edge_tasks:burn"
+    human = _qsup(conn, "queue", "stats").stdout
+    assert "leak suspects" in human and "tests.tasks:leak" in human
+    shown = _qsup(conn, "task", "show", str(refs[3].task_id)).stdout
+    assert "peak_memory_bytes: " in shown and " MB" in shown

@@ -79,6 +79,19 @@ FROM queued_tasks
 WHERE state = 'completed' AND date_started IS NOT NULL AND date_done > now() - interval '1 hour'
 GROUP BY name ORDER BY name
 
+-- name: admin_usage_by_name
+-- What attempts cost by task name, over the tasks finished in the last hour (latest attempt of
+-- each): total and average CPU seconds, the highest peak, the average and total memory growth.
+SELECT name AS task, count(*) AS runs, sum(cpu_seconds)::float8 AS cpu_seconds,
+       avg(cpu_seconds)::float8 AS avg_cpu_seconds,
+       max(peak_memory_bytes)::bigint AS peak_memory_bytes,
+       avg(memory_growth_bytes)::float8 AS avg_memory_growth_bytes,
+       sum(memory_growth_bytes)::bigint AS memory_growth_bytes
+FROM queued_tasks
+WHERE state IN ('completed', 'failed') AND cpu_seconds IS NOT NULL
+  AND date_done > now() - interval '1 hour'
+GROUP BY name
+
 -- name: admin_failures_by_name
 -- Tasks failed in the last hour, by task name.
 SELECT name, count(*) AS failed FROM queued_tasks
