@@ -292,9 +292,17 @@ LIVENESS_CLASS = 0x7153_7573  # first key of each server's liveness lock (the se
 
 
 def register_server(
-    conn: Conn, server_name: str, max_workers: int, hostname: str, pid: int, queues: Sequence[str]
+    conn: Conn,
+    server_name: str,
+    max_workers: int,
+    hostname: str,
+    pid: int,
+    queues: Sequence[str],
+    take_lock: bool = True,
 ) -> int:
+    """Add this server's row; with ``take_lock``, take its liveness lock on ``conn`` too."""
     params = {
+        "take_lock": take_lock,
         "server_name": server_name,
         "max_workers": max_workers,
         "hostname": hostname,

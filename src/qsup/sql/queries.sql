@@ -255,14 +255,16 @@ WHERE t.ctid = v.tid
 
 -- name: register_server
 -- A supervisor announces itself and takes its liveness lock on this connection (see 0010) in
--- the same statement: no other server can see its row without the lock held.
+-- the same statement: no other server can see its row without the lock held. Not with
+-- %(take_lock)s false: the lock then lives on a direct connection (behind a pooler).
 WITH ins AS (
     INSERT INTO queued_task_workers (server_name, max_workers, hostname, pid, queues,
                                      liveness_lock)
     VALUES (%(server_name)s, %(max_workers)s, %(hostname)s, %(pid)s, %(queues)s, true)
     RETURNING id
 )
-SELECT id, pg_advisory_lock(%(lock_class)s, id) IS NULL FROM ins
+SELECT id, CASE WHEN %(take_lock)s THEN pg_advisory_lock(%(lock_class)s, id) IS NULL END
+FROM ins
 
 -- name: take_liveness_lock
 -- After a reconnection: take this server's liveness lock again (false while another session

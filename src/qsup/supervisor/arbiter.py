@@ -39,8 +39,8 @@ from qsup.supervisor.housekeeping import Housekeeper
 from qsup.supervisor.intake import Intake
 from qsup.supervisor.ledger import Ledger
 from qsup.supervisor.link import Link
-from qsup.supervisor.liveness import OwnLock
-from qsup.supervisor.pool import Worker, kill
+from qsup.supervisor.liveness import OwnLock, fence
+from qsup.supervisor.pool import Worker
 from qsup.supervisor.signals import SignalPipe
 from qsup.supervisor.writer import SHUTDOWN_WAIT, Writer
 
@@ -73,7 +73,9 @@ class Arbiter:
         self.writer = Writer(url, f"qsup-writer-{os.getpid()}")
         self.selector.register(self.writer.wake_fd, selectors.EVENT_READ, "written")
         self.crew = Crew(config, self.selector, self.writer.busy, self.counters, self.ledger)
-        self.own_lock = OwnLock(self.link, self.selector, self.ledger, self.crew)
+        self.own_lock = OwnLock(
+            self.link, self.selector, self.ledger, self.crew, config.listen_database_url
+        )
         self.http = http  # restarted when it dies
         self.crew.on_other_exit = http.exited if http else None
         self.housekeeper = Housekeeper(self.link, self.counters, schedules)
@@ -104,12 +106,13 @@ class Arbiter:
             self.hostname,
             os.getpid(),
             self.config.queues,
+            take_lock=not self.own_lock.separate,
         )
         # What start-up made (modules, settings, task code) lives as long as the process:
         # out of every collection (a full one took 17 ms mid-drain) and out of the pages
         # the collector would otherwise copy in each forked worker.
         gc.freeze()
-        self.own_lock.watch()  # taken by register_server
+        self.own_lock.start()
         self.signals = SignalPipe()
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ, "signals")
         self.intake.listen()
@@ -147,8 +150,7 @@ class Arbiter:
         now = time.monotonic()
         self._reap()
         self.crew.enforce_deadlines(now, self.drain_deadline)
-        if self.own_lock.lost_at is not None:
-            self.own_lock.mind(now, self.server_id)
+        self.own_lock.mind(now, self.server_id)
         if self.http and self.state == "running":
             self.http.restart_if_due(now, self.writer.busy)
         if self.state == "running":
@@ -204,6 +206,7 @@ class Arbiter:
             )
         self.link.call(lambda conn: repo.stop_server(conn, self.server_id), now=True)
         self.link.close()
+        self.own_lock.close()
         self.writer.close()
         self.intake.close()
         if self.signals:
@@ -326,7 +329,7 @@ class Arbiter:
     def _on_reconnect(self) -> None:
         self.intake.wake()  # catch up on what NOTIFY said while we were away
         self.reconcile_due = True
-        self.own_lock.watch()
+        self.own_lock.reconnected(self.link)
 
     def _reconcile(self) -> None:
         """After a lost connection: a claim whose reply never arrived may have committed. Give
@@ -399,19 +402,8 @@ class Arbiter:
         )
         if chores.new_work:
             self.intake.wake()
-        if chores.declared_dead:  # our claimed tasks were requeued: they are not ours any more
+        if chores.declared_dead:  # our tasks were requeued: they are not ours any more
             self.ledger.forget_buffer()
+            fence(self.ledger, self.crew, now, declared_dead=True)
         if chores.cancel:
-            self._cancel(chores.cancel, now)
-
-    def _cancel(self, task_ids: set[Any], now: float) -> None:
-        """Stop tasks an operator cancelled: drop them from the buffer and from workers'
-        queues, or kill the worker running one."""
-        drops = self.ledger.cancel(task_ids, now)
-        for worker in self.crew.workers.values():
-            if worker.pid in drops:
-                self.crew.send(worker, protocol.Drop(drops[worker.pid]))
-            current = self.ledger.current(worker.pid)
-            if current in task_ids:
-                logger.info("cancelling task {}: stopping worker {}", current, worker.slot)
-                kill(worker, "cancel")
+            handoff.cancel(self.ledger, self.crew, chores.cancel, now)

@@ -13,6 +13,14 @@ from qsup.db.connect import close_quietly, connect, describe, lost
 from qsup.errors import DatabaseUnreachable
 
 T = TypeVar("T")
+# A vanished peer is noticed in about 5 s, not the system's 2 hours: the supervisor's liveness
+# lock lives on this connection (see liveness.py), so it must know soon that it lost it.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 2,
+    "keepalives_interval": 1,
+    "keepalives_count": 3,
+}
 
 
 class Link:
@@ -34,7 +42,7 @@ class Link:
 
     def open(self) -> None:
         """First connection: failure is fatal (exit 3)."""
-        self.conn = connect(self.url, prepare_threshold=0, application_name=self.name)
+        self.conn = connect(self.url, prepare_threshold=0, application_name=self.name, **KEEPALIVES)
         self.connected_at = time.monotonic()
 
     def call(self, fn: Callable[[psycopg.Connection[Any]], T], *, now: bool = False) -> T | None:
@@ -79,7 +87,9 @@ class Link:
         if not now and time.monotonic() < self.retry_at:
             return False
         try:
-            self.conn = connect(self.url, prepare_threshold=0, application_name=self.name)
+            self.conn = connect(
+                self.url, prepare_threshold=0, application_name=self.name, **KEEPALIVES
+            )
         except DatabaseUnreachable as exc:
             self._lost(exc)
             return False

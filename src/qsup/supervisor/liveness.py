@@ -14,6 +14,7 @@ sequencers or a lease. Compare Oban's Lifeline and River's rescuer, which wait f
 
 from __future__ import annotations
 
+import os
 import selectors
 import time
 from typing import Any
@@ -38,16 +39,48 @@ RETAKE_EVERY = 0.25  # seconds between attempts to take our lock back
 
 
 class OwnLock:
-    """This server's liveness lock, held on the arbiter's link: whether it is held (its
-    connection is watched in the arbiter's selector), and since when it has not been."""
+    """This server's liveness lock: whether it is held (its connection is watched in the
+    arbiter's selector), and since when it has not been. It is held on the arbiter's link, or,
+    when ``direct_url`` is set (the link goes through a transaction pooler, whose server
+    sessions outlive ours), on a connection of its own to that URL."""
 
-    def __init__(self, link: Link, selector: selectors.BaseSelector, ledger: Ledger, crew: Crew):
+    def __init__(
+        self,
+        link: Link,
+        selector: selectors.BaseSelector,
+        ledger: Ledger,
+        crew: Crew,
+        direct_url: str | None = None,
+    ):
+        self.separate = direct_url is not None
+        if direct_url is not None:
+            link = Link(direct_url, f"qsup-liveness-{os.getpid()}")
+            link.on_reconnect = self.watch
         self.link, self.selector, self.ledger, self.crew = link, selector, ledger, crew
         link.on_lost = self._lost
         self.lost_at: float | None = None  # monotonic time our connection was seen dropped
         self.fenced = False  # our tasks were stopped since
         self.retake_at = 0.0
         self.fd: int | None = None  # the watched socket
+
+    def start(self) -> None:
+        """Once registered: watch the lock ``register_server`` took, or take it on our own
+        connection (the arbiter claims nothing until it is held)."""
+        if not self.separate:
+            self.watch()
+            return
+        self.link.open()
+        self.watch()
+        self.lost_at = self.retake_at = time.monotonic()
+
+    def reconnected(self, link: Link) -> None:
+        """The arbiter's link is back: watch it, if the lock lives there."""
+        if link is self.link:
+            self.watch()
+
+    def close(self) -> None:
+        if self.separate:
+            self.link.close()
 
     def watch(self) -> None:
         """Wake the arbiter when the server ends our session (on each new connection)."""
@@ -71,6 +104,8 @@ class OwnLock:
     def mind(self, now: float, server_id: int) -> None:
         """While lost: take the lock back; stop our tasks (fence) when we were declared dead
         or have been without it too long. The arbiter claims nothing until it is held."""
+        if self.lost_at is None:
+            return
         running = None
         if now >= self.retake_at:
             self.retake_at = now + RETAKE_EVERY
@@ -129,11 +164,13 @@ class LockWatch:
 def fence(ledger: Ledger, crew: Crew, now: float, declared_dead: bool) -> None:
     """Stop every task this server holds: another server may run them now. The buffer and
     the running tasks go back to the queue (written only where we still hold them)."""
-    busy = [w for w in crew.workers.values() if crew.busy(w)]
+    busy = [w for w in crew.workers.values() if crew.busy(w) and w.kill_reason is None]
+    if not busy and not ledger.buffer:
+        return
     logger.bind(event="fenced").warning(
-        "this server's liveness lock was {}: stopping its {} running task(s) so that no"
-        " other server runs them twice; they are requeued",
-        "taken over (declared dead)" if declared_dead else f"lost {FENCE_AFTER:g} s ago",
+        "this server {}: stopping its {} running task(s) so that no other server runs them"
+        " twice; they are requeued",
+        "was declared dead" if declared_dead else f"lost its liveness lock {FENCE_AFTER:g} s ago",
         len(busy),
     )
     ledger.release_buffer(now)
