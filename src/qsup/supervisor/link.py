@@ -15,7 +15,7 @@ from qsup.errors import DatabaseUnreachable
 T = TypeVar("T")
 # A vanished peer is noticed in about 5 s, not the system's 2 hours: the supervisor's liveness
 # lock lives on this connection (see liveness.py), so it must know soon that it lost it.
-KEEPALIVES = {
+KEEPALIVES: dict[str, Any] = {
     "keepalives": 1,
     "keepalives_idle": 2,
     "keepalives_interval": 1,
