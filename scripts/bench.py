@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import bench_edge  # noqa: E402
 import bench_steady  # noqa: E402
 import bench_tasks  # noqa: E402  (scripts/ is on sys.path: the same name the server imports)
 
@@ -629,6 +630,19 @@ def scenario_snapshot(dbs: Databases, rate: int, seconds: float, logdir: str) ->
     return {**runs, "held_vs_clean": ratio(held_run, clean), "target": "held >= 0.8 x clean"}
 
 
+def scenario_edge(dbs: Databases, logdir: str) -> dict[str, Any]:
+    """SPEC §13: the worker's accounting cost per task, and the rescue of a SIGKILLed
+    server's running task by another (default settings: within 10 s)."""
+    url = dbs.fresh("edge")
+    log("edge: meter cost, then a server SIGKILLed under a running task")
+
+    return {
+        "meter": bench_edge.meter_cost(),
+        "rescue_s": bench_edge.rescue_seconds(url, lambda: Serve(url, 1, logdir=logdir).start()),
+        "target": "meter <= 5 us per task; rescue_s < 10",
+    }
+
+
 # --- 4. ceiling -----------------------------------------------------------------------------
 
 
@@ -981,7 +995,7 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers",
-             "steady", "snapshot")  # fmt: skip
+             "steady", "snapshot", "edge")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1043,6 +1057,7 @@ def main(argv: list[str] | None = None) -> int:
             ("peers", lambda: scenario_peers(dbs, args.quick, repeats, logdir)),
             ("steady", lambda: scenario_steady(dbs, rates, steady_seconds, logdir)),
             ("snapshot", lambda: scenario_snapshot(dbs, 500, steady_seconds, logdir)),
+            ("edge", lambda: scenario_edge(dbs, logdir)),
         ]
         for name, step in steps:
             if name not in only:

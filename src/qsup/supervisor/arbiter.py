@@ -2,13 +2,13 @@
 
 One ``selectors`` loop waits on the signal pipe, the LISTEN socket and every worker pipe, with
 a timeout that is the nearest deadline (flush, poll, heartbeat, task timeouts, shutdown).
-Each pass: handle signals, read worker messages, reap, enforce deadlines, manage workers,
-claim, hand tasks to idle workers, flush writes, heartbeat. The arbiter drives the flow of
-tasks; what the server holds is its :class:`~qsup.supervisor.ledger.Ledger`'s, what becomes of
-an ended task is decided in :mod:`~qsup.supervisor.settle`, and the worker processes themselves
-(spawning, scaling, recycling, killing, reaping) belong to its
-:class:`~qsup.supervisor.crew.Crew`, which hands each dead worker back so the arbiter settles
-the tasks it held. The policies in :mod:`qsup.supervisor.policy` make the decisions.
+Each pass: handle signals, read worker messages, reap, enforce deadlines, heartbeat and the
+other chores, manage workers, claim, hand tasks to idle workers, flush writes. The arbiter
+drives the flow of tasks; what the server holds is its
+:class:`~qsup.supervisor.ledger.Ledger`'s, what becomes of an ended task is decided in
+:mod:`~qsup.supervisor.settle`, and the worker processes themselves (spawning, scaling,
+recycling, killing, reaping) belong to its :class:`~qsup.supervisor.crew.Crew`, which hands
+each dead worker back so the arbiter settles the tasks it held. The policies in :mod:`qsup.supervisor.policy` make the decisions.
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ class Arbiter:
         self._reap()
         self.crew.enforce_deadlines(now, self.drain_deadline)
         self.own_lock.mind(now, self.server_id)
+        self._chores(now)  # before claiming: what it finds (rescued, due tasks) goes out now
         if self.http and self.state == "running":
             self.http.restart_if_due(now, self.writer.busy)
         if self.state == "running":
@@ -164,7 +165,6 @@ class Arbiter:
             handoff.recall(self.ledger, self.crew)
         self.intake.check_next_due(now)
         self._flush(now)
-        self._chores(now)
 
     def _finished(self) -> bool:
         return self.state != "running" and not self.crew.workers
