@@ -8,7 +8,8 @@ drives the flow of tasks; what the server holds is its
 :class:`~qsup.supervisor.ledger.Ledger`'s, what becomes of an ended task is decided in
 :mod:`~qsup.supervisor.settle`, and the worker processes themselves (spawning, scaling,
 recycling, killing, reaping) belong to its :class:`~qsup.supervisor.crew.Crew`, which hands
-each dead worker back so the arbiter settles the tasks it held. The policies in :mod:`qsup.supervisor.policy` make the decisions.
+each dead worker back so the arbiter settles the tasks it held. The policies in
+:mod:`qsup.supervisor.policy` make the decisions.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 CPU: user + system seconds of every thread of the worker (``CLOCK_PROCESS_CPUTIME_ID``, a
 fifth of ``getrusage``'s cost). Peak: the kernel's high-water mark of the worker's RSS
 (``getrusage``'s ``ru_maxrss``), reset to the current RSS (``/proc/self/clear_refs`` "5")
-after a job that left it higher, so each job's peak is its own. Growth: the change of the worker's unique memory (``statm``'s
-resident minus file-backed and shared pages, the RssAnon of ``/proc/self/status``), so pages
-still shared with the supervisor after the fork are not counted as the job's.
+after a job that left it higher, so each job's peak is its own. Growth: the change of the
+worker's unique memory (``statm``'s resident minus file-backed and shared pages, the RssAnon
+of ``/proc/self/status``), so pages still shared with the supervisor after the fork are not
+counted as the job's.
 """
 
 from __future__ import annotations
