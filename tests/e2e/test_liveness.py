@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qsup import repo
-from tests import edge_tasks
+from tests import edge_tasks, tasks
 from tests.conftest import one, task_row, wait_for
 
 
@@ -79,3 +79,18 @@ def test_a_lost_connection_taken_back_at_once_keeps_the_task_running(
     assert ref.result(timeout=20) == "kept"
     assert len(runs(tmp_path / "kept")) == 1
     assert "no other server runs them twice" not in server.output()
+
+
+@pytest.mark.timeout(60)
+def test_behind_a_pooler_the_lock_has_a_direct_connection_of_its_own(
+    queue, conn, start_server, db_url
+):
+    server = start_server("--workers", "1", env={"QUEUE_LISTEN_DATABASE_URL": db_url})
+    assert queue.add_task(tasks.add, 2, 3).result(timeout=20) == 5
+    holder = one(
+        conn,
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objsubid = 2 AND l.granted",
+        (repo.LIVENESS_CLASS,),
+    )
+    assert holder == f"qsup-liveness-{server.pid}"
