@@ -106,7 +106,12 @@ def test_the_http_child_killed_is_restarted_and_answers_within_5_s(queue, start_
     wait_for(lambda: "HTTP process restarted" in server.output(), what="the restart log")
     assert f"HTTP process {first.pid} died (signal SIGKILL)" in server.output()
     assert server.running()
-    queue.add_task(edge_tasks.burn, 0.2).result(timeout=20)
+    ref = queue.add_task(edge_tasks.burn, 0.2)
+    ref.result(timeout=20)
+    with urllib.request.urlopen(server.url(f"/api/tasks/{ref.task_id}"), timeout=5) as response:
+        shown = json.loads(response.read())
+    assert shown["cpu_seconds"] >= 0.2 and shown["peak_memory_bytes"] > 0
+    assert shown["crashes"] == 0 and "memory_growth_bytes" in shown
     with urllib.request.urlopen(server.url("/metrics"), timeout=5) as response:
         text = response.read().decode()
     burn = 'task="tests.edge_tasks:burn"'
