@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -44,8 +45,10 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import bench_edge  # noqa: E402
+import bench_hooks  # noqa: E402
 import bench_steady  # noqa: E402
 import bench_tasks  # noqa: E402  (scripts/ is on sys.path: the same name the server imports)
+import bench_workflows  # noqa: E402
 
 from qsup import Queue  # noqa: E402
 from qsup.db.migrate import migrate  # noqa: E402
@@ -392,11 +395,12 @@ def drain_once(
     timeout: float = 300.0,
     logdir: str | None = None,
     http: bool = False,
+    env: dict[str, str] | None = None,
 ) -> dict[str, float | None]:
     execute(url, "delete_measured")
     enqueue_noops(url, count, fn, args)
     cpu_before = psutil.cpu_times()
-    serve = Serve(url, workers, logdir=logdir, http=http).start()
+    serve = Serve(url, workers, extra_env=env, logdir=logdir, http=http).start()
     try:
         end, first = wait_drained(url, timeout, serve)
     finally:
@@ -489,6 +493,24 @@ def scenario_drain(dbs: Databases, quick: bool, repeats: int, logdir: str) -> di
             runs.append(drain_once(url, sleep_n, 2, fn, (0.01,), logdir=logdir))
         result[f"{key}_workers_2"] = summarise_drain(runs, sleep_n, 2, sleep_n * 0.01 / 2)
     return result
+
+
+def scenario_hooks(dbs: Databases, quick: bool, repeats: int, logdir: str) -> dict[str, Any]:
+    """What middleware and tracing cost (``scripts/bench_hooks.py``)."""
+    url, count = dbs.fresh("hooks"), 5000 if quick else 20000
+
+    def run(env: dict[str, str]) -> dict[str, Any]:
+        log(f"hooks: drain of {count} no-op tasks, --workers 2, {env or 'plain'}")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)  # serve, and the workers it reaped
+        result = drain_once(url, count, 2, logdir=logdir, env=env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        return {**result, "cpu_us_per_task": cpu / count * 1e6}
+
+    return {
+        "micro": bench_hooks.micro(2000 if quick else 20000),
+        "drain": {"tasks": count, **bench_hooks.drain(run, max(2, repeats))},
+    }
 
 
 def scenario_targets(dbs: Databases, repeats: int, logdir: str) -> dict[str, Any]:
@@ -591,6 +613,39 @@ def scenario_latency(dbs: Databases, quick: bool, repeats: int, logdir: str) -> 
     }
 
 
+# --- workflows ------------------------------------------------------------------------------
+
+
+def scenario_workflows(dbs: Databases, quick: bool, repeats: int, logdir: str) -> dict[str, Any]:
+    """A group of 10,000 no-op steps and its .then() against the no-op drain of as many plain
+    tasks (target: at least half its rate), and a 100-step chain's hop against a single task's
+    enqueue-to-start latency (target: at most 3 ms more)."""
+    url = dbs.fresh("workflows")
+    members = 2000 if quick else 10000
+    plain, wide, chained = [], [], []
+    for rep in range(repeats):  # interleaved: the machine's noise hits both alike
+        log(f"workflows: {members} plain no-op tasks, then a group of {members}, {rep + 1}")
+        plain.append(drain_once(url, members + 1, 2, logdir=logdir))
+        execute(url, "delete_measured")
+        wide.append(bench_workflows.group_then(
+            url, members, lambda: Serve(url, 2, logdir=logdir), wait_drained))  # fmt: skip
+        execute(url, "delete_measured")
+        log(f"workflows: a chain of 100 steps, repeat {rep + 1}")
+        chained.append(bench_workflows.chain_hops(
+            url, SQL, 100, lambda: Serve(url, 2, logdir=logdir), wait_ready))  # fmt: skip
+        execute(url, "delete_measured")
+    plain_rate = stats([r["tasks_per_s"] for r in plain], 0)
+    group_rate = stats([r["steps_per_s"] for r in wide], 0)
+    return {
+        "workers": 2,
+        "group": {"members": members, "runs": wide, "steps_per_s": group_rate,
+                  "plain_drain_tasks_per_s": plain_rate,
+                  "vs_plain_drain": ratio(group_rate["median"], plain_rate["median"])},
+        "chain": {"hops": 100, "runs": chained,
+                  "hop_over_single_ms": stats([r["hop_over_single_ms"] for r in chained], 2)},
+    }  # fmt: skip
+
+
 # --- steady load ----------------------------------------------------------------------------
 
 
@@ -614,7 +669,8 @@ def scenario_steady(
 
 def scenario_snapshot(dbs: Databases, rate: int, seconds: float, logdir: str) -> dict[str, Any]:
     """The long-transaction stress: the same steady rate on a fresh table, clean and then with
-    a session holding a snapshot open (idle in transaction) the whole time."""
+    a session holding a snapshot open (idle in transaction) the whole time; then, on the same
+    table, how it recovers in the first ``RECOVERY_SECONDS`` after the transaction ends."""
     runs = {}
     for held in (False, True):
         url = dbs.fresh("snapshot")
@@ -624,10 +680,23 @@ def scenario_snapshot(dbs: Databases, rate: int, seconds: float, logdir: str) ->
             hold = bench_steady.held_snapshot(url, SQL) if held else contextlib.nullcontext()
             with hold:
                 run = bench_steady.run_rate(url, SQL, rate, seconds, serve.check)
-            runs["held" if held else "clean"] = {k: v for k, v in run.items() if k != "samples"}
-            runs["held" if held else "clean"]["dead_at_end"] = run["samples"][-1].get("dead")
+            runs["held" if held else "clean"] = _without_samples(run)
+            if held:
+                log(f"snapshot: released; {RECOVERY_SECONDS:g} s more at {rate} tasks/s")
+                after = bench_steady.run_rate(url, SQL, rate, RECOVERY_SECONDS, serve.check)
+                runs["after_release"] = _without_samples(after)
     clean, held_run = runs["clean"]["completed_per_s"], runs["held"]["completed_per_s"]
     return {**runs, "held_vs_clean": ratio(held_run, clean), "target": "held >= 0.8 x clean"}
+
+
+RECOVERY_SECONDS = 30.0  # long enough for a few hundred claims after the release
+
+
+def _without_samples(run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{k: v for k, v in run.items() if k != "samples"},
+        "dead_at_end": run["samples"][-1].get("dead"),
+    }
 
 
 def scenario_edge(dbs: Databases, logdir: str) -> dict[str, Any]:
@@ -635,7 +704,6 @@ def scenario_edge(dbs: Databases, logdir: str) -> dict[str, Any]:
     server's running task by another (default settings: within 10 s)."""
     url = dbs.fresh("edge")
     log("edge: meter cost, then a server SIGKILLed under a running task")
-
     return {
         "meter": bench_edge.meter_cost(),
         "rescue_s": bench_edge.rescue_seconds(url, lambda: Serve(url, 1, logdir=logdir).start()),
@@ -995,7 +1063,7 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers",
-             "steady", "snapshot", "edge")  # fmt: skip
+             "steady", "snapshot", "hooks", "workflows", "edge")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1057,7 +1125,9 @@ def main(argv: list[str] | None = None) -> int:
             ("peers", lambda: scenario_peers(dbs, args.quick, repeats, logdir)),
             ("steady", lambda: scenario_steady(dbs, rates, steady_seconds, logdir)),
             ("snapshot", lambda: scenario_snapshot(dbs, 500, steady_seconds, logdir)),
+            ("hooks", lambda: scenario_hooks(dbs, args.quick, repeats, logdir)),
             ("edge", lambda: scenario_edge(dbs, logdir)),
+            ("workflows", lambda: scenario_workflows(dbs, args.quick, repeats, logdir)),
         ]
         for name, step in steps:
             if name not in only:

@@ -101,10 +101,12 @@ SELECT (SELECT count(*) FROM queued_tasks WHERE state = 'completed') AS complete
 FROM pg_stat_user_tables WHERE relname = 'queued_tasks'
 
 -- name: steady_pickup
--- Pickup latency of the steady-load tasks (insert -> the task function's own start stamp).
+-- Pickup latency of the steady-load tasks enqueued since %(since)s (insert -> the task
+-- function's own start stamp).
 SELECT count(*), percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (
     ORDER BY (result::float8 - extract(epoch FROM date_enqueued)) * 1000)
-FROM queued_tasks WHERE state = 'completed' AND name = 'bench_tasks:stamp_sleep'
+FROM queued_tasks
+WHERE state = 'completed' AND name = 'bench_tasks:stamp_sleep' AND date_enqueued >= %(since)s
 
 -- name: hold_snapshot
 -- The long-transaction stress: a repeatable-read transaction that has read the task table and
@@ -114,3 +116,7 @@ SELECT count(*) FROM queued_tasks
 -- name: autovacuum_setting
 -- Whether the server runs autovacuum at all.
 SHOW autovacuum
+
+-- name: workflow_results
+-- The results of a workflow's steps (the chain scenario's steps return their start time).
+SELECT id, result FROM queued_tasks WHERE workflow_id = %(id)s

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import bench_tasks
@@ -26,6 +27,7 @@ def run_rate(
     """Offer ``rate`` tasks/s for ``seconds`` to the server already serving ``url``, then let
     it finish (``check`` raises if it died); the figures of that run."""
     q = Queue(url)
+    since = datetime.now(UTC)
     samples: list[dict[str, Any]] = []
     sent = 0
     try:
@@ -51,7 +53,10 @@ def run_rate(
             window = sample(time.monotonic() - start)
             drained = _drain(conn, sql, check)
             sample(time.monotonic() - start)
-            count, pcts = conn.execute(sql["steady_pickup"]).fetchone() or (0, None)
+            count, pcts = conn.execute(sql["steady_pickup"], {"since": since}).fetchone() or (
+                0,
+                None,
+            )
     finally:
         q.close()
     p50, p99 = pcts or (None, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 
 def noop() -> None:
@@ -38,3 +39,45 @@ def stamp_sleep(seconds: float) -> float:
     started = time.time()
     time.sleep(seconds)
     return started
+
+
+class NoopMiddleware:
+    """Every worker hook, doing nothing: the hooks scenario's cost of one middleware."""
+
+    def before_task(self, task: Any) -> None:
+        pass
+
+    def after_task(self, task: Any, result: Any) -> None:
+        pass
+
+    def on_failure(self, task: Any, exc: BaseException) -> None:
+        pass
+
+    def around_task(self, task: Any, call_next: Any) -> Any:
+        return call_next()
+
+
+def otel_init() -> None:
+    """worker_init of the tracing runs: an SDK provider whose batch processor discards spans
+    (what a real exporter costs in the worker, minus the network)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    trace.set_tracer_provider(provider)
+
+
+def stamp_hop(previous: float) -> float:
+    """A chain step: the wall-clock time it started (the previous step's is its input)."""
+    return time.time()
+
+
+def count_inputs(values: list) -> int:
+    """A group's ``.then``: how many results it was handed."""
+    return len(values)

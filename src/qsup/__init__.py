@@ -13,6 +13,9 @@ from qsup.errors import (
     TaskNotFound,
     TaskTimeout,
 )
+from qsup.middleware import add_middleware
+from qsup.workflow import chain, group, step
+from qsup.workflow_ref import WorkflowRef
 
 __version__ = "0.1.0"
 
@@ -29,7 +32,12 @@ __all__ = [
     "TaskNotFound",
     "TaskRef",
     "TaskTimeout",
+    "WorkflowRef",
     "__version__",
+    "add_middleware",
+    "chain",
     "current_task",
+    "group",
+    "step",
     "task",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from qsup import repo, scheduler
+from qsup import repo, scheduler, workflow_store
 from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.settings import Config
 from qsup.sql import queries
@@ -36,7 +36,7 @@ def cancel_task(conn: Conn, task_id: uuid.UUID, channel: str | None = None) -> s
         params = {"id": task_id, "reason": CANCEL_REASON}
         if row[0] in ("enqueued", "waiting"):
             conn.execute(Q["admin_cancel_unstarted"], params)
-            repo.cancel_dependents(conn, [task_id])
+            workflow_store.settle_failures(conn, [task_id], "cancelled", channel)
             return "cancelled"
         if row[0] in ("picked_up", "running"):
             conn.execute(Q["admin_request_cancel"], params)
@@ -53,8 +53,8 @@ def retry_tasks(
     all_failed: bool = False,
     queue: str | None = None,
     channel: str | None = None,
-) -> int:
-    """Send failed/cancelled tasks back to the queue with their attempts reset; the count."""
+) -> list[uuid.UUID]:
+    """Send failed/cancelled tasks back to the queue with their attempts reset; their ids."""
     if not ids and not all_failed:
         raise ConfigError("retry: give task ids or all_failed (--all-failed)")
     params = {"ids": list(ids or []), "all_failed": all_failed, "queue": queue}
@@ -63,7 +63,7 @@ def retry_tasks(
         if channel:
             for name in sorted({row[1] for row in rows}):
                 repo.notify(conn, channel, name)
-    return len(rows)
+    return [row[0] for row in rows]
 
 
 def clear_tasks(

@@ -8,7 +8,7 @@ import math
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any, cast
 import psycopg
 from uuid_utils import uuid7
 
-from qsup import repo
-from qsup.db.connect import connect, describe, lost, resolve_url
+from qsup import middleware, repo
+from qsup.db.connect import connect, describe_connection, lost, resolve_url
 from qsup.db.migrate import migrate
 from qsup.encoding import encode_arguments, task_path
 from qsup.errors import TaskDefinitionError
 from qsup.ref import TaskRef
 from qsup.settings import Config, load_config
+from qsup.workflow_ref import AddsWorkflows
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -52,6 +53,7 @@ class TaskOptions:
     unique_key: str | None = None
     parent: Any = None
     depends_on: Sequence[Any] = ()
+    headers: Mapping[str, Any] | None = None
 
     @classmethod
     def pop_from(cls, kwargs: dict[str, Any]) -> TaskOptions:
@@ -125,8 +127,9 @@ def _task_id(value: Any) -> uuid.UUID:
         raise TaskDefinitionError(f"{value!r} is not a task reference or task id") from None
 
 
-class Queue:
-    """Enqueue tasks and follow them. Resolves the database like the CLI does."""
+class Queue(AddsWorkflows):
+    """Enqueue tasks and follow them. Resolves the database like the CLI does. Workflows:
+    :meth:`add_workflow` (:mod:`qsup.workflow_ref`)."""
 
     def __init__(self, database_url: str | None = None, *, config: Config | None = None) -> None:
         self.config = config or load_config({"database_url": database_url})
@@ -189,8 +192,10 @@ class Queue:
         name, queue, priority, max_retries, timeout = settled
         args_json, kwargs_json = encode_arguments(args, kwargs, self.config.max_args_bytes)
         parent, depends_on = (None, ()) if options is NO_OPTIONS else _when_and_links(options)
+        task_id = str(uuid7())  # time-ordered: claims and completions touch neighbouring pages
+        headers = middleware.on_enqueue(self.config, task_id, name, queue, args, kwargs, options)
         return repo.NewTask(
-            str(uuid7()),  # time-ordered: claims and completions touch neighbouring pages
+            task_id,
             name,
             args_json,
             kwargs_json,
@@ -203,6 +208,7 @@ class Queue:
             options.unique_key,
             parent,
             depends_on,
+            headers=headers,
         )
 
     def _settle(
@@ -212,7 +218,7 @@ class Queue:
         ``@task`` defaults, then the configuration."""
         defaults = getattr(fn, "defaults", {})
         name = task_path(fn)
-        queue = options.queue or defaults.get("queue") or "default"
+        queue = options.queue if options.queue is not None else defaults.get("queue") or "default"
         if not QUEUE_NAME.match(queue):
             raise TaskDefinitionError(
                 f"queue name {queue!r} is invalid: use 1-255 letters, digits, '_', '.', ':' or '-'"
@@ -236,7 +242,8 @@ class Queue:
         self, fn: Callable[..., Any], *args: Any, connection: Any = None, **kwargs: Any
     ) -> TaskRef:
         """Enqueue ``fn(*args, **kwargs)``. Options are ``_queue``, ``_priority``, ``_delay``,
-        ``_eta``, ``_max_retries``, ``_timeout``, ``_unique_key``, ``_parent``, ``_depends_on``.
+        ``_eta``, ``_max_retries``, ``_timeout``, ``_unique_key``, ``_parent``, ``_depends_on``,
+        ``_headers`` (a dict the task reads as ``current_task.headers``).
 
         With ``connection`` (a psycopg connection) the insert joins the caller's transaction.
         Called inside a running event loop, it returns at once and inserts in the background;
@@ -338,16 +345,7 @@ class Queue:
         try:
             yield
         except psycopg.OperationalError as exc:
-            raise lost(_where(connection, self._url), exc) from None
-
-
-def _where(connection: Any, url: str | None) -> str:
-    """The host of the caller's connection, else of our URL (never resolved here: that may
-    connect)."""
-    try:
-        return describe(connection.info.dsn) if connection is not None else describe(url or "")
-    except (psycopg.Error, AttributeError):
-        return "the caller's connection"
+            raise lost(describe_connection(connection, self._url), exc) from None
 
 
 def _inserted(new: repo.NewTask, inserted: tuple[uuid.UUID, str] | None) -> tuple[uuid.UUID, str]:

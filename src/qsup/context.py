@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from qsup import protocol
 from qsup.encoding import to_json
+from qsup.task_view import decode_headers
 
 if TYPE_CHECKING:
     from qsup.api import Queue
@@ -87,6 +88,15 @@ class CurrentTask:
         return self._job.name
 
     @property
+    def queue(self) -> str:
+        return self._job.queue
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        """The headers given at enqueue (``_headers``, and what ``on_enqueue`` hooks added)."""
+        return decode_headers(self._job.headers)
+
+    @property
     def context(self) -> dict[str, Any]:
         """A dict persisted to ``queued_tasks.context`` by :meth:`save_context` and at the end."""
         self._job  # noqa: B018 - raises outside a task
@@ -117,6 +127,17 @@ class CurrentTask:
         new = new._replace(context=to_json(_context, "the task context"))
         send(protocol.Enqueue(new))
         return TaskRef(queue, new.id, "waiting")
+
+    def add_workflow(self, workflow: Any) -> Any:
+        """Add a workflow whose first steps are children of this task: they start once it
+        completes (a branch chosen on an intermediate result). Returns its WorkflowRef."""
+        from qsup.api import default_queue
+        from qsup.workflow_ref import WorkflowRef, compile_for
+
+        queue = _children or default_queue()
+        new = compile_for(queue, workflow, None, parent=self._job.id)
+        send(protocol.Enqueue(new))
+        return WorkflowRef(queue, new.id, list(new.task_ids), new.output)
 
 
 current_task = CurrentTask()

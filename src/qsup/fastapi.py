@@ -17,6 +17,10 @@
 Every task added through ``tasks`` is committed before the response is sent: ``QueuedTasks``
 depends on a generator of scope ``"function"``, whose exit code FastAPI runs when the endpoint
 returns and before it sends the response (the default ``"request"`` scope runs it after).
+
+Request-scoped values travel into the tasks as headers: ``carry_contextvars(request_id=var)``
+copies ``var``'s value, when set, into every task enqueued in that context (``current_task.
+headers["request_id"]`` in the worker).
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Annotated, Any
 
 from fastapi import Depends
 
 from qsup.api import Queue, TaskRef, default_queue
+from qsup.middleware import Task, add_middleware
 
 
 async def _committed_on_return() -> AsyncIterator[list[TaskRef]]:
@@ -82,3 +88,25 @@ async def qsup_lifespan(app: Any) -> AsyncIterator[None]:
     at shutdown (so a new event loop, e.g. a second TestClient, starts clean)."""
     yield
     await default_queue().aclose()
+
+
+class ContextHeaders:
+    """Middleware: each enqueue copies the set context variables into the task's headers
+    (a header given with ``_headers`` wins)."""
+
+    def __init__(self, variables: dict[str, ContextVar[Any]]) -> None:
+        self.variables = variables
+
+    def on_enqueue(self, task: Task) -> None:
+        for header, variable in self.variables.items():
+            value = variable.get(None)
+            if value is not None:
+                task.headers.setdefault(header, value)
+
+
+def carry_contextvars(**variables: ContextVar[Any]) -> ContextHeaders:
+    """Carry request-scoped values (say, the request id that your own middleware keeps in a
+    ``ContextVar``) into the headers of every task enqueued while serving that request."""
+    middleware = ContextHeaders(variables)
+    add_middleware(middleware)
+    return middleware

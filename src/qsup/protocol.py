@@ -31,6 +31,8 @@ class Job(NamedTuple):
     attempts: int  # this one included
     max_retries: int
     context: str
+    queue: str = "default"
+    headers: str | None = None  # JSON text; None when the task has none (most)
     crash_causes: str | None = None  # how the workers it killed died, "SIGKILL, SIGSEGV"
 
 

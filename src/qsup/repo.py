@@ -13,6 +13,7 @@ import psycopg
 import psycopg.sql
 from psycopg.rows import dict_row
 
+from qsup import log
 from qsup.accounting import Usage
 from qsup.protocol import Job, TaskId
 from qsup.sql import queries
@@ -40,6 +41,7 @@ class NewTask(NamedTuple):
     parent: uuid.UUID | None = None
     depends_on: tuple[uuid.UUID, ...] = ()
     context: str = "{}"
+    headers: str | None = None  # JSON text
 
     def params(self, channel: str | None) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class NewTask(NamedTuple):
             "parent": self.parent,
             "depends_on": list(self.depends_on),
             "context": self.context,
+            "headers": self.headers,
             "channel": channel,
         }
 
@@ -76,7 +79,13 @@ def _insert_query(task: NewTask) -> LiteralString:
 def insert_task(conn: Conn, task: NewTask, channel: str | None) -> tuple[uuid.UUID, str] | None:
     """Insert one task; ``None`` when its unique key is already held by an unfinished task."""
     row = conn.execute(_insert_query(task), task.params(channel)).fetchone()
+    if row and log.debug_events:
+        _enqueued(task)
     return (row[0], row[1]) if row else None
+
+
+def _enqueued(task: NewTask) -> None:
+    log.event("enqueued", task.id).debug("task {} enqueued in {}", task.name, task.queue)
 
 
 Statement = tuple[LiteralString, dict[str, Any]]
@@ -91,6 +100,8 @@ def insert_or_find(task: NewTask, channel: str | None) -> Steps:
         row = yield _insert_query(task), task.params(channel)
         if row is None:
             row = yield Q["find_unfinished_by_unique_key"], {"unique_key": task.unique_key}
+        elif log.debug_events:
+            _enqueued(task)
         if row is not None:
             return row[0], row[1]
     return None
@@ -120,6 +131,8 @@ async def run_steps_async(
 
 def copy_rows(tasks: Iterable[NewTask]) -> Iterable[tuple[Any, ...]]:
     for t in tasks:
+        if log.debug_events:
+            _enqueued(t)
         yield (
             t.id,
             t.name,
@@ -132,6 +145,7 @@ def copy_rows(tasks: Iterable[NewTask]) -> Iterable[tuple[Any, ...]]:
             t.max_retries,
             t.timeout,
             t.context,
+            t.headers,
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from qsup import middleware
 from qsup.db.connect import connect, resolve_url
 from qsup.db.migrate import migrate
 from qsup.encoding import resolve_task
@@ -25,20 +26,32 @@ def check_worker_init(config: Config) -> None:
         raise ConfigError(f"worker_init: {config.worker_init!r} ({source}): {exc}") from None
 
 
+def check_hooks(config: Config) -> Config:
+    """worker_init and the middleware must load in the supervisor (at start and on SIGHUP), or
+    no worker could boot: a ConfigError here instead."""
+    check_worker_init(config)
+    middleware.chain(config)
+    return config
+
+
 def run_server(config: Config, reload: Callable[[], Config]) -> int:
     """Run a supervisor until it is told to stop; returns the exit code. ``reload`` reads the
     configuration again (SIGHUP)."""
     schedules = load_schedules(config)  # a bad schedule is exit 2 before anything starts
-    check_worker_init(config)  # after load_schedules imported the task modules
+    check_hooks(config)  # after load_schedules imported the task modules
+
+    def reload_checked() -> Config:
+        return check_hooks(reload())
+
     url = resolve_url(config)
     with connect(url) as conn:
         migrate(conn)
     if not config.http:
-        return Arbiter(config, url, reload, schedules).run()
+        return Arbiter(config, url, reload_checked, schedules).run()
     from qsup.http.process import HttpKeeper
 
     http = HttpKeeper(config, url)  # first forked before the arbiter exists
     try:
-        return Arbiter(config, url, reload, schedules, http).run()
+        return Arbiter(config, url, reload_checked, schedules, http).run()
     finally:
         http.stop()

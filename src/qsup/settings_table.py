@@ -202,6 +202,12 @@ class Config:
         min=1,
         doc="Largest encoded task result; a larger one fails the task",
     )
+    max_workflow_steps: int = setting(
+        10_000,
+        env="QUEUE_MAX_WORKFLOW_STEPS",
+        min=1,
+        doc="Most steps (compensations included) one workflow may have",
+    )
     max_logs_per_task: int = setting(
         1000,
         env="QUEUE_MAX_LOGS_PER_TASK",
@@ -218,7 +224,20 @@ class Config:
         env="QUEUE_WORKER_INIT",
         doc="Function (module:name) each worker calls after the fork, before its first task:"
         " workers close every inherited file descriptor, so reopen here what a task module"
-        " opened at import (files, sockets, exporters' threads)",
+        " opened at import (files, sockets, exporters' threads, an OpenTelemetry SDK)",
+    )
+    middleware: list[str] = setting(
+        default_factory=list,
+        env="QUEUE_MIDDLEWARE",
+        doc="Middleware classes or objects (module:name), outermost first, with hooks around"
+        " every task: on_enqueue, before_task, after_task, on_failure, on_retry, around_task,"
+        " on_worker_died",
+    )
+    otel: bool = setting(
+        False,
+        env="QUEUE_OTEL",
+        doc="OpenTelemetry spans: a producer span at enqueue, a consumer span per attempt"
+        " (needs opentelemetry-api: pip install 'qsup[otel]')",
     )
     http: bool = setting(True, env="QSUP_HTTP", doc="Serve the HTTP API and dashboard")
     host: str = setting("127.0.0.1", env="QSUP_HOST", flag="--host", doc="HTTP bind address")

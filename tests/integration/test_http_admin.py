@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from qsup import step
 from tests import tasks
 from tests.integration.test_http import AUTH, TOKEN, TestClient, client, make_client, set_state
 
@@ -193,19 +194,20 @@ OPEN = ("/livez", "/health/queue", "/", "/static/app.js", "/static/style.css")
 
 
 def read_paths(c: TestClient, task_id: uuid.UUID) -> list[str]:
-    """Every GET of the OpenAPI document but the open ones, with a real task id."""
+    """Every GET of the OpenAPI document but the open ones, with a real task id (a step of a
+    workflow: the id of a workflow's route too)."""
     paths = c.get("/api/openapi.json", headers=AUTH).json()["paths"]
     return [
-        p.replace("{task_id}", str(task_id))
+        p.replace("{task_id}", str(task_id)).replace("{workflow_id}", str(task_id))
         for p, ops in paths.items()
         if "get" in ops and p not in OPEN
     ]
 
 
 def test_protect_reads_requires_the_token(db_url: str, queue: Any) -> None:
-    ref = queue.add_task(tasks.noop)
+    task_id = queue.add_workflow(step(tasks.noop)).task_ids[0]  # a task, and a workflow's step
     with make_client(db_url, admin_token=TOKEN, protect_reads=True) as c:
-        paths = read_paths(c, ref.task_id)
+        paths = read_paths(c, task_id)
         assert {"/metrics", "/api/tasks", "/api/stats", "/api/openapi.json"} <= set(paths)
         for path in paths:
             denied = c.get(path)
@@ -215,7 +217,7 @@ def test_protect_reads_requires_the_token(db_url: str, queue: Any) -> None:
             assert c.get(path, headers=AUTH).status_code == 200, path
         for path in OPEN:  # liveness, health, and the page (no data) stay open
             assert c.get(path).status_code in (200, 503), path
-        no_auth = c.post(f"/api/tasks/{ref.task_id}/cancel")
+        no_auth = c.post(f"/api/tasks/{task_id}/cancel")
         assert no_auth.status_code == 401
 
 

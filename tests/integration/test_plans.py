@@ -32,7 +32,7 @@ def _params(held: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
     task = {"id": uuid.uuid4(), "name": "t:x", "queue": "default", "priority": 0, "args": "[]",
             "kwargs": "{}", "eta": None, "delay": 0.0, "max_retries": 3, "timeout": None,
             "unique_key": "k", "context": "{}", "channel": "qsup", "parent": None,
-            "depends_on": held[:2]}  # fmt: skip
+            "depends_on": held[:2], "headers": None}  # fmt: skip
     results = [{"id": str(i), "result": 1, "started": 1.0, "done": 2.0, "pid": 9, "cpu": 0.1,
                 "peak": 10**8, "growth": 0} for i in held]  # fmt: skip
     usage = {"crashes": [None] * n, "cpu": [0.1] * n, "peak": [10**8] * n, "growth": [0] * n}
@@ -58,6 +58,15 @@ def _params(held: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
         "insert_task": task,
         "find_unfinished_by_unique_key": {"unique_key": "k"},
         "oldest_waiting": {},
+        "insert_workflow": {"id": uuid.uuid4(), "label": "t:x", "output": "null", "parent": None,
+                            "unique_key": None, "tasks": "[]", "steps": "[]", "edges": "[]",
+                            "queues": [], "channel": "qsup"},
+        "workflow_after_failure": {"ids": held[:2], "state": "failed"},
+        "workflow_stop_rest": {"workflows": held[:1], "reason": "r"},
+        "workflow_compensate": {"workflows": held[:1]},
+        "workflow_outcome": {"id": uuid.uuid4(), "ids": json.dumps([str(i) for i in held])},
+        "workflow_steps": {"id": uuid.uuid4()},
+        "workflow_find_unfinished_by_key": {"unique_key": "k"},
     }  # fmt: skip
 
 

@@ -47,6 +47,7 @@ COMMANDS = {
     "enqueue": "enqueue_cmd",
     "queue": "queue_cmd",
     "task": "task_cmd",
+    "workflow": "workflow_cmd",
     "db": "db_cmd",
     "config": "config_cmd",
     "schedule": "schedule_cmd",

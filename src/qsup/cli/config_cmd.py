@@ -56,9 +56,13 @@ def _raw(name: str, value: object) -> object:
 @setting_flags("imports")
 def check(json: Json = False, config: ConfigFile = None, **flags: Any) -> None:
     """Validate the configuration as serve does at start (file, environment, the modules of
-    `imports`, schedules and their tasks); exit 2 naming the problem."""
+    `imports`, schedules and their tasks, worker_init and middleware); exit 2 naming the
+    problem."""
+    from qsup.server import check_hooks
+
     cfg = load_config(flag_values(flags), config_file=config)
     schedules = load_schedules(cfg)
+    check_hooks(cfg)
     if json:
         print_json({"ok": True, "schedules": [s.name for s in schedules]})
     else:

@@ -21,9 +21,9 @@ from qsup.cli.common import (
 from qsup.cli.options import setting_flags
 from qsup.cli.serve_cmd import WORKER_FLAGS
 from qsup.cli.serve_cmd import start as start_server
-from qsup.errors import ConfigError
+from qsup.errors import ConfigError, QsupError
 from qsup.states import CLEARABLE
-from qsup.task_ids import resolve_task_id
+from qsup.task_ids import resolve_task_id, short_id
 
 app = typer.Typer(help="Look at and operate the queue.", no_args_is_help=True)
 
@@ -133,13 +133,19 @@ def retry(
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
         ids = [resolve_task_id(conn, t) for t in task_ids or []]
-        count = admin.retry_tasks(
+        retried = admin.retry_tasks(
             conn, ids, all_failed=all_failed, queue=queue, channel=cfg.wake_channel
         )
+    left = [short_id(i) for i in dict.fromkeys(ids) if i not in set(retried)]
     if json:
-        print_json({"retried": count})
+        print_json({"retried": len(retried), "not_retried": left})
     else:
-        typer.echo(f"retried {count} task(s)")
+        typer.echo(f"retried {len(retried)} task(s)")
+    if left:
+        raise QsupError(
+            f"not retried: {', '.join(left)} (no such task, not failed or cancelled, or its"
+            " unique key is held by an unfinished task)"
+        )
 
 
 @app.command()

@@ -64,6 +64,15 @@ def describe(url: str) -> str:
     return f"{host}{port}/{info.get('dbname', '')}"
 
 
+def describe_connection(connection: Any, url: str | None) -> str:
+    """The host of a caller's connection, else of ``url`` (never resolved here: that may
+    connect)."""
+    try:
+        return describe(connection.info.dsn) if connection is not None else describe(url or "")
+    except (psycopg.Error, AttributeError):
+        return "the caller's connection"
+
+
 def one_line(exc: BaseException, default: str = "no answer") -> str:
     """libpq's message on one line: it wraps a sentence over several lines, the last of which
     alone ("before or while processing the request.") tells an operator nothing."""

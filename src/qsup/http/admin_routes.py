@@ -47,7 +47,7 @@ def _existing_task(request: Request) -> Iterator[tuple[Backend, Any, uuid.UUID]]
 
 def retry_task(request: Request) -> Response:
     with _existing_task(request) as (backend, conn, task_id):
-        count = admin.retry_tasks(conn, [task_id], channel=backend.config.wake_channel)
+        count = len(admin.retry_tasks(conn, [task_id], channel=backend.config.wake_channel))
     if not count:
         raise HTTPException(409, f"task {task_id} is not failed or cancelled")
     return JSON({"retried": count, "id": task_id})

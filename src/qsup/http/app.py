@@ -30,7 +30,7 @@ from starlette.types import ASGIApp
 
 from qsup.db.connect import one_line
 from qsup.errors import ConfigError
-from qsup.http import admin_routes, dashboard, enqueue, openapi, routes
+from qsup.http import admin_routes, dashboard, enqueue, openapi, routes, workflow_routes
 from qsup.http.auth import BearerToken, reads_guarded
 from qsup.http.backend import Backend
 from qsup.http.common import JSON, error
@@ -75,6 +75,12 @@ ROUTE_TABLE = (
     Api(f"{TASK}/logs", routes.task_logs, {"get": openapi.TASK_LOGS}),
     Api(f"{TASK}/retry", admin_routes.retry_task, {"post": openapi.RETRY}),
     Api(f"{TASK}/cancel", admin_routes.cancel_task, {"post": openapi.CANCEL}),
+    Api("/api/workflows/{workflow_id}", workflow_routes.get_workflow, {"get": openapi.WORKFLOW}),
+    Api(
+        "/api/workflows/{workflow_id}/cancel",
+        workflow_routes.cancel_workflow,
+        {"post": openapi.WORKFLOW_CANCEL},
+    ),  # fmt: skip
     Api("/api/stats", routes.stats, {"get": openapi.STATS}),
     Api("/api/servers", routes.servers, {"get": openapi.SERVERS}),
     Api("/api/schedules", routes.schedules, {"get": openapi.SCHEDULES}),

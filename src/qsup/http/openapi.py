@@ -218,6 +218,21 @@ LIST_TASKS = _get(
 GET_TASK = _get(
     "One task with children and dependencies", {"$ref": "#/components/schemas/Task"}, [TASK_ID]
 )
+WORKFLOW_ID = {
+    "name": "workflow_id",
+    "in": "path",
+    "required": True,
+    "description": "The workflow's id, or the full id of one of its steps",
+    "schema": {"type": "string", "format": "uuid"},
+}
+WORKFLOW = _get(
+    "A workflow with its steps (states, dates, errors); also found by one of its steps' ids",
+    OBJ,
+    [WORKFLOW_ID],
+)
+WORKFLOW_CANCEL = _post(
+    "Cancel a workflow: the rest stops, the completed steps' compensations run", [WORKFLOW_ID]
+)
 TASK_LOGS = _get(
     "A task's logs, oldest first",
     OBJ,

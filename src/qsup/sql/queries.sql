@@ -16,11 +16,11 @@ WITH deps AS (  -- one primary-key probe per dependency (a locking subquery is n
 ), ins AS (
     INSERT INTO queued_tasks (id, name, state, parent_task, queue, priority, args, kwargs,
                               scheduled_at, max_retries, timeout, unique_key, context,
-                              date_done, error_message)
+                              headers, date_done, error_message)
     SELECT %(id)s, %(name)s, decided.state, %(parent)s, %(queue)s, %(priority)s, %(args)s::jsonb,
            %(kwargs)s::jsonb,
            coalesce(%(eta)s::timestamptz, now()) + make_interval(secs => %(delay)s),
-           %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb,
+           %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb, %(headers)s::jsonb,
            CASE WHEN decided.state = 'cancelled' THEN now() END,
            CASE WHEN decided.state = 'cancelled'
                 THEN 'cancelled: a dependency failed or was cancelled' END
@@ -41,11 +41,11 @@ FROM ins
 -- insert_task for a task without dependencies (the common case): half the work.
 WITH ins AS (
     INSERT INTO queued_tasks (id, name, state, queue, priority, args, kwargs, scheduled_at,
-                              max_retries, timeout, unique_key, context)
+                              max_retries, timeout, unique_key, context, headers)
     VALUES (%(id)s, %(name)s, 'enqueued', %(queue)s, %(priority)s, %(args)s::jsonb,
             %(kwargs)s::jsonb,
             coalesce(%(eta)s::timestamptz, now()) + make_interval(secs => %(delay)s),
-            %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb)
+            %(max_retries)s, %(timeout)s, %(unique_key)s, %(context)s::jsonb, %(headers)s::jsonb)
     ON CONFLICT (unique_key)
         WHERE unique_key IS NOT NULL AND state IN ('waiting', 'enqueued', 'picked_up', 'running')
         DO NOTHING
@@ -58,7 +58,7 @@ FROM ins
 -- name: copy_tasks
 -- COPY target for batch enqueue of tasks without dependencies or unique keys.
 COPY queued_tasks (id, name, state, parent_task, queue, priority, args, kwargs, max_retries,
-                   timeout, context) FROM STDIN
+                   timeout, context, headers) FROM STDIN
 
 -- name: find_unfinished_by_unique_key
 -- The unfinished task holding a unique key.
@@ -93,11 +93,23 @@ WITH claimed AS (
     ) AS c
     WHERE t.ctid = c.tid
     RETURNING t.id, t.name, t.args, t.kwargs, t.timeout, t.attempts, t.max_retries, t.context,
-              t.priority, t.scheduled_at, t.crash_causes
+              t.queue, t.headers, t.priority, t.scheduled_at, t.workflow_inputs,
+              t.crash_causes
 )
-SELECT id::text, name, args::text, kwargs::text,
+SELECT id::text, name,
+       CASE WHEN workflow_inputs IS NULL THEN args::text  -- a plain task: its arguments
+            ELSE (  -- a workflow step fed by earlier ones: their rows, read now (see 0007)
+                SELECT jsonb_build_object('qsup_inputs', claimed.workflow_inputs -> 'value',
+                    'args', claimed.args,
+                    'tasks', jsonb_object_agg(p.id, jsonb_build_array(p.state, p.result,
+                                                                      p.error_message)))::text
+                FROM jsonb_array_elements_text(claimed.workflow_inputs -> 'ids') AS i (id),
+                LATERAL (SELECT id, state, result, error_message FROM queued_tasks q
+                         WHERE q.id = i.id::uuid OFFSET 0) AS p)
+       END,
+       kwargs::text,
        coalesce(timeout, %(default_timeout)s::float8), attempts, max_retries, context::text,
-       crash_causes
+       queue, headers::text, crash_causes
 FROM claimed
 ORDER BY priority DESC, scheduled_at, id
 
@@ -154,7 +166,9 @@ WITH done AS (
       AND NOT EXISTS (  -- a dependency still unfinished; its state by primary-key probe
           SELECT 1 FROM queued_task_dependencies d
           WHERE d.task_id = w.id AND d.depends_on NOT IN (SELECT id FROM done)
-            AND (SELECT p.state FROM queued_tasks p WHERE p.id = d.depends_on) <> 'completed')
+            AND (SELECT p.state FROM queued_tasks p WHERE p.id = d.depends_on) <> ALL (
+                CASE WHEN d.tolerant THEN '{completed,failed,cancelled}'::text[]  -- see 0007
+                     ELSE '{completed}'::text[] END))
     RETURNING w.queue
 )
 SELECT DISTINCT queue FROM released
@@ -220,12 +234,14 @@ WHERE id = ANY(%(ids)s::uuid[]) AND server_id = %(server_id)s AND state IN ('pic
 RETURNING queue
 
 -- name: cancel_dependents
--- Cancel, recursively, every waiting task that depends on one of these failed/cancelled tasks.
+-- Cancel, recursively, every waiting task that depends on one of these failed/cancelled tasks
+-- (not through a tolerant dependency: that one is released instead, see 0007).
 WITH RECURSIVE doomed AS (
     SELECT task_id AS id, depends_on AS root FROM queued_task_dependencies
-    WHERE depends_on = ANY(%(ids)s::uuid[])
+    WHERE depends_on = ANY(%(ids)s::uuid[]) AND NOT tolerant
     UNION
     SELECT d.task_id, doomed.root FROM queued_task_dependencies d JOIN doomed ON d.depends_on = doomed.id
+    WHERE NOT d.tolerant
 ), cancelled AS (
     UPDATE queued_tasks t
     SET state = 'cancelled', date_done = now(),
@@ -255,15 +271,19 @@ WHERE t.ctid = v.tid
 
 -- name: register_server
 -- A supervisor announces itself and takes its liveness lock on this connection (see 0010) in
--- the same statement: no other server can see its row without the lock held. Not with
--- %(take_lock)s false: the lock then lives on a direct connection (behind a pooler).
+-- the same statement: no other server can see its row without the lock held, and makes the
+-- session's keepalives short (see take_liveness_lock). Not with take_lock false: the lock then
+-- lives on a direct connection (behind a pooler) and is taken there.
 WITH ins AS (
     INSERT INTO queued_task_workers (server_name, max_workers, hostname, pid, queues,
                                      liveness_lock)
     VALUES (%(server_name)s, %(max_workers)s, %(hostname)s, %(pid)s, %(queues)s, true)
     RETURNING id
 )
-SELECT id, CASE WHEN %(take_lock)s THEN pg_advisory_lock(%(lock_class)s, id) IS NULL END
+SELECT id, CASE WHEN %(take_lock)s THEN
+           (pg_advisory_lock(%(lock_class)s, id), set_config('tcp_keepalives_idle', '2', false),
+            set_config('tcp_keepalives_interval', '1', false),
+            set_config('tcp_keepalives_count', '3', false))::text END
 FROM ins
 
 -- name: take_liveness_lock
@@ -282,7 +302,7 @@ SELECT is_running FROM queued_task_workers WHERE id = %(server_id)s
 
 -- name: lock_free_servers
 -- The running servers whose liveness lock nobody holds: their session ended (the process or
--- its host died). One scan of the lock table; every %(every)s s while running.
+-- its host died). One scan of the lock table, every few seconds (liveness.CHECK_EVERY).
 SELECT coalesce(array_agg(w.id), '{}') FROM queued_task_workers w
 WHERE w.is_running AND w.liveness_lock AND w.id <> %(server_id)s
   AND NOT EXISTS (SELECT 1 FROM pg_locks l

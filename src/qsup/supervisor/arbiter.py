@@ -388,6 +388,8 @@ class Arbiter:
         self.ledger.written(batch, ok)
         if not ok:
             self.next_flush_at = time.monotonic() + RETRY_FLUSH_AFTER
+        elif batch.released:  # dependents it made due: claim them now, not on the NOTIFY
+            self.intake.wake()
 
     def _chores(self, now: float) -> None:
         if self.intake.cancel_hint:  # someone asked to cancel a running task: look now

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 from loguru import logger
 
-from qsup import linux, protocol
+from qsup import linux, log, protocol
 from qsup.settings import Config
 from qsup.supervisor import policy, pool
 from qsup.supervisor.ledger import Ledger
@@ -164,7 +164,9 @@ class Crew:
         )
         if recycle:
             self.counters["recycled:" + recycle.kind] += 1
-            logger.info("recycling worker {} (pid {}): {}", worker.slot, worker.pid, recycle.reason)
+            log.event("worker_recycled").info(
+                "recycling worker {} (pid {}): {}", worker.slot, worker.pid, recycle.reason
+            )
             self._retire(worker, recycle.reason)
 
     def enforce_deadlines(self, now: float, drain_deadline: float | None) -> None:
@@ -174,7 +176,7 @@ class Crew:
             self._enforce_memory_limit(now)
         for worker in self.workers.values():
             if worker.deadline is not None and now >= worker.deadline and not worker.kill_reason:
-                logger.warning(
+                log.event("timeout", self.ledger.current(worker.pid)).warning(
                     "worker {} (pid {}) overran its task's timeout: killing it",
                     worker.slot,
                     worker.pid,
@@ -256,7 +258,9 @@ class Crew:
             logger.debug("worker {} (pid {}) retired: {}", worker.slot, worker.pid, worker.retiring)
         else:
             self.counters["crashed:" + (worker.kill_reason or pool.exit_label(code))] += 1
-            logger.warning("worker {} (pid {}) died: {}", worker.slot, worker.pid, how)
+            log.event("worker_died", self.ledger.current(worker.pid)).warning(
+                "worker {} (pid {}) died: {}", worker.slot, worker.pid, how
+            )
         return how
 
     def _oom_killed(self, code: int) -> bool | None:

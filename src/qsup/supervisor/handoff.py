@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loguru import logger
-
-from qsup import protocol
+from qsup import log, protocol
 from qsup.supervisor import policy
 from qsup.supervisor.crew import Crew
 from qsup.supervisor.ledger import Ledger
@@ -58,5 +56,5 @@ def cancel(ledger: Ledger, crew: Crew, task_ids: set[Any], now: float) -> None:
             crew.send(worker, protocol.Drop(drops[worker.pid]))
         current = ledger.current(worker.pid)
         if current in task_ids:
-            logger.info("cancelling task {}: stopping worker {}", current, worker.slot)
+            log.event("cancelled", current).info("cancelling: stopping worker {}", worker.slot)
             kill(worker, "cancel")

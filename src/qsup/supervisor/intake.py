@@ -9,7 +9,7 @@ import time
 import psycopg
 from loguru import logger
 
-from qsup import repo
+from qsup import log, repo
 from qsup.errors import DatabaseUnreachable
 from qsup.protocol import Job
 from qsup.settings import Config
@@ -112,6 +112,9 @@ class Intake:
         if claimed is None:
             return []  # database away: the link retries with backoff
         self.backlog = len(claimed) >= limit
+        if log.debug_events:
+            for job in claimed:
+                log.event("claimed", job.id).debug("task {} claimed", job.name)
         # With NOTIFY the heartbeat checks for due tasks (one query per beat when idle).
         self.next_poll = now + (math.inf if self.notify else self.config.polling_interval)
         self.due_check = not self.backlog

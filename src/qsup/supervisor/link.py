@@ -80,8 +80,12 @@ class Link:
             if self.on_lost:
                 self.on_lost()
         self.close()
-        self.retry_at = time.monotonic() + min(10.0, 0.1 * 2**self.failures)
+        delay = min(10.0, 0.1 * 2**self.failures)
+        self.retry_at = time.monotonic() + delay
         self.failures += 1
+        logger.debug(
+            "{} link down ({} failure(s)); next try in {:.1f} s", self.name, self.failures, delay
+        )
 
     def _reconnect(self, now: bool = False) -> bool:
         if not now and time.monotonic() < self.retry_at:

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from loguru import logger
 
-from qsup import repo
+from qsup import log, repo
 from qsup.sql import queries
 from qsup.supervisor import policy
 from qsup.supervisor.crew import Crew
@@ -154,7 +154,7 @@ class LockWatch:
         params["ids"], self.suspects = self.suspects, []
         dead = conn.execute(Q["declare_lock_free_dead"], params).fetchall()
         for _, name in dead:
-            logger.bind(event="server_dead").warning(
+            log.event("server_dead").warning(
                 "server {} lost its liveness lock (its process or host died): marked dead", name
             )
         if dead:
@@ -167,7 +167,7 @@ def fence(ledger: Ledger, crew: Crew, now: float, declared_dead: bool) -> None:
     busy = [w for w in crew.workers.values() if crew.busy(w) and w.kill_reason is None]
     if not busy and not ledger.buffer:
         return
-    logger.bind(event="fenced").warning(
+    log.event("fenced").warning(
         "this server {}: stopping its {} running task(s) so that no other server runs them"
         " twice; they are requeued",
         "was declared dead" if declared_dead else f"lost its liveness lock {FENCE_AFTER:g} s ago",

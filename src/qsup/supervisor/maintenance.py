@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import psycopg
 from loguru import logger
 
-from qsup import repo, scheduler
+from qsup import repo, scheduler, workflow_store
 from qsup.protocol import TaskId
 from qsup.settings import Config
 from qsup.supervisor import policy
@@ -114,13 +114,14 @@ class Rescuer:
         self.pending = False
 
     def run_once(self, conn: Conn, r: Round) -> None:
-        rescued = repo.rescue_orphans(conn)
+        with conn.transaction():  # a failure and its consequences (compensations) commit together
+            rescued = repo.rescue_orphans(conn)
+            failed = [task_id for task_id, state, _, _ in rescued if state == "failed"]
+            if failed:  # no attempt left: their dependents will never run
+                workflow_store.settle_failures(conn, failed, "failed", r.config.wake_channel)
         if rescued:
             logger.warning("rescued {} task(s) from dead servers", len(rescued))
             r.chores.new_work = True
-        failed = [task_id for task_id, state, _, _ in rescued if state == "failed"]
-        if failed:  # no attempt left: their dependents will never run
-            repo.cancel_dependents(conn, failed)
 
 
 class Pruner:
@@ -137,6 +138,7 @@ class Pruner:
 
     def run_once(self, conn: Conn, r: Round) -> None:
         pruned = repo.prune_finished(conn, r.config.result_ttl)
+        workflow_store.prune(conn, r.config.result_ttl)  # those whose steps all went
         if pruned:
             logger.info("pruned {} finished task(s) older than {:g} s", pruned, r.config.result_ttl)
 

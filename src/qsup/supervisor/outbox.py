@@ -17,6 +17,7 @@ from typing import Any
 from qsup import repo
 from qsup.accounting import NO_USAGE, Usage
 from qsup.protocol import Finished, TaskId
+from qsup.workflow import NewWorkflow
 
 FLUSH_AFTER = 0.02  # seconds an outcome may wait for company
 STARTS_AFTER = 0.1  # seconds a start waits: most tasks end first, and their end writes it
@@ -42,9 +43,10 @@ class Outbox:
     cancels: list[TaskId] = field(default_factory=list)
     logs: list[tuple[TaskId, str, str, datetime]] = field(default_factory=list)
     contexts: dict[TaskId, str] = field(default_factory=dict)
-    enqueues: list[repo.NewTask] = field(default_factory=list)
+    enqueues: list[repo.NewTask | NewWorkflow] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)  # shared with the arbiter
     since: float | None = None  # monotonic time of the oldest pending entry but starts
+    released: bool = False  # set by the flush: it made waiting tasks due (claim at once)
 
     def kinds(self) -> list[Any]:
         """Every kind's entries (a list or a dict), in declaration order."""
@@ -131,7 +133,7 @@ class Outbox:
         self.contexts[task_id] = context
         self._touch(now)
 
-    def enqueue(self, task: repo.NewTask, now: float) -> None:
+    def enqueue(self, task: repo.NewTask | NewWorkflow, now: float) -> None:
         self.enqueues.append(task)
         self._touch(now)
 
@@ -175,4 +177,4 @@ class Outbox:
         self.since = None
 
 
-KINDS = tuple(f.name for f in fields(Outbox) if f.name not in ("counters", "since"))
+KINDS = tuple(f.name for f in fields(Outbox) if f.name not in ("counters", "since", "released"))

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import random
 
-from loguru import logger
-
-from qsup import accounting, protocol
+from qsup import accounting, log, middleware, protocol
 from qsup.accounting import NO_USAGE, Usage
 from qsup.protocol import Job
 from qsup.settings import Config
@@ -24,7 +22,11 @@ def finished(
     """A job's end as its worker reported it: completed, retried later, or failed for good."""
     if msg.outcome == "ok":
         outbox.completed_ok(msg, pid, now)
+        if log.debug_events:
+            log.event("completed", task.id).debug("task {} completed", task.name)
         return
+    if msg.outcome == "timeout":
+        log.event("timeout", task.id).warning("task {} timed out", task.name)
     attempt_failed(
         outbox,
         task,
@@ -63,8 +65,10 @@ def worker_died(
 ) -> None:
     """The task a worker was running when it exited: requeued (shutdown, fence), cancelled,
     or a failed attempt (timeout, memory ceiling, crash), counted as a crash; quarantined
-    (failed whatever its retries) once its attempts have killed ``max_crashes`` workers."""
+    (failed whatever its retries) once its attempts have killed ``max_crashes`` workers. The
+    ``on_worker_died`` hooks learn why first."""
     kill_reason = worker.kill_reason
+    middleware.worker_died(config, task, kill_reason or "crash")
     if kill_reason in ("shutdown", "fenced"):
         outbox.release([task.id], now)
         return
@@ -98,7 +102,7 @@ def worker_died(
     outbox.fail(task.id, verdict, started, now, crash=worker.crash)
     outbox.counters["quarantined"] += 1
     outbox.log(task.id, "error", f"attempt {task.attempts} failed: {error}; {verdict}", now)
-    logger.bind(task_id=str(task.id), event="quarantined").error("task {} {}", task.name, verdict)
+    log.event("quarantined", task.id).error("task {} {}", task.name, verdict)
 
 
 def attempt_failed(
@@ -128,16 +132,17 @@ def attempt_failed(
     )
     summary = error.strip().splitlines()[-1] if error.strip() else outcome
     attempt = f"attempt {task.attempts}/{task.max_retries + 1}{accounting.describe(usage)}"
-    task_log = logger.bind(task_id=str(task.id))
     if delay is None:
         outbox.fail(task.id, error, started, now, crash, usage)
         outbox.log(task.id, "error", f"{attempt} failed, no retry left: {trace or error}", now)
+        task_log = log.event("failed", task.id).bind(outcome=outcome)
         task_log.warning("task {} failed: {}", task.name, summary)
     else:
         outbox.retry(task.id, delay, error, now, crash, usage)
         outbox.log(
             task.id, "error", f"{attempt} failed, retry in {delay:.1f} s: {trace or error}", now
         )
+        task_log = log.event("retried", task.id).bind(outcome=outcome, delay=delay)
         task_log.info(
             "task {} {} failed, retry in {:.1f} s: {}", task.name, attempt, delay, summary
         )

@@ -18,10 +18,11 @@ from typing import Any
 import psycopg
 from loguru import logger
 
-from qsup import repo
+from qsup import repo, workflow_store
 from qsup.accounting import NO_USAGE
 from qsup.supervisor.link import Link
 from qsup.supervisor.outbox import Outbox, timestamp
+from qsup.workflow import NewWorkflow
 
 SHUTDOWN_WAIT = 5.0  # seconds shutdown waits for a flush in progress
 
@@ -117,19 +118,23 @@ def flush(conn: Any, outbox: Outbox, server_id: int, channel: str | None) -> Non
     on error nothing is cleared (retry later: every statement is idempotent)."""
     with nullcontext() if _one_statement(outbox) else conn.transaction():
         for task in outbox.enqueues:  # children first: their parents may complete below
-            repo.insert_task(conn, task, channel)
+            if isinstance(task, NewWorkflow):
+                workflow_store.insert_from_task(conn, task, channel)
+            else:
+                repo.insert_task(conn, task, channel)
         if outbox.contexts:
             repo.save_contexts(conn, list(outbox.contexts.items()))
         if outbox.running:
             starts = [(i, timestamp(at), pid) for i, (at, pid) in outbox.running.items()]
             repo.mark_running(conn, server_id, starts)
-        wake = _write_outcomes(conn, outbox, server_id)
+        wake = _write_outcomes(conn, outbox, server_id, channel)
         if outbox.logs:
             repo.insert_logs(conn, outbox.logs)
         if channel is not None:
             for queue in sorted(wake):
                 repo.notify(conn, channel, queue)
     outbox.clear()
+    outbox.released = bool(wake)
 
 
 def _one_statement(outbox: Outbox) -> bool:
@@ -139,7 +144,7 @@ def _one_statement(outbox: Outbox) -> bool:
     return not chained and sum(1 for entries in outbox.kinds() if entries) == 1
 
 
-def _write_outcomes(conn: Any, outbox: Outbox, server_id: int) -> set[str]:
+def _write_outcomes(conn: Any, outbox: Outbox, server_id: int, channel: str | None) -> set[str]:
     """Completions, retries, failures, releases, cancels (with what they release or
     cancel in turn); returns the queues that got new work."""
     wake: set[str] = set()
@@ -148,11 +153,13 @@ def _write_outcomes(conn: Any, outbox: Outbox, server_id: int) -> set[str]:
     if outbox.retries:
         wake.update(queue for _, queue in repo.retry_batch(conn, server_id, outbox.retries))
     if outbox.failures:
-        repo.cancel_dependents(conn, repo.fail_batch(conn, server_id, outbox.failures))
+        failed = repo.fail_batch(conn, server_id, outbox.failures)
+        workflow_store.settle_failures(conn, failed, "failed", channel)
     if outbox.releases:
         wake.update(repo.release_batch(conn, server_id, outbox.releases))
     if outbox.cancels:
-        repo.cancel_dependents(conn, repo.cancel_batch(conn, server_id, outbox.cancels))
+        cancelled = repo.cancel_batch(conn, server_id, outbox.cancels)
+        workflow_store.settle_failures(conn, cancelled, "cancelled", channel)
     return wake
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from setproctitle import setproctitle
 
-from qsup import context, protocol
+from qsup import context, middleware, protocol
 from qsup.encoding import resolve_task
 from qsup.linux import die_with_parent
 from qsup.settings import Config
@@ -51,7 +51,8 @@ def worker_main(conn: Any, slot: int, parent_pid: int, config: Config) -> None:
         _close_inherited_fds(conn.fileno())
         context.bind_channel(conn.send_bytes)
         if config.worker_init:  # checked by the supervisor; a raise here is a boot crash
-            resolve_task(config.worker_init)()
+            resolve_task(config.worker_init)()  # e.g. an OpenTelemetry SDK and its exporters
+        middleware.forget_instances()  # the Runner instantiates this process's own
         runner = Runner(config)
         context.send(protocol.Ready(os.getpid()))
         _serve(conn, slot, runner)

@@ -15,11 +15,13 @@ from functools import cache
 from typing import Any, NamedTuple
 
 import qsup
-from qsup import context, protocol
+from qsup import context, log, middleware, protocol
 from qsup.encoding import resolve_task, to_json
 from qsup.errors import NonRetryableError, Retry, TaskDefinitionError, TaskTimeout
 from qsup.settings import Config
+from qsup.worker.hooked import Hooked
 from qsup.worker.meter import Meter
+from qsup.workflow_values import INPUTS_KEY, step_arguments
 
 
 @cache
@@ -86,13 +88,23 @@ class Runner:
         self.meter = Meter()
         self.max_result_bytes = config.max_result_bytes
         context.configure(config)
+        self.hooks: Hooked | None = None  # with no middleware, no layer is added
+        self.function: Callable[[str], tuple[Callable[..., Any], bool]] = _function
+        if (chain := middleware.chain(config)).in_worker:
+            self.hooks = Hooked(chain, self.loop, config)
+            self.function = self.hooks.wrapping(_function)
 
     def run(self, job: protocol.Job) -> protocol.Finished:
         started, cpu = time.time(), self.meter.start()
         args, kwargs, ctx = _decode(job.args), _decode(job.kwargs), _decode(job.context)
         context.enter(job, ctx if isinstance(ctx, dict) else {})
+        if log.debug_events:  # here: the supervisor does not see each start of a batch
+            log.event("started", job.id).debug("task {} started", job.name)
         try:
-            end = self._call(job, args, kwargs)
+            if self.hooks is None:
+                end = self._call(job, args, kwargs)
+            else:
+                end = self.hooks.run(self._call, job, args, kwargs)
         finally:
             saved = context.snapshot_context()
             context.leave()
@@ -117,7 +129,9 @@ class Runner:
     def _call(self, job: protocol.Job, args: Any, kwargs: Any) -> _End:
         try:
             self._check_allowed(job.name)
-            fn, is_async = _function(job.name)
+            fn, is_async = self.function(job.name)
+            if args.__class__ is dict and INPUTS_KEY in args:  # a workflow step's input
+                args = step_arguments(args)
             _check_shapes(job.name, args, kwargs)
             try:
                 if is_async:

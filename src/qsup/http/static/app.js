@@ -210,6 +210,29 @@ function listItems(list, items) {
   }
 }
 
+let workflowId = null;  // of the task in the detail panel, when it is a workflow's step
+
+function renderWorkflow(wf) {
+  // The steps of the task's workflow, indented by their place in the tree, this one marked.
+  $("d-workflow").hidden = !wf;
+  if (workflowId !== (wf ? wf.id : null)) $("d-wf-msg").textContent = "";
+  workflowId = wf ? wf.id : null;
+  if (!wf) return;
+  $("d-wf-title").textContent = "Workflow " + shortId(wf.id) + " [" + wf.state + "]";
+  $("d-wf-title").title = wf.id;
+  const list = $("d-wf-steps");
+  clear(list);
+  for (const s of wf.steps) {
+    const undo = s.compensates ? " (undo)" : "";
+    const depth = s.path.split(".").length - 1 - (undo ? 1 : 0);
+    const li = el("li", "\u00a0".repeat(2 * depth) + s.path + "  " + s.name + undo + "  [" + s.state + "]",
+      s.task_id === selected ? "current" : "");
+    li.title = s.task_id + (s.error_message ? "\n" + lastLine(s.error_message) : "");
+    li.addEventListener("click", () => openTask(s.task_id));
+    list.appendChild(li);
+  }
+}
+
 function markSelected() {
   for (const tr of $("tasks").tBodies[0].rows) tr.classList.toggle("selected", tr.dataset.id === selected);
 }
@@ -230,9 +253,12 @@ function closeTask() {
 
 async function refreshDetail() {
   if (!selected) return;
-  const [{ status, body }, logs] = await Promise.all([
+  const [{ status, body }, logs, workflow] = await Promise.all([
     getJSON("api/tasks/" + encodeURIComponent(selected)),
     getJSON("api/tasks/" + encodeURIComponent(selected) + "/logs"),
+    // the workflow the task is a step of (a 404 for a plain task, or a short id: no full id)
+    /^[0-9a-f-]{36}$/i.test(selected) ? getJSON("api/workflows/" + encodeURIComponent(selected))
+      : Promise.resolve({ status: 404 }),
   ]);
   if (status !== 200 || body.id !== selected) return;  // closed, or another opened, meanwhile
   $("detail").hidden = false;
@@ -254,6 +280,7 @@ async function refreshDetail() {
   fields.appendChild(el("dd", JSON.stringify(body.args) + " " + JSON.stringify(body.kwargs)));
   listItems($("d-deps"), body.dependencies);
   listItems($("d-children"), [...body.children, ...body.dependents]);
+  renderWorkflow(workflow.status === 200 ? workflow.body : null);
   $("d-result").textContent = body.error_message
     ? body.error_message : JSON.stringify(body.result, null, 2);
   $("d-context").textContent = JSON.stringify(body.context, null, 2);
@@ -268,6 +295,13 @@ async function action(kind) {
   if (!selected) return;
   const { status, body } = await post("api/tasks/" + encodeURIComponent(selected) + "/" + kind);
   $("d-msg").textContent = status === 200 ? kind + ": done" : kind + ": " + (body.error || status);
+  refreshDetail();
+}
+
+async function cancelWorkflow() {
+  if (!workflowId) return;
+  const { status, body } = await post("api/workflows/" + encodeURIComponent(workflowId) + "/cancel");
+  $("d-wf-msg").textContent = status === 200 ? "cancelled" : "cancel: " + (body.error || status);
   refreshDetail();
 }
 
@@ -300,6 +334,7 @@ function init() {
   $("more").addEventListener("click", () => refreshTasks(true));
   $("d-retry").addEventListener("click", () => action("retry"));
   $("d-cancel").addEventListener("click", () => action("cancel"));
+  $("d-wf-cancel").addEventListener("click", cancelWorkflow);
   $("d-close").addEventListener("click", closeTask);
   document.addEventListener("keydown", (event) => { if (event.key === "Escape" && selected) closeTask(); });
   refresh();
