@@ -332,23 +332,11 @@ class Arbiter:
         self.reconcile_due = True
         self.own_lock.reconnected(self.link)
 
-    def _reconcile(self) -> None:
-        """After a lost connection: a claim whose reply never arrived may have committed. Give
-        back the tasks the database says this server holds that nothing here knows of."""
-        known = self.ledger.ids()
-        given_back = self.link.call(
-            lambda conn: repo.release_unknown(conn, self.server_id, list(known))
-        )
-        if given_back is not None:
-            self.reconcile_due = False
-        if given_back:
-            logger.warning("requeued {} task(s) of a claim whose reply was lost", len(given_back))
-
     def _claim(self, now: float, how: policy.Handoff) -> None:
         if self.state != "running" or self.own_lock.lost_at is not None:
             return
         if self.reconcile_due:
-            self._reconcile()
+            self.reconcile_due = not self.intake.reconcile(self.server_id, self.ledger.ids())
         in_flight = [self.ledger.load(w.pid) for w in self.crew.workers.values() if w.accepting]
         limit = policy.claim_size(
             in_flight,
