@@ -21,17 +21,20 @@ RESCUE_TASK_SECONDS = 30.0  # long enough that only a rescue can start it again 
 
 
 def meter_cost(jobs: int = 50_000, repeats: int = 5) -> dict[str, Any]:
-    """Microseconds per job of the meter (start + stop), best of ``repeats``, beside an empty
-    call for scale."""
+    """Microseconds per job of the meter (start + stop), best of ``repeats``: for jobs under
+    a millisecond (most tiny tasks) and longer ones, beside an empty call for scale."""
     meter = Meter()
 
-    def one() -> None:
-        meter.stop(meter.start())
+    def cost(seconds: float) -> float:
+        def one() -> None:
+            meter.stop(meter.start(), seconds)
 
-    best = min(timeit.repeat(one, number=jobs, repeat=repeats)) / jobs
+        return round(min(timeit.repeat(one, number=jobs, repeat=repeats)) / jobs * 1e6, 2)
+
     empty = min(timeit.repeat(lambda: None, number=jobs, repeat=repeats)) / jobs
     return {
-        "us_per_task": round(best * 1e6, 2),
+        "us_per_brief_task": cost(0.0),
+        "us_per_task": cost(0.01),
         "empty_call_us": round(empty * 1e6, 3),
         "budget_us": 5.0,
         "load_average": os.getloadavg()[0],

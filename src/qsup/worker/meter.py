@@ -8,7 +8,9 @@ unique memory (``statm``'s resident minus file-backed and shared pages, the RssA
 ``/proc/self/status``), so pages still shared with the supervisor after the fork are not
 counted as the job's. Reading ``statm`` is most of the cost, so it is read only when the
 high-water mark moved (the job grew the worker by more than ``_SLACK``, or the mark was reset)
-and every ``_EVERY`` jobs: growth under 1 MB is then counted on the job that reads it.
+and every ``_EVERY`` jobs: growth under 1 MB is then counted on the job that reads it. A job
+shorter than ``_BRIEF`` (most tiny tasks; in 1 ms a task touches some MB at most) skips both
+reads unless it is the ``_EVERY``-th: its peak is the last mark, its growth is counted later.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from qsup.linux import PAGE as _PAGE
 
 _SLACK = 256  # pages (1 MB at 4 KiB) the high-water mark may exceed RSS before a reset
 _EVERY = 16  # jobs between reads of statm while the high-water mark stays put
+_BRIEF = 0.001  # seconds: a job this short only gets its CPU measured (but every _EVERY-th)
 
 
 class Meter:
@@ -44,12 +47,14 @@ class Meter:
 
     start = staticmethod(time.process_time)  # CPU seconds so far (user + system), for stop()
 
-    def stop(self, cpu_before: float) -> tuple[float, int, int]:
-        """(CPU seconds, peak bytes, growth bytes) since ``start``; ``unique`` is updated
-        whenever statm is read."""
+    def stop(self, cpu_before: float, seconds: float) -> tuple[float, int, int]:
+        """(CPU seconds, peak bytes, growth bytes) of a job that took ``seconds`` since
+        ``start``; ``unique`` is updated whenever statm is read."""
         cpu = time.process_time() - cpu_before
-        mark = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
         self._unread += 1
+        if seconds < _BRIEF and self._unread < _EVERY and self._mark >= 0:
+            return cpu, self._mark * 1024, 0
+        mark = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
         if mark == self._mark and self._unread < _EVERY or self._statm is None:
             return cpu, mark * 1024, 0
         self._unread = 0

@@ -110,12 +110,13 @@ class Runner:
             context.leave()
         if saved is not None:
             context.send(protocol.SaveContext(job.id, saved))
-        cpu, peak, growth = self.meter.stop(cpu)
+        done = time.time()
+        cpu, peak, growth = self.meter.stop(cpu, done - started)
         return protocol.Finished(
             job.id,
             end.outcome,
             started,
-            time.time(),
+            done,
             end.result,
             end.error,
             end.delay,
