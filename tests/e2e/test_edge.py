@@ -24,25 +24,25 @@ MB = 2**20
 @pytest.mark.timeout(90)
 def test_a_task_killing_its_workers_is_quarantined_after_two_crashes(queue, conn, start_server):
     start_server("--workers", "2", env={"QUEUE_RETRY_BACKOFF_BASE": "0.05"})
-    poison = queue.add_task(edge_tasks.kill_own_worker, int(signal.SIGSEGV), _max_retries=5)
+    poison = queue.add_task(edge_tasks.kill_own_worker, int(signal.SIGKILL), _max_retries=5)
     others = [queue.add_task(tasks.add, i, 1) for i in range(20)]
     assert [r.result(timeout=30) for r in others] == [i + 1 for i in range(20)]
     wait_for(lambda: task_row(conn, poison.task_id)["state"] == "failed", what="quarantine")
     row = task_row(conn, poison.task_id)
-    assert row["error_message"] == "quarantined: killed 2 workers (SIGSEGV, SIGSEGV)"
+    assert row["error_message"] == "quarantined: killed 2 workers (SIGKILL, SIGKILL)"
     assert row["crashes"] == 2 and row["attempts"] == 2  # not the 6 its retries allowed
     logs = [entry["message"] for entry in repo.task_logs(conn, poison.task_id)]
-    assert any("signal SIGSEGV" in m and "quarantined" in m for m in logs), logs
+    assert any("signal SIGKILL" in m and "quarantined" in m for m in logs), logs
 
 
 @pytest.mark.timeout(90)
 def test_causes_are_recorded_and_a_manual_retry_runs_it_again(queue, conn, start_server, tmp_path):
     start_server("--workers", "1", env={"QUEUE_RETRY_BACKOFF_BASE": "0.05"})
-    ref = queue.add_task(edge_tasks.kill_own_worker, int(signal.SIGKILL), _max_retries=5)
+    ref = queue.add_task(edge_tasks.kill_own_worker, int(signal.SIGSEGV), _max_retries=5)
     wait_for(lambda: task_row(conn, ref.task_id)["state"] == "failed", what="quarantine")
-    assert task_row(conn, ref.task_id)["crash_causes"] == "SIGKILL, SIGKILL"
+    assert task_row(conn, ref.task_id)["crash_causes"] == "SIGSEGV, SIGSEGV"
     shown = json.loads(_qsup(conn, "task", "show", str(ref.task_id), "--json").stdout)
-    assert shown["crashes"] == 2 and shown["crash_causes"] == "SIGKILL, SIGKILL"
+    assert shown["crashes"] == 2 and shown["crash_causes"] == "SIGSEGV, SIGSEGV"
     _qsup(conn, "task", "retry", str(ref.task_id))
 
     def quarantines() -> int:
@@ -52,7 +52,7 @@ def test_causes_are_recorded_and_a_manual_retry_runs_it_again(queue, conn, start
     wait_for(lambda: quarantines() == 2, what="the manual run to be quarantined again")
     row = task_row(conn, ref.task_id)
     assert row["state"] == "failed" and row["attempts"] == 2  # a fresh count from the retry
-    assert row["crashes"] == 2 and row["crash_causes"] == "SIGKILL, SIGKILL"
+    assert row["crashes"] == 2 and row["crash_causes"] == "SIGSEGV, SIGSEGV"
 
 
 @pytest.mark.timeout(60)
