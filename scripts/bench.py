@@ -44,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import bench_edge  # noqa: E402
 import bench_flow  # noqa: E402
 import bench_hooks  # noqa: E402
 import bench_steady  # noqa: E402
@@ -748,6 +749,18 @@ def _without_samples(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def scenario_edge(dbs: Databases, logdir: str) -> dict[str, Any]:
+    """SPEC §13: the worker's accounting cost per task, and the rescue of a SIGKILLed
+    server's running task by another (default settings: within 10 s)."""
+    url = dbs.fresh("edge")
+    log("edge: meter cost, then a server SIGKILLed under a running task")
+    return {
+        "meter": bench_edge.meter_cost(),
+        "rescue_s": bench_edge.rescue_seconds(url, lambda: Serve(url, 1, logdir=logdir).start()),
+        "target": "meter <= 5 us per task; rescue_s < 10",
+    }
+
+
 # --- 4. ceiling -----------------------------------------------------------------------------
 
 
@@ -1100,7 +1113,7 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers",
-             "steady", "snapshot", "hooks", "workflows", "flow")  # fmt: skip
+             "steady", "snapshot", "hooks", "workflows", "flow", "edge")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1171,6 +1184,7 @@ def main(argv: list[str] | None = None) -> int:
             ("snapshot", lambda: scenario_snapshot(dbs, 500, steady_seconds, logdir)),
             ("flow", lambda: scenario_flow(dbs, args.quick, repeats, logdir, flow_args)),
             ("hooks", lambda: scenario_hooks(dbs, args.quick, repeats, logdir)),
+            ("edge", lambda: scenario_edge(dbs, logdir)),
             ("workflows", lambda: scenario_workflows(dbs, args.quick, repeats, logdir)),
         ]
         for name, step in steps:

@@ -86,6 +86,7 @@ def queue_stats(conn: Conn) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
         durations = cur.execute(Q["admin_durations"]).fetchall()
         failures = cur.execute(Q["admin_failures_by_name"]).fetchall()
+        usage = cur.execute(Q["admin_usage_by_name"]).fetchall()
     counts = dict.fromkeys(STATES, 0) | dict(conn.execute(Q["admin_counts_by_state"]).fetchall())
     return {
         "completed_last_minute": last_minute,
@@ -96,6 +97,24 @@ def queue_stats(conn: Conn) -> dict[str, Any]:
         "durations_by_task": durations,
         "failures_by_task": failures,
         "tasks_by_state": counts,
+        **rank_usage(usage),
+    }
+
+
+RANKED = 10  # task names in each ranking
+
+
+def rank_usage(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The task names costing most: by total CPU, by highest peak memory, and by memory
+    growth per run (the leak suspects), largest first."""
+    keys = {
+        "cpu": "cpu_seconds",
+        "peak_memory": "peak_memory_bytes",
+        "memory_growth": "avg_memory_growth_bytes",
+    }
+    return {
+        ranking: sorted(rows, key=lambda r: (-(r[key] or 0), r["task"]))[:RANKED]
+        for ranking, key in keys.items()
     }
 
 

@@ -1,8 +1,10 @@
-"""Two Linux process controls (prctl) and the cgroup's OOM-kill count; harmless elsewhere."""
+"""Two Linux process controls (prctl), the cgroup's OOM-kill count and a process's own memory;
+harmless elsewhere."""
 
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 from pathlib import Path
 
@@ -63,3 +65,18 @@ def oom_kills() -> int | None:
             if key == "oom_kill" and value.strip().isdigit():
                 return int(value)
     return None
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def unique_memory(pid: int) -> int | None:
+    """A process's own memory in bytes: resident pages not file-backed or shared (statm;
+    anonymous pages still shared with its parent after a fork count until either writes
+    them); None when it is gone or there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            fields = f.read().split()
+    except OSError:
+        return None
+    return (int(fields[1]) - int(fields[2])) * PAGE

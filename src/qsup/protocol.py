@@ -33,6 +33,7 @@ class Job(NamedTuple):
     context: str
     queue: str = "default"
     headers: str | None = None  # JSON text; None when the task has none (most)
+    crash_causes: str | None = None  # how the workers it killed died, "SIGKILL, SIGSEGV"
 
 
 class Assign(NamedTuple):
@@ -73,8 +74,11 @@ class Finished(NamedTuple):
     result: str | None = None
     error: str | None = None
     retry_delay: float | None = None
-    rss: int = 0
+    rss: int = 0  # the worker's unique memory after it (bytes; 0: not measured)
     trace: str | None = None
+    cpu: float = 0.0  # seconds of CPU (user + system) the worker used for it
+    peak: int = 0  # the worker's peak RSS during it, bytes
+    growth: int = 0  # how much its unique memory grew across it, bytes
 
 
 class Results(NamedTuple):

@@ -14,6 +14,7 @@ import psycopg.sql
 from psycopg.rows import dict_row
 
 from qsup import log
+from qsup.accounting import Usage
 from qsup.protocol import Job, TaskId
 from qsup.sql import queries
 
@@ -195,16 +196,19 @@ def mark_running(conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, dateti
 
 
 def complete_batch(
-    conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, str, float, float, int]]
+    conn: Conn,
+    server_id: int,
+    rows: Sequence[tuple[TaskId, str, float, float, int, float, int, int]],
 ) -> list[str]:
-    """Rows of (id, result JSON text, started, done (epoch seconds), pid); completes the tasks
-    this server still holds (a rescued task is another server's now) and returns the queues
-    of the dependents this released."""
+    """Rows of (id, result JSON text, started, done (epoch seconds), pid, CPU seconds, peak
+    and growth bytes); completes the tasks this server still holds (a rescued task is another
+    server's now) and returns the queues of the dependents this released."""
     document = (
         "["
         + ",".join(  # results are already JSON text: spliced in, not re-encoded
-            f'{{"id":"{i}","result":{result},"started":{started!r},"done":{done!r},"pid":{pid}}}'
-            for i, result, started, done, pid in rows
+            f'{{"id":"{i}","result":{result},"started":{started!r},"done":{done!r},"pid":{pid},'
+            f'"cpu":{cpu!r},"peak":{peak},"growth":{growth}}}'
+            for i, result, started, done, pid, cpu, peak, growth in rows
         )
         + "]"
     )
@@ -212,30 +216,41 @@ def complete_batch(
     return [row[0] for row in conn.execute(Q["complete_batch"], params)]
 
 
+def _usage_params(crashes: Sequence[str | None], usage: Sequence[Usage]) -> dict[str, Any]:
+    cpu, peak, growth = zip(*usage, strict=True)
+    return {"crashes": list(crashes), "cpu": list(cpu), "peak": list(peak), "growth": list(growth)}
+
+
 def retry_batch(
-    conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, float, str]]
+    conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, float, str, str | None, Usage]]
 ) -> list[tuple[uuid.UUID, str]]:
-    """Rows of (id, delay seconds, error); returns (id, queue) of the tasks requeued."""
-    ids, delays, errors = zip(*rows, strict=True)
+    """Rows of (id, delay seconds, error, how its worker died or None, usage); returns (id,
+    queue) of the tasks requeued."""
+    ids, delays, errors, crashes, usage = zip(*rows, strict=True)
     params = {
         "ids": list(ids),
         "delays": list(delays),
         "errors": list(errors),
         "server_id": server_id,
+        **_usage_params(crashes, usage),
     }
     return [(row[0], row[1]) for row in conn.execute(Q["retry_batch"], params)]
 
 
 def fail_batch(
-    conn: Conn, server_id: int, rows: Sequence[tuple[TaskId, str, datetime | None]]
+    conn: Conn,
+    server_id: int,
+    rows: Sequence[tuple[TaskId, str, datetime | None, str | None, Usage]],
 ) -> list[uuid.UUID]:
-    """Rows of (id, error, started or None); returns the ids marked failed."""
-    ids, errors, started = zip(*rows, strict=True)
+    """Rows of (id, error, started or None, how its worker died or None, usage); returns the
+    ids marked failed."""
+    ids, errors, started, crashes, usage = zip(*rows, strict=True)
     params = {
         "ids": list(ids),
         "errors": list(errors),
         "started": list(started),
         "server_id": server_id,
+        **_usage_params(crashes, usage),
     }
     return [row[0] for row in conn.execute(Q["fail_batch"], params)]
 
@@ -296,16 +311,27 @@ def save_contexts(conn: Conn, rows: Sequence[tuple[TaskId, str]]) -> None:
 
 # --- servers -------------------------------------------------------------------------------
 
+LIVENESS_CLASS = 0x7153_7573  # first key of each server's liveness lock (the second: its id)
+
 
 def register_server(
-    conn: Conn, server_name: str, max_workers: int, hostname: str, pid: int, queues: Sequence[str]
+    conn: Conn,
+    server_name: str,
+    max_workers: int,
+    hostname: str,
+    pid: int,
+    queues: Sequence[str],
+    take_lock: bool = True,
 ) -> int:
+    """Add this server's row; with ``take_lock``, take its liveness lock on ``conn`` too."""
     params = {
+        "take_lock": take_lock,
         "server_name": server_name,
         "max_workers": max_workers,
         "hostname": hostname,
         "pid": pid,
         "queues": list(queues),
+        "lock_class": LIVENESS_CLASS,
     }
     row = conn.execute(Q["register_server"], params).fetchone()
     assert row is not None
@@ -344,6 +370,7 @@ def heartbeat(
         "queues": list(queues),
         "timeout": timeout,
         "may_declare": may_declare,
+        "lock_class": LIVENESS_CLASS,
     }
     row = conn.execute(Q["heartbeat"], params).fetchone()
     assert row is not None

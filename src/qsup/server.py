@@ -48,10 +48,10 @@ def run_server(config: Config, reload: Callable[[], Config]) -> int:
         migrate(conn)
     if not config.http:
         return Arbiter(config, url, reload_checked, schedules).run()
-    from qsup.http.process import start_http, stop_http
+    from qsup.http.process import HttpKeeper
 
-    http = start_http(config, url)  # forked before the arbiter exists: nothing else crosses
+    http = HttpKeeper(config, url)  # first forked before the arbiter exists
     try:
-        return Arbiter(config, url, reload_checked, schedules).run()
+        return Arbiter(config, url, reload_checked, schedules, http).run()
     finally:
-        stop_http(http)
+        http.stop()

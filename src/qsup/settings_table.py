@@ -155,7 +155,20 @@ class Config:
         0,
         env="QUEUE_MAX_WORKER_MEMORY_MB",
         min=0,
-        doc="Retire a worker whose RSS passes this after a task (0: never)",
+        doc="Retire a worker whose own (unique) memory passes this after a task (0: never)",
+    )
+    worker_memory_limit_mb: int = setting(
+        0,
+        env="QUEUE_WORKER_MEMORY_LIMIT_MB",
+        min=0,
+        doc="Kill a worker whose own memory passes this while it runs a task; the attempt"
+        " fails with MemoryLimitExceeded and counts as a crash (0: no limit)",
+    )
+    max_crashes: int = setting(
+        2,
+        env="QUEUE_MAX_CRASHES",
+        min=0,
+        doc="Quarantine (fail for good) a task whose attempts killed this many workers (0: never)",
     )
     shutdown_timeout: float = setting(
         30.0,

@@ -84,7 +84,7 @@ def test_a_dependent_added_during_the_cascade_is_cancelled(queue, conn, db_url):
         def fail_parent() -> None:
             with psycopg.connect(db_url, autocommit=True) as c:
                 outbox = Outbox()
-                outbox.failures.append((parent.task_id, "boom", None))
+                outbox.fail(parent.task_id, "boom", None, 0.0)
                 writer.flush(c, outbox, server_id, None)
 
         failer = threading.Thread(target=fail_parent)

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from qsup import repo
 from qsup.db.migrate import migrate
 from qsup.sql import queries
 
@@ -32,7 +33,9 @@ def _params(held: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
             "kwargs": "{}", "eta": None, "delay": 0.0, "max_retries": 3, "timeout": None,
             "unique_key": "k", "context": "{}", "channel": "qsup", "parent": None,
             "depends_on": held[:2], "headers": None, "concurrency_key": None}  # fmt: skip
-    results = [{"id": str(i), "result": 1, "started": 1.0, "done": 2.0, "pid": 9} for i in held]
+    results = [{"id": str(i), "result": 1, "started": 1.0, "done": 2.0, "pid": 9, "cpu": 0.1,
+                "peak": 10**8, "growth": 0} for i in held]  # fmt: skip
+    usage = {"crashes": [None] * n, "cpu": [0.1] * n, "peak": [10**8] * n, "growth": [0] * n}
     return {
         "claim_batch": {"server_id": SERVER, "queues": [], "limit": 100, "default_timeout": 60.0,
                         "skip": ["limited"]},
@@ -41,16 +44,18 @@ def _params(held: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
         "mark_running": {"ids": held, "started": [NOW] * n, "pids": [9] * n, "server_id": SERVER},
         "complete_batch": {"rows": json.dumps(results), "server_id": SERVER},
         "retry_batch": {"ids": held, "delays": [1.0] * n, "errors": ["e"] * n,
-                        "server_id": SERVER},  # fmt: skip
+                        "server_id": SERVER, **usage},  # fmt: skip
         "fail_batch": {"ids": held, "errors": ["e"] * n, "started": [NOW] * n,
-                       "server_id": SERVER},  # fmt: skip
+                       "server_id": SERVER, **usage},  # fmt: skip
         "release_batch": {"ids": held, "server_id": SERVER},
         "release_unknown": {"server_id": SERVER, "known": held},
         "cancel_batch": {"ids": held, "server_id": SERVER},
         "save_contexts": {"ids": held, "contexts": ["{}"] * n},
         "rescue_orphans": {},
         "heartbeat": {"server_id": SERVER, "max_workers": 4, "active": 1, "idle": 3,
-                      "counters": "{}", "queues": [], "timeout": 30.0, "may_declare": True},
+                      "counters": "{}", "queues": [], "timeout": 30.0, "may_declare": True,
+                      "lock_class": repo.LIVENESS_CLASS},
+        "lock_free_servers": {"server_id": SERVER, "lock_class": repo.LIVENESS_CLASS},
         "insert_plain_task": task,
         "insert_task": task,
         "find_unfinished_by_unique_key": {"unique_key": "k"},

@@ -10,6 +10,7 @@ import pytest
 
 from qsup import chain, repo, step
 from qsup import workflow_store as store
+from qsup.protocol import Finished
 from qsup.supervisor import writer
 from qsup.supervisor.outbox import Outbox
 from tests import tasks
@@ -110,7 +111,7 @@ def test_a_flush_that_releases_a_dependent_says_so(queue, conn):
     outcomes = []
     for task_id in (plain.task_id, wf.task_ids[0]):
         outbox = Outbox()
-        outbox.completed_ok(str(task_id), "3", 1.0, 2.0, 9, 0.0)
+        outbox.completed_ok(Finished(str(task_id), "ok", 1.0, 2.0, "3"), 9, 0.0)
         writer.flush(conn, outbox, server_id, "qsup")
         outcomes.append(outbox.released)
     assert outcomes == [False, True]  # the arbiter claims at once after the second

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from qsup import admin, flow_store, repo
+from qsup.accounting import megabytes
 from qsup.cli import flow_cmd
 from qsup.cli.common import (
     ConfigFile,
@@ -181,10 +182,36 @@ def stats(json: Json = False, config: ConfigFile = None, database_url: DatabaseU
         [(r["name"], str(r["failed"])) for r in report["failures_by_task"]],
         title="failures by task",
     )
+    _print_usage(report)
     typer.echo(
         "tasks by state: "
         + ", ".join(f"{state} {n}" for state, n in report["tasks_by_state"].items())
     )
+
+
+def _print_usage(report: dict[str, Any]) -> None:
+    """The three rankings of ``stats``: CPU, peak memory, memory growth (leak suspects)."""
+    for ranking, title in (
+        ("cpu", "CPU by task (1 h)"),
+        ("peak_memory", "peak memory by task (1 h)"),
+        ("memory_growth", "memory growth per run by task (1 h): leak suspects"),
+    ):
+        print_table(
+            ("task", "runs", "CPU s", "avg CPU s", "peak", "growth/run", "growth total"),
+            [
+                (
+                    r["task"],
+                    str(r["runs"]),
+                    f"{r['cpu_seconds'] or 0:.3f}",
+                    f"{r['avg_cpu_seconds'] or 0:.3f}",
+                    megabytes(r["peak_memory_bytes"]),
+                    megabytes(r["avg_memory_growth_bytes"]),
+                    megabytes(r["memory_growth_bytes"]),
+                )
+                for r in report[ranking]
+            ],
+            title=title,
+        )
 
 
 @app.command()

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from qsup import admin, repo
+from qsup.accounting import megabytes
 from qsup.cli.common import (
     ConfigFile,
     DatabaseUrl,
@@ -33,6 +34,10 @@ def _shown(key: str, value: Any) -> str:
     """A field of ``task show``: ids in their short form, nothing for None."""
     if value is None:
         return ""
+    if key.endswith("_bytes"):
+        return megabytes(value)
+    if key == "cpu_seconds":
+        return f"{value:.3f} s"
     return short_id(value) if key in ("id", "parent_task") else str(value)
 
 
@@ -49,10 +54,10 @@ def show(
     if json:
         print_json(row)
         return
-    typer.echo(f"{'id':>14}: {short_id(row['id'])}\n{'full id':>14}: {row['id']}")
+    typer.echo(f"{'id':>19}: {short_id(row['id'])}\n{'full id':>19}: {row['id']}")
     for key, value in row.items():
         if key != "id":
-            typer.echo(f"{key:>14}: {_shown(key, value)}")
+            typer.echo(f"{key:>19}: {_shown(key, value)}")
 
 
 @app.command()

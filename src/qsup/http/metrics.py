@@ -56,16 +56,22 @@ BUCKETS = (
     1800.0,
     3600.0,
 )
+MEMORY_BUCKETS = tuple(float(2**n * 2**20) for n in range(4, 15))  # 16 MB .. 16 GB
+GROWTH_BUCKETS = (0.0, *(float(2**n * 2**20) for n in range(0, 13, 2)))  # 0, 1 MB .. 4 GB
 SCRAPE_TIMEOUT = 5.0
 
 
 def histogram(
-    name: str, doc: str, label: str, values: dict[str, list[float]]
+    name: str,
+    doc: str,
+    label: str,
+    values: dict[str, list[float]],
+    bounds: tuple[float, ...] = BUCKETS,
 ) -> GaugeHistogramMetricFamily:
     family = GaugeHistogramMetricFamily(name, doc, labels=[label])
     for key, samples in sorted(values.items()):
         samples.sort()
-        buckets = [(repr(b), float(bisect.bisect_right(samples, b))) for b in BUCKETS]
+        buckets = [(repr(b), float(bisect.bisect_right(samples, b))) for b in bounds]
         buckets.append(("+Inf", float(len(samples))))
         family.add_metric([key], buckets, sum(samples))
     return family
@@ -194,18 +200,22 @@ class QueueCollector(Collector):
         yield from flow_gauges(flow)
 
     @staticmethod
-    def _timings(timings: list[tuple[str, str, float, float]]) -> Iterator[Metric]:
+    def _timings(timings: list[store.Timing]) -> Iterator[Metric]:
         durations: dict[str, list[float]] = {}
         waits: dict[str, list[float]] = {}
+        usage: tuple[dict[str, list[float]], ...] = ({}, {}, {})  # CPU, peak, growth
         finished = GaugeMetricFamily(
             "qsup_tasks_finished_recent",
             f"Tasks finished in the last {int(WINDOW)} s",
             labels=["task", "state"],
         )
         by_outcome: dict[tuple[str, str], int] = {}
-        for name, state, run, wait in timings:
+        for name, state, run, wait, *measured in timings:
             durations.setdefault(name, []).append(run)
             waits.setdefault(name, []).append(wait)
+            for samples, value in zip(usage, measured, strict=True):
+                if value is not None:
+                    samples.setdefault(name, []).append(float(value))
             by_outcome[(name, state)] = by_outcome.get((name, state), 0) + 1
         for (name, state), n in sorted(by_outcome.items()):
             finished.add_metric([name, state], float(n))
@@ -221,6 +231,23 @@ class QueueCollector(Collector):
             f"Wait from due to started, tasks finished in the last {int(WINDOW)} s",
             "task",
             waits,
+        )
+        recent = f"the last attempt of tasks finished in the last {int(WINDOW)} s"
+        cpu, peak, growth = usage
+        yield histogram("qsup_task_cpu_seconds", f"CPU seconds of {recent}", "task", cpu)
+        yield histogram(
+            "qsup_task_peak_memory_bytes",
+            f"Peak worker RSS during {recent}",
+            "task",
+            peak,
+            MEMORY_BUCKETS,
+        )
+        yield histogram(
+            "qsup_task_memory_growth_bytes",
+            f"Growth of the worker's own memory across {recent}",
+            "task",
+            growth,
+            GROWTH_BUCKETS,
         )
 
 

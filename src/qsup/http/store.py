@@ -97,10 +97,14 @@ def servers(conn: Conn) -> list[dict[str, Any]]:
     return _rows(conn, "http_servers", {})
 
 
-def recent_timings(conn: Conn, window: float, limit: int) -> list[tuple[str, str, float, float]]:
-    """``(name, state, run seconds, wait seconds)`` of tasks finished in the window."""
+Timing = tuple[str, str, float, float, float | None, int | None, int | None]
+
+
+def recent_timings(conn: Conn, window: float, limit: int) -> list[Timing]:
+    """``(name, state, run seconds, wait seconds, CPU seconds, peak bytes, growth bytes)`` of
+    tasks finished in the window (the last three None when not measured)."""
     rows = conn.execute(Q["http_recent_timings"], {"window": window, "limit": limit}).fetchall()
-    return [(r[0], r[1], max(r[2] or 0.0, 0.0), max(r[3] or 0.0, 0.0)) for r in rows]
+    return [(r[0], r[1], max(r[2] or 0.0, 0.0), max(r[3] or 0.0, 0.0), *r[4:7]) for r in rows]
 
 
 def oldest_due(conn: Conn) -> list[tuple[str, float, int]]:

@@ -45,7 +45,7 @@ WITH picked AS (
     UPDATE queued_tasks t
     SET state = 'enqueued', attempts = 0, scheduled_at = now(), date_started = NULL,
         date_done = NULL, error_message = NULL, result = NULL, server_id = NULL,
-        worker_pid = NULL, cancel_requested = false
+        worker_pid = NULL, cancel_requested = false, crashes = 0, crash_causes = NULL
     FROM picked WHERE t.id = picked.id
     RETURNING t.id
 ), logged AS (
@@ -78,6 +78,19 @@ SELECT name, count(*) AS completed,
 FROM queued_tasks
 WHERE state = 'completed' AND date_started IS NOT NULL AND date_done > now() - interval '1 hour'
 GROUP BY name ORDER BY name
+
+-- name: admin_usage_by_name
+-- What attempts cost by task name, over the tasks finished in the last hour (latest attempt of
+-- each): total and average CPU seconds, the highest peak, the average and total memory growth.
+SELECT name AS task, count(*) AS runs, sum(cpu_seconds)::float8 AS cpu_seconds,
+       avg(cpu_seconds)::float8 AS avg_cpu_seconds,
+       max(peak_memory_bytes)::bigint AS peak_memory_bytes,
+       avg(memory_growth_bytes)::float8 AS avg_memory_growth_bytes,
+       sum(memory_growth_bytes)::bigint AS memory_growth_bytes
+FROM queued_tasks
+WHERE state IN ('completed', 'failed') AND cpu_seconds IS NOT NULL
+  AND date_done > now() - interval '1 hour'
+GROUP BY name
 
 -- name: admin_failures_by_name
 -- Tasks failed in the last hour, by task name.

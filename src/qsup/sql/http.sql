@@ -19,7 +19,8 @@ LIMIT %(limit)s
 -- Every column of one task.
 SELECT id, name, state, queue, priority, parent_task, args, kwargs, context, result,
        error_message, attempts, max_retries, timeout, unique_key, date_enqueued, date_started,
-       date_done, scheduled_at, server_id, worker_pid, cancel_requested
+       date_done, scheduled_at, server_id, worker_pid, cancel_requested, cpu_seconds,
+       peak_memory_bytes, memory_growth_bytes, crashes, crash_causes
 FROM queued_tasks WHERE id = %(id)s
 
 -- name: http_task_children
@@ -73,10 +74,12 @@ WHERE is_running OR date_stopped > now() - interval '1 day'
 ORDER BY is_running DESC, id DESC
 
 -- name: http_recent_timings
--- Run time and queue wait (due -> started) of tasks finished in the last %(window)s seconds.
+-- Run time, queue wait (due -> started) and the last attempt's CPU, peak memory and memory
+-- growth (NULL when not measured) of tasks finished in the last %(window)s seconds.
 SELECT name, state,
        extract(epoch FROM date_done - date_started)::float8 AS duration,
-       extract(epoch FROM date_started - scheduled_at)::float8 AS wait
+       extract(epoch FROM date_started - scheduled_at)::float8 AS wait,
+       cpu_seconds, peak_memory_bytes, memory_growth_bytes
 FROM queued_tasks
 WHERE state IN ('completed', 'failed') AND date_started IS NOT NULL
   AND date_done > now() - make_interval(secs => %(window)s)

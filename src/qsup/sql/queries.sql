@@ -98,7 +98,8 @@ WITH claimed AS (
     ) AS c
     WHERE t.ctid = c.tid
     RETURNING t.id, t.name, t.args, t.kwargs, t.timeout, t.attempts, t.max_retries, t.context,
-              t.queue, t.headers, t.priority, t.scheduled_at, t.workflow_inputs
+              t.queue, t.headers, t.priority, t.scheduled_at, t.workflow_inputs,
+              t.crash_causes
 )
 SELECT id::text, name,
        CASE WHEN workflow_inputs IS NULL THEN args::text  -- a plain task: its arguments
@@ -113,7 +114,7 @@ SELECT id::text, name,
        END,
        kwargs::text,
        coalesce(timeout, %(default_timeout)s::float8), attempts, max_retries, context::text,
-       queue, headers::text
+       queue, headers::text, crash_causes
 FROM claimed
 ORDER BY priority DESC, scheduled_at, id
 
@@ -136,8 +137,9 @@ WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state = 'picked_up'
 -- name: complete_batch
 -- Mark tasks completed with their results, and enqueue the waiting tasks whose dependencies are
 -- now all completed; returns the queues of those. One statement, so a flush of completions is
--- one round trip. The rows travel as one JSON array of {id, result, started, done, pid} (epoch
--- seconds): far cheaper to send than five arrays. The statement's snapshot still shows the
+-- one round trip. The rows travel as one JSON array of {id, result, started, done, pid, cpu,
+-- peak, growth} (epoch seconds; the attempt's accounting, see 0010): far cheaper to send than
+-- eight arrays. The statement's snapshot still shows the
 -- tasks it completes as unfinished, hence "NOT IN done".
 --
 -- How the outcome statements (this one, retry_batch, fail_batch) find the tasks this server
@@ -150,11 +152,13 @@ WHERE t.id = v.id AND t.server_id = %(server_id)s AND t.state = 'picked_up'
 WITH done AS (
     UPDATE queued_tasks t
     SET state = 'completed', result = v.result, date_started = to_timestamp(v.started),
-        date_done = to_timestamp(v.done), worker_pid = v.pid, error_message = NULL
+        date_done = to_timestamp(v.done), worker_pid = v.pid, error_message = NULL,
+        cpu_seconds = v.cpu, peak_memory_bytes = v.peak, memory_growth_bytes = v.growth
     FROM (
         SELECT v.*, held.ctid AS tid
         FROM jsonb_to_recordset(%(rows)s::jsonb)
-            AS v (id uuid, result jsonb, started float8, done float8, pid int),
+            AS v (id uuid, result jsonb, started float8, done float8, pid int, cpu float8,
+                  peak bigint, growth bigint),
         LATERAL (SELECT ctid FROM queued_tasks q  -- held: see above
                  WHERE q.id = v.id AND q.server_id = %(server_id)s AND q.date_done IS NULL
                  OFFSET 0) AS held
@@ -176,13 +180,19 @@ WITH done AS (
 SELECT DISTINCT queue FROM released
 
 -- name: retry_batch
--- Send failed attempts back to the queue after their backoff.
+-- Send failed attempts back to the queue after their backoff, with their accounting and, when
+-- the worker died, its cause added to the task's crashes.
 UPDATE queued_tasks t
 SET state = 'enqueued', scheduled_at = now() + make_interval(secs => v.delay),
-    error_message = v.error, server_id = NULL, worker_pid = NULL, date_started = NULL
+    error_message = v.error, server_id = NULL, worker_pid = NULL, date_started = NULL,
+    cpu_seconds = v.cpu, peak_memory_bytes = v.peak, memory_growth_bytes = v.growth,
+    crashes = t.crashes + (v.crash IS NOT NULL)::int,
+    crash_causes = nullif(concat_ws(', ', t.crash_causes, v.crash), '')
 FROM (
     SELECT v.*, held.ctid AS tid
-    FROM unnest(%(ids)s::uuid[], %(delays)s::float8[], %(errors)s::text[]) AS v (id, delay, error),
+    FROM unnest(%(ids)s::uuid[], %(delays)s::float8[], %(errors)s::text[], %(crashes)s::text[],
+                %(cpu)s::float8[], %(peak)s::bigint[], %(growth)s::bigint[])
+        AS v (id, delay, error, crash, cpu, peak, growth),
     LATERAL (SELECT ctid FROM queued_tasks q  -- held: see complete_batch
              WHERE q.id = v.id AND q.server_id = %(server_id)s AND q.date_done IS NULL
              OFFSET 0) AS held
@@ -191,14 +201,19 @@ WHERE t.ctid = v.tid
 RETURNING t.id, t.queue
 
 -- name: fail_batch
--- Mark tasks failed for good (no attempt left, or a non-retryable error).
+-- Mark tasks failed for good (no attempt left, a non-retryable error, quarantine), with the
+-- accounting and crash of the last attempt as in retry_batch.
 UPDATE queued_tasks t
 SET state = 'failed', error_message = v.error, date_done = now(),
-    date_started = coalesce(t.date_started, v.started)
+    date_started = coalesce(t.date_started, v.started),
+    cpu_seconds = v.cpu, peak_memory_bytes = v.peak, memory_growth_bytes = v.growth,
+    crashes = t.crashes + (v.crash IS NOT NULL)::int,
+    crash_causes = nullif(concat_ws(', ', t.crash_causes, v.crash), '')
 FROM (
     SELECT v.*, held.ctid AS tid
-    FROM unnest(%(ids)s::uuid[], %(errors)s::text[], %(started)s::timestamptz[])
-        AS v (id, error, started),
+    FROM unnest(%(ids)s::uuid[], %(errors)s::text[], %(started)s::timestamptz[],
+                %(crashes)s::text[], %(cpu)s::float8[], %(peak)s::bigint[], %(growth)s::bigint[])
+        AS v (id, error, started, crash, cpu, peak, growth),
     LATERAL (SELECT ctid FROM queued_tasks q  -- held: see complete_batch
              WHERE q.id = v.id AND q.server_id = %(server_id)s AND q.date_done IS NULL
              OFFSET 0) AS held
@@ -261,10 +276,54 @@ FROM (
 WHERE t.ctid = v.tid
 
 -- name: register_server
--- A supervisor announces itself.
-INSERT INTO queued_task_workers (server_name, max_workers, hostname, pid, queues)
-VALUES (%(server_name)s, %(max_workers)s, %(hostname)s, %(pid)s, %(queues)s)
-RETURNING id
+-- A supervisor announces itself and takes its liveness lock on this connection (see 0010) in
+-- the same statement: no other server can see its row without the lock held, and makes the
+-- session's keepalives short (see take_liveness_lock). Not with take_lock false: the lock then
+-- lives on a direct connection (behind a pooler) and is taken there.
+WITH ins AS (
+    INSERT INTO queued_task_workers (server_name, max_workers, hostname, pid, queues,
+                                     liveness_lock)
+    VALUES (%(server_name)s, %(max_workers)s, %(hostname)s, %(pid)s, %(queues)s, true)
+    RETURNING id
+)
+SELECT id, CASE WHEN %(take_lock)s THEN
+           (pg_advisory_lock(%(lock_class)s, id), set_config('tcp_keepalives_idle', '2', false),
+            set_config('tcp_keepalives_interval', '1', false),
+            set_config('tcp_keepalives_count', '3', false))::text END
+FROM ins
+
+-- name: take_liveness_lock
+-- After a reconnection: take this server's liveness lock again (false while another session
+-- holds it: our old one the database has not noticed dead yet, or a server declaring us dead).
+-- The server-side keepalives make a vanished host's session, and so its lock, end in seconds.
+SELECT pg_try_advisory_lock(%(lock_class)s, %(server_id)s::int),
+       set_config('tcp_keepalives_idle', '2', false),
+       set_config('tcp_keepalives_interval', '1', false),
+       set_config('tcp_keepalives_count', '3', false)
+
+-- name: server_is_running
+-- Whether this server's row is still marked running (asked once its lock is held again: no
+-- other server can declare it dead from then on).
+SELECT is_running FROM queued_task_workers WHERE id = %(server_id)s
+
+-- name: lock_free_servers
+-- The running servers whose liveness lock nobody holds: their session ended (the process or
+-- its host died). One scan of the lock table, every few seconds (liveness.CHECK_EVERY).
+SELECT coalesce(array_agg(w.id), '{}') FROM queued_task_workers w
+WHERE w.is_running AND w.liveness_lock AND w.id <> %(server_id)s
+  AND NOT EXISTS (SELECT 1 FROM pg_locks l
+                  WHERE l.locktype = 'advisory' AND l.classid = %(lock_class)s::oid
+                    AND l.objid = w.id::oid AND l.objsubid = 2 AND l.granted)
+
+-- name: declare_lock_free_dead
+-- Declare dead the servers among %(ids)s whose lock is still free a few seconds later; the
+-- lock is held by this transaction while it does, so such a server cannot take it back
+-- unseen (it then finds itself declared dead and stops its tasks first).
+UPDATE queued_task_workers
+SET is_running = false, date_stopped = now(), active_workers = 0, idle_workers = 0
+WHERE id = ANY(%(ids)s::int[]) AND is_running AND liveness_lock
+  AND pg_try_advisory_xact_lock(%(lock_class)s, id)
+RETURNING id, server_name
 
 -- name: heartbeat
 -- One round trip per beat: refresh this server's row (reviving it if another server declared
@@ -287,6 +346,10 @@ WITH old AS (
     SET is_running = false, date_stopped = now(), active_workers = 0, idle_workers = 0
     WHERE %(may_declare)s AND is_running AND id <> %(server_id)s
       AND last_heartbeat < now() - make_interval(secs => %(timeout)s)
+      AND NOT (liveness_lock AND EXISTS (  -- only slow: its lock is held, its tasks still run
+          SELECT 1 FROM pg_locks l
+          WHERE l.locktype = 'advisory' AND l.classid = %(lock_class)s::oid
+            AND l.objid = queued_task_workers.id::oid AND l.objsubid = 2 AND l.granted))
     RETURNING id, server_name
 )
 SELECT (SELECT is_running FROM beat),
@@ -331,7 +394,8 @@ LISTEN {channel}
 -- One task by id.
 SELECT id, name, state, parent_task, queue, priority, args, kwargs, date_enqueued, date_started,
        date_done, scheduled_at, attempts, max_retries, timeout, unique_key, context, result,
-       error_message, server_id, worker_pid
+       error_message, server_id, worker_pid, cpu_seconds, peak_memory_bytes,
+       memory_growth_bytes, crashes, crash_causes
 FROM queued_tasks WHERE id = %(id)s
 
 -- name: find_task_ids

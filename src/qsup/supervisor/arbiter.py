@@ -2,13 +2,14 @@
 
 One ``selectors`` loop waits on the signal pipe, the LISTEN socket and every worker pipe, with
 a timeout that is the nearest deadline (flush, poll, heartbeat, task timeouts, shutdown).
-Each pass: handle signals, read worker messages, reap, enforce deadlines, manage workers,
-claim, hand tasks to idle workers, flush writes, heartbeat. The arbiter drives the flow of
-tasks; what the server holds is its :class:`~qsup.supervisor.ledger.Ledger`'s, what becomes of
-an ended task is decided in :mod:`~qsup.supervisor.settle`, and the worker processes themselves
-(spawning, scaling, recycling, killing, reaping) belong to its
-:class:`~qsup.supervisor.crew.Crew`, which hands each dead worker back so the arbiter settles
-the tasks it held. The policies in :mod:`qsup.supervisor.policy` make the decisions.
+Each pass: handle signals, read worker messages, reap, enforce deadlines, heartbeat and the
+other chores, manage workers, claim, hand tasks to idle workers, flush writes. The arbiter
+drives the flow of tasks; what the server holds is its
+:class:`~qsup.supervisor.ledger.Ledger`'s, what becomes of an ended task is decided in
+:mod:`~qsup.supervisor.settle`, and the worker processes themselves (spawning, scaling,
+recycling, killing, reaping) belong to its :class:`~qsup.supervisor.crew.Crew`, which hands
+each dead worker back so the arbiter settles the tasks it held. The policies in
+:mod:`qsup.supervisor.policy` make the decisions.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from setproctitle import setproctitle
 
-from qsup import log, protocol, repo
+from qsup import protocol, repo
 from qsup.errors import ConfigError
 from qsup.linux import become_subreaper
 from qsup.scheduler import Schedule, load_schedules
@@ -39,9 +40,13 @@ from qsup.supervisor.housekeeping import Housekeeper
 from qsup.supervisor.intake import Intake
 from qsup.supervisor.ledger import Ledger
 from qsup.supervisor.link import Link
-from qsup.supervisor.pool import Worker, kill
+from qsup.supervisor.liveness import OwnLock, fence
+from qsup.supervisor.pool import Worker
 from qsup.supervisor.signals import SignalPipe
 from qsup.supervisor.writer import SHUTDOWN_WAIT, Writer
+
+if TYPE_CHECKING:
+    from qsup.http.process import HttpKeeper
 
 FLUSH_SIZE = 500  # outcomes that are worth a flush at once
 RETRY_FLUSH_AFTER = 0.25  # seconds between flush attempts while the database is away
@@ -56,6 +61,7 @@ class Arbiter:
         url: str,
         reload: Callable[[], Config],
         schedules: Sequence[Schedule] = (),
+        http: HttpKeeper | None = None,
     ) -> None:
         self.config = config
         self.url = url
@@ -68,6 +74,11 @@ class Arbiter:
         self.writer = Writer(url, f"qsup-writer-{os.getpid()}")
         self.selector.register(self.writer.wake_fd, selectors.EVENT_READ, "written")
         self.crew = Crew(config, self.selector, self.writer.busy, self.counters, self.ledger)
+        self.own_lock = OwnLock(
+            self.link, self.selector, self.ledger, self.crew, config.listen_database_url
+        )
+        self.http = http  # restarted when it dies
+        self.crew.on_other_exit = http.exited if http else None
         self.housekeeper = Housekeeper(self.link, self.counters, schedules)
         self.link.on_reconnect = self._on_reconnect
         self.reconcile_due = False
@@ -96,11 +107,13 @@ class Arbiter:
             self.hostname,
             os.getpid(),
             self.config.queues,
+            take_lock=not self.own_lock.separate,
         )
         # What start-up made (modules, settings, task code) lives as long as the process:
         # out of every collection (a full one took 17 ms mid-drain) and out of the pages
         # the collector would otherwise copy in each forked worker.
         gc.freeze()
+        self.own_lock.start()
         self.signals = SignalPipe()
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ, "signals")
         self.intake.listen()
@@ -131,11 +144,17 @@ class Arbiter:
                 self.intake.on_readable()
             elif key.data == "written":
                 self._written()
+            elif key.data == "link":
+                self.link.check()
             else:
                 self._read_worker(key.data)
         now = time.monotonic()
         self._reap()
         self.crew.enforce_deadlines(now, self.drain_deadline)
+        self.own_lock.mind(now, self.server_id)
+        self._chores(now)  # before claiming: what it finds (rescued, due tasks) goes out now
+        if self.http and self.state == "running":
+            self.http.restart_if_due(now, self.writer.busy)
         if self.state == "running":
             # the tasks we hold, else one if the last claim left more in the database
             self.crew.scale(now, len(self.ledger.buffer) or int(self.intake.backlog))
@@ -147,7 +166,6 @@ class Arbiter:
             handoff.recall(self.ledger, self.crew)
         self.intake.check_next_due(now)
         self._flush(now)
-        self._chores(now)
 
     def _finished(self) -> bool:
         return self.state != "running" and not self.crew.workers
@@ -164,6 +182,8 @@ class Arbiter:
         if self.drain_deadline is not None:
             deadlines.append(self.drain_deadline)
         deadlines.extend(self.crew.deadlines(now, running))
+        deadlines.extend(self.own_lock.deadlines())
+        deadlines.extend(self.http.deadlines() if self.http else ())
         return max(0.0, min(deadlines) - now)
 
     def _close(self) -> None:
@@ -187,6 +207,7 @@ class Arbiter:
             )
         self.link.call(lambda conn: repo.stop_server(conn, self.server_id), now=True)
         self.link.close()
+        self.own_lock.close()
         self.writer.close()
         self.intake.close()
         if self.signals:
@@ -309,24 +330,13 @@ class Arbiter:
     def _on_reconnect(self) -> None:
         self.intake.wake()  # catch up on what NOTIFY said while we were away
         self.reconcile_due = True
-
-    def _reconcile(self) -> None:
-        """After a lost connection: a claim whose reply never arrived may have committed. Give
-        back the tasks the database says this server holds that nothing here knows of."""
-        known = self.ledger.ids()
-        given_back = self.link.call(
-            lambda conn: repo.release_unknown(conn, self.server_id, list(known))
-        )
-        if given_back is not None:
-            self.reconcile_due = False
-        if given_back:
-            logger.warning("requeued {} task(s) of a claim whose reply was lost", len(given_back))
+        self.own_lock.reconnected(self.link)
 
     def _claim(self, now: float, how: policy.Handoff) -> None:
-        if self.state != "running":
+        if self.state != "running" or self.own_lock.lost_at is not None:
             return
         if self.reconcile_due:
-            self._reconcile()
+            self.reconcile_due = not self.intake.reconcile(self.server_id, self.ledger.ids())
         in_flight = [self.ledger.load(w.pid) for w in self.crew.workers.values() if w.accepting]
         limit = policy.claim_size(
             in_flight,
@@ -382,19 +392,8 @@ class Arbiter:
         )
         if chores.new_work:
             self.intake.wake()
-        if chores.declared_dead:  # our claimed tasks were requeued: they are not ours any more
+        if chores.declared_dead:  # our tasks were requeued: they are not ours any more
             self.ledger.forget_buffer()
+            fence(self.ledger, self.crew, now, declared_dead=True)
         if chores.cancel:
-            self._cancel(chores.cancel, now)
-
-    def _cancel(self, task_ids: set[Any], now: float) -> None:
-        """Stop tasks an operator cancelled: drop them from the buffer and from workers'
-        queues, or kill the worker running one."""
-        drops = self.ledger.cancel(task_ids, now)
-        for worker in self.crew.workers.values():
-            if worker.pid in drops:
-                self.crew.send(worker, protocol.Drop(drops[worker.pid]))
-            current = self.ledger.current(worker.pid)
-            if current in task_ids:
-                log.event("cancelled", current).info("cancelling: stopping worker {}", worker.slot)
-                kill(worker, "cancel")
+            handoff.cancel(self.ledger, self.crew, chores.cancel, now)

@@ -23,6 +23,8 @@ from qsup.supervisor import policy, pool
 from qsup.supervisor.ledger import Ledger
 from qsup.supervisor.pool import Worker
 
+MEMORY_CHECK_EVERY = 0.5  # seconds between samples of the busy workers' memory (with a limit)
+
 
 class Crew:
     """The worker processes by pid, how many may run, and when the next one may start."""
@@ -45,6 +47,8 @@ class Crew:
         self.next_spawn_at = 0.0
         self.boot_failures = 0
         self.oom_kills = linux.oom_kills()  # the cgroup's count, to tell an OOM kill apart
+        self.next_memory_check = 0.0
+        self.on_other_exit: Callable[[int, int, float], object] | None = None  # the HTTP child
 
     def busy(self, worker: Worker) -> bool:
         return self.ledger.load(worker.pid) > 0
@@ -58,6 +62,8 @@ class Crew:
         """When the loop must wake for the workers: a delayed start, a task's timeout, and
         (while running) the retirement of the idlest worker."""
         due = [self.next_spawn_at] if self.next_spawn_at > now else []
+        if self.config.worker_memory_limit_mb and any(map(self.busy, self.workers.values())):
+            due.append(self.next_memory_check)
         due.extend(w.deadline for w in self.workers.values() if w.deadline is not None)
         idle = [w.idle_since for w in self.workers.values() if not self.busy(w) and not w.retiring]
         if running and len(idle) > self.config.min_workers:
@@ -154,6 +160,7 @@ class Crew:
             worker.rss / 2**20,
             self.config.max_tasks_per_worker,
             self.config.max_worker_memory_mb,
+            worker.jitter,
         )
         if recycle:
             self.counters["recycled:" + recycle.kind] += 1
@@ -163,7 +170,10 @@ class Crew:
             self._retire(worker, recycle.reason)
 
     def enforce_deadlines(self, now: float, drain_deadline: float | None) -> None:
-        """Kill workers whose task overran its timeout, and every one once a drain is over."""
+        """Kill workers whose task overran its timeout or the memory limit, and every one once
+        a drain is over."""
+        if self.config.worker_memory_limit_mb and now >= self.next_memory_check:
+            self._enforce_memory_limit(now)
         for worker in self.workers.values():
             if worker.deadline is not None and now >= worker.deadline and not worker.kill_reason:
                 log.event("timeout", self.ledger.current(worker.pid)).warning(
@@ -180,6 +190,26 @@ class Crew:
                     )
                     pool.kill(worker, "shutdown")
 
+    def _enforce_memory_limit(self, now: float) -> None:
+        """Sample the busy workers' own memory (every ``MEMORY_CHECK_EVERY`` seconds, only
+        with a limit set) and kill the ones past it mid-task."""
+        self.next_memory_check = now + MEMORY_CHECK_EVERY
+        limit = self.config.worker_memory_limit_mb
+        for worker in self.workers.values():
+            if not self.busy(worker) or worker.kill_reason:
+                continue
+            used = linux.unique_memory(worker.pid)
+            if used is not None and used > limit * 2**20:
+                worker.rss = used
+                logger.warning(
+                    "worker {} (pid {}) uses {:.0f} MB, over worker_memory_limit_mb={}: killing it",
+                    worker.slot,
+                    worker.pid,
+                    used / 2**20,
+                    limit,
+                )
+                pool.kill(worker, "memory")
+
     # --- exits ----------------------------------------------------------------------------
 
     def close_pipe(self, worker: Worker) -> None:
@@ -195,6 +225,8 @@ class Crew:
             worker = self.workers.get(pid)
             if worker is not None:
                 yield worker, self._on_exit(worker, code, last_words)
+            elif self.on_other_exit is not None:
+                self.on_other_exit(pid, code, time.monotonic())
 
     def _on_exit(self, worker: Worker, code: int, last_words: Callable[[Worker], None]) -> str:
         now = time.monotonic()
@@ -207,7 +239,9 @@ class Crew:
             if not worker.conn.closed:
                 self.close_pipe(worker)
         del self.workers[worker.pid]
-        how = pool.describe_exit(code, worker.kill_reason, self._oom_killed(code))
+        oom_killed = self._oom_killed(code)
+        how = pool.describe_exit(code, worker.kill_reason, oom_killed)
+        worker.crash = pool.crash_cause(code, worker.kill_reason, oom_killed)
         if not worker.ready and worker.retiring is None:
             self.boot_failures += 1
             self.counters["crashed:start-up"] += 1

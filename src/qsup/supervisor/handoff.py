@@ -1,12 +1,16 @@
-"""Handing claimed tasks to workers, and calling back what an idle worker could run: between
-the ledger (what is held where) and the crew (the processes); the sizes are policy's."""
+"""Handing claimed tasks to workers, calling back what an idle worker could run, and taking
+back what an operator cancelled: between the ledger (what is held where) and the crew (the
+processes); the sizes are policy's."""
 
 from __future__ import annotations
 
-from qsup import protocol
+from typing import Any
+
+from qsup import log, protocol
 from qsup.supervisor import policy
 from qsup.supervisor.crew import Crew
 from qsup.supervisor.ledger import Ledger
+from qsup.supervisor.pool import kill
 
 
 def dispatch(ledger: Ledger, crew: Crew, how: policy.Handoff) -> None:
@@ -41,3 +45,16 @@ def recall(ledger: Ledger, crew: Crew) -> None:
         queued = ledger.recall(worker.pid)
         if queued:
             crew.send(worker, protocol.Drop(queued))
+
+
+def cancel(ledger: Ledger, crew: Crew, task_ids: set[Any], now: float) -> None:
+    """Stop tasks an operator cancelled: drop them from the buffer and from workers' queues,
+    or kill the worker running one."""
+    drops = ledger.cancel(task_ids, now)
+    for worker in crew.workers.values():
+        if worker.pid in drops:
+            crew.send(worker, protocol.Drop(drops[worker.pid]))
+        current = ledger.current(worker.pid)
+        if current in task_ids:
+            log.event("cancelled", current).info("cancelling: stopping worker {}", worker.slot)
+            kill(worker, "cancel")

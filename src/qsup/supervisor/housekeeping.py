@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from qsup import scheduler
 from qsup.settings import Config
 from qsup.supervisor.link import Link
+from qsup.supervisor.liveness import LockWatch
 from qsup.supervisor.maintenance import Chores, Cron, Heartbeat, Pruner, Rescuer, Round, Service
 
 SHOW_WITHIN = 1.0  # seconds: a change of the server's row (workers, totals) is written this soon
@@ -25,7 +26,7 @@ class Housekeeper:
         self.heartbeat = Heartbeat(counters, rescuer)
         self.cron = Cron(schedules)
         # the heartbeat and the rescuer also run while draining: the row stays fresh
-        self.always: tuple[Service, ...] = (self.heartbeat, rescuer)
+        self.always: tuple[Service, ...] = (self.heartbeat, LockWatch(rescuer), rescuer)
         self.running_only: tuple[Service, ...] = (Pruner(), self.cron)
         self.shown: tuple[int, int, int] | None = None  # (max, workers, tasks) of the last beat
 

@@ -137,6 +137,15 @@ class Intake:
         self.due_check = not self.backlog
         return count + len(claimed)
 
+    def reconcile(self, server_id: int, known: set[str]) -> bool:
+        """After a lost connection: a claim whose reply never arrived may have committed. Give
+        back the tasks the database says this server holds that are not ``known``; False
+        while the database is away (try again later)."""
+        given_back = self.link.call(lambda conn: repo.release_unknown(conn, server_id, [*known]))
+        if given_back:
+            logger.warning("requeued {} task(s) of a claim whose reply was lost", len(given_back))
+        return given_back is not None
+
     def check_next_due(self, now: float) -> None:
         """After a claim that emptied the queue (and after its tasks went out: this costs a
         round trip), wake when the next delayed task is due; soon if one already is."""

@@ -13,6 +13,14 @@ from qsup.db.connect import close_quietly, connect, describe, lost
 from qsup.errors import DatabaseUnreachable
 
 T = TypeVar("T")
+# A vanished peer is noticed in about 5 s, not the system's 2 hours: the supervisor's liveness
+# lock lives on this connection (see liveness.py), so it must know soon that it lost it.
+KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 2,
+    "keepalives_interval": 1,
+    "keepalives_count": 3,
+}
 
 
 class Link:
@@ -25,6 +33,7 @@ class Link:
         self.failures = 0
         self.retry_at = 0.0
         self.on_reconnect: Callable[[], None] | None = None
+        self.on_lost: Callable[[], None] | None = None  # before the connection is closed
         self.connected_at = 0.0
 
     @property
@@ -33,7 +42,7 @@ class Link:
 
     def open(self) -> None:
         """First connection: failure is fatal (exit 3)."""
-        self.conn = connect(self.url, prepare_threshold=0, application_name=self.name)
+        self.conn = connect(self.url, prepare_threshold=0, application_name=self.name, **KEEPALIVES)
         self.connected_at = time.monotonic()
 
     def call(self, fn: Callable[[psycopg.Connection[Any]], T], *, now: bool = False) -> T | None:
@@ -53,9 +62,23 @@ class Link:
         """Seconds since the current connection was made (0 when down)."""
         return time.monotonic() - self.connected_at if self.up else 0.0
 
+    def check(self) -> None:
+        """Its socket became readable while idle: the server ended the session (an idle
+        autocommit connection without LISTEN gets nothing else)."""
+        assert self.conn is not None
+        try:
+            self.conn.pgconn.consume_input()
+            if self.conn.pgconn.status == psycopg.pq.ConnStatus.OK:
+                return
+            raise psycopg.OperationalError("the server closed the connection")
+        except psycopg.OperationalError as exc:
+            self._lost(exc)
+
     def _lost(self, exc: Exception) -> None:
         if self.conn is not None:
             logger.warning("{}", lost(describe(self.url), exc))
+            if self.on_lost:
+                self.on_lost()
         self.close()
         delay = min(10.0, 0.1 * 2**self.failures)
         self.retry_at = time.monotonic() + delay
@@ -68,7 +91,9 @@ class Link:
         if not now and time.monotonic() < self.retry_at:
             return False
         try:
-            self.conn = connect(self.url, prepare_threshold=0, application_name=self.name)
+            self.conn = connect(
+                self.url, prepare_threshold=0, application_name=self.name, **KEEPALIVES
+            )
         except DatabaseUnreachable as exc:
             self._lost(exc)
             return False

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from qsup import repo
-from qsup.protocol import TaskId
+from qsup.accounting import NO_USAGE, Usage
+from qsup.protocol import Finished, TaskId
 from qsup.workflow import NewWorkflow
 
 FLUSH_AFTER = 0.02  # seconds an outcome may wait for company
@@ -31,9 +32,13 @@ class Outbox:
     """Pending writes: each field but the last two is one kind of entry."""
 
     running: dict[TaskId, tuple[float, int]] = field(default_factory=dict)  # epoch, pid
-    completed: list[tuple[TaskId, str, float, float, int]] = field(default_factory=list)
-    retries: list[tuple[TaskId, float, str]] = field(default_factory=list)
-    failures: list[tuple[TaskId, str, datetime | None]] = field(default_factory=list)
+    completed: list[tuple[TaskId, str, float, float, int, float, int, int]] = field(
+        default_factory=list
+    )
+    retries: list[tuple[TaskId, float, str, str | None, Usage]] = field(default_factory=list)
+    failures: list[tuple[TaskId, str, datetime | None, str | None, Usage]] = field(
+        default_factory=list
+    )
     releases: list[TaskId] = field(default_factory=list)
     cancels: list[TaskId] = field(default_factory=list)
     logs: list[tuple[TaskId, str, str, datetime]] = field(default_factory=list)
@@ -66,23 +71,41 @@ class Outbox:
     def started(self, task_id: TaskId, at: float, pid: int) -> None:
         self.running[task_id] = (at, pid)  # one per busy worker at most
 
-    def completed_ok(
-        self, task_id: TaskId, result: str, started: float, done: float, pid: int, now: float
-    ) -> None:
-        self.running.pop(task_id, None)  # the completion writes the start too
-        self.completed.append((task_id, result, started, done, pid))
+    def completed_ok(self, msg: Finished, pid: int, now: float) -> None:
+        assert msg.result is not None
+        self.running.pop(msg.task_id, None)  # the completion writes the start too
+        row = (msg.task_id, msg.result, msg.started, msg.done, pid, msg.cpu, msg.peak, msg.growth)
+        self.completed.append(row)
         self.counters["completed"] += 1
         self._touch(now)
 
-    def retry(self, task_id: TaskId, delay: float, error: str, now: float) -> None:
+    def retry(
+        self,
+        task_id: TaskId,
+        delay: float,
+        error: str,
+        now: float,
+        crash: str | None = None,
+        usage: Usage = NO_USAGE,
+    ) -> None:
+        """A failed attempt to run again after ``delay``; ``crash``: how its worker died."""
         self.running.pop(task_id, None)
-        self.retries.append((task_id, delay, error))
+        self.retries.append((task_id, delay, error, crash, usage))
         self.counters["retried"] += 1
         self._touch(now)
 
-    def fail(self, task_id: TaskId, error: str, started: float | None, now: float) -> None:
+    def fail(
+        self,
+        task_id: TaskId,
+        error: str,
+        started: float | None,
+        now: float,
+        crash: str | None = None,
+        usage: Usage = NO_USAGE,
+    ) -> None:
         self.running.pop(task_id, None)
-        self.failures.append((task_id, error, timestamp(started) if started else None))
+        started_at = timestamp(started) if started else None
+        self.failures.append((task_id, error, started_at, crash, usage))
         self.counters["failed"] += 1
         self._touch(now)
 

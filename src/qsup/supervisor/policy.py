@@ -62,14 +62,22 @@ class Recycle(NamedTuple):
     reason: str  # for the log
 
 
+RECYCLE_JITTER = 0.1  # workers recycle up to 10 % before their limit, each at its own point
+
+
 def recycle_reason(
-    tasks_done: int, rss_mb: float, max_tasks: int, max_memory_mb: int
+    tasks_done: int, rss_mb: float, max_tasks: int, max_memory_mb: int, jitter: float = 0.0
 ) -> Recycle | None:
-    """Why a worker that just finished tasks should be replaced, or None."""
+    """Why a worker that just finished tasks should be replaced, or None. ``rss_mb`` is its
+    unique memory; ``jitter`` in [0, 1), the worker's own, lowers the memory limit by up to
+    ``RECYCLE_JITTER`` so workers that grow alike do not all restart together (gunicorn's
+    max_requests_jitter; the task count stays exact, an operator's promise)."""
     if max_tasks and tasks_done >= max_tasks:
         return Recycle("max_tasks", f"ran {tasks_done} tasks (max_tasks_per_worker={max_tasks})")
-    if max_memory_mb and rss_mb > max_memory_mb:
-        return Recycle("memory", f"RSS {rss_mb:.0f} MB above max_worker_memory_mb={max_memory_mb}")
+    if max_memory_mb and rss_mb > max_memory_mb * (1 - RECYCLE_JITTER * jitter):
+        return Recycle(
+            "memory", f"unique RSS {rss_mb:.0f} MB near max_worker_memory_mb={max_memory_mb}"
+        )
     return None
 
 
@@ -175,6 +183,21 @@ def beat_interval(notify: bool, heartbeat: float, fallback_poll: float) -> float
     """Seconds between heartbeats. Each beat also checks for due tasks, so with NOTIFY it is
     the fallback poll too: an idle server makes one query per interval."""
     return min(heartbeat, fallback_poll) if notify else heartbeat
+
+
+def quarantine(crash_causes: Sequence[str], max_crashes: int) -> str | None:
+    """The error of a task whose attempts have killed ``max_crashes`` workers or more (poison:
+    no retry, whatever its retries), None while it may run again (or with 0: never)."""
+    if not max_crashes or len(crash_causes) < max_crashes:
+        return None
+    return f"quarantined: killed {len(crash_causes)} workers ({', '.join(crash_causes)})"
+
+
+def must_fence(lost_for: float | None, declared_dead: bool, fence_after: float) -> bool:
+    """Stop this server's running tasks? When another server declared it dead (they were
+    requeued), or once its liveness lock has been lost (``lost_for`` seconds, None: held) for
+    ``fence_after``, before the others may declare it dead."""
+    return declared_dead or (lost_for is not None and lost_for >= fence_after)
 
 
 def seconds_to_next_tick(schedules: Sequence[Schedule], now: datetime, most: float) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +32,10 @@ class Worker:
     tasks_done: int = 0
     rss: int = 0
     retiring: str | None = None  # why it was told to stop
-    kill_reason: str | None = None  # why we killed it: "timeout" or "shutdown"
+    kill_reason: str | None = None  # why we killed it: "timeout", "memory", "shutdown", ...
     exit_code: int | None = None
+    crash: str | None = None  # how it died, when that counts against its task (crash_cause)
+    jitter: float = field(default_factory=random.random)  # when it recycles, near its limits
     waiting: Callable[[], bool] = field(init=False, repr=False)  # a message to read?
 
     def __post_init__(self) -> None:
@@ -87,6 +90,8 @@ KILLED_FOR = {
     "timeout": "its task overran its timeout",
     "cancel": "its task was cancelled",
     "shutdown": "the shutdown timeout passed",
+    "fenced": "its server lost its liveness lock",
+    "memory": "it used more memory than worker_memory_limit_mb",
 }
 
 
@@ -111,3 +116,18 @@ def describe_exit(code: int, kill_reason: str | None = None, oom_killed: bool | 
     if oom_killed is None:
         return f"{label}, not sent by qsup (out of memory? the kernel log would say)"
     return f"{label}, not sent by qsup and no OOM kill in its cgroup"
+
+
+def crash_cause(code: int, kill_reason: str | None, oom_killed: bool | None) -> str | None:
+    """How a worker died, as its task's crashes record it ("SIGSEGV", "exit code 17", "OOM
+    kill", "hard timeout", "MemoryLimitExceeded"); None when qsup stopped it on purpose
+    (cancel, shutdown, fence), which is no fault of the task."""
+    if kill_reason in ("cancel", "shutdown", "fenced"):
+        return None
+    if kill_reason == "timeout":
+        return "hard timeout"
+    if kill_reason == "memory":
+        return "MemoryLimitExceeded"
+    if oom_killed:
+        return "OOM kill"
+    return exit_label(code).removeprefix("signal ")

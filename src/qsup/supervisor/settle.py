@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import random
 
-from qsup import log, middleware, protocol
+from qsup import accounting, log, middleware, protocol
+from qsup.accounting import NO_USAGE, Usage
 from qsup.protocol import Job
 from qsup.settings import Config
 from qsup.supervisor import policy
@@ -20,8 +21,7 @@ def finished(
 ) -> None:
     """A job's end as its worker reported it: completed, retried later, or failed for good."""
     if msg.outcome == "ok":
-        assert msg.result is not None
-        outbox.completed_ok(task.id, msg.result, msg.started, msg.done, pid, now)
+        outbox.completed_ok(msg, pid, now)
         if log.debug_events:
             log.event("completed", task.id).debug("task {} completed", task.name)
         return
@@ -37,6 +37,7 @@ def finished(
         config,
         now,
         msg.trace,
+        usage=(msg.cpu, msg.peak, msg.growth),
     )
 
 
@@ -44,41 +45,64 @@ def dead_worker(
     ledger: Ledger, worker: Worker, how: str, keep: bool, config: Config, now: float
 ) -> None:
     """Settle what a dead worker held: the task it ran (see :func:`worker_died`), and the
-    unstarted rest given back (kept in the buffer with ``keep``, else requeued)."""
+    unstarted rest given back (kept in the buffer with ``keep``, else requeued; never after a
+    fence: other servers may hold them now)."""
     started = ledger.started_at(worker.pid)
     current, rest = ledger.worker_gone(worker.pid)
     if current is not None:
-        outbox = ledger.outbox
-        worker_died(outbox, current, worker.kill_reason, how, worker.pid, started, config, now)
-    ledger.give_back(rest, keep, now)
+        worker_died(ledger.outbox, current, worker, how, started, config, now)
+    ledger.give_back(rest, keep and worker.kill_reason != "fenced", now)
 
 
 def worker_died(
     outbox: Outbox,
     task: Job,
-    kill_reason: str | None,
+    worker: Worker,
     how: str,
-    pid: int,
     started: float | None,
     config: Config,
     now: float,
 ) -> None:
-    """The task a worker was running when it exited: requeued (shutdown), cancelled, or a
-    failed attempt (timeout, crash). The ``on_worker_died`` hooks learn why first."""
+    """The task a worker was running when it exited: requeued (shutdown, fence), cancelled,
+    or a failed attempt (timeout, memory ceiling, crash), counted as a crash; quarantined
+    (failed whatever its retries) once its attempts have killed ``max_crashes`` workers. The
+    ``on_worker_died`` hooks learn why first."""
+    kill_reason = worker.kill_reason
     middleware.worker_died(config, task, kill_reason or "crash")
-    if kill_reason == "shutdown":
+    if kill_reason in ("shutdown", "fenced"):
         outbox.release([task.id], now)
-    elif kill_reason == "cancel":
+        return
+    if kill_reason == "cancel":
         outbox.cancel([task.id], now)
-    elif kill_reason == "timeout":
-        error = (
-            f"TaskTimeout: {task.name} ran longer than {task.timeout:g} s and did not stop"
-            f" within {config.timeout_grace:g} s; worker killed"
+        return
+    if kill_reason == "timeout":
+        outcome, error = (
+            "timeout",
+            (
+                f"TaskTimeout: {task.name} ran longer than {task.timeout:g} s and did not stop"
+                f" within {config.timeout_grace:g} s; worker killed"
+            ),
         )
-        attempt_failed(outbox, task, "timeout", error, None, started, config, now)
+    elif kill_reason == "memory":
+        outcome, error = (
+            "error",
+            (
+                f"MemoryLimitExceeded: worker used {worker.rss / 2**20:.0f} MB,"
+                f" limit {config.worker_memory_limit_mb} MB"
+            ),
+        )
     else:
-        error = f"WorkerDied: worker pid {pid} died running {task.name} ({how})"
-        attempt_failed(outbox, task, "error", error, None, started, config, now)
+        outcome = "error"
+        error = f"WorkerDied: worker pid {worker.pid} died running {task.name} ({how})"
+    causes = [*(task.crash_causes or "").split(", "), worker.crash or ""]
+    verdict = policy.quarantine([c for c in causes if c], config.max_crashes)
+    if verdict is None:
+        attempt_failed(outbox, task, outcome, error, None, started, config, now, crash=worker.crash)
+        return
+    outbox.fail(task.id, verdict, started, now, crash=worker.crash)
+    outbox.counters["quarantined"] += 1
+    outbox.log(task.id, "error", f"attempt {task.attempts} failed: {error}; {verdict}", now)
+    log.event("quarantined", task.id).error("task {} {}", task.name, verdict)
 
 
 def attempt_failed(
@@ -91,9 +115,12 @@ def attempt_failed(
     config: Config,
     now: float,
     trace: str | None = None,
+    crash: str | None = None,
+    usage: Usage = NO_USAGE,
 ) -> None:
     """A failed attempt: logged (with the full ``trace`` when ``error`` is a shortened
-    traceback), then retried with backoff, or failed when none is left."""
+    traceback, and what it cost), then retried with backoff, or failed when none is left.
+    ``crash``: how its worker died."""
     delay = policy.after_failure(
         outcome,
         task.attempts,
@@ -104,14 +131,14 @@ def attempt_failed(
         random.random(),
     )
     summary = error.strip().splitlines()[-1] if error.strip() else outcome
-    attempt = f"attempt {task.attempts}/{task.max_retries + 1}"
+    attempt = f"attempt {task.attempts}/{task.max_retries + 1}{accounting.describe(usage)}"
     if delay is None:
-        outbox.fail(task.id, error, started, now)
+        outbox.fail(task.id, error, started, now, crash, usage)
         outbox.log(task.id, "error", f"{attempt} failed, no retry left: {trace or error}", now)
         task_log = log.event("failed", task.id).bind(outcome=outcome)
         task_log.warning("task {} failed: {}", task.name, summary)
     else:
-        outbox.retry(task.id, delay, error, now)
+        outbox.retry(task.id, delay, error, now, crash, usage)
         outbox.log(
             task.id, "error", f"{attempt} failed, retry in {delay:.1f} s: {trace or error}", now
         )

@@ -19,6 +19,7 @@ import psycopg
 from loguru import logger
 
 from qsup import repo, workflow_store
+from qsup.accounting import NO_USAGE
 from qsup.supervisor.link import Link
 from qsup.supervisor.outbox import Outbox, timestamp
 from qsup.workflow import NewWorkflow
@@ -170,6 +171,6 @@ def salvage(conn: Any, outbox: Outbox, server_id: int, error: str) -> None:
     releases = list(outbox.releases)
     outbox.clear()
     if ids:
-        repo.fail_batch(conn, server_id, [(i, message, None) for i in ids])
+        repo.fail_batch(conn, server_id, [(i, message, None, None, NO_USAGE) for i in ids])
     if releases:
         repo.release_batch(conn, server_id, releases)

@@ -20,6 +20,7 @@ from qsup.encoding import resolve_task, to_json
 from qsup.errors import NonRetryableError, Retry, TaskDefinitionError, TaskTimeout
 from qsup.settings import Config
 from qsup.worker.hooked import Hooked
+from qsup.worker.meter import Meter
 from qsup.workflow_values import INPUTS_KEY, step_arguments
 
 
@@ -84,11 +85,7 @@ class Runner:
         self.loop = asyncio.new_event_loop()
         signal.signal(signal.SIGALRM, _raise_timeout)
         self.allowed = tuple(config.allowed_task_modules)
-        self.memory_info = None  # psutil costs ~20 us per task: only for a memory ceiling
-        if config.max_worker_memory_mb:
-            import psutil  # here, not at the top: the supervisor imports this module
-
-            self.memory_info = psutil.Process().memory_info
+        self.meter = Meter()
         self.max_result_bytes = config.max_result_bytes
         context.configure(config)
         self.hooks: Hooked | None = None  # with no middleware, no layer is added
@@ -98,7 +95,7 @@ class Runner:
             self.function = self.hooks.wrapping(_function)
 
     def run(self, job: protocol.Job) -> protocol.Finished:
-        started = time.time()
+        started, cpu = time.time(), self.meter.start()
         args, kwargs, ctx = _decode(job.args), _decode(job.kwargs), _decode(job.context)
         context.enter(job, ctx if isinstance(ctx, dict) else {})
         if log.debug_events:  # here: the supervisor does not see each start of a batch
@@ -113,17 +110,21 @@ class Runner:
             context.leave()
         if saved is not None:
             context.send(protocol.SaveContext(job.id, saved))
-        rss = self.memory_info().rss if self.memory_info else 0
+        done = time.time()
+        cpu, peak, growth = self.meter.stop(cpu, done - started)
         return protocol.Finished(
             job.id,
             end.outcome,
             started,
-            time.time(),
+            done,
             end.result,
             end.error,
             end.delay,
-            rss,
+            self.meter.unique,
             end.trace,
+            cpu,
+            peak,
+            growth,
         )
 
     def _call(self, job: protocol.Job, args: Any, kwargs: Any) -> _End:

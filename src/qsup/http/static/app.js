@@ -281,9 +281,12 @@ async function refreshDetail() {
   const fields = $("d-fields");
   clear(fields);
   for (const key of ["name", "state", "queue", "priority", "attempts", "max_retries", "timeout",
-    "date_enqueued", "scheduled_at", "date_started", "date_done", "parent_task", "worker_pid"]) {
+    "date_enqueued", "scheduled_at", "date_started", "date_done", "parent_task", "worker_pid",
+    "cpu_seconds", "peak_memory_bytes", "memory_growth_bytes", "crashes", "crash_causes"]) {
     const value = body[key] === null || body[key] === undefined ? ""
-      : key.startsWith("date_") || key === "scheduled_at" ? when(body[key]) : body[key];
+      : key.startsWith("date_") || key === "scheduled_at" ? when(body[key])
+      : key.endsWith("_bytes") ? (body[key] / 1048576).toFixed(1) + " MB"
+      : key === "cpu_seconds" ? body[key].toFixed(3) + " s" : body[key];
     fields.appendChild(el("dt", key));
     fields.appendChild(el("dd", value));
   }

@@ -49,7 +49,7 @@ CREATE FUNCTION qsup_claim_limited(queues text[], server integer, want integer,
                                    default_timeout double precision, finished uuid[])
 RETURNS TABLE (id text, name varchar, args text, kwargs text, timeout double precision,
                attempts integer, max_retries integer, context text, queue text, headers text,
-               retry_in double precision)
+               crash_causes text, retry_in double precision)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
@@ -148,7 +148,8 @@ BEGIN
                     flow_slot = 1
                 WHERE t.id = ANY(batch)
                 RETURNING t.id, t.name, t.args, t.kwargs, t.timeout, t.attempts, t.max_retries,
-                          t.context, t.headers, t.priority, t.scheduled_at, t.workflow_inputs
+                          t.context, t.headers, t.priority, t.scheduled_at, t.workflow_inputs,
+                          t.crash_causes  -- from 0010; resolved when the function runs
             )
             SELECT c.id::text, c.name::varchar,
                    CASE WHEN c.workflow_inputs IS NULL THEN c.args::text
@@ -161,7 +162,8 @@ BEGIN
                                        FROM queued_tasks qt WHERE qt.id = i.id::uuid OFFSET 0) AS p)
                    END,
                    c.kwargs::text, coalesce(c.timeout, default_timeout), c.attempts,
-                   c.max_retries, c.context::text, q, c.headers::text, NULL::float8
+                   c.max_retries, c.context::text, q, c.headers::text, c.crash_causes,
+                   NULL::float8
             FROM claimed c ORDER BY c.priority DESC, c.scheduled_at, c.id;
             got := got + taken;
             EXIT WHEN ctl.key_concurrency IS NULL;
@@ -177,7 +179,7 @@ BEGIN
         END IF;
         want := want - got;
         RETURN QUERY SELECT NULL::text, NULL::varchar, NULL::text, NULL::text, NULL::float8,
-            NULL::integer, NULL::integer, NULL::text, q, NULL::text,
+            NULL::integer, NULL::integer, NULL::text, q, NULL::text, NULL::text,
             CASE WHEN NOT EXISTS (SELECT 1 FROM queued_tasks t WHERE t.claimable = 1
                                   AND t.scheduled_at <= now() AND t.queue = q) THEN NULL
                  WHEN wait_for IS NOT NULL AND got >= room THEN greatest(wait_for, 0.001)

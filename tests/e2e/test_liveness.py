@@ -1,0 +1,96 @@
+"""Dead servers rescued in seconds by their liveness lock, and fencing: a server that lost its
+lock stops its tasks before another can run them (SPEC §13)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from qsup import repo
+from tests import edge_tasks, tasks
+from tests.conftest import one, task_row, wait_for
+
+
+def runs(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.mark.timeout(60)
+def test_a_sigkilled_servers_task_runs_again_on_another_within_10_s(
+    queue, conn, start_server, tmp_path
+):
+    first = start_server("--workers", "1")
+    ref = queue.add_task(edge_tasks.mark_then_sleep, str(tmp_path), "long", 12, _max_retries=1)
+    wait_for(lambda: runs(tmp_path / "long"), what="the task to start on the first server")
+    second = start_server("--workers", "1")
+    first.signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    first.wait(10)
+    wait_for(lambda: len(runs(tmp_path / "long")) == 2, timeout=15, what="the second run")
+    took = time.monotonic() - killed_at
+    assert took < 10, f"rescued after {took:.1f} s"
+    assert "lost its liveness lock" in second.output()
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "running", what="the row")
+    assert task_row(conn, ref.task_id)["attempts"] == 2
+
+
+@pytest.mark.timeout(60)
+def test_a_server_whose_lock_is_taken_stops_its_task_first(queue, conn, start_server, tmp_path):
+    server = start_server("--workers", "1")
+    ref = queue.add_task(edge_tasks.mark_then_sleep, str(tmp_path), "fenced", 30)
+    wait_for(lambda: runs(tmp_path / "fenced"), what="the task to start")
+    server_id = one(conn, "SELECT id FROM queued_task_workers WHERE pid = %s", (server.pid,))
+    # end the server's session and take its lock before it can: as if it had vanished
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        (f"qsup-supervisor-{server.pid}",),
+    )
+    wait_for(
+        lambda: one(conn, "SELECT pg_try_advisory_lock(%s, %s)", (repo.LIVENESS_CLASS, server_id)),
+        what="the server's lock to be free",
+    )
+    wait_for(
+        lambda: "so that no other server runs them twice" in server.output(),
+        timeout=10,
+        what="the fence",
+    )
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "enqueued", what="the task requeued")
+    assert task_row(conn, ref.task_id)["attempts"] == 0  # given back, no attempt used
+    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LIVENESS_CLASS, server_id))
+    wait_for(lambda: len(runs(tmp_path / "fenced")) == 2, what="the run after the lock came back")
+    assert "took this server's liveness lock back" in server.output()
+
+
+@pytest.mark.timeout(60)
+def test_a_lost_connection_taken_back_at_once_keeps_the_task_running(
+    queue, conn, start_server, tmp_path
+):
+    server = start_server("--workers", "1")
+    ref = queue.add_task(edge_tasks.mark_then_sleep, str(tmp_path), "kept", 4)
+    wait_for(lambda: runs(tmp_path / "kept"), what="the task to start")
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        (f"qsup-supervisor-{server.pid}",),
+    )
+    wait_for(lambda: "took this server's liveness lock back" in server.output(), what="retake")
+    assert ref.result(timeout=20) == "kept"
+    assert len(runs(tmp_path / "kept")) == 1
+    assert "no other server runs them twice" not in server.output()
+
+
+@pytest.mark.timeout(60)
+def test_behind_a_pooler_the_lock_has_a_direct_connection_of_its_own(
+    queue, conn, start_server, db_url
+):
+    server = start_server("--workers", "1", env={"QUEUE_LISTEN_DATABASE_URL": db_url})
+    assert queue.add_task(tasks.add, 2, 3).result(timeout=20) == 5
+    holder = one(
+        conn,
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objsubid = 2 AND l.granted",
+        (repo.LIVENESS_CLASS,),
+    )
+    assert holder == f"qsup-liveness-{server.pid}"
