@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
@@ -19,56 +16,24 @@ from uuid_utils import uuid7
 from qsup import middleware, repo
 from qsup.db.connect import connect, describe_connection, lost, resolve_url
 from qsup.db.migrate import migrate
-from qsup.encoding import encode_arguments, task_path
+from qsup.encoding import encode_arguments
 from qsup.errors import TaskDefinitionError
-from qsup.flow import QUEUE_NAME, concurrency_key
+from qsup.flow import concurrency_key
 from qsup.ref import TaskRef
 from qsup.settings import Config, load_config
+from qsup.task_options import NO_OPTIONS, Settled, TaskOptions, settle, when_and_links
 from qsup.workflow_ref import AddsWorkflows
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 FINISHED = ("completed", "failed", "cancelled")
-_INT32 = 2**31 - 1
 _POOL_OPTIONS: dict[str, Any] = {
     "min_size": 1,
     "max_size": 4,
     "open": False,
     "kwargs": {"autocommit": True},
 }
-
-
-@dataclass(frozen=True)
-class TaskOptions:
-    """Per-enqueue options: the ``_``-prefixed keyword arguments of ``add_task``."""
-
-    queue: str | None = None
-    priority: int | None = None
-    delay: float = 0.0
-    eta: datetime | None = None
-    max_retries: int | None = None
-    timeout: float | None = None
-    unique_key: str | None = None
-    parent: Any = None
-    depends_on: Sequence[Any] = ()
-    concurrency_key: str | None = None
-    headers: Mapping[str, Any] | None = None
-
-    @classmethod
-    def pop_from(cls, kwargs: dict[str, Any]) -> TaskOptions:
-        """Take the options out of a call's keyword arguments, refusing unknown ones."""
-        options: dict[str, Any] = {}
-        for key in [k for k in kwargs if k.startswith("_")]:
-            name = key[1:]
-            if name not in cls.__dataclass_fields__:
-                known = ", ".join(f"_{n}" for n in cls.__dataclass_fields__)
-                raise TaskDefinitionError(f"unknown task option {key!r} (known: {known})")
-            options[name] = kwargs.pop(key)
-        return cls(**options)
-
-
-NO_OPTIONS = TaskOptions()
 
 
 class TaskFunction:
@@ -119,17 +84,6 @@ def task(
     return wrap(fn) if fn is not None else wrap
 
 
-def _task_id(value: Any) -> uuid.UUID:
-    if isinstance(value, TaskRef):
-        return value.task_id
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise TaskDefinitionError(f"{value!r} is not a task reference or task id") from None
-
-
 class Queue(AddsWorkflows):
     """Enqueue tasks and follow them. Resolves the database like the CLI does. Workflows:
     :meth:`add_workflow` (:mod:`qsup.workflow_ref`)."""
@@ -139,7 +93,7 @@ class Queue(AddsWorkflows):
         self._url: str | None = None
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
-        self._plain: dict[Callable[..., Any], tuple[str, str, int, int, float | None]] = {}
+        self._plain: dict[Callable[..., Any], Settled] = {}
         # background inserts of add_task() called in async code
         self._pending: set[asyncio.Future[tuple[uuid.UUID, str]]] = set()
 
@@ -187,14 +141,14 @@ class Queue(AddsWorkflows):
         if kwargs and any(key[:1] == "_" for key in kwargs):
             kwargs = dict(kwargs)
             options = TaskOptions.pop_from(kwargs)
-            settled = self._settle(fn, options)
+            settled = settle(fn, options, self.config.max_retries)
         elif fn in self._plain:  # the common case: a function's settings are checked once
             settled = self._plain[fn]
         else:
-            settled = self._plain[fn] = self._settle(fn, options)
+            settled = self._plain[fn] = settle(fn, options, self.config.max_retries)
         name, queue, priority, max_retries, timeout = settled
         args_json, kwargs_json = encode_arguments(args, kwargs, self.config.max_args_bytes)
-        parent, depends_on = (None, ()) if options is NO_OPTIONS else _when_and_links(options)
+        parent, depends_on = (None, ()) if options is NO_OPTIONS else when_and_links(options)
         task_id = str(uuid7())  # time-ordered: claims and completions touch neighbouring pages
         headers = middleware.on_enqueue(self.config, task_id, name, queue, args, kwargs, options)
         return repo.NewTask(
@@ -219,31 +173,6 @@ class Queue(AddsWorkflows):
             ),  # fmt: skip
             headers=headers,
         )
-
-    def _settle(
-        self, fn: Callable[..., Any], options: TaskOptions
-    ) -> tuple[str, str, int, int, float | None]:
-        """Name, queue, priority, retries and timeout of a call: options, then the function's
-        ``@task`` defaults, then the configuration."""
-        defaults = getattr(fn, "defaults", {})
-        name = task_path(fn)
-        queue = options.queue if options.queue is not None else defaults.get("queue") or "default"
-        if not QUEUE_NAME.match(queue):
-            raise TaskDefinitionError(
-                f"queue name {queue!r} is invalid: use 1-255 letters, digits, '_', '.', ':' or '-'"
-            )
-        priority = _checked_int("_priority", _first(options.priority, defaults.get("priority"), 0))
-        max_retries = _first(
-            options.max_retries, defaults.get("max_retries"), self.config.max_retries
-        )
-        if _checked_int("_max_retries", max_retries) < 0:
-            raise TaskDefinitionError(f"_max_retries must be >= 0, got {max_retries}")
-        timeout = _first(options.timeout, defaults.get("timeout"))
-        if timeout is not None and not (_finite(timeout) and timeout > 0):
-            raise TaskDefinitionError(
-                f"_timeout must be a positive number of seconds, got {timeout!r}"
-            )
-        return name, queue, priority, int(max_retries), timeout
 
     # --- enqueue --------------------------------------------------------------------------
 
@@ -361,35 +290,6 @@ def _inserted(new: repo.NewTask, inserted: tuple[uuid.UUID, str] | None) -> tupl
     if inserted is None:
         raise TaskDefinitionError(f"unique key {new.unique_key!r} keeps changing hands; try again")
     return inserted
-
-
-def _first(*values: Any) -> Any:
-    return next((v for v in values if v is not None), None)
-
-
-def _when_and_links(options: TaskOptions) -> tuple[uuid.UUID | None, tuple[uuid.UUID, ...]]:
-    """Check ``_delay`` and ``_eta``; return the parent and the dependencies (parent first)."""
-    if not (_finite(options.delay) and options.delay >= 0):
-        raise TaskDefinitionError(f"_delay must be >= 0 seconds, got {options.delay!r}")
-    if options.eta is not None and (
-        not isinstance(options.eta, datetime) or options.eta.tzinfo is None
-    ):
-        raise TaskDefinitionError("_eta must be a timezone-aware datetime")
-    parent = _task_id(options.parent) if options.parent is not None else None
-    depends_on = tuple(
-        dict.fromkeys([*([parent] if parent else []), *map(_task_id, options.depends_on)])
-    )
-    return parent, depends_on
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _checked_int(option: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > _INT32:
-        raise TaskDefinitionError(f"{option} must be an integer within ±{_INT32}, got {value!r}")
-    return value
 
 
 def _missing_dependency(new: repo.NewTask) -> str:
