@@ -17,6 +17,7 @@ from qsup.errors import ConfigError, TaskDefinitionError
 PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 KEYS = ("concurrency", "rate", "key_concurrency")
 MAX_LIMIT = 2**31 - 1
+MAX_KEY = 255  # characters of a _concurrency_key
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)s?\s*$")
 
@@ -105,4 +106,9 @@ def concurrency_key(option: Any, default: Any, args: tuple[Any, ...], kwargs: An
     key = option if option is not None or default is None else default(*args, **kwargs)
     if key is not None and not isinstance(key, str):
         raise TaskDefinitionError(f"_concurrency_key must be a string, got {key!r}")
+    # indexed while its task is held: a btree entry has a size limit, text holds no NUL
+    if key is not None and (len(key) > MAX_KEY or "\x00" in key):
+        raise TaskDefinitionError(
+            f"_concurrency_key must be at most {MAX_KEY} characters, without NUL"
+        )
     return key

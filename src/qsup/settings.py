@@ -177,24 +177,32 @@ def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path |
     return default if default.is_file() else None
 
 
-def _limits(path: Path, text: str, table: Any) -> dict[str, Limits]:
-    """The ``[limits.QUEUE]`` tables; errors cite ``file PATH:LINE`` of the bad key."""
+def _limits(path: Path, text: str, table: Any) -> tuple[dict[str, Limits], dict[str, str]]:
+    """The ``[limits.QUEUE]`` tables and where each is (``limits.QUEUE`` -> ``file PATH:LINE``
+    of its header); errors cite the line of the bad key."""
+
+    def head(queue: str) -> re.Match[str] | None:
+        pattern = rf"^[ \t]*\[[ \t]*limits\.\"?{re.escape(queue)}\"?[ \t]*\]"
+        return re.search(pattern, text, re.MULTILINE)
 
     def source_of(name: str) -> str:
         _, queue, key = (name.split(".", 2) + ["", ""])[:3]
-        head = re.search(
-            rf"^[ \t]*\[[ \t]*limits\.\"?{re.escape(queue)}\"?[ \t]*\]", text, re.MULTILINE
-        )
-        if not head:
+        start = head(queue)
+        if not start:
             return f"file {path}"
-        following = _TABLE.search(text, head.end())
+        following = _TABLE.search(text, start.end())
         end = following.start() if following else len(text)
         found = re.compile(rf"^[ \t]*{re.escape(key)}[ \t]*=", re.MULTILINE).search(
-            text, head.end(), end
+            text, start.end(), end
         )
-        return f"file {path}:{_line_at(text, (found or head).start())}"
+        return f"file {path}:{_line_at(text, (found or start).start())}"
 
-    return limits_from_toml(table, source_of)
+    def table_source(queue: str) -> str:
+        start = head(queue)
+        return f"file {path}:{_line_at(text, start.start())}" if start else f"file {path}"
+
+    limits = limits_from_toml(table, source_of)
+    return limits, {f"limits.{queue}": table_source(queue) for queue in limits}
 
 
 Layer = dict[str, tuple[Any, str]]  # setting name -> (value, source)
@@ -217,7 +225,8 @@ def _file_layer(path: Path) -> tuple[Layer, list[Any], dict[str, str], dict[str,
     if not isinstance(schedules, list) or not all(isinstance(s, dict) for s in schedules):
         raise ConfigError(f"schedules: expected [[schedules]] tables in config file {path}")
     sources = _schedule_sources(path, text, len(schedules)) if schedules else {}
-    return layer, schedules, sources, _limits(path, text, data.get("limits", {}))
+    limits, limit_sources = _limits(path, text, data.get("limits", {}))
+    return layer, schedules, sources | limit_sources, limits
 
 
 def _env_layer(environ: Mapping[str, str]) -> Layer:
@@ -256,7 +265,7 @@ def load_config(
         _check_bounds(name, value, source)
     sources = {f.name: "default" for f in SETTINGS}
     sources.update({name: source for name, (_, source) in merged.items()})
-    sources.update(schedule_sources)
+    sources.update(schedule_sources)  # and limits.QUEUE
     values = {name: value for name, (value, _) in merged.items()}
     if limits:
         sources["limits"] = f"file {path}"

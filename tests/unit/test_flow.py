@@ -84,3 +84,10 @@ def test_concurrency_key_from_the_option_or_the_tasks_callable():
     assert concurrency_key(None, None, (7,), {}) is None
     with pytest.raises(TaskDefinitionError, match="must be a string"):
         concurrency_key(42, None, (), {})
+
+
+@pytest.mark.parametrize("key", ["k" * 256, "a\x00b"])
+def test_concurrency_key_fits_the_index_and_text(key):
+    assert concurrency_key("k" * 255, None, (), {}) == "k" * 255
+    with pytest.raises(TaskDefinitionError, match="at most 255 characters, without NUL"):
+        concurrency_key(key, None, (), {})

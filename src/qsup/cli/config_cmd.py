@@ -9,6 +9,7 @@ import typer
 from qsup.cli.common import ConfigFile, Json, print_json, print_table
 from qsup.cli.options import flag_values, setting_flags
 from qsup.cli.serve_cmd import HTTP_FLAGS, WORKER_FLAGS
+from qsup.flow import describe
 from qsup.scheduler import load_schedules, validate_schedules
 from qsup.settings import SETTINGS, display_value, example_toml, load_config
 
@@ -36,6 +37,9 @@ def show(json: Json = False, config: ConfigFile = None, **flags: Any) -> None:
             "value": [s.name for s in schedules],
             "source": cfg.sources.get("schedules", "default"),
         }
+        for queue, limits in sorted(cfg.limits.items()):
+            value = {**limits._asdict(), "rate": str(limits.rate) if limits.rate else None}
+            report[f"limits.{queue}"] = {"value": value, "source": cfg.sources[f"limits.{queue}"]}
         print_json(report)
         return
     schedule_row = (
@@ -43,7 +47,11 @@ def show(json: Json = False, config: ConfigFile = None, **flags: Any) -> None:
         ",".join(s.name for s in schedules),
         cfg.sources.get("schedules", "default"),
     )
-    print_table(("setting", "value", "source"), [*rows, schedule_row])
+    limit_rows = [
+        (f"limits.{queue}", describe(limits), cfg.sources[f"limits.{queue}"])
+        for queue, limits in sorted(cfg.limits.items())
+    ]
+    print_table(("setting", "value", "source"), [*rows, schedule_row, *limit_rows])
 
 
 def _raw(name: str, value: object) -> object:

@@ -31,6 +31,17 @@ def _task(path: str) -> Callable[..., Any]:
         raise ConfigError(f"enqueue: TASK {exc}") from None
 
 
+def _headers(pairs: list[str]) -> dict[str, str] | None:
+    """``--header KEY=VALUE`` pairs as the task's headers (a repeated key: the last wins)."""
+    headers: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"enqueue: --header: expected KEY=VALUE, got {pair!r}")
+        headers[key] = value
+    return headers or None
+
+
 def enqueue(
     task: Annotated[str, typer.Argument(help="Task path, module:function.")],
     args: Annotated[
@@ -46,6 +57,22 @@ def enqueue(
         str | None,
         typer.Option("--unique-key", help="Return the unfinished task holding this key instead."),
     ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--header",
+            metavar="KEY=VALUE",
+            help="A header the task reads in current_task.headers (repeatable).",
+        ),
+    ] = None,
+    concurrency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency-key",
+            metavar="KEY",
+            help="Key of the queue's key_concurrency limit ([limits.QUEUE]).",
+        ),
+    ] = None,
     json: Json = False,
     config: ConfigFile = None,
     database_url: DatabaseUrl = None,
@@ -58,8 +85,15 @@ def enqueue(
         sys.path.insert(0, os.getcwd())
     if not math.isfinite(delay):
         raise ConfigError(f"enqueue: --delay: expected a finite number of seconds, got {delay}")
+    options = {
+        "_queue": queue,
+        "_priority": priority,
+        "_delay": delay,
+        "_unique_key": unique_key,
+        "_headers": _headers(header or []),
+        "_concurrency_key": concurrency_key,
+    }
     cfg = settings(config, database_url=database_url)
-    options = {"_queue": queue, "_priority": priority, "_delay": delay, "_unique_key": unique_key}
     q = Queue(config=cfg)
     try:
         ref = q.add_task(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json as jsonlib
 from typing import Annotated, Any
 
 import typer
@@ -38,6 +39,8 @@ def _shown(key: str, value: Any) -> str:
         return megabytes(value)
     if key == "cpu_seconds":
         return f"{value:.3f} s"
+    if key == "headers":  # as they were sent (--header, POST /api/tasks)
+        return jsonlib.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return short_id(value) if key in ("id", "parent_task") else str(value)
 
 

@@ -20,7 +20,7 @@ from qsup.http.auth import authorize
 from qsup.http.common import JSON, bad, json_body
 from qsup.http.routes import list_tasks
 
-FIELDS = ("task", "args", "kwargs", "queue", "priority", "delay")
+FIELDS = ("task", "args", "kwargs", "queue", "priority", "delay", "headers", "concurrency_key")
 INT32 = 2**31 - 1
 
 
@@ -47,6 +47,16 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
         ):
             raise bad("delay: expected seconds from 0 to 31622400")
         options["_delay"] = float(delay)
+    headers = body.get("headers")
+    if headers is not None:
+        if not isinstance(headers, dict):
+            raise bad("headers: expected an object (the task reads it as current_task.headers)")
+        options["_headers"] = headers
+    key = body.get("concurrency_key")
+    if key is not None:
+        if not isinstance(key, str):
+            raise bad("concurrency_key: expected a string")
+        options["_concurrency_key"] = key
     return options
 
 

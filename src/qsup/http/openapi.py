@@ -159,6 +159,17 @@ ENQUEUE: Operation = {
                             "maximum": 366 * 86400,
                             "description": "Seconds before the task is due",
                         },
+                        "headers": {
+                            "type": ["object", "null"],
+                            "description": "The task's current_task.headers (JSON, no NUL"
+                            " character, at most 16 KiB encoded)",
+                        },
+                        "concurrency_key": {
+                            "type": ["string", "null"],
+                            "maxLength": 255,
+                            "pattern": NO_NUL,
+                            "description": "Key of the queue's key_concurrency limit",
+                        },
                     },
                 }
             }
@@ -300,6 +311,8 @@ def document(paths: dict[str, dict[str, Operation]]) -> dict[str, Any]:
                         "memory_growth_bytes": {"type": ["integer", "null"]},
                         "crashes": {"type": "integer", "minimum": 0},
                         "crash_causes": {"type": ["string", "null"]},
+                        "headers": {"type": ["object", "null"]},
+                        "concurrency_key": {"type": ["string", "null"]},
                     },
                 },
             },

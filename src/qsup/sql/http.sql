@@ -20,7 +20,7 @@ LIMIT %(limit)s
 SELECT id, name, state, queue, priority, parent_task, args, kwargs, context, result,
        error_message, attempts, max_retries, timeout, unique_key, date_enqueued, date_started,
        date_done, scheduled_at, server_id, worker_pid, cancel_requested, cpu_seconds,
-       peak_memory_bytes, memory_growth_bytes, crashes, crash_causes
+       peak_memory_bytes, memory_growth_bytes, crashes, crash_causes, headers, concurrency_key
 FROM queued_tasks WHERE id = %(id)s
 
 -- name: http_task_children

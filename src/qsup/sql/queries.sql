@@ -395,7 +395,7 @@ LISTEN {channel}
 SELECT id, name, state, parent_task, queue, priority, args, kwargs, date_enqueued, date_started,
        date_done, scheduled_at, attempts, max_retries, timeout, unique_key, context, result,
        error_message, server_id, worker_pid, cpu_seconds, peak_memory_bytes,
-       memory_growth_bytes, crashes, crash_causes
+       memory_growth_bytes, crashes, crash_causes, headers, concurrency_key
 FROM queued_tasks WHERE id = %(id)s
 
 -- name: find_task_ids
