@@ -107,6 +107,12 @@ def decorated(x):
     return x * 2
 
 
+@task(retries=0, timeout=5)
+def echo_headers():
+    """Its headers, as the task reads them (POST /api/tasks, qsup enqueue --header)."""
+    return current_task.headers
+
+
 def leak(megabytes: int):
     _LEAK.append(bytearray(megabytes * 2**20))
     return len(_LEAK)

@@ -147,6 +147,32 @@ def test_config_show_names_flag_env_and_file_line(tmp_path):
     assert f"file {path}:2" in table.stdout
 
 
+def test_config_show_lists_the_limits_tables_with_their_lines(tmp_path):
+    path = tmp_path / "q.toml"
+    path.write_text(
+        'max_retries = 2\n\n[limits.payments]\nconcurrency = 5\nrate = "100/minute"\n'
+        "\n[limits.mail]\nkey_concurrency = 1\n"
+    )
+    report = as_json(run(["config", "show", "--json", "--config", str(path)], cwd=tmp_path))
+    assert report["limits.payments"] == {
+        "value": {"concurrency": 5, "rate": "100/minute", "key_concurrency": None},
+        "source": f"file {path}:3",
+    }
+    assert report["limits.mail"] == {
+        "value": {"concurrency": None, "rate": None, "key_concurrency": 1},
+        "source": f"file {path}:7",
+    }
+    table = run(["config", "show", "--config", str(path)], cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    rows = [line.split() for line in table.stdout.splitlines() if line.startswith("limits.")]
+    assert rows == [
+        ["limits.mail", "key_concurrency=1", "file", f"{path}:7"],
+        ["limits.payments", "concurrency=5,", "rate=100/minute", "file", f"{path}:3"],
+    ]
+    plain = as_json(run(["config", "show", "--json", "--config", os.devnull], cwd=tmp_path))
+    assert not [key for key in plain if key.startswith("limits")]
+
+
 def test_config_example_matches_committed_file():
     result = run(["config", "example"])
     assert result.returncode == 0
@@ -209,6 +235,26 @@ def test_task_cancel_logs_retry_with_id_prefix(queue, conn, db_url):
     missing = run(["task", "logs", str(uuid.uuid4())], db_url)
     assert missing.returncode == 1
     assert "no task" in one_line(missing)
+
+
+def test_enqueue_headers_and_concurrency_key_in_task_show(conn, db_url):
+    args = ["enqueue", "tests.tasks:add", "1", "2", "--header", "request_id=r-1"]
+    args += ["--header", "empty=", "--header", "request_id=r-2", "--concurrency-key", "tenant:7"]
+    task_id = as_json(run([*args, "--json"], db_url))["id"]
+    headers = {"request_id": "r-2", "empty": ""}  # a repeated key: the last wins (jsonb sorts)
+    row = conn.execute(
+        "SELECT headers, concurrency_key FROM queued_tasks WHERE id = %s", (task_id,)
+    ).fetchone()
+    assert row == (headers, "tenant:7")
+    shown = as_json(run(["task", "show", task_id, "--json"], db_url))
+    assert shown["headers"] == headers and shown["concurrency_key"] == "tenant:7"
+    human = run(["task", "show", task_id[:8]], db_url)
+    assert human.returncode == 0, human.stderr
+    assert '            headers: {"empty":"","request_id":"r-2"}' in human.stdout.splitlines()
+    assert "    concurrency_key: tenant:7" in human.stdout.splitlines()
+    plain = as_json(run(["enqueue", "tests.tasks:noop", "--json"], db_url))["id"]
+    bare = as_json(run(["task", "show", plain, "--json"], db_url))
+    assert bare["headers"] is None and bare["concurrency_key"] is None
 
 
 # --- schedules -----------------------------------------------------------------------------

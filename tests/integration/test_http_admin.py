@@ -145,12 +145,25 @@ def test_enqueue_with_options(client: TestClient) -> None:
             "queue": "mail",
             "priority": 7,
             "delay": 3600,
+            "headers": {"request_id": "r-7", "tags": ["a", "b"]},
+            "concurrency_key": "tenant:7",
         },
     )
     assert response.status_code == 201, response.text
     task = client.get(f"/api/tasks/{response.json()['id']}").json()
     assert task["queue"] == "mail" and task["priority"] == 7 and task["kwargs"] == {"x": 2}
     assert task["scheduled_at"] > task["date_enqueued"]  # due in an hour, not now
+    assert task["headers"] == {"request_id": "r-7", "tags": ["a", "b"]}
+    assert task["concurrency_key"] == "tenant:7"
+
+
+def test_enqueue_without_headers_or_key_stores_none(client: TestClient) -> None:
+    for extra in ({}, {"headers": None, "concurrency_key": None}, {"headers": {}}):
+        body = {"task": "tests.tasks:decorated", "args": [1], **extra}
+        response = client.post("/api/tasks", headers=AUTH, json=body)
+        assert response.status_code == 201, response.text
+        task = client.get(f"/api/tasks/{response.json()['id']}").json()
+        assert task["headers"] is None and task["concurrency_key"] is None, extra
 
 
 @pytest.mark.parametrize(
@@ -185,6 +198,30 @@ def test_enqueue_rejects_bad_bodies(client: TestClient, body: Any) -> None:
     response = client.post("/api/tasks", headers=AUTH, json=body)
     assert response.status_code == 400, response.text
     assert "error" in response.json()
+    assert client.get("/api/tasks").json()["tasks"] == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"headers": ["request_id", "r"]}, "headers: expected an object"),
+        ({"headers": "request_id=r"}, "headers: expected an object"),
+        ({"headers": {"k": "a\x00b"}}, "the task's headers contain a NUL character"),
+        ({"headers": {"k": "x" * 20_000}}, "headers take more than 16384 bytes"),
+        ({"concurrency_key": 7}, "concurrency_key: expected a string"),
+        ({"concurrency_key": ["a"]}, "concurrency_key: expected a string"),
+        ({"concurrency_key": "k" * 256}, "at most 255 characters, without NUL"),
+        ({"concurrency_key": "a\x00b"}, "at most 255 characters, without NUL"),
+        ({"_headers": {}}, "unknown field(s) _headers"),
+    ],
+)
+def test_enqueue_rejects_bad_headers_and_keys(
+    client: TestClient, extra: dict[str, Any], message: str
+) -> None:
+    body = {"task": "tests.tasks:decorated", "args": [1], **extra}
+    response = client.post("/api/tasks", headers=AUTH, json=body)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
     assert client.get("/api/tasks").json()["tasks"] == []
 
 
