@@ -310,6 +310,7 @@ def test_hostile_task_name_is_data_not_markup(client: TestClient, conn: Any, que
 def test_user_app_mounted_beside_qsup(db_url: str, conn: Any) -> None:
     add_server(conn)
     cfg = Config(database_url=db_url, app="tests.integration.test_http:USER_APP")
+    USER_STARTED.clear()  # test_http_admin starts the same app
     with TestClient(create_app(cfg, db_url)) as c:
         assert c.get("/").text == "user root"
         assert c.get("/hello").text == "user hello"

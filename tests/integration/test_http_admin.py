@@ -158,7 +158,8 @@ def test_enqueue_with_options(client: TestClient) -> None:
 
 
 def test_enqueue_without_headers_or_key_stores_none(client: TestClient) -> None:
-    for extra in ({}, {"headers": None, "concurrency_key": None}, {"headers": {}}):
+    extras: list[dict[str, Any]] = [{}, {"headers": None, "concurrency_key": None}, {"headers": {}}]
+    for extra in extras:
         body = {"task": "tests.tasks:decorated", "args": [1], **extra}
         response = client.post("/api/tasks", headers=AUTH, json=body)
         assert response.status_code == 201, response.text
