@@ -86,7 +86,7 @@ def test_concurrency_key_from_the_option_or_the_tasks_callable():
         concurrency_key(42, None, (), {})
 
 
-@pytest.mark.parametrize("key", ["k" * 256, "a\x00b"])
+@pytest.mark.parametrize("key", ["k" * 256, "a\x00b", "a\ud800"])
 def test_concurrency_key_fits_the_index_and_text(key):
     assert concurrency_key("k" * 255, None, (), {}) == "k" * 255
     with pytest.raises(TaskDefinitionError, match="at most 255 characters, without NUL"):
