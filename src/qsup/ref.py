@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qsup import repo
@@ -71,28 +71,54 @@ class TaskRef:
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the task finishes: its result, or TaskFailed / TimeoutError."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for pause in _backoff():
-            done, value = self._settle(self._outcome())
-            if done:
-                return value
-            if deadline is not None and time.monotonic() + pause > deadline:
-                raise TimeoutError(f"task {self.task_id} did not finish within {timeout} s")
-            time.sleep(pause)
-        raise AssertionError("unreachable")
+        return poll(lambda: self._settle(self._outcome()), timeout, lambda: self._late(timeout))
 
     async def wait_result(self, timeout: float | None = None) -> Any:
         """The async twin of :meth:`result`."""
         await self.get_task_id()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for pause in _backoff():
-            done, value = self._settle(await asyncio.to_thread(self._outcome))
-            if done:
-                return value
-            if deadline is not None and time.monotonic() + pause > deadline:
-                raise TimeoutError(f"task {self.task_id} did not finish within {timeout} s")
-            await asyncio.sleep(pause)
-        raise AssertionError("unreachable")
+
+        async def check() -> tuple[bool, Any]:
+            return self._settle(await asyncio.to_thread(self._outcome))
+
+        return await poll_async(check, timeout, lambda: self._late(timeout))
+
+    def _late(self, timeout: float | None) -> TimeoutError:
+        return TimeoutError(f"task {self.task_id} did not finish within {timeout} s")
+
+
+def poll(
+    check: Callable[[], tuple[bool, Any]],
+    timeout: float | None,
+    late: Callable[[], Exception],
+) -> Any:
+    """Call ``check`` with a growing pause until it says done; its value, or ``late()``
+    raised once the next pause would pass the deadline."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for pause in _backoff():
+        done, value = check()
+        if done:
+            return value
+        if deadline is not None and time.monotonic() + pause > deadline:
+            raise late()
+        time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+async def poll_async(
+    check: Callable[[], Awaitable[tuple[bool, Any]]],
+    timeout: float | None,
+    late: Callable[[], Exception],
+) -> Any:
+    """The async twin of :func:`poll`."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for pause in _backoff():
+        done, value = await check()
+        if done:
+            return value
+        if deadline is not None and time.monotonic() + pause > deadline:
+            raise late()
+        await asyncio.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def _backoff(first: float = 0.005, factor: float = 1.5, cap: float = 0.5) -> Iterable[float]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from qsup import workflow_store
 from qsup.errors import TaskFailed, TaskNotFound
-from qsup.ref import _backoff
+from qsup.ref import poll, poll_async
 from qsup.workflow import Builder, NewWorkflow, Node, compile_workflow, input_ids
 from qsup.workflow_values import evaluate
 
@@ -70,27 +69,18 @@ class WorkflowRef:
     def result(self, timeout: float | None = None) -> Any:
         """Block until the workflow ends: its last step's result (a group's: the list of its
         members' results), or TaskFailed naming the failed step, or TimeoutError."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for pause in _backoff():
-            done, value = self._settle(self._read())
-            if done:
-                return value
-            if deadline is not None and time.monotonic() + pause > deadline:
-                raise TimeoutError(f"workflow {self.workflow_id} did not end within {timeout} s")
-            time.sleep(pause)
-        raise AssertionError("unreachable")
+        return poll(lambda: self._settle(self._read()), timeout, lambda: self._late(timeout))
 
     async def wait_result(self, timeout: float | None = None) -> Any:
         """The async twin of :meth:`result`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for pause in _backoff():
-            done, value = self._settle(await asyncio.to_thread(self._read))
-            if done:
-                return value
-            if deadline is not None and time.monotonic() + pause > deadline:
-                raise TimeoutError(f"workflow {self.workflow_id} did not end within {timeout} s")
-            await asyncio.sleep(pause)
-        raise AssertionError("unreachable")
+
+        async def check() -> tuple[bool, Any]:
+            return self._settle(await asyncio.to_thread(self._read))
+
+        return await poll_async(check, timeout, lambda: self._late(timeout))
+
+    def _late(self, timeout: float | None) -> TimeoutError:
+        return TimeoutError(f"workflow {self.workflow_id} did not end within {timeout} s")
 
 
 class AddsWorkflows:
