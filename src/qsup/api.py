@@ -16,7 +16,7 @@ from uuid_utils import uuid7
 from qsup import middleware, repo
 from qsup.db.connect import connect, describe_connection, lost, resolve_url
 from qsup.db.migrate import migrate
-from qsup.encoding import encode_arguments
+from qsup.encoding import checked_key, encode_arguments
 from qsup.errors import TaskDefinitionError
 from qsup.flow import concurrency_key
 from qsup.ref import TaskRef
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 FINISHED = ("completed", "failed", "cancelled")
+# A unique key lives in a btree index: 500 characters stay under its 2,704-byte entry limit.
+MAX_UNIQUE_KEY = 500
 _POOL_OPTIONS: dict[str, Any] = {
     "min_size": 1,
     "max_size": 4,
@@ -162,7 +164,7 @@ class Queue(AddsWorkflows):
             options.eta,
             max_retries,
             timeout,
-            options.unique_key,
+            checked_key("_unique_key", options.unique_key, MAX_UNIQUE_KEY),
             parent,
             depends_on,
             concurrency_key=concurrency_key(

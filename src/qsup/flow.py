@@ -12,7 +12,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from qsup.errors import ConfigError, TaskDefinitionError
+from qsup.encoding import checked_key
+from qsup.errors import ConfigError
 
 PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 KEYS = ("concurrency", "rate", "key_concurrency")
@@ -104,20 +105,4 @@ def concurrency_key(option: Any, default: Any, args: tuple[Any, ...], kwargs: An
     """A task's ``_concurrency_key``, else what its ``@task(concurrency_key=fn)`` makes of
     the call's arguments; text (or None: no key)."""
     key = option if option is not None or default is None else default(*args, **kwargs)
-    if key is not None and not isinstance(key, str):
-        raise TaskDefinitionError(f"_concurrency_key must be a string, got {key!r}")
-    # indexed while its task is held: a btree entry has a size limit; text holds no NUL
-    if key is not None and (len(key) > MAX_KEY or "\x00" in key or not _utf8(key)):
-        raise TaskDefinitionError(
-            f"_concurrency_key must be at most {MAX_KEY} characters, without NUL"
-            f" or lone surrogates, got {key[:40]!r}{'...' if len(key) > 40 else ''}"
-        )
-    return key
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+    return checked_key("_concurrency_key", key, MAX_KEY)

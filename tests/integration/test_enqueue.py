@@ -136,6 +136,10 @@ def _closure():
         (tasks.add, (1, 2), {"_priority": 2**40}, "_priority"),
         (tasks.add, (1, 2), {"_max_retries": -1}, "_max_retries"),
         (tasks.add, ("x" * 2_000_000, 1), {}, "QUEUE_MAX_ARGS_BYTES"),
+        (tasks.add, (1, 2), {"_unique_key": "a\x00b"}, "_unique_key must be at most 500"),
+        (tasks.add, (1, 2), {"_unique_key": "a\ud800"}, "without NUL or lone surrogates"),
+        (tasks.add, (1, 2), {"_unique_key": "k" * 501}, "_unique_key must be at most 500"),
+        (tasks.add, (1, 2), {"_unique_key": 7}, "_unique_key must be a string"),
     ],
 )
 def test_bad_enqueues_are_refused_with_a_clear_error(queue, conn, fn, args, kwargs, message):
