@@ -16,9 +16,10 @@ from uuid_utils import uuid7
 from qsup import middleware, repo
 from qsup.db.connect import connect, describe_connection, lost, resolve_url
 from qsup.db.migrate import migrate
-from qsup.encoding import checked_key, encode_arguments
+from qsup.encoding import encode_arguments
 from qsup.errors import TaskDefinitionError
 from qsup.flow import concurrency_key
+from qsup.keys import checked_key
 from qsup.ref import TaskRef
 from qsup.settings import Config, load_config
 from qsup.task_options import NO_OPTIONS, Settled, TaskOptions, settle, when_and_links

@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from qsup.encoding import checked_key
 from qsup.errors import ConfigError
+from qsup.keys import checked_key
 
 PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 KEYS = ("concurrency", "rate", "key_concurrency")
