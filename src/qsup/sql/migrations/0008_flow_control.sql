@@ -74,6 +74,7 @@ DECLARE
     qi integer := 0;
     slot smallint;
     extra integer;
+    mine integer;
 BEGIN
     FOREACH q IN ARRAY queues LOOP
         qi := qi + 1;
@@ -135,7 +136,11 @@ BEGIN
                     OR coalesce(aheads[qi], 0) + got <= 0;
                 slot := 2;
                 extra := got;  -- the slot holders taken: each may have a successor too
-                room := got + coalesce(aheads[qi], 0) + got;
+                -- never more ahead than the slots this server holds there
+                SELECT count(*) INTO mine FROM queued_tasks t
+                WHERE t.flow_slot = 1 AND t.state IN ('picked_up', 'running') AND t.queue = q
+                      AND t.server_id = server AND NOT (t.id = ANY(finished));
+                room := got + least(coalesce(aheads[qi], 0) + got, mine);
             END IF;
             WITH candidates AS (
                 SELECT t.id, t.concurrency_key AS k, t.priority, t.scheduled_at
