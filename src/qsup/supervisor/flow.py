@@ -47,6 +47,7 @@ class Gate:
         self.freed: set[TaskId] = set()  # of those, the ended ones already counted as free
         self.full: set[str] = set()  # queues whose last claim found no free slot
         self.successor: dict[TaskId, TaskId] = {}  # an ended slot holder -> who took it over
+        self.handed: Counter[str] = Counter()  # per queue, slots handed on since its claim
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
@@ -147,6 +148,7 @@ class Gate:
         if claimed is None:
             return 0
         for queue, retry_in in claimed.retry_in.items():
+            self.handed[queue] = 0
             self.next_try[queue] = policy.next_limited_try(retry_in, now, FULL_POLL)
             if retry_in is not None and retry_in < 0:
                 self.full.add(queue)
@@ -165,7 +167,8 @@ class Gate:
     def hand_on(self, task_id: TaskId, ledger: Ledger, now: float) -> None:
         """A task ended (its outcome just went to the outbox): if it held a slot of a queue
         we claimed ahead in, the first task taken ahead there takes the slot over and goes to
-        the front of the buffer; the queue is claimed again for a new one ahead."""
+        the front of the buffer. The queue is claimed again for new ones ahead once half of
+        those it had went (a claim per slot freed would keep the loop busy in claims)."""
         queue = self.held.get(task_id) if ledger.ahead else None
         if queue is None or queue not in self.next_try:
             return
@@ -176,7 +179,9 @@ class Gate:
         ledger.claimed_first([job])
         ledger.outbox.hand_on(job.id, now)
         self.successor[task_id] = job.id
-        self.next_try[queue] = min(self.next_try[queue], now)
+        self.handed[queue] += 1
+        if self.handed[queue] >= sum(1 for j in ledger.ahead if j.queue == queue):
+            self.next_try[queue] = min(self.next_try[queue], now)
 
     def _aheads(self, due: list[str], ledger: Ledger) -> list[int]:
         """Per due queue, how many more to claim ahead: one per slot held here (a slot
