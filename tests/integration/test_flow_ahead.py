@@ -50,13 +50,15 @@ def _slots(conn: Conn) -> list[tuple[int, int]]:
 def test_a_full_queue_is_claimed_ahead_and_the_tasks_ahead_hold_no_slot(conn):
     one, two = _setup(conn, "pay", 20, "3, NULL, NULL, NULL")
     first = _claim(conn, one, 10)
-    assert (len(first.jobs), len(first.ahead)) == (3, 3)  # one successor per slot taken
+    assert (len(first.jobs), len(first.ahead)) == (3, 6)  # two successors per slot taken
     assert first.retry_in == {"pay": -1}  # full: again when a slot frees
-    assert _slots(conn) == [(1, 3), (2, 3)]
+    assert _slots(conn) == [(1, 3), (2, 6)]
     other = _claim(conn, two, 10, aheads=4)  # full, and it holds no slot there: nothing
     assert (other.jobs, other.ahead) == ([], [])
-    more = _claim(conn, one, 0, aheads=1)  # a successor for each slot held here, no more
+    more = _claim(conn, one, 0, aheads=1)  # what the server asks for
     assert (more.jobs, len(more.ahead)) == ([], 1)
+    most = _claim(conn, one, 0, aheads=50)  # never more than two per slot held here
+    assert (most.jobs, len(most.ahead)) == ([], 6)
 
 
 @pytest.mark.timeout(30)
@@ -68,7 +70,7 @@ def test_a_slot_handed_on_with_the_outcome_is_never_free_in_between(conn):
         flow_store.hand_on_slots(conn, one, [successor])
         now = time.time()
         repo.complete_batch(conn, one, [(ended, "null", now, now, 1, 0.0, 0, 0)])
-    assert _slots(conn) == [(1, 2), (2, 1)]
+    assert _slots(conn) == [(1, 2), (2, 3)]
     assert _claim(conn, two, 5).jobs == []  # still full
     # the other slot holder ends without a successor: its slot is free (before it is written)
     freed = _claim(conn, two, 5, finished=[first.jobs[1].id])

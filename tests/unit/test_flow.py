@@ -114,7 +114,7 @@ def _end(ledger: Ledger, task_id: str) -> None:
 
 def test_an_ended_slot_holder_hands_its_slot_to_the_task_ahead():
     gate, ledger = _gate_holding("a", "c")
-    assert gate._aheads(["pay"], ledger) == [1]  # two slots here, one successor already
+    assert gate._aheads(["pay"], ledger) == [3]  # two slots here, one of four successors
     _end(ledger, "a")
     gate.hand_on("a", ledger, 5.0)
     assert [j.id for j in ledger.buffer] == ["b"] and not ledger.ahead

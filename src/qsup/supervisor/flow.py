@@ -7,11 +7,12 @@ changed. Paused and limited queues are left out of the ordinary claim; limited o
 together keep to the limits. While no queue is paused or limited, nothing here touches the
 database but that read.
 
-A full queue with only a concurrency limit is also claimed *ahead*: up to one task per slot
-this server holds there, kept aside (``Ledger.ahead``) without a slot. When a slot holder ends,
-its successor takes the slot over at once (``hand_on``), without a claim's round trip; the
-flush that writes the ended task's outcome gives the successor its slot in the same
-transaction, so the database never counts fewer slots than are in use.
+A full queue with only a concurrency limit is also claimed *ahead*: up to two tasks per slot
+this server holds there (so that one claim serves several ended tasks), kept aside
+(``Ledger.ahead``) without a slot. When a slot holder ends, a successor takes its slot over at
+once (``hand_on``), without a claim's round trip; the flush that writes the ended task's
+outcome gives the successor its slot in the same transaction, so the database never counts
+fewer slots than are in use.
 """
 
 from __future__ import annotations
@@ -184,13 +185,13 @@ class Gate:
             self.next_try[queue] = min(self.next_try[queue], now)
 
     def _aheads(self, due: list[str], ledger: Ledger) -> list[int]:
-        """Per due queue, how many more to claim ahead: one per slot held here (a slot
+        """Per due queue, how many more to claim ahead: two per slot held here (a slot
         holder buffered or with a worker) less those already taken ahead."""
         if not self.held:
             return [0] * len(due)
         active = Counter(self.held[i] for i in ledger.assigned_ids() if i in self.held)
         have = Counter(job.queue for job in ledger.ahead)
-        return [max(0, active[q] - have[q]) for q in due]
+        return [max(0, 2 * active[q] - have[q]) for q in due]
 
     def _ended(self, ledger: Ledger) -> list[TaskId]:
         """Our limited tasks whose end is known here but not written yet: their slots are

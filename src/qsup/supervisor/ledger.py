@@ -144,11 +144,13 @@ class Ledger:
         return queued
 
     def cancel(self, task_ids: set[Any], now: float) -> dict[int, tuple[TaskId, ...]]:
-        """Cancel what we hold of ``task_ids``: buffered ones at once; for each worker, the
-        queued ones to Drop (returned by pid). Running ones are the caller's to stop."""
-        held = [t.id for t in self.buffer if t.id in task_ids]
+        """Cancel what we hold of ``task_ids``: buffered ones (or taken ahead) at once; for
+        each worker, the queued ones to Drop (returned by pid). Running ones are the caller's
+        to stop."""
+        held = [t.id for t in (*self.buffer, *self.ahead) if t.id in task_ids]
         if held:
             self.buffer = deque(t for t in self.buffer if t.id not in task_ids)
+            self.ahead = deque(t for t in self.ahead if t.id not in task_ids)
             self.outbox.cancel(held, now)
         drops: dict[int, tuple[TaskId, ...]] = {}
         for pid, jobs in self._jobs.items():

@@ -46,7 +46,7 @@ CREATE INDEX idx_queued_task_starts ON queued_task_starts (queue, at);
 -- (claim again when there is room); > 0 seconds until its rate window lets more start; -1 full
 -- (concurrency or every waiting key): again when a slot frees.
 -- Reaching ahead: a queue with only a concurrency limit that is exactly full also gives up to
--- aheads[i] (plus what it just took) tasks more, marked flow_slot = 2 and ``ahead``: they hold
+-- aheads[i] (plus two per slot it just took; at most two per slot the server holds) tasks more, marked flow_slot = 2 and ``ahead``: they hold
 -- no slot and must not run until the calling server hands one of its slots on to them (its
 -- flush writes the slot holder's outcome and sets flow_slot = 1 on its successor in one
 -- transaction), so a freed slot is refilled without waiting for this claim.
@@ -135,12 +135,12 @@ BEGIN
                     OR held_total + got <> ctl.concurrency
                     OR coalesce(aheads[qi], 0) + got <= 0;
                 slot := 2;
-                extra := got;  -- the slot holders taken: each may have a successor too
-                -- never more ahead than the slots this server holds there
+                extra := got;  -- the slot holders taken: each may have two successors too
+                -- never more ahead than twice the slots this server holds there
                 SELECT count(*) INTO mine FROM queued_tasks t
                 WHERE t.flow_slot = 1 AND t.state IN ('picked_up', 'running') AND t.queue = q
                       AND t.server_id = server AND NOT (t.id = ANY(finished));
-                room := got + least(coalesce(aheads[qi], 0) + got, mine);
+                room := got + least(coalesce(aheads[qi], 0) + 2 * got, 2 * mine);
             END IF;
             WITH candidates AS (
                 SELECT t.id, t.concurrency_key AS k, t.priority, t.scheduled_at
