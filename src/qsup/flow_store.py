@@ -24,10 +24,11 @@ class QueueFlow(NamedTuple):
 
 
 class Claimed(NamedTuple):
-    """A limited claim: the jobs, and each queue's ``retry_in`` (see
-    ``qsup_claim_limited``)."""
+    """A limited claim: the jobs, those taken ahead (no slot yet), and each queue's
+    ``retry_in`` (see ``qsup_claim_limited``)."""
 
     jobs: list[Job]
+    ahead: list[Job]
     retry_in: dict[str, float | None]
 
 
@@ -46,18 +47,26 @@ def claim_limited(
     want: int,
     default_timeout: float,
     finished: Sequence[str],
+    aheads: Sequence[int],
 ) -> Claimed:
     """Claim up to ``want`` tasks of the limited ``queues``, in order; ``finished``: tasks this
-    server saw end whose outcome is not written yet (their slots are free)."""
+    server saw end whose outcome is not written yet (their slots are free); ``aheads``, per
+    queue: how many to take ahead of the slots this server holds there."""
     params = {"server_id": server_id, "queues": list(queues), "want": want,
-              "default_timeout": default_timeout, "finished": list(finished)}  # fmt: skip
-    claimed = Claimed([], {})
-    for *job, retry_in in conn.execute(Q["claim_limited"], params):
+              "default_timeout": default_timeout, "finished": list(finished),
+              "aheads": list(aheads)}  # fmt: skip
+    claimed = Claimed([], [], {})
+    for *job, ahead, retry_in in conn.execute(Q["claim_limited"], params):
         if job[0] is None:  # a queue's status row
             claimed.retry_in[job[8]] = retry_in
         else:
-            claimed.jobs.append(Job(*job))
+            (claimed.ahead if ahead else claimed.jobs).append(Job(*job))
     return claimed
+
+
+def hand_on_slots(conn: Conn, server_id: int, task_ids: Sequence[str]) -> None:
+    """Tasks taken ahead that took over the slot of one that ended (see ``Gate.hand_on``)."""
+    conn.execute(Q["hand_on_slots"], {"server_id": server_id, "ids": list(task_ids)})
 
 
 def publish_file_limits(conn: Conn, limits: Mapping[str, Limits], channel: str | None) -> list[str]:

@@ -48,6 +48,7 @@ def _params(held: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
         "fail_batch": {"ids": held, "errors": ["e"] * n, "started": [NOW] * n,
                        "server_id": SERVER, **usage},  # fmt: skip
         "release_batch": {"ids": held, "server_id": SERVER},
+        "hand_on_slots": {"ids": held, "server_id": SERVER},
         "release_unknown": {"server_id": SERVER, "known": held},
         "cancel_batch": {"ids": held, "server_id": SERVER},
         "save_contexts": {"ids": held, "contexts": ["{}"] * n},
@@ -217,13 +218,14 @@ def test_the_limited_claim_never_scans_the_whole_table(fresh, stats):
     _add_live(conn)
     conn.execute(
         "INSERT INTO queued_tasks (id, name, queue, concurrency_key)"
-        " SELECT gen_random_uuid(), 'tests.tasks:noop', 'limited', 'k' || (i % 3)"
-        " FROM generate_series(1, 200) AS i"
+        " SELECT gen_random_uuid(), 'tests.tasks:noop', q, 'k' || (i % 3)"
+        " FROM generate_series(1, 200) AS i, unnest(ARRAY['limited', 'ahead']) AS q"
     )
     conn.execute(
         "INSERT INTO queued_task_queues (queue, file_concurrency, file_rate, file_period,"
-        " file_key_concurrency) VALUES ('limited', 50, 100, 60, 2)"
+        " file_key_concurrency) VALUES ('limited', 50, 100, 60, 2), ('ahead', 4, NULL, NULL, NULL)"
     )
-    params = {"server_id": SERVER, "queues": ["limited"], "want": 10,
-              "default_timeout": 60.0, "finished": []}  # fmt: skip
+    # 'ahead' fills its 4 slots and takes 4 more ahead of them (its own loop of rounds)
+    params = {"server_id": SERVER, "queues": ["limited", "ahead"], "want": 14,
+              "default_timeout": 60.0, "finished": [], "aheads": [0, 0]}  # fmt: skip
     assert _nested_seq_scans(conn, queries()["claim_limited"], params) == []

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import pytest
 
 from qsup.errors import ConfigError, TaskDefinitionError
 from qsup.flow import Limits, Rate, concurrency_key, describe, limits_from_toml, parse_rate
+from qsup.protocol import Job
+from qsup.settings import Config
+from qsup.supervisor.flow import Gate
+from qsup.supervisor.ledger import Ledger
 from qsup.supervisor.policy import next_limited_try, room_in_workers
 
 
@@ -91,3 +96,47 @@ def test_concurrency_key_fits_the_index_and_text(key):
     assert concurrency_key("k" * 255, None, (), {}) == "k" * 255
     with pytest.raises(TaskDefinitionError, match="at most 255 characters, without NUL"):
         concurrency_key(key, None, (), {})
+
+
+def _job(task_id: str, queue: str = "pay") -> Job:
+    return Job(task_id, "t:x", "[]", "{}", 60.0, 1, 3, "{}", queue, None, None)
+
+
+def _gate_holding(*held: str) -> tuple[Gate, Ledger]:
+    """A gate that claimed ``held`` (slot holders, with workers) in the limited queue "pay",
+    and one task "b" ahead of them."""
+    gate, ledger = Gate(Config()), Ledger(Counter())
+    gate.next_try = {"pay": math.inf}
+    ledger.claimed([_job(i) for i in held])
+    ledger.hand_out(1, len(held))
+    ledger.ahead.append(_job("b"))
+    gate.held = {i: "pay" for i in (*held, "b")}
+    return gate, ledger
+
+
+def _end(ledger: Ledger, task_id: str) -> None:
+    ledger.finish(1, task_id)
+    ledger.outbox.release([task_id], 0.0)  # any outcome: the task ended, not yet written
+
+
+def test_an_ended_slot_holder_hands_its_slot_to_the_task_ahead():
+    gate, ledger = _gate_holding("a", "c")
+    assert gate._aheads(["pay"], ledger) == [3]  # two slots here, one of four successors
+    _end(ledger, "a")
+    gate.hand_on("a", ledger, 5.0)
+    assert [j.id for j in ledger.buffer] == ["b"] and not ledger.ahead
+    assert ledger.outbox.handed_on == ["b"]  # written with a's outcome
+    assert gate.next_try["pay"] == 5.0  # claim a new successor now
+    assert gate._ended(ledger) == []  # a's slot is b's: not free
+    ledger.hand_out(1, 1)
+    _end(ledger, "b")
+    assert sorted(gate._ended(ledger)) == ["a", "b"]  # b ended too: the slot is free
+
+
+def test_a_slot_holder_of_another_queue_hands_nothing_on():
+    gate, ledger = _gate_holding("a")
+    gate.held["x"] = "other"
+    gate.hand_on("x", ledger, 1.0)
+    gate.hand_on("unknown", ledger, 1.0)
+    assert not ledger.buffer and [j.id for j in ledger.ahead] == ["b"]
+    assert not ledger.outbox.handed_on

@@ -2,9 +2,21 @@
 
 -- name: claim_limited
 -- Claim tasks of limited queues, in the order given, up to %(want)s in all: the jobs (queue
--- set) and one status row per queue (id NULL; see qsup_claim_limited for retry_in).
+-- set; ahead: taken ahead, holding no slot yet) and one status row per queue (id NULL; see
+-- qsup_claim_limited for retry_in).
 SELECT * FROM qsup_claim_limited(%(queues)s::text[], %(server_id)s, %(want)s,
-                                 %(default_timeout)s::float8, %(finished)s::uuid[])
+                                 %(default_timeout)s::float8, %(finished)s::uuid[],
+                                 %(aheads)s::integer[])
+
+-- name: hand_on_slots
+-- Tasks taken ahead that now run in the slot of a task this server saw end: they hold it (in
+-- the flush that writes that task's outcome, so the count never drops between the two).
+-- One primary-key probe per task, behind OFFSET 0 as in complete_batch.
+UPDATE queued_tasks t SET flow_slot = 1
+FROM (SELECT p.ctid AS tid FROM unnest(%(ids)s::uuid[]) AS i (id),
+      LATERAL (SELECT ctid FROM queued_tasks q WHERE q.id = i.id AND q.server_id = %(server_id)s
+               AND q.flow_slot = 2 AND q.state IN ('picked_up', 'running') OFFSET 0) AS p) AS c
+WHERE t.ctid = c.tid
 
 -- name: flow_state
 -- Every queue with a pause or a limit, the runtime value of each limit before the file's.

@@ -6,11 +6,19 @@ changed. Paused and limited queues are left out of the ordinary claim; limited o
 ``qsup_claim_limited``, which counts the slots under a lock of the queue's row, so all servers
 together keep to the limits. While no queue is paused or limited, nothing here touches the
 database but that read.
+
+A full queue with only a concurrency limit is also claimed *ahead*: up to two tasks per slot
+this server holds there (so that one claim serves several ended tasks), kept aside
+(``Ledger.ahead``) without a slot. When a slot holder ends, a successor takes its slot over at
+once (``hand_on``), without a claim's round trip; the flush that writes the ended task's
+outcome gives the successor its slot in the same transaction, so the database never counts
+fewer slots than are in use.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 from loguru import logger
@@ -39,6 +47,8 @@ class Gate:
         self.held: dict[TaskId, str] = {}  # limited tasks claimed here, not yet written
         self.freed: set[TaskId] = set()  # of those, the ended ones already counted as free
         self.full: set[str] = set()  # queues whose last claim found no free slot
+        self.successor: dict[TaskId, TaskId] = {}  # an ended slot holder -> who took it over
+        self.handed: Counter[str] = Counter()  # per queue, slots handed on since its claim
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
@@ -82,6 +92,9 @@ class Gate:
         mine = sorted(q for q in state if not takes or q in takes)
         paused = {q for q in mine if state[q].paused}
         newly = paused - {q for q, f in self.state.items() if f.paused}
+        moved = {q for q, f in self.state.items() if state.get(q) != f}  # limits changed
+        if moved and ledger.ahead:  # what was taken ahead under the old limits goes back
+            ledger.release_ahead(lambda job: job.queue in moved, now)
         self.state = state
         freed = bool(set(self.skip) - state.keys())
         self.skip = sorted(state)
@@ -96,6 +109,7 @@ class Gate:
             known = ledger.ids()
             self.held = {i: q for i, q in self.held.items() if i in known}
             self.freed &= self.held.keys()
+            self.successor = {a: b for a, b in self.successor.items() if a in known}
         return freed
 
     def _load(self, conn: Any) -> dict[str, flow_store.QueueFlow]:
@@ -123,36 +137,79 @@ class Gate:
                 self.next_try[queue] = min(self.next_try[queue], now)
         due = [q for q in self.limited if self.next_try[q] <= now]
         want = room - sum(1 for job in ledger.buffer if job.id in self.held)
-        if not due or want <= 0:
+        aheads = self._aheads(due, ledger)
+        if not due or (want <= 0 and not any(aheads)):
             return 0
         timeout = self.config.task_timeout
         claimed = link.call(
-            lambda conn: flow_store.claim_limited(conn, server_id, due, want, timeout, ended)
+            lambda conn: flow_store.claim_limited(
+                conn, server_id, due, want, timeout, ended, aheads
+            )
         )
         if claimed is None:
             return 0
         for queue, retry_in in claimed.retry_in.items():
+            self.handed[queue] = 0
             self.next_try[queue] = policy.next_limited_try(retry_in, now, FULL_POLL)
             if retry_in is not None and retry_in < 0:
                 self.full.add(queue)
             else:
                 self.full.discard(queue)
         self._watch_delayed(link, now, [q for q, r in claimed.retry_in.items() if r is None])
-        self.held.update((job.id, job.queue) for job in claimed.jobs)
+        self.held.update((job.id, job.queue) for job in claimed.jobs + claimed.ahead)
         ledger.claimed_first(claimed.jobs)
+        ledger.ahead.extend(claimed.ahead)
         if log.debug_events:
-            for job in claimed.jobs:
+            for job in claimed.jobs + claimed.ahead:
                 log.event("claimed", job.id).debug("task {} claimed", job.name)
         self.limited = self.limited[1:] + self.limited[:1]
-        return len(claimed.jobs)
+        return len(claimed.jobs) + len(claimed.ahead)
+
+    def hand_on(self, task_id: TaskId, ledger: Ledger, now: float) -> None:
+        """A task ended (its outcome just went to the outbox): if it held a slot of a queue
+        we claimed ahead in, the first task taken ahead there takes the slot over and goes to
+        the front of the buffer. The queue is claimed again for new ones ahead once half of
+        those it had went (a claim per slot freed would keep the loop busy in claims)."""
+        queue = self.held.get(task_id) if ledger.ahead else None
+        if queue is None or queue not in self.next_try:
+            return
+        job = next((j for j in ledger.ahead if j.queue == queue), None)
+        if job is None:
+            return
+        ledger.ahead.remove(job)
+        ledger.claimed_first([job])
+        ledger.outbox.hand_on(job.id, now)
+        self.successor[task_id] = job.id
+        self.handed[queue] += 1
+        if self.handed[queue] >= sum(1 for j in ledger.ahead if j.queue == queue):
+            self.next_try[queue] = min(self.next_try[queue], now)
+
+    def _aheads(self, due: list[str], ledger: Ledger) -> list[int]:
+        """Per due queue, how many more to claim ahead: two per slot held here (a slot
+        holder buffered or with a worker) less those already taken ahead."""
+        if not self.held:
+            return [0] * len(due)
+        active = Counter(self.held[i] for i in ledger.assigned_ids() if i in self.held)
+        have = Counter(job.queue for job in ledger.ahead)
+        return [max(0, 2 * active[q] - have[q]) for q in due]
 
     def _ended(self, ledger: Ledger) -> list[TaskId]:
         """Our limited tasks whose end is known here but not written yet: their slots are
-        free (the database still shows them held)."""
+        free (the database still shows them held), unless a successor took one over and has
+        not ended yet."""
         if not self.held:
             return []
         boxes = [ledger.outbox] + ([ledger.writing] if ledger.writing is not None else [])
-        return [i for box in boxes for i in box.task_ids() - box.running.keys() if i in self.held]
+        ended = {i for box in boxes for i in box.task_ids() - box.running.keys() if i in self.held}
+        return [i for i in ended if self._chain_ended(i, ended)]
+
+    def _chain_ended(self, task_id: TaskId, ended: set[TaskId]) -> bool:
+        after = self.successor.get(task_id)
+        while after is not None:
+            if after not in ended:
+                return False
+            after = self.successor.get(after)
+        return True
 
     def _watch_delayed(self, link: Link, now: float, emptied: list[str]) -> None:
         """Limited queues with nothing due: wake when their next delayed task is (retries,

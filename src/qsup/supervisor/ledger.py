@@ -11,6 +11,7 @@ running jobs; :class:`~qsup.supervisor.pool.Worker` keeps only process facts.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 from qsup.protocol import Job, TaskId
@@ -21,6 +22,7 @@ from qsup.supervisor.outbox import Outbox
 class Ledger:
     def __init__(self, counters: Counter[str]) -> None:
         self.buffer: deque[Job] = deque()  # claimed, not handed out
+        self.ahead: deque[Job] = deque()  # claimed ahead of a limited queue's slots (flow.py)
         self._jobs: dict[int, dict[TaskId, Job]] = {}  # worker pid -> assigned, unfinished
         self._running: dict[int, tuple[TaskId, float]] = {}  # worker pid -> task, wall start
         self._recalled: dict[int, set[TaskId]] = {}  # asked back, not yet answered
@@ -45,7 +47,7 @@ class Ledger:
 
     def ids(self) -> set[TaskId]:
         """Every task held, whatever its state (for reconciling with the database)."""
-        held = {t.id for t in self.buffer} | self.outbox.task_ids()
+        held = {t.id for t in self.buffer} | {t.id for t in self.ahead} | self.outbox.task_ids()
         for jobs in self._jobs.values():
             held.update(jobs)
         if self.writing is not None:
@@ -56,6 +58,13 @@ class Ledger:
 
     def claimed(self, jobs: list[Job]) -> None:
         self.buffer.extend(jobs)
+
+    def assigned_ids(self) -> set[TaskId]:
+        """Tasks buffered or with a worker, not ended."""
+        ids = {t.id for t in self.buffer}
+        for jobs in self._jobs.values():
+            ids.update(jobs)
+        return ids
 
     def claimed_first(self, jobs: list[Job]) -> None:
         """Jobs of limited queues: claimed for workers that can start them now, so ahead of
@@ -135,11 +144,13 @@ class Ledger:
         return queued
 
     def cancel(self, task_ids: set[Any], now: float) -> dict[int, tuple[TaskId, ...]]:
-        """Cancel what we hold of ``task_ids``: buffered ones at once; for each worker, the
-        queued ones to Drop (returned by pid). Running ones are the caller's to stop."""
-        held = [t.id for t in self.buffer if t.id in task_ids]
+        """Cancel what we hold of ``task_ids``: buffered ones (or taken ahead) at once; for
+        each worker, the queued ones to Drop (returned by pid). Running ones are the caller's
+        to stop."""
+        held = [t.id for t in (*self.buffer, *self.ahead) if t.id in task_ids]
         if held:
             self.buffer = deque(t for t in self.buffer if t.id not in task_ids)
+            self.ahead = deque(t for t in self.ahead if t.id not in task_ids)
             self.outbox.cancel(held, now)
         drops: dict[int, tuple[TaskId, ...]] = {}
         for pid, jobs in self._jobs.items():
@@ -155,10 +166,19 @@ class Ledger:
         if self.buffer:
             self.outbox.release([t.id for t in self.buffer], now)
             self.buffer.clear()
+        self.release_ahead(lambda job: True, now)
+
+    def release_ahead(self, which: Callable[[Job], bool], now: float) -> None:
+        """Give back the tasks claimed ahead for which ``which(job)`` is true."""
+        gone = [t for t in self.ahead if which(t)]
+        if gone:
+            self.outbox.release([t.id for t in gone], now)
+            self.ahead = deque(t for t in self.ahead if not which(t))
 
     def forget_buffer(self) -> None:
         """Another server requeued what we claimed (we were declared dead): not ours now."""
         self.buffer.clear()
+        self.ahead.clear()
 
     # --- writing --------------------------------------------------------------------------
 

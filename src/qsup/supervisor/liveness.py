@@ -165,7 +165,7 @@ def fence(ledger: Ledger, crew: Crew, now: float, declared_dead: bool) -> None:
     """Stop every task this server holds: another server may run them now. The buffer and
     the running tasks go back to the queue (written only where we still hold them)."""
     busy = [w for w in crew.workers.values() if crew.busy(w) and w.kill_reason is None]
-    if not busy and not ledger.buffer:
+    if not busy and not ledger.buffer and not ledger.ahead:
         return
     log.event("fenced").warning(
         "this server {}: stopping its {} running task(s) so that no other server runs them"

@@ -41,6 +41,7 @@ class Outbox:
     )
     releases: list[TaskId] = field(default_factory=list)
     cancels: list[TaskId] = field(default_factory=list)
+    handed_on: list[TaskId] = field(default_factory=list)  # took over an ended task's slot
     logs: list[tuple[TaskId, str, str, datetime]] = field(default_factory=list)
     contexts: dict[TaskId, str] = field(default_factory=dict)
     enqueues: list[repo.NewTask | NewWorkflow] = field(default_factory=list)
@@ -122,6 +123,12 @@ class Outbox:
             self.running.pop(task_id, None)
             self.log(task_id, "cancelled", "cancelled by operator while held by this server", now)
         self.cancels.extend(task_ids)
+
+    def hand_on(self, task_id: TaskId, now: float) -> None:
+        """A task taken ahead now holds the slot of one whose outcome is in this outbox (so
+        both are written in one transaction)."""
+        self.handed_on.append(task_id)
+        self._touch(now)
 
     def log(
         self, task_id: TaskId, kind: str, message: str, now: float, at: float | None = None

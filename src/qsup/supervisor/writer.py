@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from loguru import logger
 
-from qsup import repo, workflow_store
+from qsup import flow_store, repo, workflow_store
 from qsup.accounting import NO_USAGE
 from qsup.supervisor.link import Link
 from qsup.supervisor.outbox import Outbox, timestamp
@@ -127,6 +127,8 @@ def flush(conn: Any, outbox: Outbox, server_id: int, channel: str | None) -> Non
         if outbox.running:
             starts = [(i, timestamp(at), pid) for i, (at, pid) in outbox.running.items()]
             repo.mark_running(conn, server_id, starts)
+        if outbox.handed_on:  # with the outcomes of the tasks whose slots they took over
+            flow_store.hand_on_slots(conn, server_id, outbox.handed_on)
         wake = _write_outcomes(conn, outbox, server_id, channel)
         if outbox.logs:
             repo.insert_logs(conn, outbox.logs)
@@ -140,7 +142,7 @@ def flush(conn: Any, outbox: Outbox, server_id: int, channel: str | None) -> Non
 def _one_statement(outbox: Outbox) -> bool:
     """Only one kind of entry, written by one statement (the NOTIFYs after it are hints:
     they may commit on their own)."""
-    chained = outbox.enqueues or outbox.failures or outbox.cancels  # dependent statements
+    chained = outbox.enqueues or outbox.failures or outbox.cancels or outbox.handed_on
     return not chained and sum(1 for entries in outbox.kinds() if entries) == 1
 
 
@@ -168,8 +170,10 @@ def salvage(conn: Any, outbox: Outbox, server_id: int, error: str) -> None:
     so none stays held forever; drop the rest (logs, contexts, children)."""
     ids = outbox.task_ids() - set(outbox.releases) - set(outbox.cancels)
     message = f"qsup could not store this task's outcome: {error}"
-    releases = list(outbox.releases)
+    releases, handed_on = list(outbox.releases), list(outbox.handed_on)
     outbox.clear()
+    if handed_on:  # they run: they hold their slots
+        flow_store.hand_on_slots(conn, server_id, handed_on)
     if ids:
         repo.fail_batch(conn, server_id, [(i, message, None, None, NO_USAGE) for i in ids])
     if releases:

@@ -42,14 +42,20 @@ CREATE INDEX idx_queued_task_starts ON queued_task_starts (queue, at);
 -- hold no slot. For each queue of ``queues`` in order, claims up to what is left of want, never beyond its
 -- concurrency, its rate window or its key_concurrency; priority order within the queue.
 -- Returns the claimed jobs (protocol.Job's columns, retry_in NULL) and, per queue visited, a status row
--- with id NULL and retry_in: NULL nothing more is due; 0 it took all it was offered (claim
--- again when there is room); > 0 seconds until its rate window lets more start; -1 full
+-- with id NULL and retry_in: NULL nothing more is due; 0 it took all it was offered, some
+-- (claim again when there is room); > 0 seconds until its rate window lets more start; -1 full
 -- (concurrency or every waiting key): again when a slot frees.
+-- Reaching ahead: a queue with only a concurrency limit that is exactly full also gives up to
+-- aheads[i] (plus two per slot it just took; at most two per slot the server holds) tasks more, marked flow_slot = 2 and ``ahead``: they hold
+-- no slot and must not run until the calling server hands one of its slots on to them (its
+-- flush writes the slot holder's outcome and sets flow_slot = 1 on its successor in one
+-- transaction), so a freed slot is refilled without waiting for this claim.
 CREATE FUNCTION qsup_claim_limited(queues text[], server integer, want integer,
-                                   default_timeout double precision, finished uuid[])
+                                   default_timeout double precision, finished uuid[],
+                                   aheads integer[])
 RETURNS TABLE (id text, name varchar, args text, kwargs text, timeout double precision,
                attempts integer, max_retries integer, context text, queue text, headers text,
-               crash_causes text, retry_in double precision)
+               crash_causes text, ahead boolean, retry_in double precision)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
@@ -65,17 +71,23 @@ DECLARE
     wait_for double precision;
     offered integer;
     window_s double precision;
+    qi integer := 0;
+    slot smallint;
+    extra integer;
+    mine integer;
 BEGIN
     FOREACH q IN ARRAY queues LOOP
-        EXIT WHEN want <= 0;
+        qi := qi + 1;
+        CONTINUE WHEN want <= 0 AND coalesce(aheads[qi], 0) <= 0;
         SELECT c.paused, coalesce(c.concurrency, c.file_concurrency) AS concurrency,
                coalesce(c.rate, c.file_rate) AS rate,
                coalesce(c.period, c.file_period) AS period,
                coalesce(c.key_concurrency, c.file_key_concurrency) AS key_concurrency
         INTO ctl FROM queued_task_queues c WHERE c.queue = q FOR UPDATE;
         CONTINUE WHEN NOT FOUND OR ctl.paused;
-        room := want;
-        offered := want;
+        room := greatest(want, 0);
+        offered := room;
+        held_total := 0;
         wait_for := NULL;
         IF ctl.concurrency IS NOT NULL THEN
             SELECT count(*) INTO held_total FROM queued_tasks t
@@ -100,6 +112,8 @@ BEGIN
             END IF;
         END IF;
         got := 0;
+        extra := 0;
+        slot := 1;
         full_keys := '{}';
         IF ctl.key_concurrency IS NOT NULL THEN
             SELECT coalesce(array_agg(k.concurrency_key), '{}') INTO full_keys FROM (
@@ -112,7 +126,22 @@ BEGIN
         -- Each round takes the first due tasks in priority order whose key is not full, at
         -- most key_concurrency (less what runs) of one key: a round admits at least one task,
         -- so a key with a long backlog never holds up the others.
-        WHILE got < room LOOP
+        <<rounds>>
+        LOOP
+            IF got >= room THEN
+                -- exactly full with only a concurrency limit: reach ahead (see above), once
+                EXIT rounds WHEN slot = 2 OR ctl.concurrency IS NULL OR ctl.rate IS NOT NULL
+                    OR ctl.key_concurrency IS NOT NULL
+                    OR held_total + got <> ctl.concurrency
+                    OR coalesce(aheads[qi], 0) + got <= 0;
+                slot := 2;
+                extra := got;  -- the slot holders taken: each may have two successors too
+                -- never more ahead than twice the slots this server holds there
+                SELECT count(*) INTO mine FROM queued_tasks t
+                WHERE t.flow_slot = 1 AND t.state IN ('picked_up', 'running') AND t.queue = q
+                      AND t.server_id = server AND NOT (t.id = ANY(finished));
+                room := got + least(coalesce(aheads[qi], 0) + 2 * got, 2 * mine);
+            END IF;
             WITH candidates AS (
                 SELECT t.id, t.concurrency_key AS k, t.priority, t.scheduled_at
                 FROM queued_tasks t
@@ -145,7 +174,7 @@ BEGIN
             WITH claimed AS (
                 UPDATE queued_tasks t
                 SET state = 'picked_up', attempts = t.attempts + 1, server_id = server,
-                    flow_slot = 1
+                    flow_slot = slot
                 WHERE t.id = ANY(batch)
                 RETURNING t.id, t.name, t.args, t.kwargs, t.timeout, t.attempts, t.max_retries,
                           t.context, t.headers, t.priority, t.scheduled_at, t.workflow_inputs,
@@ -163,10 +192,10 @@ BEGIN
                    END,
                    c.kwargs::text, coalesce(c.timeout, default_timeout), c.attempts,
                    c.max_retries, c.context::text, q, c.headers::text, c.crash_causes,
-                   NULL::float8
+                   slot = 2, NULL::float8
             FROM claimed c ORDER BY c.priority DESC, c.scheduled_at, c.id;
             got := got + taken;
-            EXIT WHEN ctl.key_concurrency IS NULL;
+            CONTINUE rounds WHEN ctl.key_concurrency IS NULL;
             SELECT coalesce(array_agg(k.concurrency_key), '{}') INTO full_keys FROM (
                 SELECT t.concurrency_key FROM queued_tasks t
                 WHERE t.flow_slot = 1 AND t.state IN ('picked_up', 'running') AND t.queue = q
@@ -174,16 +203,19 @@ BEGIN
                   AND t.concurrency_key IS NOT NULL
                 GROUP BY t.concurrency_key HAVING count(*) >= ctl.key_concurrency) AS k;
         END LOOP;
+        IF slot = 2 THEN
+            got := extra;  -- the tasks taken ahead hold no slot and no room of want
+        END IF;
         IF got > 0 AND ctl.rate IS NOT NULL THEN
             INSERT INTO queued_task_starts (queue, n) VALUES (q, got);
         END IF;
         want := want - got;
         RETURN QUERY SELECT NULL::text, NULL::varchar, NULL::text, NULL::text, NULL::float8,
-            NULL::integer, NULL::integer, NULL::text, q, NULL::text, NULL::text,
+            NULL::integer, NULL::integer, NULL::text, q, NULL::text, NULL::text, NULL::boolean,
             CASE WHEN NOT EXISTS (SELECT 1 FROM queued_tasks t WHERE t.claimable = 1
                                   AND t.scheduled_at <= now() AND t.queue = q) THEN NULL
                  WHEN wait_for IS NOT NULL AND got >= room THEN greatest(wait_for, 0.001)
-                 WHEN got >= offered THEN 0
+                 WHEN got >= offered AND offered > 0 THEN 0
                  ELSE -1 END;
     END LOOP;
 END
