@@ -37,7 +37,8 @@ def test_an_idle_server_with_a_schedule_makes_few_statements(conn, start_server,
     before = transactions(conn)
     time.sleep(WINDOW)  # a rate is measured over time: nothing to wait on
     made = transactions(conn) - before - 2  # our own two reads
-    # a heartbeat every 30 s, cron at most once a minute, the fallback poll: a handful; before,
+    # a heartbeat every 30 s, cron at most once a minute, the fallback poll, the liveness watch
+    # every 5 s (4 in the window; SPEC §13 allows one per 5 s): 5-6 in a statement log; before,
     # about 76. Counts flush late (up to 10 s), so some of start-up's may land in the window:
-    # 7 was seen under load, hence the margin.
-    assert made <= 15, f"{made} statements in {WINDOW:g} s"
+    # 13 was seen with another test running, hence the margin.
+    assert made <= 19, f"{made} statements in {WINDOW:g} s"
