@@ -24,14 +24,23 @@ FIELDS = ("task", "args", "kwargs", "queue", "priority", "delay", "headers", "co
 INT32 = 2**31 - 1
 
 
+# Body fields passed on as they are once their JSON type is right: (field, type, expected).
+TYPED = (
+    ("queue", str, "a string"),
+    ("headers", dict, "an object (the task reads it as current_task.headers)"),
+    ("concurrency_key", str, "a string"),
+)
+
+
 def _options(body: dict[str, Any]) -> dict[str, Any]:
     """The ``_``-prefixed options of ``Queue.build`` from the body, type-checked."""
     options: dict[str, Any] = {}
-    queue = body.get("queue")
-    if queue is not None:
-        if not isinstance(queue, str):
-            raise bad("queue: expected a string")
-        options["_queue"] = queue
+    for field, kind, expected in TYPED:
+        value = body.get(field)
+        if value is not None:
+            if not isinstance(value, kind):
+                raise bad(f"{field}: expected {expected}")
+            options[f"_{field}"] = value
     priority = body.get("priority")
     if priority is not None:
         if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > INT32:
@@ -47,16 +56,6 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
         ):
             raise bad("delay: expected seconds from 0 to 31622400")
         options["_delay"] = float(delay)
-    headers = body.get("headers")
-    if headers is not None:
-        if not isinstance(headers, dict):
-            raise bad("headers: expected an object (the task reads it as current_task.headers)")
-        options["_headers"] = headers
-    key = body.get("concurrency_key")
-    if key is not None:
-        if not isinstance(key, str):
-            raise bad("concurrency_key: expected a string")
-        options["_concurrency_key"] = key
     return options
 
 

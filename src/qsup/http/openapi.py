@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from qsup import flow
 from qsup.states import CLEARABLE, STATES
 
 Operation = dict[str, Any]
@@ -20,14 +21,22 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 ERROR = _json({"$ref": "#/components/schemas/Error"}, "Error")
 OBJ = {"type": "object"}
 NO_NUL = "^[^\\x00]*$"  # PostgreSQL text holds no NUL character
-TASK_ID = {
-    "name": "task_id",
-    "in": "path",
-    "required": True,
-    "description": "The full id, or a unique prefix or suffix of its hex digits (4+, dashes"
-    " optional), such as the 12-digit short form; several matches are a 400",
-    "schema": {"type": "string", "pattern": "^([0-9a-fA-F]-?){4,32}$"},
-}
+
+
+def _path(name: str, schema: dict[str, Any], description: str | None = None) -> dict[str, Any]:
+    """A path parameter of the routes."""
+    param: dict[str, Any] = {"name": name, "in": "path", "required": True}
+    if description:
+        param["description"] = description
+    return {**param, "schema": schema}
+
+
+TASK_ID = _path(
+    "task_id",
+    {"type": "string", "pattern": "^([0-9a-fA-F]-?){4,32}$"},
+    "The full id, or a unique prefix or suffix of its hex digits (4+, dashes optional), such as"
+    " the 12-digit short form; several matches are a 400",
+)
 SECURED: dict[str, Any] = {
     "security": [{"bearer": []}],
     "responses": {"401": ERROR, "403": ERROR, "404": ERROR, "409": ERROR, "400": ERROR},
@@ -194,7 +203,7 @@ ENQUEUE: Operation = {
 }
 
 
-SCHEDULE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+SCHEDULE_NAME = _path("name", {"type": "string"})
 PAGE: Operation = {
     "summary": "The dashboard (HTML; it reads the API below)",
     "responses": {
@@ -229,13 +238,11 @@ LIST_TASKS = _get(
 GET_TASK = _get(
     "One task with children and dependencies", {"$ref": "#/components/schemas/Task"}, [TASK_ID]
 )
-WORKFLOW_ID = {
-    "name": "workflow_id",
-    "in": "path",
-    "required": True,
-    "description": "The workflow's id, or the full id of one of its steps",
-    "schema": {"type": "string", "format": "uuid"},
-}
+WORKFLOW_ID = _path(
+    "workflow_id",
+    {"type": "string", "format": "uuid"},
+    "The workflow's id, or the full id of one of its steps",
+)
 WORKFLOW = _get(
     "A workflow with its steps (states, dates, errors); also found by one of its steps' ids",
     OBJ,
@@ -267,13 +274,7 @@ CANCEL = _post("Cancel a task", [TASK_ID])
 PAUSE = _post("Pause a schedule", [SCHEDULE_NAME])
 RESUME = _post("Resume a schedule", [SCHEDULE_NAME])
 RUN = _post("Run a schedule now", [SCHEDULE_NAME])
-QUEUE_NAME = {
-    "name": "name",
-    "in": "path",
-    "required": True,
-    "description": "Queue name",
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,255}$"},
-}
+QUEUE_NAME = _path("name", {"type": "string", "pattern": flow.QUEUE_NAME.pattern}, "Queue name")
 PAUSE_QUEUE = _post("Pause a queue on every server (running tasks finish)", [QUEUE_NAME])
 RESUME_QUEUE = _post("Resume a paused queue", [QUEUE_NAME])
 

@@ -34,6 +34,18 @@ CREATE TABLE queued_task_starts (
 );
 CREATE INDEX idx_queued_task_starts ON queued_task_starts (queue, at);
 
+-- The concurrency keys of ``q`` that hold ``per_key`` slots or more (tasks of ``finished``
+-- hold none): qsup_claim_limited's rounds skip them.
+CREATE FUNCTION qsup_full_keys(q text, finished uuid[], per_key integer) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(k.concurrency_key), '{}') FROM (
+        SELECT t.concurrency_key FROM queued_tasks t
+        WHERE t.flow_slot = 1 AND t.state IN ('picked_up', 'running') AND t.queue = q
+          AND NOT (t.id = ANY(finished))
+          AND t.concurrency_key IS NOT NULL
+        GROUP BY t.concurrency_key HAVING count(*) >= per_key) AS k
+$$;
+
 -- The limited claim: one queue at a time, each serialized by its row locked FOR UPDATE, in
 -- a function so that every statement after the lock takes a fresh snapshot (in one
 -- statement the count of held tasks would be read from a snapshot taken before the lock
@@ -116,12 +128,7 @@ BEGIN
         slot := 1;
         full_keys := '{}';
         IF ctl.key_concurrency IS NOT NULL THEN
-            SELECT coalesce(array_agg(k.concurrency_key), '{}') INTO full_keys FROM (
-                SELECT t.concurrency_key FROM queued_tasks t
-                WHERE t.flow_slot = 1 AND t.state IN ('picked_up', 'running') AND t.queue = q
-                  AND NOT (t.id = ANY(finished))
-                  AND t.concurrency_key IS NOT NULL
-                GROUP BY t.concurrency_key HAVING count(*) >= ctl.key_concurrency) AS k;
+            full_keys := qsup_full_keys(q, finished, ctl.key_concurrency);
         END IF;
         -- Each round takes the first due tasks in priority order whose key is not full, at
         -- most key_concurrency (less what runs) of one key: a round admits at least one task,
@@ -196,12 +203,7 @@ BEGIN
             FROM claimed c ORDER BY c.priority DESC, c.scheduled_at, c.id;
             got := got + taken;
             CONTINUE rounds WHEN ctl.key_concurrency IS NULL;
-            SELECT coalesce(array_agg(k.concurrency_key), '{}') INTO full_keys FROM (
-                SELECT t.concurrency_key FROM queued_tasks t
-                WHERE t.flow_slot = 1 AND t.state IN ('picked_up', 'running') AND t.queue = q
-                  AND NOT (t.id = ANY(finished))
-                  AND t.concurrency_key IS NOT NULL
-                GROUP BY t.concurrency_key HAVING count(*) >= ctl.key_concurrency) AS k;
+            full_keys := qsup_full_keys(q, finished, ctl.key_concurrency);
         END LOOP;
         IF slot = 2 THEN
             got := extra;  -- the tasks taken ahead hold no slot and no room of want
