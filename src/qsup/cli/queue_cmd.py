@@ -142,7 +142,8 @@ def retry(
         retried = admin.retry_tasks(
             conn, ids, all_failed=all_failed, queue=queue, channel=cfg.wake_channel
         )
-    left = [short_id(i) for i in dict.fromkeys(ids) if i not in set(retried)]
+    done = set(retried)
+    left = [short_id(i) for i in dict.fromkeys(ids) if i not in done]
     if json:
         print_json({"retried": len(retried), "not_retried": left})
     else:
