@@ -24,6 +24,7 @@ from qsup import Queue, Retry, WorkflowRef, chain, step
 STATE = Path(os.environ.get("BREAKER_STATE", Path(tempfile.gettempdir()) / "qsup-breaker.json"))
 THRESHOLD = 3
 COOLDOWN = 2.0
+CLOSED = '{"failures": 0, "opened_at": null}'  # the state before any call
 
 
 @contextmanager
@@ -32,11 +33,20 @@ def _breaker() -> Iterator[dict[str, Any]]:
     with open(STATE, "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
-        state = json.loads(f.read() or '{"failures": 0, "opened_at": null}')
+        state = json.loads(f.read() or CLOSED)
         yield state
         f.seek(0)
         f.truncate()
         f.write(json.dumps(state))
+
+
+def read_state(path: Path = STATE) -> dict[str, Any]:
+    """The breaker's state as the workers last left it, read under their lock (a write
+    truncates the file first)."""
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        f.seek(0)
+        return json.loads(f.read() or CLOSED)  # type: ignore[no-any-return]
 
 
 def guarded(call: Callable[[], Any]) -> Any:

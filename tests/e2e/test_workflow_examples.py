@@ -89,10 +89,10 @@ def test_the_circuit_breaker_opens_then_closes_after_a_trial_call(queue, recipes
     outage.touch()
     wf = circuit_breaker.priced(queue, 100.0, str(outage))
     state = recipes / "breaker.json"
-    wait_for(lambda: state.exists() and json.loads(state.read_text())["opened_at"], what="open")
+    wait_for(lambda: circuit_breaker.read_state(state)["opened_at"], what="open")
     outage.unlink()
     assert wf.result(timeout=30) == 108.0
-    assert json.loads(state.read_text()) == {"failures": 0, "opened_at": None}
+    assert circuit_breaker.read_state(state) == {"failures": 0, "opened_at": None}
 
 
 @pytest.mark.timeout(60)
