@@ -24,7 +24,10 @@ class StatementCounter:
         host = str(params.get("host") or "127.0.0.1")
         port = int(params.get("port") or 5432)
         if host.startswith("/"):  # a socket directory, as the embedded server's
-            self.upstream: tuple[int, str | tuple[str, int]] = (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}")
+            self.upstream: tuple[int, str | tuple[str, int]] = (
+                socket.AF_UNIX,
+                f"{host}/.s.PGSQL.{port}",
+            )
         else:
             self.upstream = (socket.AF_INET, (host, port))
         self.listener = socket.create_server(("127.0.0.1", 0))

@@ -140,7 +140,9 @@ def _qsup(conn, *args: str) -> subprocess.CompletedProcess[str]:
 def test_queue_stats_ranks_a_leaking_task_first(queue, conn, start_server):
     start_server("--workers", "1")
     refs = [queue.add_task(tasks.leak, 20) for _ in range(3)]
-    refs += [queue.add_task(edge_tasks.allocate, 300), queue.add_task(edge_tasks.burn, 0.3)]
+    # 300 MB of page faults once took more CPU than a 0.3 s burn on a busy VM: 150 MB still peaks
+    # far above the leaks' 60 MB, and 0.6 s of burn is 7x its faults' 0.08 s on a calm one.
+    refs += [queue.add_task(edge_tasks.allocate, 150), queue.add_task(edge_tasks.burn, 0.6)]
     refs += [queue.add_task(tasks.add, i, i) for i in range(5)]
     for ref in refs:
         ref.result(timeout=30)
