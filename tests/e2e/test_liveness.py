@@ -7,9 +7,11 @@ import signal
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from qsup import repo
+from qsup.sql import queries
 from tests import edge_tasks, tasks
 from tests.conftest import one, task_row, wait_for
 
@@ -90,7 +92,35 @@ def test_behind_a_pooler_the_lock_has_a_direct_connection_of_its_own(
     holder = one(
         conn,
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objsubid = 2 AND l.granted",
+        " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objsubid = 2 AND l.granted"
+        " AND a.datname = current_database()",
         (repo.LIVENESS_CLASS,),
     )
     assert holder == f"qsup-liveness-{server.pid}"
+
+
+@pytest.mark.timeout(30)
+def test_the_same_lock_in_another_database_does_not_hide_a_dead_server(conn, server_url):
+    """pg_locks lists the locks of every database: server 1 of another database (another
+    deployment on the cluster, or another test worker) holding its lock must not make our
+    server 1, whose session is gone, look alive to the lock watch or to the heartbeat."""
+    dead = repo.register_server(conn, "dead", 1, "host", 1, [], take_lock=False)
+    conn.execute(
+        "UPDATE queued_task_workers SET liveness_lock = true,"
+        " last_heartbeat = now() - interval '1 hour' WHERE id = %s",
+        (dead,),
+    )
+    watcher = repo.register_server(conn, "watcher", 1, "host", 2, [], take_lock=False)
+    params = {"lock_class": repo.LIVENESS_CLASS, "server_id": watcher}
+    free = queries()["lock_free_servers"]
+    with psycopg.connect(conn.info.dsn, autocommit=True) as here:  # held here: alive
+        here.execute("SELECT pg_advisory_lock(%s, %s)", (repo.LIVENESS_CLASS, dead))
+        assert conn.execute(free, params).fetchone()[0] == []
+        beat = repo.heartbeat(conn, watcher, (1, 0, 1), {}, [], 90, may_declare=True)
+        assert beat.declared_dead == []  # silent but holding its lock: only slow
+    with psycopg.connect(server_url, autocommit=True) as elsewhere:
+        assert one(elsewhere, "SELECT current_database()") != one(conn, "SELECT current_database()")
+        elsewhere.execute("SELECT pg_advisory_lock(%s, %s)", (repo.LIVENESS_CLASS, dead))
+        assert conn.execute(free, params).fetchone()[0] == [dead]
+        beat = repo.heartbeat(conn, watcher, (1, 0, 1), {}, [], 90, may_declare=True)
+        assert beat.declared_dead == ["dead"]
