@@ -4,6 +4,7 @@ the endpoint's return and the response."""
 
 from fastapi import Depends, FastAPI
 
+from qsup import chain, step
 from qsup.fastapi import QueuedTasks, QueuedTasksDep, qsup_lifespan, queued_tasks
 from tests.tasks import add
 
@@ -34,3 +35,9 @@ async def with_legacy(tasks: QueuedTasks = Depends(queued_tasks)) -> dict:
 async def raises(tasks: QueuedTasksDep) -> dict:
     tasks.add_task(add, 7, 8)
     raise RuntimeError("the endpoint failed after adding a task")
+
+
+@app.post("/workflow")
+async def workflow(tasks: QueuedTasksDep) -> dict:
+    wf = await tasks.add_workflow(chain(step(add, 1, 2), step(add, 10)))
+    return {"workflow_id": str(wf.workflow_id), "task_ids": [str(i) for i in wf.task_ids]}

@@ -14,6 +14,11 @@
     async def invite(email: str, tasks: QueuedTasksDep):   # the same, Annotated
         tasks.add_task(send_invite, email)
 
+    @app.post("/report")
+    async def report(tasks: QueuedTasksDep):
+        wf = await tasks.add_workflow(chain(step(collect), step(render), step(deliver)))
+        return {"workflow_id": str(wf.workflow_id)}     # committed: it was awaited
+
 Every task added through ``tasks`` is committed before the response is sent: ``QueuedTasks``
 depends on a generator of scope ``"function"``, whose exit code FastAPI runs when the endpoint
 returns and before it sends the response (the default ``"request"`` scope runs it after).
@@ -35,6 +40,8 @@ from fastapi import Depends
 
 from qsup.api import Queue, TaskRef, default_queue
 from qsup.middleware import Task, add_middleware
+from qsup.workflow import Node
+from qsup.workflow_ref import WorkflowRef
 
 
 async def _committed_on_return() -> AsyncIterator[list[TaskRef]]:
@@ -68,6 +75,13 @@ class QueuedTasks:
         ref = self.queue.add_task(fn, *args, **kwargs)
         self.refs.append(ref)
         return ref
+
+    async def add_workflow(self, workflow: Node, **options: Any) -> WorkflowRef:
+        """Enqueue a workflow (``step``/``chain``/``group``) in one transaction, committed when
+        this returns; ``connection=`` (an AsyncConnection) and ``unique_key=`` as in
+        :meth:`Queue.add_workflow_async`. Awaited rather than sent in the background: its
+        steps are many rows written together, not one insert to batch with others."""
+        return await self.queue.add_workflow_async(workflow, **options)
 
     async def commit(self) -> None:
         """Wait until every task added so far is committed (errors propagate)."""

@@ -21,6 +21,8 @@ from fastapi.testclient import TestClient
 
 from qsup import repo
 from qsup.fastapi import QueuedTasks, QueuedTasksDep
+from qsup.workflow_ref import WorkflowRef
+from tests.conftest import task_row
 from tests.servers import ROOT, free_port, wait_for
 
 # How long a response held back by the lock is given to (wrongly) arrive.
@@ -84,6 +86,17 @@ def test_response_waits_for_the_commit(app_server, db_url, conn, path):
     assert answers[0].status_code == 200, answers[0].text
     task_id = uuid.UUID(answers[0].json()["task_id"])
     assert repo.get_task(conn, task_id) is not None  # committed when the response arrived
+
+
+def test_a_workflow_added_through_queued_tasks_is_committed_and_runs(app_server, conn, queue):
+    response = httpx.post(app_server + "/workflow", timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    first, last = (uuid.UUID(i) for i in body["task_ids"])
+    assert repo.get_task(conn, first) is not None  # committed when the response arrived
+    ref = WorkflowRef(queue, body["workflow_id"], body["task_ids"], None)  # read back by id
+    assert ref.result(timeout=20) == 13  # add(add(1, 2), 10)
+    assert task_row(conn, last)["state"] == "completed"
 
 
 def test_an_endpoint_that_raises_still_enqueues_what_it_added(app_server, conn):
