@@ -4,6 +4,7 @@ to the worker, and the lifecycle events of JSON logs (SPEC §12)."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +224,31 @@ def test_cancelling_a_running_task_logs_the_cancelled_event(queue, conn, start_s
             in {(e["event"], e["task_id"]) for e in events(server.log_path)}
         )
     )
+
+
+def test_cancelling_an_unstarted_task_logs_the_cancelled_event(queue, conn, start_server):
+    """The cancel of a task the server holds unstarted is its to log; one not claimed yet,
+    cancelled over HTTP, is logged by the server's HTTP process."""
+    from qsup import admin
+
+    env = {"QSUP_LOG_FORMAT": "json", "QSUP_ADMIN_TOKEN": "s3cret"}
+    server = start_server("--workers", "1", env=env, http=True)
+    running = queue.add_task(tasks.sleep_then_return, 30)
+    held = queue.add_task(tasks.add, 1, 2)  # claimed ahead for the busy worker
+    wait_for(lambda: task_row(conn, running.task_id)["state"] == "running", what="running")
+    wait_for(lambda: task_row(conn, held.task_id)["state"] == "picked_up", what="held")
+    admin.cancel_task(conn, held.task_id, queue.config.wake_channel)
+    later = queue.add_task(tasks.add, 3, 4, _delay=3600)  # not due: no server holds it
+    request = urllib.request.Request(
+        server.url(f"/api/tasks/{later.task_id}/cancel"),
+        method="POST",
+        headers={"Authorization": "Bearer s3cret"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read())["outcome"] == "cancelled"
+
+    def seen() -> set[tuple[str, str]]:
+        return {(e["event"], e["task_id"]) for e in events(server.log_path)}
+
+    wait_for(lambda: {("cancelled", str(held.task_id)), ("cancelled", str(later.task_id))} <= seen())
+    wait_for(lambda: task_row(conn, held.task_id)["state"] == "cancelled", what="written")

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qsup import admin, flow, flow_store
+from qsup import admin, flow, flow_store, log
 from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.http import store
 from qsup.http.auth import authorize
@@ -60,6 +60,8 @@ def cancel_task(request: Request) -> Response:
             outcome = admin.cancel_task(conn, task_id, backend.config.wake_channel)
         except (QsupError, LookupError, ValueError) as exc:
             raise _refused(exc) from None
+    if outcome == "cancelled":  # not started: no server hears of it (a running one's logs it)
+        log.event("cancelled", str(task_id)).info("task cancelled before it started (HTTP)")
     return JSON({"id": task_id, "outcome": outcome})
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from qsup import repo
+from qsup import log, repo
 from qsup.accounting import NO_USAGE, Usage
 from qsup.protocol import Finished, TaskId
 from qsup.workflow import NewWorkflow
@@ -122,6 +122,7 @@ class Outbox:
         for task_id in task_ids:
             self.running.pop(task_id, None)
             self.log(task_id, "cancelled", "cancelled by operator while held by this server", now)
+            log.event("cancelled", task_id).info("task cancelled before it started")
         self.cancels.extend(task_ids)
 
     def hand_on(self, task_id: TaskId, now: float) -> None:
