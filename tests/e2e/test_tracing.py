@@ -250,5 +250,6 @@ def test_cancelling_an_unstarted_task_logs_the_cancelled_event(queue, conn, star
     def seen() -> set[tuple[str, str]]:
         return {(e["event"], e["task_id"]) for e in events(server.log_path)}
 
-    wait_for(lambda: {("cancelled", str(held.task_id)), ("cancelled", str(later.task_id))} <= seen())
+    both = {("cancelled", str(held.task_id)), ("cancelled", str(later.task_id))}
+    wait_for(lambda: both <= seen(), what="both cancelled events")
     wait_for(lambda: task_row(conn, held.task_id)["state"] == "cancelled", what="written")
