@@ -253,3 +253,4 @@ def test_cancelling_an_unstarted_task_logs_the_cancelled_event(queue, conn, star
     both = {("cancelled", str(held.task_id)), ("cancelled", str(later.task_id))}
     wait_for(lambda: both <= seen(), what="both cancelled events")
     wait_for(lambda: task_row(conn, held.task_id)["state"] == "cancelled", what="written")
+    admin.cancel_task(conn, running.task_id, queue.config.wake_channel)  # a quick stop
