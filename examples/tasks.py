@@ -1,4 +1,5 @@
-"""Example tasks: ``qsup serve --import examples.tasks`` then ``qsup enqueue examples.tasks:add 1 2``."""
+"""Example tasks: ``qsup serve --import examples.tasks``, then
+``qsup enqueue examples.tasks:add 1 2``."""
 
 import asyncio
 import time
