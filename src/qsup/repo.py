@@ -240,15 +240,16 @@ def retry_batch(
 def fail_batch(
     conn: Conn,
     server_id: int,
-    rows: Sequence[tuple[TaskId, str, datetime | None, str | None, Usage]],
+    rows: Sequence[tuple[TaskId, str, datetime | None, str | None, Usage, int | None]],
 ) -> list[uuid.UUID]:
-    """Rows of (id, error, started or None, how its worker died or None, usage); returns the
-    ids marked failed."""
-    ids, errors, started, crashes, usage = zip(*rows, strict=True)
+    """Rows of (id, error, started or None, how its worker died or None, usage, the worker's
+    pid or None); returns the ids marked failed."""
+    ids, errors, started, crashes, usage, pids = zip(*rows, strict=True)
     params = {
         "ids": list(ids),
         "errors": list(errors),
         "started": list(started),
+        "pids": list(pids),
         "server_id": server_id,
         **_usage_params(crashes, usage),
     }

@@ -41,6 +41,18 @@ def test_a_task_killing_its_workers_is_quarantined_after_two_crashes(
     assert row["crashes"] == 2 and row["attempts"] == 2  # not the 6 its retries allowed
     logs = [entry["message"] for entry in repo.task_logs(conn, poison.task_id)]
     assert any("signal SIGKILL" in m and "quarantined" in m for m in logs), logs
+    assert any(f"worker pid {row['worker_pid']} died" in m for m in logs), (row, logs)
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_task_keeps_the_pid_of_the_worker_that_ran_it(queue, conn, start_server):
+    server = start_server("--workers", "1")
+    (worker,) = server.wait_workers(1)
+    ref = queue.add_task(tasks.always_fail, _max_retries=0)
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "failed", what="the failure")
+    assert (
+        task_row(conn, ref.task_id)["worker_pid"] == worker.pid
+    )  # it failed before its start was written
 
 
 @pytest.mark.timeout(90)

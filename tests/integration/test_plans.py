@@ -46,7 +46,7 @@ def _params(held: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
         "retry_batch": {"ids": held, "delays": [1.0] * n, "errors": ["e"] * n,
                         "server_id": SERVER, **usage},  # fmt: skip
         "fail_batch": {"ids": held, "errors": ["e"] * n, "started": [NOW] * n,
-                       "server_id": SERVER, **usage},  # fmt: skip
+                       "pids": [9] * n, "server_id": SERVER, **usage},  # fmt: skip
         "release_batch": {"ids": held, "server_id": SERVER},
         "hand_on_slots": {"ids": held, "server_id": SERVER},
         "release_unknown": {"server_id": SERVER, "known": held},

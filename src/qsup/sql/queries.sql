@@ -205,15 +205,16 @@ RETURNING t.id, t.queue
 -- accounting and crash of the last attempt as in retry_batch.
 UPDATE queued_tasks t
 SET state = 'failed', error_message = v.error, date_done = now(),
-    date_started = coalesce(t.date_started, v.started),
+    date_started = coalesce(t.date_started, v.started), worker_pid = coalesce(v.pid, t.worker_pid),
     cpu_seconds = v.cpu, peak_memory_bytes = v.peak, memory_growth_bytes = v.growth,
     crashes = t.crashes + (v.crash IS NOT NULL)::int,
     crash_causes = nullif(concat_ws(', ', t.crash_causes, v.crash), '')
 FROM (
     SELECT v.*, held.ctid AS tid
     FROM unnest(%(ids)s::uuid[], %(errors)s::text[], %(started)s::timestamptz[],
-                %(crashes)s::text[], %(cpu)s::float8[], %(peak)s::bigint[], %(growth)s::bigint[])
-        AS v (id, error, started, crash, cpu, peak, growth),
+                %(crashes)s::text[], %(cpu)s::float8[], %(peak)s::bigint[], %(growth)s::bigint[],
+                %(pids)s::int[])
+        AS v (id, error, started, crash, cpu, peak, growth, pid),
     LATERAL (SELECT ctid FROM queued_tasks q  -- held: see complete_batch
              WHERE q.id = v.id AND q.server_id = %(server_id)s AND q.date_done IS NULL
              OFFSET 0) AS held

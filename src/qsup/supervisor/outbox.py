@@ -36,7 +36,7 @@ class Outbox:
         default_factory=list
     )
     retries: list[tuple[TaskId, float, str, str | None, Usage]] = field(default_factory=list)
-    failures: list[tuple[TaskId, str, datetime | None, str | None, Usage]] = field(
+    failures: list[tuple[TaskId, str, datetime | None, str | None, Usage, int | None]] = field(
         default_factory=list
     )
     releases: list[TaskId] = field(default_factory=list)
@@ -103,10 +103,12 @@ class Outbox:
         now: float,
         crash: str | None = None,
         usage: Usage = NO_USAGE,
+        pid: int | None = None,
     ) -> None:
+        """A task failed for good; ``pid``: the worker that ran its last attempt."""
         self.running.pop(task_id, None)
         started_at = timestamp(started) if started else None
-        self.failures.append((task_id, error, started_at, crash, usage))
+        self.failures.append((task_id, error, started_at, crash, usage, pid))
         self.counters["failed"] += 1
         self._touch(now)
 

@@ -38,6 +38,7 @@ def finished(
         now,
         msg.trace,
         usage=(msg.cpu, msg.peak, msg.growth),
+        pid=pid,
     )
 
 
@@ -97,9 +98,20 @@ def worker_died(
     causes = [*(task.crash_causes or "").split(", "), worker.crash or ""]
     verdict = policy.quarantine([c for c in causes if c], config.max_crashes)
     if verdict is None:
-        attempt_failed(outbox, task, outcome, error, None, started, config, now, crash=worker.crash)
+        attempt_failed(
+            outbox,
+            task,
+            outcome,
+            error,
+            None,
+            started,
+            config,
+            now,
+            crash=worker.crash,
+            pid=worker.pid,
+        )
         return
-    outbox.fail(task.id, verdict, started, now, crash=worker.crash)
+    outbox.fail(task.id, verdict, started, now, crash=worker.crash, pid=worker.pid)
     outbox.counters["quarantined"] += 1
     outbox.log(task.id, "error", f"attempt {task.attempts} failed: {error}; {verdict}", now)
     log.event("quarantined", task.id).error("task {} {}", task.name, verdict)
@@ -117,10 +129,11 @@ def attempt_failed(
     trace: str | None = None,
     crash: str | None = None,
     usage: Usage = NO_USAGE,
+    pid: int | None = None,
 ) -> None:
     """A failed attempt: logged (with the full ``trace`` when ``error`` is a shortened
     traceback, and what it cost), then retried with backoff, or failed when none is left.
-    ``crash``: how its worker died."""
+    ``crash``: how its worker died; ``pid``: that worker, kept on a failed task's row."""
     delay = policy.after_failure(
         outcome,
         task.attempts,
@@ -133,7 +146,7 @@ def attempt_failed(
     summary = error.strip().splitlines()[-1] if error.strip() else outcome
     attempt = f"attempt {task.attempts}/{task.max_retries + 1}{accounting.describe(usage)}"
     if delay is None:
-        outbox.fail(task.id, error, started, now, crash, usage)
+        outbox.fail(task.id, error, started, now, crash, usage, pid)
         outbox.log(task.id, "error", f"{attempt} failed, no retry left: {trace or error}", now)
         task_log = log.event("failed", task.id).bind(outcome=outcome)
         task_log.warning("task {} failed: {}", task.name, summary)

@@ -175,6 +175,6 @@ def salvage(conn: Any, outbox: Outbox, server_id: int, error: str) -> None:
     if handed_on:  # they run: they hold their slots
         flow_store.hand_on_slots(conn, server_id, handed_on)
     if ids:
-        repo.fail_batch(conn, server_id, [(i, message, None, None, NO_USAGE) for i in ids])
+        repo.fail_batch(conn, server_id, [(i, message, None, None, NO_USAGE, None) for i in ids])
     if releases:
         repo.release_batch(conn, server_id, releases)
