@@ -258,3 +258,28 @@ def test_a_workflow_in_a_limited_queue_gets_its_inputs(queue, start_server, tmp_
     squares = group(*(step(wt.square, i, _queue="pay") for i in range(4)))
     ref = queue.add_workflow(chain(squares.then(step(wt.total, _queue="pay"))))
     assert ref.result(timeout=30) == 0 + 1 + 4 + 9
+
+
+@pytest.mark.timeout(90)
+def test_a_slot_freed_on_one_server_runs_what_another_could_not_start(
+    queue, conn, start_server, tmp_path
+):
+    """A server does not sit on a limited queue's tasks while another server has a free slot:
+    long tasks are not claimed ahead of the slots (only short ones are, for a prompt hand-on)."""
+    from qsup import admin
+
+    config = write_config(tmp_path, "[limits.pay]\nconcurrency = 2\n")
+    log = str(tmp_path / "spans")
+    start_server("--workers", "1", "--config", str(config))  # b: will free its slot first
+    first = queue.add_task(tasks.span, log, "first", 1.5, _queue="pay")
+    wait_for(lambda: task_states(conn) == {"running": 1}, what="b to run the first task")
+    start_server("--workers", "3", "--config", str(config))  # a: the other slot, room for more
+    long = queue.add_task(tasks.sleep_then_return, 60, _queue="pay")
+    wait_for(lambda: task_states(conn) == {"running": 2}, what="a to take the second slot")
+    rest = [queue.add_task(tasks.span, log, "rest", 0.05, _queue="pay") for _ in range(2)]
+    first.result(timeout=20)
+    done_at = time.monotonic()
+    for ref in rest:  # on b, in its freed slot, not after the 60 s task on a
+        ref.result(timeout=10)
+    assert time.monotonic() - done_at < 5
+    admin.cancel_task(conn, long.task_id, queue.config.wake_channel)  # a quick stop

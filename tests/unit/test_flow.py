@@ -11,6 +11,7 @@ from qsup.errors import ConfigError, TaskDefinitionError
 from qsup.flow import Limits, Rate, concurrency_key, describe, limits_from_toml, parse_rate
 from qsup.protocol import Job
 from qsup.settings import Config
+from qsup.supervisor import policy
 from qsup.supervisor.flow import Gate
 from qsup.supervisor.ledger import Ledger
 from qsup.supervisor.policy import next_limited_try, room_in_workers
@@ -121,9 +122,10 @@ def _end(ledger: Ledger, task_id: str) -> None:
 
 def test_an_ended_slot_holder_hands_its_slot_to_the_task_ahead():
     gate, ledger = _gate_holding("a", "c")
-    assert gate._aheads(["pay"], ledger) == [3]  # two slots here, one of four successors
+    gate.seconds["pay"] = 0.01  # short tasks: reached ahead
+    assert gate._aheads(["pay"], ledger, 2) == [3]  # two slots here, one of four successors
     _end(ledger, "a")
-    gate.hand_on("a", ledger, 5.0)
+    gate.hand_on("a", 0.01, ledger, 5.0)
     assert [j.id for j in ledger.buffer] == ["b"] and not ledger.ahead
     assert ledger.outbox.handed_on == ["b"]  # written with a's outcome
     assert gate.next_try["pay"] == 5.0  # claim a new successor now
@@ -136,7 +138,24 @@ def test_an_ended_slot_holder_hands_its_slot_to_the_task_ahead():
 def test_a_slot_holder_of_another_queue_hands_nothing_on():
     gate, ledger = _gate_holding("a")
     gate.held["x"] = "other"
-    gate.hand_on("x", ledger, 1.0)
-    gate.hand_on("unknown", ledger, 1.0)
+    gate.hand_on("x", 0.01, ledger, 1.0)
+    gate.hand_on("unknown", 0.01, ledger, 1.0)
     assert not ledger.buffer and [j.id for j in ledger.ahead] == ["b"]
     assert not ledger.outbox.handed_on
+
+
+def test_a_queue_of_long_or_unknown_tasks_is_not_claimed_ahead():
+    gate, ledger = _gate_holding("a", "c")
+    assert gate._aheads(["pay"], ledger, 3) == [-3]  # nothing ran here yet: off
+    ledger.ahead.clear()
+    gate.hand_on("c", 30.0, ledger, 1.0)  # a long one ran
+    assert gate.seconds["pay"] == 30.0 and gate._aheads(["pay"], ledger, 0) == [-1]
+    gate.seconds["pay"] = 0.05
+    assert gate._aheads(["pay"], ledger, 0) == [4]  # short: two per slot held
+
+
+@pytest.mark.parametrize(
+    ("average", "reaches"), [(None, False), (0.0, True), (0.99, True), (1.0, False), (60.0, False)]
+)
+def test_reaching_ahead_is_for_short_tasks_only(average, reaches):
+    assert policy.reaches_ahead(average) is reaches

@@ -305,7 +305,7 @@ class Arbiter:
                 self.avg_task_seconds, msg.done - msg.started
             )
             settle.finished(outbox, task, msg, worker.pid, self.config, now)
-            self.intake.gate.hand_on(task.id, self.ledger, now)  # its slot, if limited
+            self.intake.gate.hand_on(task.id, msg.done - msg.started, self.ledger, now)
         last = results[-1]
         worker.deadline, worker.rss = None, last.rss
         worker.tasks_done += len(results)

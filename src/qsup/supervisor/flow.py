@@ -49,6 +49,7 @@ class Gate:
         self.full: set[str] = set()  # queues whose last claim found no free slot
         self.successor: dict[TaskId, TaskId] = {}  # an ended slot holder -> who took it over
         self.handed: Counter[str] = Counter()  # per queue, slots handed on since its claim
+        self.seconds: dict[str, float] = {}  # per queue, moving average run time of ours
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
@@ -137,8 +138,8 @@ class Gate:
                 self.next_try[queue] = min(self.next_try[queue], now)
         due = [q for q in self.limited if self.next_try[q] <= now]
         want = room - sum(1 for job in ledger.buffer if job.id in self.held)
-        aheads = self._aheads(due, ledger)
-        if not due or (want <= 0 and not any(aheads)):
+        aheads = self._aheads(due, ledger, want)
+        if not due or (want <= 0 and not any(n > 0 for n in aheads)):
             return 0
         timeout = self.config.task_timeout
         claimed = link.call(
@@ -165,13 +166,17 @@ class Gate:
         self.limited = self.limited[1:] + self.limited[:1]
         return len(claimed.jobs) + len(claimed.ahead)
 
-    def hand_on(self, task_id: TaskId, ledger: Ledger, now: float) -> None:
-        """A task ended (its outcome just went to the outbox): if it held a slot of a queue
-        we claimed ahead in, the first task taken ahead there takes the slot over and goes to
-        the front of the buffer. The queue is claimed again for new ones ahead once half of
-        those it had went (a claim per slot freed would keep the loop busy in claims)."""
-        queue = self.held.get(task_id) if ledger.ahead else None
-        if queue is None or queue not in self.next_try:
+    def hand_on(self, task_id: TaskId, seconds: float, ledger: Ledger, now: float) -> None:
+        """A task ended after running ``seconds`` (its outcome just went to the outbox): its
+        queue's run time is averaged, and if it held a slot of a queue we claimed ahead in,
+        the first task taken ahead there takes the slot over and goes to the front of the
+        buffer. The queue is claimed again for new ones ahead once half of those it had went
+        (a claim per slot freed would keep the loop busy in claims)."""
+        queue = self.held.get(task_id)
+        if queue is None:
+            return
+        self.seconds[queue] = policy.moving_average(self.seconds.get(queue), seconds)
+        if not ledger.ahead or queue not in self.next_try:
             return
         job = next((j for j in ledger.ahead if j.queue == queue), None)
         if job is None:
@@ -184,14 +189,20 @@ class Gate:
         if self.handed[queue] >= sum(1 for j in ledger.ahead if j.queue == queue):
             self.next_try[queue] = min(self.next_try[queue], now)
 
-    def _aheads(self, due: list[str], ledger: Ledger) -> list[int]:
+    def _aheads(self, due: list[str], ledger: Ledger, want: int) -> list[int]:
         """Per due queue, how many more to claim ahead: two per slot held here (a slot
-        holder buffered or with a worker) less those already taken ahead."""
-        if not self.held:
-            return [0] * len(due)
+        holder buffered or with a worker) less those already taken ahead. A queue whose
+        tasks are not known to be short gets ``-want``, which turns reaching ahead off in
+        ``qsup_claim_limited`` (it reaches ahead only while aheads[i] plus what it took, at
+        most ``want``, is positive): a long task's successor taken ahead would wait here
+        while a slot another server frees stays empty."""
         active = Counter(self.held[i] for i in ledger.assigned_ids() if i in self.held)
         have = Counter(job.queue for job in ledger.ahead)
-        return [max(0, 2 * active[q] - have[q]) for q in due]
+        off = -max(want, 1)
+        return [
+            max(0, 2 * active[q] - have[q]) if policy.reaches_ahead(self.seconds.get(q)) else off
+            for q in due
+        ]
 
     def _ended(self, ledger: Ledger) -> list[TaskId]:
         """Our limited tasks whose end is known here but not written yet: their slots are

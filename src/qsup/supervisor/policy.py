@@ -206,6 +206,14 @@ def seconds_to_next_tick(schedules: Sequence[Schedule], now: datetime, most: flo
     return min([most, *((tick - now).total_seconds() for tick in ticks)])
 
 
+def reaches_ahead(avg_task_seconds: float | None) -> bool:
+    """Whether tasks of a full limited queue may be claimed ahead of the slots this server
+    holds: only when its tasks here are known to be short (under ``SHORT_TASK``), so the
+    successor waits for a slot of ours briefly; a long one's would wait while another
+    server's freed slot stays empty."""
+    return avg_task_seconds is not None and avg_task_seconds < SHORT_TASK
+
+
 def room_in_workers(in_flight: Sequence[int], spare: int) -> int:
     """Jobs the workers could start now: one for each idle worker and for each worker that
     could still be started. What a server may claim of a limited queue: nothing ahead (unlike
