@@ -50,9 +50,8 @@ def test_a_failed_task_keeps_the_pid_of_the_worker_that_ran_it(queue, conn, star
     (worker,) = server.wait_workers(1)
     ref = queue.add_task(tasks.always_fail, _max_retries=0)
     wait_for(lambda: task_row(conn, ref.task_id)["state"] == "failed", what="the failure")
-    assert (
-        task_row(conn, ref.task_id)["worker_pid"] == worker.pid
-    )  # it failed before its start was written
+    # it failed before its start was written: the failure itself records the pid
+    assert task_row(conn, ref.task_id)["worker_pid"] == worker.pid
 
 
 @pytest.mark.timeout(90)

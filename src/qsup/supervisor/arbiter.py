@@ -301,11 +301,10 @@ class Arbiter:
             task, cancelled = self.ledger.finish(worker.pid, msg.task_id)
             if cancelled:  # it ran before the worker read our Drop
                 logger.info("task {} finished before its cancellation reached the worker", task.id)
-            self.avg_task_seconds = policy.moving_average(
-                self.avg_task_seconds, msg.done - msg.started
-            )
+            ran = msg.done - msg.started
+            self.avg_task_seconds = policy.moving_average(self.avg_task_seconds, ran)
             settle.finished(outbox, task, msg, worker.pid, self.config, now)
-            self.intake.gate.hand_on(task.id, msg.done - msg.started, self.ledger, now)
+            self.intake.gate.hand_on(task.id, ran, self.ledger, now)
         last = results[-1]
         worker.deadline, worker.rss = None, last.rss
         worker.tasks_done += len(results)
