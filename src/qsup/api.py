@@ -14,7 +14,13 @@ import psycopg
 from uuid_utils import uuid7
 
 from qsup import middleware, repo
-from qsup.db.connect import connect, describe_connection, lost, resolve_url
+from qsup.db.connect import (
+    connect,
+    describe_connection,
+    lost,
+    prepare_threshold,
+    resolve_url,
+)
 from qsup.db.migrate import migrate
 from qsup.encoding import encode_arguments
 from qsup.errors import TaskDefinitionError
@@ -35,7 +41,6 @@ _POOL_OPTIONS: dict[str, Any] = {
     "min_size": 1,
     "max_size": 4,
     "open": False,
-    "kwargs": {"autocommit": True},
 }
 
 
@@ -118,7 +123,8 @@ class Queue(AddsWorkflows):
             if self._pool is None:
                 from psycopg_pool import ConnectionPool  # on first use: keeps imports light
 
-                pool = ConnectionPool(url, name="qsup", **_POOL_OPTIONS)
+                kwargs = {"autocommit": True, "prepare_threshold": prepare_threshold(self.config)}
+                pool = ConnectionPool(url, name="qsup", kwargs=kwargs, **_POOL_OPTIONS)
                 pool.open(wait=True, timeout=10)
                 self._pool = pool
             return self._pool

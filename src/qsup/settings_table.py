@@ -62,6 +62,13 @@ class Config:
         doc="Direct PostgreSQL URL for LISTEN when database_url goes through PgBouncer"
         " in transaction mode (default: database_url)",
     )
+    prepared_statements: bool = setting(
+        True,
+        env="QUEUE_PREPARED_STATEMENTS",
+        doc="Server-side prepared statements (no parse and plan per claim); false behind a pooler"
+        " in transaction mode that cannot keep them (PgBouncer before 1.21, or without"
+        " max_prepared_statements)",
+    )
     data_dir: str | None = setting(
         None, env="QSUP_DATA_DIR", doc="Data directory of the embedded PostgreSQL server"
     )

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import psycopg
 import typer
 
-from qsup.db.connect import connect, resolve_url
+from qsup.db.connect import connect, prepare_threshold, resolve_url
 from qsup.db.migrate import migrate
 from qsup.log import setup_logging
 from qsup.settings import Config, load_config
@@ -44,7 +44,7 @@ def settings(config_file: str | None, **flags: Any) -> Config:
 @contextmanager
 def database(config: Config) -> Iterator[psycopg.Connection[Any]]:
     """A migrated connection to the configured database."""
-    with connect(resolve_url(config)) as conn:
+    with connect(resolve_url(config), prepare_threshold=prepare_threshold(config)) as conn:
         migrate(conn)
         yield conn
 

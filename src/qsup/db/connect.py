@@ -47,6 +47,16 @@ def check_urls(config: Config) -> None:
             )
 
 
+def prepare_threshold(config: Config, *, at_once: bool = False) -> int | None:
+    """psycopg's ``prepare_threshold`` for connections to ``database_url``: None (never
+    prepare) when a pooler would hand our prepared statements' names to another session; 0
+    (prepare at first use) for the supervisor's few statements run thousands of times; else
+    psycopg's default of 5."""
+    if not config.prepared_statements:
+        return None
+    return 0 if at_once else 5
+
+
 def resolve_url(config: Config) -> str:
     """``--database-url`` > QUEUE_DATABASE_URL > DATABASE_URL > TOML > embedded server."""
     check_urls(config)

@@ -11,6 +11,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from starlette.requests import Request
 
+from qsup.db.connect import prepare_threshold
 from qsup.settings import Config
 
 POOL_TIMEOUT = 5.0
@@ -36,6 +37,7 @@ class Backend:
                 "autocommit": True,
                 "connect_timeout": 5,
                 "application_name": f"qsup-http-{os.getpid()}",
+                "prepare_threshold": prepare_threshold(config),
             },
             check=ConnectionPool.check_connection,
         )

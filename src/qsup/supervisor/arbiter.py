@@ -30,6 +30,7 @@ from loguru import logger
 from setproctitle import setproctitle
 
 from qsup import protocol, repo
+from qsup.db.connect import prepare_threshold
 from qsup.errors import ConfigError
 from qsup.linux import become_subreaper
 from qsup.scheduler import Schedule, load_schedules
@@ -68,10 +69,11 @@ class Arbiter:
         self.reload = reload
         self.counters: Counter[str] = Counter()  # running totals, see housekeeping
         self.ledger = Ledger(self.counters)
-        self.link = Link(url, f"qsup-supervisor-{os.getpid()}")
+        prepare = prepare_threshold(config, at_once=True)
+        self.link = Link(url, f"qsup-supervisor-{os.getpid()}", prepare)
         self.selector = selectors.DefaultSelector()
         self.intake = Intake(config, url, self.link, self.selector)
-        self.writer = Writer(url, f"qsup-writer-{os.getpid()}")
+        self.writer = Writer(url, f"qsup-writer-{os.getpid()}", prepare)
         self.selector.register(self.writer.wake_fd, selectors.EVENT_READ, "written")
         self.crew = Crew(config, self.selector, self.writer.busy, self.counters, self.ledger)
         self.own_lock = OwnLock(

@@ -26,9 +26,14 @@ KEEPALIVES: dict[str, Any] = {
 class Link:
     """One autocommit connection; ``call`` returns None while the database is away."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, prepare_threshold: int | None = 0) -> None:
         self.url = url
         self.name = name  # application_name, so operators can tell our sessions apart
+        self.options: dict[str, Any] = {
+            "prepare_threshold": prepare_threshold,
+            "application_name": name,
+            **KEEPALIVES,
+        }
         self.conn: psycopg.Connection[Any] | None = None
         self.failures = 0
         self.retry_at = 0.0
@@ -42,7 +47,7 @@ class Link:
 
     def open(self) -> None:
         """First connection: failure is fatal (exit 3)."""
-        self.conn = connect(self.url, prepare_threshold=0, application_name=self.name, **KEEPALIVES)
+        self.conn = connect(self.url, **self.options)
         self.connected_at = time.monotonic()
 
     def call(self, fn: Callable[[psycopg.Connection[Any]], T], *, now: bool = False) -> T | None:
@@ -91,9 +96,7 @@ class Link:
         if not now and time.monotonic() < self.retry_at:
             return False
         try:
-            self.conn = connect(
-                self.url, prepare_threshold=0, application_name=self.name, **KEEPALIVES
-            )
+            self.conn = connect(self.url, **self.options)
         except DatabaseUnreachable as exc:
             self._lost(exc)
             return False

@@ -28,8 +28,8 @@ SHUTDOWN_WAIT = 5.0  # seconds shutdown waits for a flush in progress
 
 
 class Writer:
-    def __init__(self, url: str, name: str) -> None:
-        self.link = Link(url, name)
+    def __init__(self, url: str, name: str, prepare_threshold: int | None = 0) -> None:
+        self.link = Link(url, name, prepare_threshold)
         self.busy = threading.Lock()
         self.wake_fd, self._signal_fd = os.pipe()
         os.set_blocking(self.wake_fd, False)
