@@ -13,10 +13,11 @@ ALTER TABLE queued_task_queues ADD COLUMN file_source text;
 -- key_concurrency}}}; NULL: its file has no [limits.QUEUE] table.
 ALTER TABLE queued_task_workers ADD COLUMN file_limits jsonb;
 
--- A schedule as the server that last declared it (server_id, at date_declared) runs it: its
--- definition, and the task it enqueues as that server builds it (template: the row's name,
--- args, kwargs, queue, priority, max_retries, timeout, concurrency_key), so that
--- `qsup schedule run NAME` needs neither the configuration nor the task's code.
+-- A schedule as the server that last declared it (at date_declared) runs it: its definition,
+-- and the task it enqueues as that server builds it (template: the row's name, args, kwargs,
+-- queue, priority, max_retries, timeout, concurrency_key), so that `qsup schedule run NAME`
+-- needs neither the configuration nor the task's code. server_ids: the servers that declare
+-- it, running or stopped less than a day ago (see schedule_store.KEEP_STOPPED).
 ALTER TABLE queued_task_schedules
     ADD COLUMN cron text,
     ADD COLUMN timezone text,
@@ -24,5 +25,5 @@ ALTER TABLE queued_task_schedules
     ADD COLUMN queue text,
     ADD COLUMN on_missed text,
     ADD COLUMN template jsonb,
-    ADD COLUMN server_id integer,
+    ADD COLUMN server_ids integer[] NOT NULL DEFAULT '{}',
     ADD COLUMN date_declared timestamptz;
