@@ -15,22 +15,15 @@ import pytest
 from tests import tasks
 from tests.conftest import task_states, wait_for
 from tests.e2e.test_flow_control import most_at_once, qsup, spans
+from tests.e2e.test_tracing import events as log_events
 from tests.servers import Server
 
 JSON_LOG = {"QSUP_LOG_FORMAT": "json"}
 
 
 def events(server: Server, name: str) -> list[dict[str, Any]]:
-    """The JSON log records of ``server`` with event ``name``."""
-    found = []
-    for line in server.output().splitlines():
-        try:
-            record = json.loads(line)["record"]
-        except (ValueError, KeyError):
-            continue
-        if record["extra"].get("event") == name:
-            found.append(record)
-    return found
+    """The JSON log records of ``server`` with event ``name``: ``{level, message, ...}``."""
+    return [e for e in log_events(server.log_path) if e["event"] == name]
 
 
 def wait_event(server: Server, name: str, count: int = 1) -> list[dict[str, Any]]:
@@ -94,7 +87,7 @@ def test_a_differing_file_warns_shows_everywhere_and_only_an_explicit_act_wins(
     wait_for(lambda: "pay" in limits_of(db_url), what="the first file's limits")
     other = start_server("--workers", "1", "--config", str(theirs), env=JSON_LOG, http=True)
     (warning,) = wait_event(other, "limits_disagree")
-    assert warning["level"]["name"] == "WARNING"
+    assert warning["level"] == "WARNING"
     message = warning["message"]
     for part in ("pay", "concurrency=5, rate=9/second", "concurrency=2", str(ours), str(theirs)):
         assert part in message

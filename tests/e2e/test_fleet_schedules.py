@@ -14,15 +14,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import task_row, wait_for
+from tests.e2e.test_schedules import CONFIG  # tick: every second, tests.tasks:add(1, 2)
 from tests.integration.test_cli import as_json, one_line, run
-
-CONFIG = """
-[[schedules]]
-name = "tick"
-cron = "* * * * * *"
-task = "tests.tasks:add"
-args = [20, 22]
-"""
 
 
 def shell(tmp_path: Path, db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -79,7 +72,7 @@ def test_schedule_commands_work_from_a_shell_with_only_the_url(
     ran = as_json(shell(tmp_path, db_url, "schedule", "run", "tick", "--json"))
     task_id = uuid.UUID(ran["id"])
     wait_for(lambda: task_row(conn, task_id)["state"] == "completed", what="the run")
-    assert task_row(conn, task_id)["result"] == 42  # run on the server, from the template
+    assert task_row(conn, task_id)["result"] == 3  # run on the server, from the template
 
     unknown = shell(tmp_path, db_url, "schedule", "pause", "nope")
     assert unknown.returncode == 2
