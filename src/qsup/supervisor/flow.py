@@ -239,10 +239,13 @@ def declare_file_limits(conn: Any, config: Config, server_id: int) -> None:
     in force changes only by an explicit act, never because a server started."""
     limits = config.limits
     if not limits:
-        log.event("limits_none").info(
-            "no [limits] in this server's configuration: the limits in force are unchanged"
-        )
         flow_store.declare_file_limits(conn, server_id, {}, "", config.wake_channel)
+        kept = sorted(q for q, f in flow_store.flow_state(conn).items() if not f.limits.empty)
+        log.event("limits_none").log(
+            "INFO" if kept else "DEBUG",
+            "no [limits] in this server's configuration: the limits in force are kept ({})",
+            ", ".join(kept) or "none",
+        )
         return
     source = f"{config.sources.get('limits', 'the file')} of server {server_id} on {HOST}"
     taken = flow_store.declare_file_limits(conn, server_id, limits, source, config.wake_channel)
