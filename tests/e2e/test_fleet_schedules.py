@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import task_row, wait_for
+from tests.e2e.test_flow_control import _post
 from tests.e2e.test_schedules import CONFIG  # tick: every second, tests.tasks:add(1, 2)
 from tests.integration.test_cli import as_json, one_line, run
 
@@ -87,7 +90,10 @@ def test_schedule_commands_work_from_a_shell_with_only_the_url(
     )
 
 
-def test_a_stopped_servers_schedules_stay_listed_as_stopped(conn, db_url, start_server, tmp_path):
+@pytest.mark.timeout(120)
+def test_a_stopped_servers_schedules_stay_listed_and_any_http_server_steers_them(
+    conn, db_url, start_server, tmp_path
+):
     (tmp_path / "shell").mkdir()
     config = tmp_path / "queue.toml"
     config.write_text(CONFIG)
@@ -97,3 +103,16 @@ def test_a_stopped_servers_schedules_stay_listed_as_stopped(conn, db_url, start_
     (row,) = as_json(shell(tmp_path, db_url, "schedule", "list", "--json"))
     assert [s["running"] for s in row["servers"]] == [False]
     assert "stopped" in shell(tmp_path, db_url, "schedule", "list").stdout
+    # a server without the schedule in its configuration lists and pauses it over HTTP
+    other = start_server("--workers", "1", http=True, env={"QSUP_ADMIN_TOKEN": "s3cret"})
+    with urllib.request.urlopen(other.url("/api/schedules"), timeout=10) as response:
+        (listed,) = json.load(response)["schedules"]
+    assert (listed["name"], listed["task"]) == ("tick", "tests.tasks:add")
+    assert _post(other.url("/api/schedules/tick/pause"), "s3cret") == 200
+    assert _post(other.url("/api/schedules/nope/pause"), "s3cret") == 404
+    assert listed_paused(tmp_path, db_url) is True
+
+
+def listed_paused(tmp_path: Path, db_url: str) -> bool:
+    (row,) = as_json(shell(tmp_path, db_url, "schedule", "list", "--json"))
+    return bool(row["paused"])
