@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from qsup import repo, scheduler, workflow_store
+from qsup import repo, schedule_store, scheduler, workflow_store
 from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.settings import Config
 from qsup.sql import queries
@@ -125,28 +125,58 @@ def task_logs(conn: Conn, task_id: uuid.UUID) -> list[dict[str, Any]]:
     return repo.task_logs(conn, task_id)
 
 
+def _listed(
+    spec: scheduler.Schedule, state: dict[str, Any], servers: list[dict[str, Any]], now: datetime
+) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "cron": spec.cron,
+        "task": spec.task,
+        "queue": spec.queue or "default",
+        "timezone": spec.timezone,
+        "on_missed": spec.on_missed,
+        "paused": bool(state.get("paused")),
+        "last_fire": state.get("last_fire"),
+        "next_fire": state.get("next_fire") or spec.next_after(now),
+        "servers": servers,
+    }
+
+
 def list_schedules(conn: Conn, config: Config) -> list[dict[str, Any]]:
-    """Configured schedules with their stored state (paused, last and next fire)."""
-    specs = scheduler.validate_schedules(config)
-    state = scheduler.stored_state(conn, [s.name for s in specs]) if specs else {}
+    """The schedules the servers declared (running or stopped less than a day ago: ``servers``
+    says which, and whether each still runs) and those of ``config`` that none declared, with
+    their stored state (paused, last and next fire), by name."""
     now = datetime.now(UTC)
-    result = []
-    for spec in specs:
-        row = state.get(spec.name, {})
-        result.append(
-            {
-                "name": spec.name,
-                "cron": spec.cron,
-                "task": spec.task,
-                "queue": spec.queue or "default",
-                "timezone": spec.timezone,
-                "on_missed": spec.on_missed,
-                "paused": bool(row.get("paused")),
-                "last_fire": row.get("last_fire"),
-                "next_fire": row.get("next_fire") or spec.next_after(now),
-            }
-        )
-    return result
+    fleet = {found.spec.name: found for found in schedule_store.declared(conn)}
+    local = [s for s in scheduler.validate_schedules(config) if s.name not in fleet]
+    state = scheduler.stored_state(conn, [s.name for s in local]) if local else {}
+    rows = [
+        _listed(
+            f.spec,
+            {"paused": f.paused, "last_fire": f.last_fire, "next_fire": f.next_fire},
+            f.servers,
+            now,
+        )  # fmt: skip
+        for f in fleet.values()
+    ]
+    rows += [_listed(spec, state.get(spec.name, {}), [], now) for spec in local]
+    return sorted(rows, key=lambda row: row["name"])
+
+
+def find_schedule(
+    conn: Conn, config: Config, name: str
+) -> tuple[scheduler.Schedule, schedule_store.Declared | None]:
+    """A schedule of ``config``, else one a server declared (with its declaration); an
+    unknown name is a ConfigError (exit 2, HTTP 404), and nothing is stored for it."""
+    for spec in scheduler.validate_schedules(config):
+        if spec.name == name:
+            return spec, None
+    for found in schedule_store.declared(conn, name):
+        return found.spec, found
+    raise ConfigError(
+        f"schedule {name!r}: no such schedule in the configuration or declared by a server"
+        " running or stopped in the last day"
+    )
 
 
 def set_schedule_paused(
@@ -160,5 +190,13 @@ def set_schedule_paused(
 
 
 def run_schedule_now(conn: Conn, config: Config, name: str, channel: str | None) -> uuid.UUID:
-    """Enqueue a schedule's task now; its id."""
-    return scheduler.run_now(conn, config, name, datetime.now(UTC), channel)
+    """Enqueue a schedule's task now; its id. A schedule of ``config`` is built here; a
+    declared one from the task its server built (so its code need not be importable here)."""
+    spec, found = find_schedule(conn, config, name)
+    if found is None:
+        row = scheduler.build_task(config, spec, None)
+    elif found.template is None:
+        raise QsupError(f"schedule {name!r}: its servers could not build its task (see their log)")
+    else:
+        row = schedule_store.task_from_template(found.template)
+    return scheduler.enqueue_run(conn, name, row, datetime.now(UTC), channel)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -69,18 +70,83 @@ def hand_on_slots(conn: Conn, server_id: int, task_ids: Sequence[str]) -> None:
     conn.execute(Q["hand_on_slots"], {"server_id": server_id, "ids": list(task_ids)})
 
 
-def publish_file_limits(conn: Conn, limits: Mapping[str, Limits], channel: str | None) -> list[str]:
-    """Make ``limits`` the file limits of every queue; returns the queues changed."""
+def _file_params(limits: Mapping[str, Limits]) -> dict[str, Any]:
     names = sorted(limits)
-    params = {
+    return {
         "queues": names,
         "concurrency": [limits[q].concurrency for q in names],
         "rate": [r.starts if (r := limits[q].rate) else None for q in names],
         "period": [r.period if (r := limits[q].rate) else None for q in names],
         "key_concurrency": [limits[q].key_concurrency for q in names],
-        "channel": channel,
     }
-    return [row[0] for row in conn.execute(Q["publish_file_limits"], params)]
+
+
+def _to_json(limits: Limits) -> dict[str, Any]:
+    rate = limits.rate
+    return {"concurrency": limits.concurrency, "rate": rate.starts if rate else None,
+            "period": rate.period if rate else None,
+            "key_concurrency": limits.key_concurrency}  # fmt: skip
+
+
+def _from_json(row: Mapping[str, Any]) -> Limits:
+    return _limits(row.get("concurrency"), row.get("rate"), row.get("period"),
+                   row.get("key_concurrency"))  # fmt: skip
+
+
+def declare_file_limits(
+    conn: Conn, server_id: int, limits: Mapping[str, Limits], source: str, channel: str | None
+) -> list[str]:
+    """Server ``server_id``'s file (``source``) declares ``limits``: the queues it names that
+    have no file limits in force take them (returned); what is in force elsewhere stays. A
+    file without ``[limits]`` declares nothing and changes nothing."""
+    queues = {queue: _to_json(value) for queue, value in limits.items()}
+    declared = json.dumps({"source": source, "queues": queues}) if queues else None
+    params = _file_params(limits) | {
+        "server_id": server_id, "declared": declared, "source": source, "channel": channel
+    }  # fmt: skip
+    return [row[0] for row in conn.execute(Q["declare_file_limits"], params)]
+
+
+class InForce(NamedTuple):
+    """A queue's file limits in force and where they came from."""
+
+    limits: Limits
+    source: str | None
+
+
+def file_limits_in_force(conn: Conn, queues: Sequence[str]) -> dict[str, InForce]:
+    rows = conn.execute(Q["file_limits_in_force"], {"queues": list(queues)})
+    return {row[0]: InForce(_limits(*row[1:5]), row[5]) for row in rows}
+
+
+class Declared(NamedTuple):
+    """The ``[limits]`` a running server's file declared."""
+
+    server_id: int
+    host: str | None
+    source: str
+    queues: dict[str, Limits]
+
+
+def declared_file_limits(conn: Conn) -> list[Declared]:
+    return [
+        Declared(
+            server,
+            host,
+            found.get("source", "?"),
+            {q: _from_json(v) for q, v in found.get("queues", {}).items()},
+        )  # fmt: skip
+        for server, host, found in conn.execute(Q["declared_file_limits"])
+    ]
+
+
+def apply_file_limits(
+    conn: Conn, limits: Mapping[str, Limits], source: str, channel: str | None
+) -> list[str]:
+    """Make ``limits`` the file limits of every queue (queues it does not name lose theirs),
+    on purpose (``qsup queue limits --apply``); returns the queues changed."""
+    params = _file_params(limits) | {"source": source, "channel": channel}
+    return [row[0] for row in conn.execute(Q["apply_file_limits"], params)]
 
 
 def set_paused(conn: Conn, queue: str, paused: bool, channel: str | None) -> None:
@@ -112,6 +178,7 @@ class Usage(NamedTuple):
     paused: bool
     file: Limits
     runtime: Limits
+    file_source: str | None
     running: int
     started_in_window: int
 
@@ -127,7 +194,9 @@ class Usage(NamedTuple):
 
 def flow_usage(conn: Conn) -> list[Usage]:
     return [
-        Usage(row[0], row[1], _limits(*row[2:6]), _limits(*row[6:10]), row[10], int(row[11]))
+        Usage(
+            row[0], row[1], _limits(*row[2:6]), _limits(*row[6:10]), row[10], row[11], int(row[12])
+        )
         for row in conn.execute(Q["flow_usage"])
     ]
 
@@ -140,8 +209,11 @@ def _as_dict(limits: Limits) -> dict[str, Any]:
 
 def usage_report(conn: Conn) -> list[dict[str, Any]]:
     """Every paused or limited queue as JSON: the limits in force, where each came from
-    (``file`` or ``runtime``), the tasks running under them and the starts in the current
-    rate window (CLI, /api/stats, /metrics, dashboard)."""
+    (``file`` or ``runtime``; ``file_source``: which file, how), the running servers whose
+    file declares other limits than the file limits in force (``file_differs``), the tasks
+    running under them and the starts in the current rate window (CLI, /api/stats, /metrics,
+    dashboard)."""
+    declared = declared_file_limits(conn)
     report = []
     for use in flow_usage(conn):
         limits = _as_dict(use.effective)
@@ -149,12 +221,24 @@ def usage_report(conn: Conn) -> list[dict[str, Any]]:
         source = {
             k: ("runtime" if runtime[k] is not None else "file") for k, v in limits.items() if v
         }
+        differs = [
+            {
+                "server": d.server_id,
+                "host": d.host,
+                "source": d.source,
+                **_as_dict(d.queues[use.queue]),
+            }  # fmt: skip
+            for d in declared
+            if d.queues.get(use.queue, use.file) != use.file
+        ]
         report.append(
             {
                 "queue": use.queue,
                 "paused": use.paused,
                 **limits,
                 "source": source,
+                "file_source": use.file_source,
+                "file_differs": differs,
                 "running": use.running,
                 "started_in_window": use.started_in_window,
             }  # fmt: skip

@@ -17,8 +17,9 @@ _TEXT = (
 )
 
 
-# The ``event`` of log lines about a task's lifecycle step, in JSON logs ``record.extra.event``
-# (an interface: tests and log pipelines select on it, not on the text).
+# The ``event`` of log lines about a task's lifecycle step, or about a server's [limits] against
+# those in force, in JSON logs ``record.extra.event`` (an interface: tests and log pipelines
+# select on it, not on the text).
 EVENTS = (
     "enqueued",
     "claimed",
@@ -30,6 +31,9 @@ EVENTS = (
     "worker_died",
     "worker_recycled",
     "timeout",
+    "limits_adopted",
+    "limits_disagree",
+    "limits_none",
 )
 # One DEBUG line per task per step (enqueued, claimed, started, completed) only when qsup set
 # up the logging at DEBUG: a filtered loguru call still costs a microsecond or two per task.

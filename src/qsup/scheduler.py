@@ -349,10 +349,10 @@ def fire_due(
     return enqueued
 
 
-def run_now(conn: Conn, config: Config, name: str, now: datetime, channel: str | None) -> uuid.UUID:
-    """Enqueue a schedule's task at once (paused or not) and record it as its last run."""
-    spec = find_schedule(config, name)
-    row = build_task(config, spec, None)
+def enqueue_run(
+    conn: Conn, name: str, row: repo.NewTask, now: datetime, channel: str | None
+) -> uuid.UUID:
+    """Insert a run of schedule ``name`` and record it as its last run, atomically."""
     with conn.transaction():
         inserted = repo.insert_task(conn, row, channel)
         conn.execute(Q["schedule_mark_run"], {"name": name, "fired": now})

@@ -4,6 +4,7 @@ and end (tests.tasks.span), and the recorded spans must keep to the limits."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -235,7 +236,8 @@ def test_http_pauses_and_resumes_and_every_surface_shows_the_flow(
     assert flow == [
         {"queue": "mail", "paused": True, "concurrency": 3, "rate": "100/minute",
          "key_concurrency": None, "source": {"concurrency": "file", "rate": "file"},
-         "running": 0, "started_in_window": 0}
+         "file_source": f"file {config} of server 1 on {socket.gethostname()}",
+         "file_differs": [], "running": 0, "started_in_window": 0}
     ]  # fmt: skip
     with urllib.request.urlopen(server.url("/metrics"), timeout=10) as response:
         metrics = response.read().decode()

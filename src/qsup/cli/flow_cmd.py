@@ -11,6 +11,7 @@ from qsup import flow, flow_store
 from qsup.cli.common import ConfigFile, DatabaseUrl, Json, database, print_json, print_table
 from qsup.cli.common import settings as load_settings
 from qsup.errors import ConfigError
+from qsup.settings import Config
 
 Name = Annotated[str, typer.Argument(help="Queue name.")]
 
@@ -102,10 +103,28 @@ def _describe(row: dict[str, object]) -> str:
     return ", ".join(parts) or "no limits"
 
 
-def limits(json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None) -> None:
-    """Paused and limited queues: limits, their source, running tasks, starts in the window."""
+Apply = Annotated[
+    bool,
+    typer.Option(
+        "--apply",
+        help="Make the [limits] of the --config file the file limits in force on every server"
+        " (queues it does not name lose theirs).",
+    ),
+]
+
+
+def limits(
+    apply: Apply = False,
+    json: Json = False,
+    config: ConfigFile = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Paused and limited queues: limits, their source, servers whose file differs, running
+    tasks, starts in the window."""
     cfg = load_settings(config, database_url=database_url)
     with database(cfg) as conn:
+        if apply:
+            _apply(conn, cfg, json)
         report = flow_store.usage_report(conn)
     if json:
         print_json(report)
@@ -113,14 +132,48 @@ def limits(json: Json = False, config: ConfigFile = None, database_url: Database
         print_limits(report)
 
 
+def _apply(conn: Any, cfg: Config, json: bool) -> None:
+    """``--apply``: a file with no [limits.QUEUE] table is refused (exit 2), so that a
+    forgotten --config cannot drop every limit here either."""
+    where = cfg.sources.get("limits")
+    if not cfg.limits or where is None:
+        raise ConfigError(
+            "queue limits --apply: no [limits.QUEUE] table in the configuration file"
+            " (give it with --config PATH)"
+        )
+    source = f"qsup queue limits --apply ({where})"
+    changed = flow_store.apply_file_limits(conn, cfg.limits, source, cfg.wake_channel)
+    if not json:
+        typer.echo(f"applied {where}: " + (", ".join(changed) or "nothing changed"))
+
+
+def _differs(row: dict[str, Any]) -> str:
+    """The running servers whose file declares other limits: ``server 4: concurrency=5``."""
+    parts = [
+        f"server {d['server']}: " + ", ".join(f"{k}={d[k]}" for k in flow.KEYS if d[k])
+        for d in row["file_differs"]
+    ]
+    return "; ".join(parts) or "-"
+
+
 def print_limits(report: list[dict[str, Any]], title: str | None = None) -> None:
     print_table(
-        ("queue", "paused", "limits (source)", "running", "starts in window"),
+        (
+            "queue",
+            "paused",
+            "limits (source)",
+            "file limits from",
+            "files that differ",
+            "running",
+            "starts in window",
+        ),  # fmt: skip
         [
             (
                 str(r["queue"]),
                 "yes" if r["paused"] else "no",
                 _describe(r),
+                r["file_source"] or "-",
+                _differs(r),
                 str(r["running"]),
                 str(r["started_in_window"]) if r["rate"] else "-",
             )

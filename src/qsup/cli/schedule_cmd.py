@@ -14,8 +14,9 @@ from qsup.cli.options import flag_values, setting_flags
 from qsup.settings import Config
 
 app = typer.Typer(
-    help="Cron schedules (\\[\\[schedules]] in the config file, or registered from Python in a"
-    " module of `imports` / --import, as serve sees them).",
+    help="Cron schedules: those the servers declared (running or stopped in the last day), read"
+    " from the database, and those of the config file (\\[\\[schedules]], or registered from"
+    " Python in a module of `imports` / --import).",
     no_args_is_help=True,
 )
 Name = Annotated[str, typer.Argument(help="Schedule name.")]
@@ -41,7 +42,7 @@ def list_(
     config: ConfigFile = None,
     **flags: Any,
 ) -> None:
-    """Every schedule: cron, task, paused or active, last and next run."""
+    """Every schedule: cron, task, servers, paused or active, last and next run."""
     cfg = settings(config, flags)
     with database(cfg) as conn:
         rows = admin.list_schedules(conn, cfg)
@@ -49,19 +50,28 @@ def list_(
         print_json(rows)
         return
     print_table(
-        ("name", "cron", "task", "queue", "state", "last run", "next run"),
+        ("name", "cron", "task", "queue", "servers", "state", "last run", "next run"),
         [
             (
                 r["name"],
                 f"{r['cron']} ({r['timezone']})",
                 r["task"],
                 r["queue"],
+                _servers(r["servers"]),
                 "paused" if r["paused"] else "active",
                 _when(r["last_fire"]),
                 "-" if r["paused"] else _when(r["next_fire"]),
             )
             for r in rows
         ],
+    )
+
+
+def _servers(servers: list[dict[str, Any]]) -> str:
+    """``3 (web1), 5 (web2, stopped)``; ``-`` for a schedule only the config file names."""
+    return (
+        ", ".join(f"{s['id']} ({s['host']}{'' if s['running'] else ', stopped'})" for s in servers)
+        or "-"
     )
 
 
@@ -73,8 +83,8 @@ def _set_paused(
     flags: dict[str, Any],
 ) -> None:
     cfg = settings(config, flags)
-    spec = scheduler.find_schedule(cfg, name)
     with database(cfg) as conn:
+        spec, _ = admin.find_schedule(conn, cfg, name)
         admin.set_schedule_paused(conn, spec, paused)
     if json:
         print_json({"schedule": name, "paused": paused})

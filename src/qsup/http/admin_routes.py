@@ -95,14 +95,12 @@ def _schedule_action(request: Request, action: str) -> Response:
     name = request.path_params["name"]
     with backend.connection() as conn:
         try:
-            from qsup.scheduler import find_schedule
-
-            spec = find_schedule(backend.config, name)  # unknown names are 404, never stored
             if action == "run":
                 task_id = admin.run_schedule_now(
                     conn, backend.config, name, backend.config.wake_channel
                 )
                 return JSON({"schedule": name, "task_id": task_id})
+            spec, _ = admin.find_schedule(conn, backend.config, name)  # unknown: 404
             admin.set_schedule_paused(conn, spec, action == "pause")
         except (QsupError, LookupError, ValueError) as exc:
             raise _refused(exc) from None

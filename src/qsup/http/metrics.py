@@ -253,8 +253,8 @@ class QueueCollector(Collector):
 
 def flow_gauges(report: list[dict[str, Any]]) -> Iterator[Metric]:
     """Paused and limited queues (``flow_store.usage_report``): the pause, each limit in force
-    (a rate as starts per second), the tasks running under them and the starts in the current
-    rate window."""
+    (a rate as starts per second), the tasks running under them, the starts in the current
+    rate window and the running servers whose file disagrees with the limits in force."""
     paused = GaugeMetricFamily("qsup_queue_paused", "1 when the queue is paused", labels=["queue"])
     limit = GaugeMetricFamily(
         "qsup_queue_limit", "Flow limits in force", labels=["queue", "limit", "source"]
@@ -264,6 +264,11 @@ def flow_gauges(report: list[dict[str, Any]]) -> Iterator[Metric]:
     )
     started = GaugeMetricFamily(
         "qsup_queue_rate_window_starts", "Starts in the current rate window", labels=["queue"]
+    )
+    differ = GaugeMetricFamily(
+        "qsup_queue_limits_file_differs",
+        "Running servers whose file declares other limits for the queue than those in force",
+        labels=["queue"],
     )
     for row in report:
         queue = row["queue"]
@@ -275,9 +280,10 @@ def flow_gauges(report: list[dict[str, Any]]) -> Iterator[Metric]:
                 value = rate.starts / rate.period
             limit.add_metric([queue, name, source], float(value))
         running.add_metric([queue], float(row["running"]))
+        differ.add_metric([queue], float(len(row["file_differs"])))
         if row["rate"]:
             started.add_metric([queue], float(row["started_in_window"]))
-    yield from (paused, limit, running, started)
+    yield from (paused, limit, running, started, differ)
 
 
 def make_registry(backend: Backend) -> CollectorRegistry:

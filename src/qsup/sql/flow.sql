@@ -27,9 +27,49 @@ FROM queued_task_queues
 WHERE paused OR coalesce(concurrency, file_concurrency, rate, file_rate, key_concurrency,
                          file_key_concurrency) IS NOT NULL
 
--- name: publish_file_limits
--- A server's [limits] table becomes the file limits of every queue (the last server started
--- wins); returns the queues whose file limits this changed, and wakes the servers.
+-- name: declare_file_limits
+-- A server declares its file's [limits] (%(declared)s, the JSON of its row's file_limits;
+-- NULL: its file has none) and the queues it names that have no file limits in force take
+-- them (the first file wins; see 0011); returns those queues, and wakes the servers. What is
+-- in force for any other queue changes only by an explicit act (apply_file_limits, the
+-- runtime limits). Two servers starting at once: the second's ON CONFLICT sees the first's
+-- row and leaves it.
+WITH server AS (
+    UPDATE queued_task_workers SET file_limits = %(declared)s::jsonb WHERE id = %(server_id)s
+    RETURNING id
+), adopted AS (
+    INSERT INTO queued_task_queues AS c (queue, file_concurrency, file_rate, file_period,
+                                         file_key_concurrency, file_source)
+    SELECT f.queue, f.concurrency, f.rate, f.period, f.key_concurrency, %(source)s
+    FROM unnest(%(queues)s::text[], %(concurrency)s::int[], %(rate)s::int[],
+                %(period)s::float8[], %(key_concurrency)s::int[])
+        AS f (queue, concurrency, rate, period, key_concurrency)
+    ON CONFLICT (queue) DO UPDATE
+    SET file_concurrency = excluded.file_concurrency, file_rate = excluded.file_rate,
+        file_period = excluded.file_period,
+        file_key_concurrency = excluded.file_key_concurrency,
+        file_source = excluded.file_source, date_updated = now()
+    WHERE num_nonnulls(c.file_concurrency, c.file_rate, c.file_key_concurrency) = 0
+    RETURNING c.queue
+)
+SELECT queue, CASE WHEN %(channel)s::text IS NOT NULL
+                   THEN pg_notify(%(channel)s, 'qsup:flow') END IS NULL
+FROM adopted
+
+-- name: file_limits_in_force
+-- The file limits in force of some queues and where they came from.
+SELECT queue, file_concurrency, file_rate, file_period, file_key_concurrency, file_source
+FROM queued_task_queues WHERE queue = ANY(%(queues)s::text[])
+
+-- name: declared_file_limits
+-- The [limits] each running server's file declared (see declare_file_limits).
+SELECT id, hostname, file_limits FROM queued_task_workers
+WHERE is_running AND file_limits IS NOT NULL ORDER BY id
+
+-- name: apply_file_limits
+-- An explicit act (`qsup queue limits --apply`): a file's [limits] become the file limits of
+-- every queue, queues it does not name lose theirs; returns the queues whose file limits
+-- this changed, and wakes the servers.
 WITH file AS (
     SELECT * FROM unnest(%(queues)s::text[], %(concurrency)s::int[], %(rate)s::int[],
                          %(period)s::float8[], %(key_concurrency)s::int[])
@@ -42,12 +82,15 @@ WITH file AS (
           IS DISTINCT FROM (c.file_concurrency, c.file_rate, c.file_period, c.file_key_concurrency)
 ), changed AS (
     INSERT INTO queued_task_queues AS c (queue, file_concurrency, file_rate, file_period,
-                                         file_key_concurrency)
-    SELECT queue, concurrency, rate, period, key_concurrency FROM wanted
+                                         file_key_concurrency, file_source)
+    SELECT queue, concurrency, rate, period, key_concurrency,
+           CASE WHEN num_nonnulls(concurrency, rate, key_concurrency) > 0 THEN %(source)s END
+    FROM wanted
     ON CONFLICT (queue) DO UPDATE
     SET file_concurrency = excluded.file_concurrency, file_rate = excluded.file_rate,
         file_period = excluded.file_period,
-        file_key_concurrency = excluded.file_key_concurrency, date_updated = now()
+        file_key_concurrency = excluded.file_key_concurrency,
+        file_source = excluded.file_source, date_updated = now()
     RETURNING c.queue
 )
 SELECT queue, CASE WHEN %(channel)s::text IS NOT NULL
@@ -86,10 +129,11 @@ SELECT queue, CASE WHEN %(channel)s::text IS NOT NULL
 FROM q
 
 -- name: flow_usage
--- Every queue with a pause or a limit: file and runtime limits, tasks running now (claimed
--- under the limits) and starts in the current rate window.
+-- Every queue with a pause or a limit: file and runtime limits, where the file limits came
+-- from, tasks running now (claimed under the limits) and starts in the current rate window.
 SELECT c.queue, c.paused, c.file_concurrency, c.file_rate, c.file_period,
        c.file_key_concurrency, c.concurrency, c.rate, c.period, c.key_concurrency,
+       c.file_source,
        (SELECT count(*) FROM queued_tasks t
         WHERE t.flow_slot = 1 AND t.state IN ('picked_up', 'running') AND t.queue = c.queue),
        (SELECT coalesce(sum(s.n), 0) FROM queued_task_starts s

@@ -18,6 +18,7 @@ fewer slots than are in use.
 from __future__ import annotations
 
 import math
+import socket
 from collections import Counter
 from typing import Any
 
@@ -33,6 +34,7 @@ from qsup.supervisor.link import Link
 REFRESH = 1.0  # seconds: a pause or a limit reaches every claiming server this soon
 FULL_POLL = 0.25  # seconds: a full limited queue is tried again (another server's slot)
 MIN_POLL = 0.01
+HOST = socket.gethostname()
 
 
 class Gate:
@@ -79,13 +81,14 @@ class Gate:
 
     # --- pauses and limits ----------------------------------------------------------------
 
-    def refresh(self, link: Link, now: float, ledger: Ledger) -> bool:
-        """Read the pauses and limits when they may be stale; give back what we hold unstarted
-        when a queue we take was just paused. True when a queue was resumed or lost its
-        limits: the ordinary claim takes it again."""
+    def refresh(self, link: Link, now: float, ledger: Ledger, server_id: int) -> bool:
+        """Read the pauses and limits when they may be stale (first declaring our file's
+        ``[limits]``, at start and after a reload); give back what we hold unstarted when a
+        queue we take was just paused. True when a queue was resumed or lost its limits: the
+        ordinary claim takes it again."""
         if now - self.loaded_at < REFRESH:
             return False
-        state = link.call(self._load)
+        state = link.call(lambda conn: self._load(conn, server_id))
         if state is None:
             return False  # database away: the link retries
         self.loaded_at = now
@@ -113,13 +116,9 @@ class Gate:
             self.successor = {a: b for a, b in self.successor.items() if a in known}
         return freed
 
-    def _load(self, conn: Any) -> dict[str, flow_store.QueueFlow]:
+    def _load(self, conn: Any, server_id: int) -> dict[str, flow_store.QueueFlow]:
         if not self.published:
-            config = self.config
-            changed = flow_store.publish_file_limits(conn, config.limits, config.wake_channel)
-            for queue in changed:
-                limits = config.limits.get(queue, flow.Limits())
-                logger.info("limits of queue {} from the file: {}", queue, flow.describe(limits))
+            declare_file_limits(conn, self.config, server_id)
             self.published = True
         return flow_store.flow_state(conn)
 
@@ -231,3 +230,41 @@ class Gate:
         if due is not None:
             for queue in emptied:
                 self.next_try[queue] = now + max(MIN_POLL, due)
+
+
+def declare_file_limits(conn: Any, config: Config, server_id: int) -> None:
+    """Declare our file's ``[limits]`` (see ``flow_store.declare_file_limits``) and say what
+    came of it: a queue that had no file limits took ours (INFO); one whose file limits in
+    force differ keeps them (WARNING naming the queue, both values and both sources): what is
+    in force changes only by an explicit act, never because a server started."""
+    limits = config.limits
+    if not limits:
+        flow_store.declare_file_limits(conn, server_id, {}, "", config.wake_channel)
+        kept = sorted(q for q, f in flow_store.flow_state(conn).items() if not f.limits.empty)
+        log.event("limits_none").log(
+            "INFO" if kept else "DEBUG",
+            "no [limits] in this server's configuration: the limits in force are kept ({})",
+            ", ".join(kept) or "none",
+        )
+        return
+    source = f"{config.sources.get('limits', 'the file')} of server {server_id} on {HOST}"
+    taken = flow_store.declare_file_limits(conn, server_id, limits, source, config.wake_channel)
+    in_force = flow_store.file_limits_in_force(conn, sorted(limits))
+    for queue, ours in sorted(limits.items()):
+        if queue in taken:
+            log.event("limits_adopted").info(
+                "limits of queue {} from {}: {}", queue, source, flow.describe(ours)
+            )
+            continue
+        now = in_force.get(queue)
+        if now is None or now.limits == ours:
+            continue
+        log.event("limits_disagree").bind(queue=queue).warning(
+            "queue {}: this server's file says {} ({}) but {} is in force ({}); kept: change it"
+            " with `qsup queue limit` or `qsup queue limits --apply --config FILE`",
+            queue,
+            flow.describe(ours),
+            source,
+            flow.describe(now.limits),
+            now.source or "unknown source",
+        )

@@ -114,7 +114,9 @@ class Intake:
         if self.notify and self.listen_fd is None and now >= self.next_listen_at:
             self.listen()
         gate, time_to = self.gate, self.backlog or now >= self.next_poll
-        if (time_to or ledger.buffer or gate.due(now)) and gate.refresh(self.link, now, ledger):
+        if (time_to or ledger.buffer or gate.due(now)) and gate.refresh(
+            self.link, now, ledger, server_id
+        ):
             self.backlog = time_to = True  # a queue was resumed, or lost its limits
         plain = limit > 0 and time_to
         count = gate.claim(self.link, now, server_id, room, ledger)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import psycopg
 from loguru import logger
 
-from qsup import repo, scheduler, workflow_store
+from qsup import repo, schedule_store, scheduler, workflow_store
 from qsup.protocol import TaskId
 from qsup.settings import Config
 from qsup.supervisor import policy
@@ -144,18 +144,22 @@ class Pruner:
 
 
 class Cron:
-    """Enqueue due schedule ticks; sleeps until the next tick of any schedule (validated once,
-    at start and at each reload, by the caller)."""
+    """Declare this server's schedules in the database (at start and at each reload: so that
+    every `qsup schedule` command works from the URL alone), then enqueue due ticks; sleeps
+    until the next tick of any schedule (validated once, at start and at each reload, by the
+    caller)."""
 
     def __init__(self, schedules: Sequence[scheduler.Schedule]) -> None:
         self.schedules = schedules
+        self.declared = not schedules  # a server without schedules writes nothing
         self.next_at = 0.0
 
     def deadline(self) -> float:
-        return self.next_at if self.schedules else NEVER
+        return self.next_at if self.schedules or not self.declared else NEVER
 
     def reload(self, schedules: Sequence[scheduler.Schedule]) -> None:
         self.schedules = schedules
+        self.declared = False  # also when none are left: those declared before are not ours
         self.next_at = 0.0  # new schedules get their row and first tick now
 
     def schedule(self, r: Round) -> None:
@@ -164,6 +168,9 @@ class Cron:
         )
 
     def run_once(self, conn: Conn, r: Round) -> None:
+        if not self.declared:
+            schedule_store.declare(conn, r.config, self.schedules, r.server_id)
+            self.declared = True
         now = datetime.now(UTC)
         fired = scheduler.fire_due(conn, r.config, self.schedules, now, r.config.wake_channel)
         r.chores.new_work |= bool(fired)
