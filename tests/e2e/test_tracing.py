@@ -99,7 +99,9 @@ def test_a_task_runs_in_a_consumer_span_whose_parent_is_the_producer_span(
         "messaging.operation.type": "process",
         "messaging.destination.name": "default",
         "messaging.message.id": str(ok.task_id),
+        "qsup.task.id": str(ok.task_id),
         "qsup.task.name": "tests.tasks:add",
+        "qsup.task.queue": "default",
         "qsup.task.attempt": 1,
         "qsup.task.outcome": "ok",
     }
