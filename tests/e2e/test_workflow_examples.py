@@ -96,7 +96,7 @@ def test_the_circuit_breaker_opens_then_closes_after_a_trial_call(queue, recipes
 
 
 @pytest.mark.timeout(90)
-def test_the_circuit_breaker_script_opens_its_breaker(recipes):
+def test_the_circuit_breaker_script_opens_its_breaker(queue, recipes):
     """As the README runs it: before, the script's call never failed, so nothing opened."""
     lines = run_example("circuit_breaker").splitlines()
     assert lines == [
