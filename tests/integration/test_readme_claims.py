@@ -184,3 +184,17 @@ def test_the_readme_test_command_is_ci_run() -> None:
     script = (ROOT / ".ci" / "run").read_text()
     assert "apt-get install" in script and "-c requirements/dev.lock" in script
     assert "python3 -m pytest -n 2 -q" in script
+
+
+def test_the_readme_app_without_fastapi_says_which_extra_to_install(monkeypatch) -> None:
+    """The README's ``--app examples.fastapi_app:app`` on an install without FastAPI."""
+    import sys
+
+    from qsup.errors import ConfigError
+    from qsup.http.app import load_user_app
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # what an install without it imports
+    monkeypatch.delitem(sys.modules, "examples.fastapi_app", raising=False)
+    with pytest.raises(ConfigError) as refused:
+        load_user_app("examples.fastapi_app:app")
+    assert str(refused.value).endswith('(pip install "qsup[fastapi]")'), refused.value

@@ -141,18 +141,18 @@ def cancel(
         if task_id:
             full_id = resolve_task_id(conn, task_id)
             outcome = admin.cancel_task(conn, full_id, cfg.wake_channel)
-            print_json({"id": full_id, "state": outcome}) if json else typer.echo(
-                f"{short_id(full_id)}: {outcome}"
-            )
-            return
-        ids = [r["id"] for r in admin.find_tasks(conn, page_of(conn, chosen, filters["before"]))]
-        if ids:
-            confirm(f"Cancel {len(ids)} task(s) {chosen.describe()}?", yes, "task cancel")
-        outcomes = admin.cancel_tasks(conn, ids, cfg.wake_channel)
+            report: dict[str, Any] = {"id": full_id, "state": outcome}
+            line = f"{short_id(full_id)}: {outcome}"
+        else:
+            found = admin.find_tasks(conn, page_of(conn, chosen, filters["before"]))
+            if found:
+                confirm(f"Cancel {len(found)} task(s) {chosen.describe()}?", yes, "task cancel")
+            report = admin.cancel_tasks(conn, [r["id"] for r in found], cfg.wake_channel)
+            line = ", ".join(f"{outcome} {n}" for outcome, n in report.items())
     if json:
-        print_json(outcomes)
+        print_json(report)
     else:
-        typer.echo(", ".join(f"{outcome} {n}" for outcome, n in outcomes.items()))
+        typer.echo(line)
 
 
 @app.command()
