@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """qsup benchmark: enqueue, drain, latency, the raw SKIP LOCKED ceiling, resources and peers.
 
-    python scripts/bench.py --quick                  # enqueue, ceiling, drain, latency: ~1 min
+    python scripts/bench.py --quick                  # enqueue, ceiling, drain, latency: < 1 min
     python scripts/bench.py > bench.json             # the full run (a few minutes)
     python scripts/bench.py --database-url postgresql://... --only drain,latency
 
@@ -1119,7 +1119,7 @@ QUICK = ("enqueue", "ceiling", "drain", "latency")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help=f"{', '.join(QUICK)} at small counts, about a minute")  # fmt: skip
+                        help=f"{', '.join(QUICK)} at small counts, under a minute")  # fmt: skip
     parser.add_argument("--database-url", help="use this server instead of an embedded one")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--repeats", type=int, help="repeats per scenario (default 1 quick, 3)")
