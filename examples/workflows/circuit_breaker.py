@@ -88,7 +88,26 @@ def priced(q: Queue, amount: float, fail_file: str, retries: int = 10) -> Workfl
     )
 
 
+def demo(q: Queue, deadline: float = 60.0) -> None:
+    """An outage of the rates service: the breaker opens after THRESHOLD failed attempts, the
+    service comes back, and the step's next attempt after the cooldown closes it."""
+    with _breaker() as state:
+        state.update(json.loads(CLOSED))  # a fresh breaker, whatever an earlier run left
+    outage = Path(tempfile.mkdtemp()) / "outage"  # the service is down while this file exists
+    outage.touch()
+    wf = priced(q, 100.0, str(outage))
+    give_up = time.monotonic() + deadline
+    while read_state()["opened_at"] is None:
+        if time.monotonic() > give_up:
+            raise TimeoutError("the breaker did not open: is `qsup serve` importing this module?")
+        time.sleep(0.1)
+    print(f"breaker open after {read_state()['failures']} failures; the service is back")
+    outage.unlink()
+    print(wf.result(timeout=deadline))
+    print(f"breaker closed: {read_state()}")
+
+
 if __name__ == "__main__":
     from examples.workflows import circuit_breaker as recipe  # importable: not __main__'s functions
 
-    print(recipe.priced(Queue(), 100.0, "/nonexistent").result(timeout=60))
+    recipe.demo(Queue())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.settings import Config
 from qsup.sql import queries
 from qsup.states import CLEARABLE, STATES
+from qsup.task_filter import TaskFilter
 from qsup.task_ids import short_id
 
 Conn = psycopg.Connection[Any]
@@ -64,6 +66,34 @@ def retry_tasks(
             for name in sorted({row[1] for row in rows}):
                 repo.notify(conn, channel, name)
     return [row[0] for row in rows]
+
+
+def find_tasks(conn: Conn, chosen: TaskFilter) -> list[dict[str, Any]]:
+    """The tasks ``chosen`` selects, newest first (a page when it has a limit)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(Q["admin_find_tasks"], chosen.params()).fetchall()
+
+
+def find_page(conn: Conn, chosen: TaskFilter) -> tuple[list[dict[str, Any]], bool]:
+    """A page of :func:`find_tasks` and whether more tasks follow it (one row looked ahead)."""
+    if chosen.limit is None:
+        return find_tasks(conn, chosen), False
+    rows = find_tasks(conn, replace(chosen, limit=chosen.limit + 1))
+    return rows[: chosen.limit], len(rows) > chosen.limit
+
+
+def cancel_tasks(
+    conn: Conn, ids: Sequence[uuid.UUID], channel: str | None = None
+) -> dict[str, int]:
+    """Cancel each task as :func:`cancel_task` does; how many ended in each outcome
+    (``cancelled``, ``cancelling``, ``skipped``: finished or gone meanwhile)."""
+    outcomes = {"cancelled": 0, "cancelling": 0, "skipped": 0}
+    for task_id in ids:
+        try:
+            outcomes[cancel_task(conn, task_id, channel)] += 1
+        except QsupError:
+            outcomes["skipped"] += 1
+    return outcomes
 
 
 def clear_tasks(

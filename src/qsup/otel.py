@@ -44,7 +44,9 @@ def _attributes(task: Task, operation: str) -> dict[str, Any]:
         "messaging.operation.type": operation,
         "messaging.destination.name": task.queue,  # the queue
         "messaging.message.id": task._id,  # the task's id
+        "qsup.task.id": task._id,  # the names the README gives, beside the messaging ones
         "qsup.task.name": task.name,
+        "qsup.task.queue": task.queue,
         "qsup.task.attempt": task.attempt,
     }
 

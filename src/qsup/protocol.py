@@ -65,7 +65,7 @@ class Started(NamedTuple):
 
 class Finished(NamedTuple):
     """A job ended; ``result`` is JSON text for ``ok``, ``error`` a message or the traceback
-    from the user's first frame, ``trace`` the full traceback when that was shortened."""
+    of the user's frames."""
 
     task_id: TaskId
     outcome: Outcome
@@ -75,7 +75,6 @@ class Finished(NamedTuple):
     error: str | None = None
     retry_delay: float | None = None
     rss: int = 0  # the worker's unique memory after it (bytes; 0: not measured)
-    trace: str | None = None
     cpu: float = 0.0  # seconds of CPU (user + system) the worker used for it
     peak: int = 0  # the worker's peak RSS during it, bytes
     growth: int = 0  # how much its unique memory grew across it, bytes

@@ -103,6 +103,13 @@ def test_dashboard_in_chromium(
     page.on("dialog", dismiss)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    workflow_requests: list[str] = []
+
+    def requested(request: Any) -> None:
+        if "/api/workflows/" in request.url:
+            workflow_requests.append(request.url)
+
+    page.on("request", requested)
 
     page.goto(server.url("/"))
     expect(page.locator("#health")).to_contain_text("healthy", timeout=15_000)
@@ -170,6 +177,8 @@ def test_dashboard_in_chromium(
         what="the retried task to run again",
     )
     expect(page.locator("#d-logs")).to_contain_text("retried by operator", timeout=10_000)
+    # a plain task's panel, refreshed every 2 s, never asks for a workflow (each was a 404)
+    assert workflow_requests == []
 
     shot = tmp_path / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)

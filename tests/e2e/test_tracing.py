@@ -4,6 +4,7 @@ to the worker, and the lifecycle events of JSON logs (SPEC §12)."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,9 @@ def test_a_task_runs_in_a_consumer_span_whose_parent_is_the_producer_span(
         "messaging.operation.type": "process",
         "messaging.destination.name": "default",
         "messaging.message.id": str(ok.task_id),
+        "qsup.task.id": str(ok.task_id),
         "qsup.task.name": "tests.tasks:add",
+        "qsup.task.queue": "default",
         "qsup.task.attempt": 1,
         "qsup.task.outcome": "ok",
     }
@@ -218,12 +221,23 @@ def test_cancelling_a_running_task_logs_the_cancelled_event(queue, conn, start_s
     ref = queue.add_task(tasks.sleep_then_return, 30)
     wait_for(lambda: task_row(conn, ref.task_id)["state"] == "running", what="running")
     admin.cancel_task(conn, ref.task_id, queue.config.wake_channel)
-    wait_for(
-        lambda: (
-            ("cancelled", str(ref.task_id))
-            in {(e["event"], e["task_id"]) for e in events(server.log_path)}
-        )
+
+    def cancelled() -> list[str]:
+        return [
+            e["message"]
+            for e in events(server.log_path)
+            if (e["event"], e["task_id"]) == ("cancelled", str(ref.task_id))
+            and e["message"].startswith("task cancelled")  # not "cancelling: stopping worker"
+        ]
+
+    wait_for(cancelled, what="the cancelled event")
+    # it ran: before, the message said "task cancelled before it started"
+    assert re.fullmatch(
+        r"task cancelled while running: worker stopped after \d+\.\d s", cancelled()[0]
     )
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "cancelled", what="cancelled")
+    logged = [r["message"] for r in admin.task_logs(conn, ref.task_id) if r["type"] == "cancelled"]
+    assert logged and logged[0].startswith("cancelled by operator while running: worker stopped")
 
 
 def test_cancelling_an_unstarted_task_logs_the_cancelled_event(queue, conn, start_server):

@@ -95,6 +95,17 @@ def test_the_circuit_breaker_opens_then_closes_after_a_trial_call(queue, recipes
     assert circuit_breaker.read_state(state) == {"failures": 0, "opened_at": None}
 
 
+@pytest.mark.timeout(90)
+def test_the_circuit_breaker_script_opens_its_breaker(queue, recipes):
+    """As the README runs it: before, the script's call never failed, so nothing opened."""
+    lines = run_example("circuit_breaker").splitlines()
+    assert lines == [
+        "breaker open after 3 failures; the service is back",
+        "108.0",
+        "breaker closed: {'failures': 0, 'opened_at': None}",
+    ]
+
+
 @pytest.mark.timeout(60)
 def test_idempotent_retries_charge_once(queue, recipes):
     first = idempotent.bill(queue, "inv-7", 42, fail_attempts=2)

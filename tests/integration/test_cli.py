@@ -202,7 +202,7 @@ def test_queue_retry_stats_servers(queue, conn, db_url):
         "UPDATE queued_tasks SET state = 'failed', error_message = 'boom' WHERE id = %s",
         (ref.task_id,),
     )
-    retried = as_json(run(["queue", "retry", "--all-failed", "--json"], db_url))
+    retried = as_json(run(["queue", "retry", "--all-failed", "--yes", "--json"], db_url))
     assert retried == {"retried": 1, "not_retried": []}
     stats = as_json(run(["queue", "stats", "--json"], db_url))
     assert stats["tasks_by_state"]["enqueued"] == 1

@@ -86,6 +86,11 @@ def test_config_check_refuses_a_schedule_whose_task_cannot_be_imported(tmp_path)
     result = run(["config", "check", "--config", str(missing)])
     assert result.returncode == 2
     assert "has no 'nope'" in one_line(result)
+    as_json = run(["config", "check", "--json", "--config", str(missing)])
+    assert as_json.returncode == 2  # before: exit 2 and nothing on stdout
+    report = json.loads(as_json.stdout)
+    assert report == {"ok": False, "error": one_line(as_json)[13:], "exit_code": 2}
+    assert "has no 'nope'" in report["error"]
 
 
 def test_config_check_json_and_python_schedules(tmp_path):

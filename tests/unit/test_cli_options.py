@@ -60,3 +60,27 @@ def test_a_bad_flag_value_is_one_line_naming_setting_value_and_flag():
     assert done.stderr.strip().splitlines() == [
         "qsup: error: max_workers: invalid value 'many' from flag --workers: expected an integer"
     ]
+
+
+def _helps(group: Any) -> Any:
+    """Every command's help as ``qsup ... --help`` renders it (rich markup included)."""
+    from typer.testing import CliRunner
+
+    for name, command in typer.main.get_command(group).commands.items():  # type: ignore[attr-defined]
+        for sub in getattr(command, "commands", None) or [None]:
+            path = [name, sub] if sub else [name]
+            yield " ".join(path), CliRunner().invoke(group, [*path, "--help"]).output
+
+
+def test_no_help_text_loses_brackets_to_rich_markup():
+    """``[limits.QUEUE]`` in a help string was read as a markup tag: ``enqueue --help`` showed
+    ``key_concurrency limit ()``."""
+    from qsup.cli import app, register
+
+    register([])
+    helps = dict(_helps(app))
+    assert "enqueue" in helps and "task list" in helps and len(helps) > 30
+    for command, text in helps.items():
+        assert "Usage:" in text, command
+        assert "()" not in text, f"qsup {command} --help: {text}"
+    assert "(see limits.QUEUE)" in " ".join(helps["enqueue"].replace("│", " ").split())

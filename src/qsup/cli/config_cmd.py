@@ -9,6 +9,7 @@ import typer
 from qsup.cli.common import ConfigFile, Json, print_json, print_table
 from qsup.cli.options import flag_values, setting_flags
 from qsup.cli.serve_cmd import HTTP_FLAGS, WORKER_FLAGS
+from qsup.errors import QsupError
 from qsup.flow import describe
 from qsup.scheduler import load_schedules, validate_schedules
 from qsup.settings import SETTINGS, display_value, example_toml, load_config
@@ -68,9 +69,16 @@ def check(json: Json = False, config: ConfigFile = None, **flags: Any) -> None:
     problem."""
     from qsup.server import check_hooks
 
-    cfg = load_config(flag_values(flags), config_file=config)
-    schedules = load_schedules(cfg)
-    check_hooks(cfg)
+    try:
+        cfg = load_config(flag_values(flags), config_file=config)
+        schedules = load_schedules(cfg)
+        check_hooks(cfg)
+    except QsupError as exc:
+        if json:  # scripts read stdout; the one line on stderr and the exit code stay
+            print_json(
+                {"ok": False, "error": " ".join(str(exc).split()), "exit_code": exc.exit_code}
+            )
+        raise
     if json:
         print_json({"ok": True, "schedules": [s.name for s in schedules]})
     else:

@@ -70,7 +70,7 @@ def enqueue(
         typer.Option(
             "--concurrency-key",
             metavar="KEY",
-            help="Key of the queue's key_concurrency limit ([limits.QUEUE]).",
+            help="Key of the queue's key_concurrency limit (see limits.QUEUE).",
         ),
     ] = None,
     json: Json = False,

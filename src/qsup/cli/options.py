@@ -47,11 +47,17 @@ def setting_flags(*names: str) -> Callable[[F], F]:
     """Give a command the options of these settings; their values arrive in its ``**flags``
     (None when not given), ready for ``load_config``."""
 
+    return with_options([_parameter(name) for name in names])
+
+
+def with_options(extra: list[inspect.Parameter]) -> Callable[[F], F]:
+    """Give a command these keyword options; their values arrive in its ``**kwargs``."""
+
     def decorate(command: F) -> F:
         signature = inspect.signature(command, eval_str=True)
         own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
         command.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[*own, *(_parameter(name) for name in names)]
+            parameters=[*own, *extra]
         )
         return command
 

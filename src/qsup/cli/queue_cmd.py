@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +18,7 @@ from qsup.cli.common import (
     print_table,
     settings,
 )
+from qsup.cli.filters import Yes, confirm, filter_options, given, page_of, selection
 from qsup.cli.options import setting_flags
 from qsup.cli.serve_cmd import WORKER_FLAGS
 from qsup.cli.serve_cmd import start as start_server
@@ -90,7 +90,7 @@ QueueName = Annotated[str | None, typer.Option("--queue", help="Only tasks of th
 def clear(
     state: States = None,
     queue: QueueName = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: Yes = False,
     json: Json = False,
     config: ConfigFile = None,
     database_url: DatabaseUrl = None,
@@ -104,12 +104,7 @@ def clear(
             f" (choose from {', '.join(CLEARABLE)})"
         )
     what = f"tasks in state {', '.join(states)}" + (f" of queue {queue!r}" if queue else "")
-    if not yes:
-        if not sys.stdin.isatty():
-            raise ConfigError(
-                f"queue clear would delete {what}: confirm with --yes (stdin is not a terminal)"
-            )
-        typer.confirm(f"Delete all {what}?", abort=True)
+    confirm(f"Delete all {what}?", yes, "queue clear")
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
         count = admin.clear_tasks(conn, states=states, queue=queue)
@@ -119,29 +114,43 @@ def clear(
         typer.echo(f"deleted {count} task(s)")
 
 
+RETRYABLE = ("failed", "cancelled")
+
+
 @app.command()
+@filter_options(RETRYABLE, None)
 def retry(
     task_ids: Annotated[
         list[str] | None,
         typer.Argument(help="Task ids (or unique prefixes) of failed or cancelled tasks."),
     ] = None,
     all_failed: Annotated[
-        bool, typer.Option("--all-failed", help="Retry every failed task.")
+        bool, typer.Option("--all-failed", help="Retry every failed task (--state failed).")
     ] = False,
-    queue: QueueName = None,
+    yes: Yes = False,
     json: Json = False,
     config: ConfigFile = None,
     database_url: DatabaseUrl = None,
+    **filters: Any,
 ) -> None:
-    """Put failed/cancelled tasks back in the queue with their attempts reset."""
-    if not task_ids and not all_failed:
-        raise ConfigError("queue retry: give task ids or --all-failed")
+    """Put failed/cancelled tasks back in the queue with their attempts reset: the ids given,
+    or every task the filters select (after a count and a confirmation)."""
+    by_filter = all_failed or given(filters, None)
+    if by_filter == bool(task_ids):
+        raise ConfigError("queue retry: give task ids or filters (--all-failed, --state, ...)")
+    if all_failed:
+        filters["state"] = [*(filters["state"] or []), "failed"]
+    chosen = selection(filters, RETRYABLE)
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
-        ids = [resolve_task_id(conn, t) for t in task_ids or []]
-        retried = admin.retry_tasks(
-            conn, ids, all_failed=all_failed, queue=queue, channel=cfg.wake_channel
-        )
+        if by_filter:
+            found = admin.find_tasks(conn, page_of(conn, chosen, filters["before"]))
+            ids = [r["id"] for r in found]
+            if ids:
+                confirm(f"Retry {len(ids)} task(s) {chosen.describe()}?", yes, "queue retry")
+        else:
+            ids = [resolve_task_id(conn, t) for t in task_ids or []]
+        retried = admin.retry_tasks(conn, ids, channel=cfg.wake_channel) if ids else []
     done = set(retried)
     left = [short_id(i) for i in dict.fromkeys(ids) if i not in done]
     if json:

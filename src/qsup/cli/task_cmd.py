@@ -1,4 +1,4 @@
-"""``qsup task show|logs|cancel|retry ID``."""
+"""``qsup task list`` (filters) and ``qsup task show|logs|cancel|retry ID``."""
 
 from __future__ import annotations
 
@@ -18,17 +18,17 @@ from qsup.cli.common import (
     print_table,
     settings,
 )
-from qsup.errors import QsupError, TaskNotFound
+from qsup.cli.filters import Yes, confirm, filter_options, given, page_of, selection
+from qsup.errors import ConfigError, QsupError, TaskNotFound
+from qsup.states import STATES
 from qsup.task_ids import resolve_task_id, short_id
 
 app = typer.Typer(help="Look at and operate one task.", no_args_is_help=True)
-TaskId = Annotated[
-    str,
-    typer.Argument(
-        help="Task id: the full id, its 12-digit short form, or a unique prefix or suffix"
-        " (4+ hex digits, dashes optional)."
-    ),
-]
+TaskIdArgument = typer.Argument(
+    help="Task id: the full id, its 12-digit short form, or a unique prefix or suffix"
+    " (4+ hex digits, dashes optional)."
+)
+TaskId = Annotated[str, TaskIdArgument]
 
 
 def _shown(key: str, value: Any) -> str:
@@ -83,20 +83,76 @@ def logs(
     )
 
 
-@app.command()
-def cancel(
-    task_id: TaskId, json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None
+LIST_LIMIT = 50
+CANCELLABLE = ("enqueued", "waiting", "picked_up", "running")
+
+
+@app.command("list")
+@filter_options(STATES, LIST_LIMIT)
+def list_tasks(
+    json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None, **filters: Any
 ) -> None:
-    """Cancel a task: at once if it has not started (with its waiting dependents), else ask
-    its server to stop it."""
+    """Find tasks by state, queue, name and enqueue time, newest first; page on with --before
+    (the next command is printed on stderr when the page is full)."""
+    chosen = selection(filters, STATES)
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
-        full_id = resolve_task_id(conn, task_id)
-        outcome = admin.cancel_task(conn, full_id, cfg.wake_channel)
+        rows, more = admin.find_page(conn, page_of(conn, chosen, filters["before"]))
     if json:
-        print_json({"id": full_id, "state": outcome})
+        print_json(rows)
     else:
-        typer.echo(f"{short_id(full_id)}: {outcome}")
+        print_table(
+            ("id", "state", "queue", "name", "enqueued", "attempts", "error"),
+            [
+                (
+                    short_id(r["id"]),
+                    r["state"],
+                    r["queue"],
+                    r["name"],
+                    r["date_enqueued"].isoformat(" ", "seconds"),
+                    f"{r['attempts']}/{r['max_retries'] + 1}",
+                    (r["error_message"] or "").split("\n", 1)[0],
+                )
+                for r in rows
+            ],
+        )
+    if more:
+        typer.echo(f"more: add --before {rows[-1]['id']}", err=True)
+
+
+@app.command()
+@filter_options(CANCELLABLE, None)
+def cancel(
+    task_id: Annotated[str | None, TaskIdArgument] = None,
+    yes: Yes = False,
+    json: Json = False,
+    config: ConfigFile = None,
+    database_url: DatabaseUrl = None,
+    **filters: Any,
+) -> None:
+    """Cancel a task, or every task the filters select (after a count and a confirmation):
+    at once if it has not started (with its waiting dependents), else ask its server to stop
+    it."""
+    if given(filters, None) == bool(task_id):
+        raise ConfigError("task cancel: give a task id or filters (--state, --queue, --name, ...)")
+    chosen = selection(filters, CANCELLABLE)
+    cfg = settings(config, database_url=database_url)
+    with database(cfg) as conn:
+        if task_id:
+            full_id = resolve_task_id(conn, task_id)
+            outcome = admin.cancel_task(conn, full_id, cfg.wake_channel)
+            report: dict[str, Any] = {"id": full_id, "state": outcome}
+            line = f"{short_id(full_id)}: {outcome}"
+        else:
+            found = admin.find_tasks(conn, page_of(conn, chosen, filters["before"]))
+            if found:
+                confirm(f"Cancel {len(found)} task(s) {chosen.describe()}?", yes, "task cancel")
+            report = admin.cancel_tasks(conn, [r["id"] for r in found], cfg.wake_channel)
+            line = ", ".join(f"{outcome} {n}" for outcome, n in report.items())
+    if json:
+        print_json(report)
+    else:
+        typer.echo(line)
 
 
 @app.command()

@@ -142,7 +142,8 @@ def load_user_app(spec: str) -> ASGIApp:
     try:
         app: ASGIApp = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"app: cannot load {spec!r}: {type(exc).__name__}: {exc}") from None
+        hint = ' (pip install "qsup[fastapi]")' if getattr(exc, "name", "") == "fastapi" else ""
+        raise ConfigError(f"app: cannot load {spec!r}: {type(exc).__name__}: {exc}{hint}") from None
     return app
 
 

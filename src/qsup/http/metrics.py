@@ -106,6 +106,7 @@ def server_counters(servers: list[dict[str, Any]]) -> Iterator[Metric]:
         ("failed", "Tasks failed for good"),
         ("retried", "Failed attempts sent back for a retry"),
         ("claimed", "Tasks claimed"),
+        ("quarantined", "Poison tasks failed for good after killing max_crashes workers"),
     )
     for key, doc in totals:
         family = CounterMetricFamily(f"qsup_tasks_{key}", doc, labels=["server"])

@@ -314,6 +314,7 @@ def document(paths: dict[str, dict[str, Operation]]) -> dict[str, Any]:
                         "crash_causes": {"type": ["string", "null"]},
                         "headers": {"type": ["object", "null"]},
                         "concurrency_key": {"type": ["string", "null"]},
+                        "workflow_id": {"type": ["string", "null"], "format": "uuid"},
                     },
                 },
             },

@@ -136,3 +136,20 @@ RETURNING name
 -- Record a run-now of a schedule.
 INSERT INTO queued_task_schedules (name, last_fire) VALUES (%(name)s, %(fired)s::timestamptz)
 ON CONFLICT (name) DO UPDATE SET last_fire = excluded.last_fire
+
+-- name: admin_find_tasks
+-- Tasks matching an operator's filter (qsup.task_filter), newest first: ids in [low, high),
+-- UUIDv7, so the range is the enqueue time and the page cursor (keyset paging, no OFFSET).
+-- %(limit)s NULL: every match (bulk retry and cancel). Plans on 10,000,000 rows (5 s apart):
+-- common states read the primary key backwards and stop after a page (0.1 ms); a rare state
+-- (10,000 failed) reads the state index and keeps the newest (150 ms); a filter that matches
+-- nothing scans the table in parallel (1.6 s; 0.7 s on 5,000,000). See tests/integration/
+-- test_task_list.py.
+SELECT id, name, state, queue, priority, attempts, max_retries, date_enqueued, scheduled_at,
+       date_started, date_done, error_message
+FROM queued_tasks
+WHERE state = ANY(%(states)s::text[]) AND id >= %(low)s::uuid AND id < %(high)s::uuid
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND (%(pattern)s::text IS NULL OR name LIKE %(pattern)s::text)
+ORDER BY id DESC
+LIMIT %(limit)s

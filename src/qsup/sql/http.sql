@@ -16,11 +16,12 @@ ORDER BY date_enqueued DESC, id DESC
 LIMIT %(limit)s
 
 -- name: http_get_task
--- Every column of one task.
+-- Every column of one task (workflow_id: the dashboard asks for a workflow only for its steps).
 SELECT id, name, state, queue, priority, parent_task, args, kwargs, context, result,
        error_message, attempts, max_retries, timeout, unique_key, date_enqueued, date_started,
        date_done, scheduled_at, server_id, worker_pid, cancel_requested, cpu_seconds,
-       peak_memory_bytes, memory_growth_bytes, crashes, crash_causes, headers, concurrency_key
+       peak_memory_bytes, memory_growth_bytes, crashes, crash_causes, headers, concurrency_key,
+       workflow_id
 FROM queued_tasks WHERE id = %(id)s
 
 -- name: http_task_children

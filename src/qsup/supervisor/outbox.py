@@ -27,6 +27,9 @@ def timestamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+UNSTARTED = "before it started (held by this server)"
+
+
 @dataclass
 class Outbox:
     """Pending writes: each field but the last two is one kind of entry."""
@@ -119,12 +122,12 @@ class Outbox:
         self.releases.extend(task_ids)
         self._touch(now)
 
-    def cancel(self, task_ids: list[TaskId], now: float) -> None:
-        """Tasks stopped on an operator's request."""
+    def cancel(self, task_ids: list[TaskId], now: float, what: str = UNSTARTED) -> None:
+        """Tasks stopped on an operator's request; ``what``: when (unstarted, or running)."""
         for task_id in task_ids:
             self.running.pop(task_id, None)
-            self.log(task_id, "cancelled", "cancelled by operator while held by this server", now)
-            log.event("cancelled", task_id).info("task cancelled before it started")
+            self.log(task_id, "cancelled", f"cancelled by operator {what}", now)
+            log.event("cancelled", task_id).info("task cancelled {}", what)
         self.cancels.extend(task_ids)
 
     def hand_on(self, task_id: TaskId, now: float) -> None:

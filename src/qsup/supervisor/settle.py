@@ -5,6 +5,7 @@ them for the writer."""
 from __future__ import annotations
 
 import random
+import time
 
 from qsup import accounting, log, middleware, protocol
 from qsup.accounting import NO_USAGE, Usage
@@ -36,7 +37,6 @@ def finished(
         msg.started,
         config,
         now,
-        msg.trace,
         usage=(msg.cpu, msg.peak, msg.growth),
         pid=pid,
     )
@@ -74,7 +74,8 @@ def worker_died(
         outbox.release([task.id], now)
         return
     if kill_reason == "cancel":
-        outbox.cancel([task.id], now)
+        ran = f" after {max(time.time() - started, 0):.1f} s" if started is not None else ""
+        outbox.cancel([task.id], now, f"while running: worker stopped{ran}")
         return
     if kill_reason == "timeout":
         outcome, error = (
@@ -126,13 +127,12 @@ def attempt_failed(
     started: float | None,
     config: Config,
     now: float,
-    trace: str | None = None,
     crash: str | None = None,
     usage: Usage = NO_USAGE,
     pid: int | None = None,
 ) -> None:
-    """A failed attempt: logged (with the full ``trace`` when ``error`` is a shortened
-    traceback, and what it cost), then retried with backoff, or failed when none is left.
+    """A failed attempt: logged (with its traceback of the user's frames, and what it cost),
+    then retried with backoff, or failed when none is left.
     ``crash``: how its worker died; ``pid``: that worker, kept on a failed task's row."""
     delay = policy.after_failure(
         outcome,
@@ -147,14 +147,12 @@ def attempt_failed(
     attempt = f"attempt {task.attempts}/{task.max_retries + 1}{accounting.describe(usage)}"
     if delay is None:
         outbox.fail(task.id, error, started, now, crash, usage, pid)
-        outbox.log(task.id, "error", f"{attempt} failed, no retry left: {trace or error}", now)
+        outbox.log(task.id, "error", f"{attempt} failed, no retry left: {error}", now)
         task_log = log.event("failed", task.id).bind(outcome=outcome)
         task_log.warning("task {} failed: {}", task.name, summary)
     else:
         outbox.retry(task.id, delay, error, now, crash, usage)
-        outbox.log(
-            task.id, "error", f"{attempt} failed, retry in {delay:.1f} s: {trace or error}", now
-        )
+        outbox.log(task.id, "error", f"{attempt} failed, retry in {delay:.1f} s: {error}", now)
         task_log = log.event("retried", task.id).bind(outcome=outcome, delay=delay)
         task_log.info(
             "task {} {} failed, retry in {:.1f} s: {}", task.name, attempt, delay, summary

@@ -33,32 +33,44 @@ def _function(path: str) -> tuple[Callable[..., Any], bool]:
 
 
 class _End(NamedTuple):
-    """How a call ended; ``trace`` is the full traceback when ``error`` is a shortened one."""
+    """How a call ended."""
 
     outcome: protocol.Outcome
     result: str | None = None
     error: str | None = None
-    trace: str | None = None
     delay: float | None = None
 
 
-# Frames every task runs under: qsup's own and asyncio's, left out of the user's traceback.
-_RUNNER_DIRS = tuple(os.path.dirname(str(m.__file__)) + os.sep for m in (qsup, asyncio))
+# Frames every task runs under: qsup's own and asyncio's, left out of the stored traceback.
+_QSUP_DIR = os.path.dirname(str(qsup.__file__)) + os.sep
+_RUNNER_DIRS = (_QSUP_DIR, os.path.dirname(str(asyncio.__file__)) + os.sep)
 
 
-def _tracebacks(limit: int | None = None) -> tuple[str, str | None]:
-    """The current exception's traceback from the user's first frame on (what the task row
-    shows), and the full one (for the task's log) when that differs. An error qsup raised
-    itself, with no user frame (wrong arguments, a result too big), is its message alone."""
+def _user_frames(stack: traceback.StackSummary) -> traceback.StackSummary:
+    """The frames from the user's first one on, without qsup's own after the user's last (the
+    alarm handler that raised TaskTimeout, qsup code a task called)."""
+    frames = list(stack)
+    while frames and frames[0].filename.startswith(_RUNNER_DIRS):
+        frames.pop(0)
+    while frames and frames[-1].filename.startswith(_QSUP_DIR):
+        frames.pop()
+    return traceback.StackSummary.from_list(frames)
+
+
+def _traceback(limit: int | None = None) -> str:
+    """The current exception's traceback as the task row and its log keep it: the user's
+    frames only, in every exception of the chain. An error qsup raised itself, with no user
+    frame (wrong arguments, a result too big), is its message alone."""
     exc = sys.exc_info()[1]
     assert exc is not None
-    full = "".join(traceback.format_exception(exc, limit=limit))
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_RUNNER_DIRS):
-        tb = tb.tb_next
-    if tb is exc.__traceback__:
-        return full, None
-    return "".join(traceback.format_exception(type(exc), exc, tb, limit=limit)), full
+    shown = traceback.TracebackException.from_exception(exc, limit=limit)
+    seen: set[int] = set()
+    link: traceback.TracebackException | None = shown
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.stack = _user_frames(link.stack)
+        link = link.__cause__ or link.__context__
+    return "".join(shown.format())
 
 
 def _raise_timeout(signum: int, frame: Any) -> None:
@@ -121,7 +133,6 @@ class Runner:
             end.error,
             end.delay,
             self.meter.unique,
-            end.trace,
             cpu,
             peak,
             growth,
@@ -152,9 +163,9 @@ class Runner:
         except Retry as exc:
             return _End("retry", None, f"Retry: {exc.reason}", delay=exc.delay)
         except (TaskDefinitionError, NonRetryableError):
-            return _End("fatal", None, *_tracebacks(limit=-8))
+            return _End("fatal", None, _traceback(limit=-8))
         except Exception:
-            return _End("error", None, *_tracebacks())
+            return _End("error", None, _traceback())
 
     def _check_allowed(self, name: str) -> None:
         """Refuse, before importing anything, a task outside the allow-list."""

@@ -267,14 +267,16 @@ function closeTask() {
 
 async function refreshDetail() {
   if (!selected) return;
-  const [{ status, body }, logs, workflow] = await Promise.all([
+  const [{ status, body }, logs] = await Promise.all([
     getJSON("api/tasks/" + encodeURIComponent(selected)),
     getJSON("api/tasks/" + encodeURIComponent(selected) + "/logs"),
-    // the workflow the task is a step of (a 404 for a plain task, or a short id: no full id)
-    /^[0-9a-f-]{36}$/i.test(selected) ? getJSON("api/workflows/" + encodeURIComponent(selected))
-      : Promise.resolve({ status: 404 }),
   ]);
   if (status !== 200 || body.id !== selected) return;  // closed, or another opened, meanwhile
+  // only a workflow's step has a workflow to show: a plain task asks for nothing more (before,
+  // every refresh of its panel asked, and the server logged a 404 every 2 s)
+  const workflow = body.workflow_id
+    ? await getJSON("api/workflows/" + encodeURIComponent(body.workflow_id)) : { status: 404 };
+  if (body.id !== selected) return;
   $("detail").hidden = false;
   document.body.classList.add("with-panel");
   $("d-id").textContent = body.id;
