@@ -64,17 +64,22 @@ def worker_died(
     config: Config,
     now: float,
 ) -> None:
-    """The task a worker was running when it exited: requeued (shutdown, fence), cancelled,
-    or a failed attempt (timeout, memory ceiling, crash), counted as a crash; quarantined
-    (failed whatever its retries) once its attempts have killed ``max_crashes`` workers. The
-    ``on_worker_died`` hooks learn why first."""
+    """The task a worker was running when it exited: requeued without using an attempt
+    (shutdown), cancelled, or a failed attempt: a fence (it ran: charged like a task of a
+    dead server, no crash), a timeout, the memory ceiling or a crash, the last three counted
+    as crashes; quarantined (failed whatever its retries) once its attempts have killed
+    ``max_crashes`` workers. The ``on_worker_died`` hooks learn why first."""
     kill_reason = worker.kill_reason
     middleware.worker_died(config, task, kill_reason or "crash")
-    if kill_reason in ("shutdown", "fenced"):
+    if kill_reason == "shutdown":
         outbox.release([task.id], now)
         return
     if kill_reason == "cancel":
         outbox.cancel([task.id], now)
+        return
+    if kill_reason == "fenced":  # written only if no other server took the task back first
+        error = f"ServerFenced: this server lost its liveness lock while {task.name} ran; stopped"
+        attempt_failed(outbox, task, "error", error, None, started, config, now, pid=worker.pid)
         return
     if kill_reason == "timeout":
         outcome, error = (

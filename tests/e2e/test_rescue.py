@@ -1,0 +1,108 @@
+"""A dead server's tasks are charged an attempt only if they started (SPEC §14): those it held
+unstarted go back with their attempt and last error; a running one is charged, with a log row
+naming the server that died."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+
+from qsup import repo
+from tests import edge_tasks, tasks
+from tests.conftest import one, task_row, wait_for
+
+HELD = 60  # never-started _max_retries=0 tasks the killed server holds
+EARLIER_ERROR = "ValueError: an earlier attempt failed"
+
+
+def held_unstarted(conn, server_id: int) -> int:
+    return one(
+        conn,
+        "SELECT count(*) FROM queued_tasks WHERE server_id = %s AND state = 'picked_up'"
+        " AND error_message = %s",
+        (server_id, EARLIER_ERROR),
+    )
+
+
+@pytest.mark.timeout(90)
+def test_a_sigkilled_servers_unstarted_tasks_keep_their_attempt_and_error(
+    queue, conn, start_server, tmp_path
+):
+    first = start_server("--workers", "1")
+    # short tasks first: the server then claims ahead and queues jobs behind a running one
+    warm = queue.add_tasks([(tasks.add, (i, 1), {}) for i in range(40)])
+    for ref in warm:
+        ref.result(timeout=20)
+    long = queue.add_task(
+        edge_tasks.mark_then_sleep, str(tmp_path), "long", 60, _max_retries=0, _queue="slow"
+    )
+    wait_for(lambda: (tmp_path / "long").exists(), what="the long task to start")
+    wait_for(lambda: task_row(conn, long.task_id)["state"] == "running", what="its start row")
+    server_id = task_row(conn, long.task_id)["server_id"]
+    # tasks that failed an attempt before (the error must survive), none retry left to spend
+    conn.execute(
+        "WITH ins AS (INSERT INTO queued_tasks (id, name, args, kwargs, max_retries,"
+        " error_message) SELECT gen_random_uuid(), 'tests.tasks:add', jsonb_build_array(i, 1),"
+        " '{}', 0, %s FROM generate_series(1, %s) AS i RETURNING queue)"
+        " SELECT pg_notify(%s, 'default')",
+        (EARLIER_ERROR, HELD, queue.config.wake_channel),
+    )
+    wait_for(
+        lambda: held_unstarted(conn, server_id) == HELD,
+        what="the server to hold every task, none started (one worker, busy)",
+    )
+    workers = first.workers()
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    for worker in workers:
+        try:
+            worker.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+    # a server of another queue only rescues them: the rows can be read before they run again
+    rescuer = start_server("--workers", "1", "--queues", "elsewhere")
+    wait_for(
+        lambda: one(conn, "SELECT count(*) FROM queued_tasks WHERE server_id IS NULL") == HELD + 1,
+        timeout=30,
+        what="the rescue",
+    )
+    rows = conn.execute(
+        "SELECT state, attempts, error_message, date_started, flow_slot FROM queued_tasks"
+        " WHERE name = 'tests.tasks:add' AND error_message IS NOT NULL"
+    ).fetchall()
+    assert rows == [("enqueued", 0, EARLIER_ERROR, None, None)] * HELD
+    rescued_logs = conn.execute(
+        "SELECT l.message FROM queued_task_logs l JOIN queued_tasks t ON t.id = l.queued_task_id"
+        " WHERE t.name = 'tests.tasks:add' AND l.type = 'rescued'"
+    ).fetchall()
+    assert len(rescued_logs) == HELD
+    assert f"server {server_id} (" in rescued_logs[0][0]
+    assert "before the task started: requeued without using an attempt" in rescued_logs[0][0]
+
+    dead = task_row(conn, long.task_id)  # it ran: charged, and it had no retry left
+    assert (dead["state"], dead["attempts"]) == ("failed", 1)
+    assert dead["error_message"].startswith(f"ServerDied: server {server_id} (")
+    assert "declared dead at " in dead["error_message"]
+    assert dead["date_started"] is not None
+    logs = [log["message"] for log in repo.task_logs(conn, long.task_id) if log["type"] == "error"]
+    assert len(logs) == 1 and logs[0].startswith("attempt 1/1 failed, no retry left: ServerDied")
+    assert "rescued 61 task(s) from dead servers: 60 never started" in rescuer.output()
+
+    start_server("--workers", "2")
+    wait_for(
+        lambda: (
+            one(conn, "SELECT count(*) FROM queued_tasks WHERE state = 'completed'")
+            == len(warm) + HELD
+        ),
+        timeout=30,
+        what="every never-started task to complete",
+    )
+    attempts = conn.execute(
+        "SELECT DISTINCT attempts FROM queued_tasks WHERE name = 'tests.tasks:add'"
+    ).fetchall()
+    assert attempts == [(1,)]
+    assert Path(tmp_path / "long").read_text().count("\n") == 1  # never run again
