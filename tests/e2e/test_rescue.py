@@ -106,3 +106,27 @@ def test_a_sigkilled_servers_unstarted_tasks_keep_their_attempt_and_error(
     ).fetchall()
     assert attempts == [(1,)]
     assert Path(tmp_path / "long").read_text().count("\n") == 1  # never run again
+
+
+@pytest.mark.timeout(120)
+def test_a_task_that_kills_its_server_before_its_start_is_written_is_quarantined(
+    queue, conn, start_server, tmp_path
+):
+    """Such a task looks never started to the rescue: given back for free, it would take
+    down every server that claims it, for ever. The third server it kills (QUEUE_MAX_CRASHES
+    = 2) is the last."""
+    ref = queue.add_task(edge_tasks.kill_own_supervisor, str(tmp_path), "pill", _max_retries=9)
+    for death in (1, 2, 3):
+        server = start_server("--workers", "1")
+        assert server.wait(30) == -signal.SIGKILL
+        assert (tmp_path / "pill").read_text().count("\n") == death
+    start_server("--workers", "1")
+    wait_for(
+        lambda: task_row(conn, ref.task_id)["state"] == "failed", timeout=30, what="quarantine"
+    )
+    row = task_row(conn, ref.task_id)
+    assert row["error_message"].startswith(
+        "quarantined: 3 servers died holding it before its start was written; the last: server"
+    )
+    assert row["attempts"] == 1
+    assert (tmp_path / "pill").read_text().count("\n") == 3
