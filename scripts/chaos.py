@@ -483,6 +483,7 @@ class Chaos:
             self.stopped[worker.pid] = (worker, time.time() + pause)
             return f"SIGSTOP worker {worker.pid} of {server.name} for {pause:g} s"
         if kind in ("kill_supervisor", "kill_supervisor_full", "term_restart", "hup"):
+            live = [s for s in live if s.ready()]  # a server still starting takes no signal
             if not live:
                 return None
             server = self.rng.choice(live)
