@@ -130,3 +130,31 @@ def test_a_task_that_kills_its_server_before_its_start_is_written_is_quarantined
     )
     assert row["attempts"] == 1
     assert (tmp_path / "pill").read_text().count("\n") == 3
+
+
+@pytest.mark.timeout(60)
+def test_a_server_declared_dead_under_a_running_task_leaves_the_rescue_alone(
+    queue, conn, start_server, tmp_path
+):
+    """It was only slow: another server declared it dead and charged the running task. The
+    server then stops that task (fence) but writes nothing over the rescue, and runs the
+    task again as its next attempt."""
+    server = start_server("--workers", "1", env={"QUEUE_HEARTBEAT_INTERVAL": "0.2"})
+    ref = queue.add_task(edge_tasks.mark_then_sleep, str(tmp_path), "cut", 2, _max_retries=1)
+    wait_for(lambda: task_row(conn, ref.task_id)["state"] == "running", what="its start row")
+    server_id = task_row(conn, ref.task_id)["server_id"]
+    with conn.transaction():  # what the other server does, before our heartbeat revives us
+        conn.execute(
+            "UPDATE queued_task_workers SET is_running = false, date_stopped = now() WHERE id = %s",
+            (server_id,),
+        )
+        [rescued] = repo.rescue_orphans(conn, 2)
+    assert (rescued.state, rescued.verdict) == ("enqueued", "retry")
+    assert ref.result(timeout=30) == "cut"
+    row = task_row(conn, ref.task_id)
+    assert (row["state"], row["attempts"], row["server_id"]) == ("completed", 2, server_id)
+    assert (tmp_path / "cut").read_text().count("\n") == 2
+    logs = [log["message"] for log in repo.task_logs(conn, ref.task_id)]
+    assert len(logs) == 1, logs
+    assert logs[0].startswith(f"attempt 1/2 failed, retry now: ServerDied: server {server_id} (")
+    assert "this server had been declared dead by another" in server.output()
