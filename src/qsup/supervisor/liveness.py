@@ -176,9 +176,12 @@ def fence(ledger: Ledger, crew: Crew, now: float, declared_dead: bool) -> None:
         return
     log.event("fenced").warning(
         "this server {}: stopping its {} running task(s) so that no other server runs them"
-        " twice; they are requeued",
+        " twice; {}",
         "was declared dead" if declared_dead else f"lost its liveness lock {FENCE_AFTER:g} s ago",
         len(busy),
+        "the server that declared it dead took them back"
+        if declared_dead
+        else "each is a failed attempt, what it held unstarted goes back",
     )
     ledger.release_buffer(now)
     for worker in busy:
