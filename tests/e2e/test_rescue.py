@@ -84,12 +84,13 @@ def test_a_sigkilled_servers_unstarted_tasks_keep_their_attempt_and_error(
     ).fetchall()
     assert len(rescued_logs) == held
     assert f"server {server_id} (" in rescued_logs[0][0]
-    assert "before the task started: requeued without using an attempt" in rescued_logs[0][0]
+    assert "died before the task started (declared dead at " in rescued_logs[0][0]
+    assert rescued_logs[0][0].endswith(": requeued without using an attempt")
 
     dead = task_row(conn, long.task_id)  # it ran: charged, and it had no retry left
     assert (dead["state"], dead["attempts"]) == ("failed", 1)
     assert dead["error_message"].startswith(f"ServerDied: server {server_id} (")
-    assert "declared dead at " in dead["error_message"]
+    assert "died while the task ran (declared dead at " in dead["error_message"]
     assert dead["date_started"] is not None
     logs = [log["message"] for log in repo.task_logs(conn, long.task_id) if log["type"] == "error"]
     assert len(logs) == 1 and logs[0].startswith("attempt 1/1 failed, no retry left: ServerDied")

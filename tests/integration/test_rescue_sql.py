@@ -66,11 +66,14 @@ def test_unstarted_tasks_go_back_unchanged_and_a_running_one_is_charged(conn):
     row = task_row(conn, unstarted)
     assert (row["state"], row["attempts"], row["error_message"]) == ("enqueued", 0, EARLIER)
     [(kind, message)] = logs(conn, unstarted)
-    assert kind == "rescued" and message.startswith(f"server {dead} (dead) died (declared dead")
-    assert message.endswith("before the task started: requeued without using an attempt")
+    assert kind == "rescued"
+    assert message.startswith(f"server {dead} (dead) died before the task started (declared dead")
+    assert message.endswith(" UTC): requeued without using an attempt")
     row = task_row(conn, running)
     assert (row["state"], row["attempts"], row["date_started"]) == ("enqueued", 1, None)
-    assert row["error_message"].startswith(f"ServerDied: server {dead} (dead) died (declared")
+    assert row["error_message"].startswith(
+        f"ServerDied: server {dead} (dead) died while the task ran (declared dead at "
+    )
     [(kind, message)] = logs(conn, running)
     assert kind == "error" and message.startswith("attempt 1/2 failed, retry now: ServerDied")
     assert repo.rescue_orphans(conn, 2) == []  # taken back once

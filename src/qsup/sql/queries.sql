@@ -396,10 +396,10 @@ WITH orphans AS (
                WHEN t.state = 'running' THEN 'fail'
                WHEN %(max_crashes)s > 0 AND t.orphaned >= %(max_crashes)s THEN 'quarantine'
                ELSE 'requeue' END AS verdict,
-           'server ' || t.server_id || coalesce(' (' || w.server_name || ')', '') || ' died'
-           || coalesce(' (declared dead at '
-                       || to_char(w.date_stopped AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
-                       || ' UTC)', '') AS died
+           'server ' || t.server_id || coalesce(' (' || w.server_name || ')', '') AS dead,
+           coalesce(' (declared dead at '
+                    || to_char(w.date_stopped AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+                    || ' UTC)', '') AS at
     FROM queued_tasks t LEFT JOIN queued_task_workers w ON w.id = t.server_id
     WHERE t.state IN ('picked_up', 'running') AND NOT coalesce(w.is_running, false)
     FOR UPDATE OF t SKIP LOCKED
@@ -412,20 +412,21 @@ WITH orphans AS (
         error_message = CASE o.verdict
             WHEN 'requeue' THEN t.error_message
             WHEN 'quarantine' THEN 'quarantined: ' || t.orphaned + 1 || ' servers died holding'
-                                   || ' it before its start was written; the last: ' || o.died
-            ELSE 'ServerDied: ' || o.died || ' while the task ran' END,
+                                   || ' it before its start was written; the last: ' || o.dead
+                                   || o.at
+            ELSE 'ServerDied: ' || o.dead || ' died while the task ran' || o.at END,
         server_id = NULL,
         worker_pid = CASE WHEN o.verdict = 'fail' THEN t.worker_pid END,  -- as fail_batch
         date_started = CASE WHEN o.verdict = 'fail' THEN t.date_started END,
         flow_slot = NULL  -- holds no slot of a limited queue once back (see 0008)
     FROM orphans o WHERE t.id = o.id
     RETURNING t.id, t.state, t.queue, t.error_message, t.attempts, t.max_retries, o.verdict,
-              o.died
+              o.dead, o.at
 ), logged AS (
     INSERT INTO queued_task_logs (queued_task_id, type, message)
     SELECT id, CASE WHEN verdict = 'requeue' THEN 'rescued' ELSE 'error' END, CASE verdict
-        WHEN 'requeue' THEN died || ' before the task started: requeued without using an'
-                            || ' attempt'
+        WHEN 'requeue' THEN dead || ' died before the task started' || at
+                            || ': requeued without using an attempt'
         WHEN 'quarantine' THEN error_message
         WHEN 'retry' THEN 'attempt ' || attempts || '/' || max_retries + 1 || ' failed, retry'
                           || ' now: ' || error_message
