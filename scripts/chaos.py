@@ -8,7 +8,8 @@
 Runs 2 ``qsup serve --no-http --import scripts.chaos_tasks --workers 2`` processes on one
 database while a producer thread enqueues fast, slow, flaky, async, leaking, overtime,
 dependent and unique tasks, and the main thread injects faults (seeded): SIGKILL of a worker,
-SIGKILL of a supervisor (restarted), SIGTERM drain (restarted), SIGHUP, SIGSTOP of a worker for
+SIGKILL of a supervisor (restarted), SIGKILL of a supervisor while it holds a burst of unstarted
+``_max_retries=0`` tasks (restarted), SIGTERM drain (restarted), SIGHUP, SIGSTOP of a worker for
 longer than the task timeout, PostgreSQL restarts (fast and immediate; only with the private
 embedded server this script starts when no ``--database-url`` is given) and
 ``pg_terminate_backend`` of the servers' connections. Then it stops the faults, waits for
@@ -80,6 +81,7 @@ SERVER_ENV = {
 FAULTS_ALWAYS = [
     "kill_worker",
     "kill_supervisor",
+    "kill_supervisor_full",
     "term_restart",
     "hup",
     "stop_worker",
@@ -89,9 +91,18 @@ FAULTS_PRIVATE_PG = ["pg_restart_fast", "pg_restart_immediate"]
 # Faults that can make a task run again although it finished once (at-least-once delivery):
 # those that hit the worker that ran it or its supervisor, and database faults (a server cut
 # off longer than QUEUE_SERVER_TIMEOUT has its tasks rescued by another one).
-PROCESS_CAUSES = {"kill_worker", "stop_worker", "kill_supervisor", "term_restart"}
+PROCESS_CAUSES = {
+    "kill_worker",
+    "stop_worker",
+    "kill_supervisor",
+    "kill_supervisor_full",
+    "term_restart",
+}
 DATABASE_CAUSES = {"pg_restart_fast", "pg_restart_immediate", "terminate_backends"}
 DATABASE_EFFECT = SERVER_TIMEOUT + 12  # seconds a database fault can take to cause a rerun
+BURST = 24  # _max_retries=0 tasks enqueued before a kill_supervisor_full
+BURST_HELD = 4  # ... which waits (HOLD_WAIT s at most) until its target holds this many unstarted
+HOLD_WAIT = 3.0
 
 
 def log(message: str) -> None:
@@ -471,21 +482,27 @@ class Chaos:
             pause = TASK_TIMEOUT + GRACE + 1.5  # longer than the task timeout and its grace
             self.stopped[worker.pid] = (worker, time.time() + pause)
             return f"SIGSTOP worker {worker.pid} of {server.name} for {pause:g} s"
-        if kind in ("kill_supervisor", "term_restart", "hup"):
+        if kind in ("kill_supervisor", "kill_supervisor_full", "term_restart", "hup"):
+            live = [s for s in live if s.ready()]  # a server still starting takes no signal
             if not live:
                 return None
             server = self.rng.choice(live)
             slot = next(k for k, v in self.slots.items() if v is server)
+            if kind == "kill_supervisor_full":
+                held = self.fill(server)
+                if held is None:
+                    return None
+                self.kill_and_restart(server, slot, kind)
+                return (
+                    f"SIGKILL supervisor {server.name} (pid {server.pid}) holding {held}"
+                    " unstarted _max_retries=0 task(s), restarted"
+                )
             self.targets.append((time.time(), kind, server.pid))
             if kind == "hup":
                 os.kill(server.pid, signal.SIGHUP)
                 return f"SIGHUP {server.name}"
             if kind == "kill_supervisor":
-                server.signalled = kind
-                server.workers()
-                server.proc.kill()
-                server.proc.wait(10)
-                self.start_server(slot, wait=False)
+                self.kill_and_restart(server, slot, kind)
                 return f"SIGKILL supervisor {server.name} (pid {server.pid}), restarted"
             server.signalled = kind
             server.proc.send_signal(signal.SIGTERM)
@@ -515,6 +532,39 @@ class Chaos:
             self.db_restarted_at = time.time()
             return f"pg_ctl -m {mode} restart ({time.monotonic() - started:.1f} s)"
         raise ValueError(kind)
+
+    def kill_and_restart(self, server: Server, slot: int, kind: str) -> None:
+        self.targets.append((time.time(), kind, server.pid))
+        server.signalled = kind
+        server.workers()
+        server.proc.kill()
+        server.proc.wait(10)
+        self.start_server(slot, wait=False)
+
+    def fill(self, server: Server) -> int | None:
+        """Enqueue a burst of ``_max_retries=0`` tasks and wait (bounded) until ``server``
+        holds ``BURST_HELD`` of them unstarted; how many it holds (None: no database now)."""
+        assert self.db is not None and self.producer is not None
+        try:
+            burst = [
+                str(self.producer.add(ct.slow, 0.4, kind="held", _max_retries=0).task_id)
+                for _ in range(BURST)
+            ]
+            held, deadline = 0, time.monotonic() + HOLD_WAIT
+            with self.db.connect() as conn:
+                while held < BURST_HELD and time.monotonic() < deadline:
+                    row = conn.execute(
+                        "SELECT count(*) FROM queued_tasks t"
+                        " JOIN queued_task_workers w ON w.id = t.server_id"
+                        " WHERE w.pid = %s AND w.is_running AND t.state = 'picked_up'"
+                        " AND t.id = ANY(%s::uuid[])",
+                        (server.pid, burst),
+                    ).fetchone()
+                    held = int(row[0]) if row else 0
+                    time.sleep(0.02)
+        except psycopg.Error:  # PostgreSQL restarting: the fault is tried again later
+            return None
+        return held
 
     # --- phases -----------------------------------------------------------------------------
 
@@ -726,10 +776,28 @@ class Chaos:
             "edges": len(edges),
         }
 
-        # 5. outcomes as designed (a flaky task completes, an overtime one fails, ...)
+        # 5. no task fails that never started: a dead server's unstarted tasks keep their
+        # attempt. Save a worker that died right after its start and before the task's
+        # first line (its supervisor saw it start: charged).
+        failed_unstarted = [
+            {"id": i, "kind": self._kind(i, tasks), "error_message": (r[4] or "")[:300]}
+            for i, r in tasks.items()
+            if r[2] == "failed"
+            and not any(x[0] == "start" for x in runs[i])
+            and not (r[4] or "").startswith("WorkerDied")
+        ]
+        invariants["no_task_fails_that_never_started"] = {
+            "ok": not failed_unstarted,
+            "violations": failed_unstarted[:50],
+        }
+
+        # 6. outcomes as designed (a flaky task completes, an overtime one fails, ...); a held
+        # task (no retry) that was running when its supervisor was killed fails, charged
         unexpected = []
         for i, t in tracked.items():
             r = tasks.get(i)
+            if t.kind == "held" and r is not None and r[2] == "failed" and runs[i]:
+                continue
             if r is not None and r[2] in FINAL and r[2] != t.expect:
                 unexpected.append(
                     {
@@ -743,14 +811,14 @@ class Chaos:
                 )
         invariants["expected_outcomes"] = {"ok": not unexpected, "violations": unexpected[:50]}
 
-        # 6. queued_task_workers: running rows only for live supervisors (after the timeout)
+        # 7. queued_task_workers: running rows only for live supervisors (after the timeout)
         invariants["server_rows"] = self.check_server_rows()
 
-        # 7. no orphan workers while the servers run, none left after they stop
+        # 8. no orphan workers while the servers run, none left after they stop
         invariants["no_orphan_workers"] = self.check_orphans()
         invariants["clean_stop"] = self.stop_all_and_check()
 
-        # 8. a server declared dead while alive (cut off from the database longer than the
+        # 9. a server declared dead while alive (cut off from the database longer than the
         # server timeout) must recover, not keep running tasks that others rescue again and again
         zombies = []
         for server in self.servers:
@@ -759,7 +827,7 @@ class Chaos:
                 zombies.append({"server": server.name, "pid": server.pid, "declared_dead": times})
         invariants["declared_dead_servers_recover"] = {"ok": not zombies, "violations": zombies}
 
-        # 9. the harness itself: drains exited 0, no server died on its own
+        # 10. the harness itself: drains exited 0, no server died on its own
         invariants["servers_behaved"] = {
             "ok": not self.problems,
             "violations": self.problems,

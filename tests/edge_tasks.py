@@ -16,6 +16,15 @@ def mark_then_sleep(directory: str, key: str, seconds: float) -> str:
     return key
 
 
+def kill_own_supervisor(directory: str, key: str) -> None:
+    """Note the run in ``directory/key``, then SIGKILL the supervisor at once (before it
+    could write that the task started): a task that takes its server down."""
+    with open(Path(directory) / key, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(5)  # the worker dies with its supervisor
+
+
 def kill_own_worker(sig: int = signal.SIGKILL) -> None:
     os.kill(os.getpid(), sig)
     time.sleep(5)  # a signal that does not kill (never with SIGKILL/SIGSEGV) still ends it

@@ -386,9 +386,23 @@ def listen(conn: Conn, channel: str) -> None:
     conn.execute(psycopg.sql.SQL(Q["listen"]).format(channel=psycopg.sql.Identifier(channel)))
 
 
-def rescue_orphans(conn: Conn) -> list[tuple[uuid.UUID, str, str, str]]:
-    """Requeue or fail tasks held by servers not running; rows of (id, state, queue, error)."""
-    return [tuple(row) for row in conn.execute(Q["rescue_orphans"])]  # type: ignore[misc]
+@dataclass(frozen=True)
+class Rescued:
+    """A task taken back from a dead server (see the ``rescue_orphans`` query). verdict:
+    requeue (never started: no attempt used), retry, fail (it ran), quarantine (orphaned
+    unstarted more than ``max_crashes`` times)."""
+
+    id: uuid.UUID
+    state: str
+    queue: str
+    error: str | None
+    verdict: str
+
+
+def rescue_orphans(conn: Conn, max_crashes: int) -> list[Rescued]:
+    """Requeue or fail the tasks held by servers not running."""
+    rows = conn.execute(Q["rescue_orphans"], {"max_crashes": max_crashes})
+    return [Rescued(*row) for row in rows]
 
 
 # --- reads (CLI, API, refs) ----------------------------------------------------------------

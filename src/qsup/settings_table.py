@@ -175,7 +175,8 @@ class Config:
         2,
         env="QUEUE_MAX_CRASHES",
         min=0,
-        doc="Quarantine (fail for good) a task whose attempts killed this many workers (0: never)",
+        doc="Quarantine (fail for good) a task whose attempts killed this many workers, or"
+        " that this many dead servers held before its start was written (0: never)",
     )
     shutdown_timeout: float = setting(
         30.0,

@@ -47,10 +47,12 @@ def test_short_seeded_chaos_run_holds_every_invariant(tmp_path: Path) -> None:
         "dep_ok",
         "dep_failed",
         "unique",
+        "held",
     } <= kinds, kinds
     assert set(report["faults"]) == {
         "kill_worker",
         "kill_supervisor",
+        "kill_supervisor_full",
         "term_restart",
         "hup",
         "stop_worker",

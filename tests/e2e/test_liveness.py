@@ -60,7 +60,11 @@ def test_a_server_whose_lock_is_taken_stops_its_task_first(queue, conn, start_se
         what="the fence",
     )
     wait_for(lambda: task_row(conn, ref.task_id)["state"] == "enqueued", what="the task requeued")
-    assert task_row(conn, ref.task_id)["attempts"] == 0  # given back, no attempt used
+    row = task_row(conn, ref.task_id)  # it ran: charged, like a dead server's running task
+    assert row["attempts"] == 1
+    assert row["error_message"].startswith("ServerFenced: this server lost its liveness lock")
+    [log] = [entry for entry in repo.task_logs(conn, ref.task_id) if entry["type"] == "error"]
+    assert log["message"].startswith("attempt 1/4 failed, retry in ")
     conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LIVENESS_CLASS, server_id))
     wait_for(lambda: len(runs(tmp_path / "fenced")) == 2, what="the run after the lock came back")
     assert "took this server's liveness lock back" in server.output()

@@ -52,7 +52,7 @@ def _params(held: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
         "release_unknown": {"server_id": SERVER, "known": held},
         "cancel_batch": {"ids": held, "server_id": SERVER},
         "save_contexts": {"ids": held, "contexts": ["{}"] * n},
-        "rescue_orphans": {},
+        "rescue_orphans": {"max_crashes": 2},
         "heartbeat": {"server_id": SERVER, "max_workers": 4, "active": 1, "idle": 3,
                       "counters": "{}", "queues": [], "timeout": 30.0, "may_declare": True,
                       "lock_class": repo.LIVENESS_CLASS},

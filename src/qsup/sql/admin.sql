@@ -45,7 +45,8 @@ WITH picked AS (
     UPDATE queued_tasks t
     SET state = 'enqueued', attempts = 0, scheduled_at = now(), date_started = NULL,
         date_done = NULL, error_message = NULL, result = NULL, server_id = NULL,
-        worker_pid = NULL, cancel_requested = false, crashes = 0, crash_causes = NULL
+        worker_pid = NULL, cancel_requested = false, crashes = 0, crash_causes = NULL,
+        orphaned = 0
     FROM picked WHERE t.id = picked.id
     RETURNING t.id
 ), logged AS (

@@ -227,16 +227,17 @@ RETURNING t.id
 -- of (a claim that committed while its reply was lost with the connection).
 UPDATE queued_tasks
 SET state = 'enqueued', attempts = greatest(attempts - 1, 0), server_id = NULL,
-    worker_pid = NULL, date_started = NULL
+    worker_pid = NULL, date_started = NULL, flow_slot = NULL
 WHERE server_id = %(server_id)s AND state IN ('picked_up', 'running')
   AND NOT (id = ANY(%(known)s::uuid[]))
 RETURNING queue
 
 -- name: release_batch
--- Give claimed tasks back without using an attempt (drain, or never started).
+-- Give claimed tasks back without using an attempt, their last error kept (never started, or
+-- stopped by a drain); they hold no slot of a limited queue any more (see 0008).
 UPDATE queued_tasks
 SET state = 'enqueued', attempts = greatest(attempts - 1, 0), server_id = NULL,
-    worker_pid = NULL, date_started = NULL
+    worker_pid = NULL, date_started = NULL, flow_slot = NULL
 WHERE id = ANY(%(ids)s::uuid[]) AND server_id = %(server_id)s AND state IN ('picked_up', 'running')
 RETURNING queue
 
@@ -377,20 +378,63 @@ SET is_running = false, date_stopped = now(), active_workers = 0, idle_workers =
 WHERE id = %(server_id)s
 
 -- name: rescue_orphans
--- Requeue (or fail, when no attempt is left) tasks held by servers that are not running (or
--- whose row is gone).
+-- Take back the tasks held by servers that are not running (or whose row is gone). A task is
+-- charged an attempt only if it started, and "started" is what the database knows: the
+-- dead server wrote its start (state running; starts are written in batches, once a task has
+-- run 0.1 s, or with its outcome). A picked_up one sat in the buffer, was queued to a worker,
+-- or began less than about 0.1 s before its server died: it goes back to the queue in its
+-- place with its attempt and last error unchanged. Only the last case ran, and a task that
+-- kills its server that fast would be rescued for free forever, so the orphanings are
+-- counted: past %(max_crashes)s of them (QUEUE_MAX_CRASHES; 0: never) the task is
+-- quarantined. A running one is charged: retried at once, or failed when no attempt is left.
+-- Each gets a log row naming the dead server and when it was declared dead. A late outcome
+-- from the dead server finds the task no longer held (server_id cleared: see complete_batch)
+-- and changes nothing; rows its writer has locked are skipped and seen at the next pass.
 WITH orphans AS (
-    SELECT t.id FROM queued_tasks t LEFT JOIN queued_task_workers w ON w.id = t.server_id
+    SELECT t.id, t.state = 'running' AS ran, CASE
+               WHEN t.state = 'running' AND t.attempts <= t.max_retries THEN 'retry'
+               WHEN t.state = 'running' THEN 'fail'
+               WHEN %(max_crashes)s > 0 AND t.orphaned >= %(max_crashes)s THEN 'quarantine'
+               ELSE 'requeue' END AS verdict,
+           'server ' || t.server_id || coalesce(' (' || w.server_name || ')', '') AS dead,
+           coalesce(' (declared dead at '
+                    || to_char(w.date_stopped AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+                    || ' UTC)', '') AS at
+    FROM queued_tasks t LEFT JOIN queued_task_workers w ON w.id = t.server_id
     WHERE t.state IN ('picked_up', 'running') AND NOT coalesce(w.is_running, false)
     FOR UPDATE OF t SKIP LOCKED
+), rescued AS (
+    UPDATE queued_tasks t
+    SET state = CASE WHEN o.verdict IN ('retry', 'requeue') THEN 'enqueued' ELSE 'failed' END,
+        date_done = CASE WHEN o.verdict IN ('fail', 'quarantine') THEN now() END,
+        attempts = t.attempts - (o.verdict = 'requeue')::int,
+        orphaned = t.orphaned + (NOT o.ran)::int,
+        error_message = CASE o.verdict
+            WHEN 'requeue' THEN t.error_message
+            WHEN 'quarantine' THEN 'quarantined: ' || t.orphaned + 1 || ' servers died holding'
+                                   || ' it before its start was written; the last: ' || o.dead
+                                   || o.at
+            ELSE 'ServerDied: ' || o.dead || ' died while the task ran' || o.at END,
+        server_id = NULL,
+        worker_pid = CASE WHEN o.verdict = 'fail' THEN t.worker_pid END,  -- as fail_batch
+        date_started = CASE WHEN o.verdict = 'fail' THEN t.date_started END,
+        flow_slot = NULL  -- holds no slot of a limited queue once back (see 0008)
+    FROM orphans o WHERE t.id = o.id
+    RETURNING t.id, t.state, t.queue, t.error_message, t.attempts, t.max_retries, o.verdict,
+              o.dead, o.at
+), logged AS (
+    INSERT INTO queued_task_logs (queued_task_id, type, message)
+    SELECT id, CASE WHEN verdict = 'requeue' THEN 'rescued' ELSE 'error' END, CASE verdict
+        WHEN 'requeue' THEN dead || ' died before the task started' || at
+                            || ': requeued without using an attempt'
+        WHEN 'quarantine' THEN error_message
+        WHEN 'retry' THEN 'attempt ' || attempts || '/' || max_retries + 1 || ' failed, retry'
+                          || ' now: ' || error_message
+        ELSE 'attempt ' || attempts || '/' || max_retries + 1 || ' failed, no retry left: '
+             || error_message END
+    FROM rescued
 )
-UPDATE queued_tasks t
-SET state = CASE WHEN t.attempts > t.max_retries THEN 'failed' ELSE 'enqueued' END,
-    date_done = CASE WHEN t.attempts > t.max_retries THEN now() END,
-    error_message = 'server ' || t.server_id || ' died while the task ran',
-    server_id = NULL, worker_pid = NULL, date_started = NULL
-FROM orphans WHERE t.id = orphans.id
-RETURNING t.id, t.state, t.queue, t.error_message
+SELECT id, state, queue, error_message, verdict FROM rescued
 
 -- name: listen
 -- Subscribe to the wake-up channel (an identifier, composed with psycopg.sql).

@@ -394,8 +394,7 @@ class Arbiter:
         )
         if chores.new_work:
             self.intake.wake()
-        if chores.declared_dead:  # our tasks were requeued: they are not ours any more
-            self.ledger.forget_buffer()
+        if chores.declared_dead:  # our tasks were rescued: they are not ours any more
             fence(self.ledger, self.crew, now, declared_dead=True)
         if chores.cancel:
             handoff.cancel(self.ledger, self.crew, chores.cancel, now)

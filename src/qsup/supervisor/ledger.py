@@ -180,6 +180,10 @@ class Ledger:
         self.buffer.clear()
         self.ahead.clear()
 
+    def forget(self, tasks: list[Job]) -> None:
+        """Jobs of a worker killed because another server took them back: not ours now."""
+        self._cancelling.difference_update(t.id for t in tasks)
+
     # --- writing --------------------------------------------------------------------------
 
     def take_for_writing(self) -> Outbox | None:

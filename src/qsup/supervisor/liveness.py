@@ -162,17 +162,27 @@ class LockWatch:
 
 
 def fence(ledger: Ledger, crew: Crew, now: float, declared_dead: bool) -> None:
-    """Stop every task this server holds: another server may run them now. The buffer and
-    the running tasks go back to the queue (written only where we still hold them)."""
+    """Stop every task this server holds: another server may run them now. Declared dead,
+    we hold none of them any more: another server took them back (and charged those the
+    database saw start, see ``rescue_orphans``), so nothing of them is written; a write keyed
+    by task and server would hit our own claim of the same task after the rescue (claims
+    resume at once, before the killed workers are reaped). Else what never started goes back
+    to the queue and each running task is a failed attempt (written where we still hold
+    them: while our lock was lost we claimed nothing)."""
     busy = [w for w in crew.workers.values() if crew.busy(w) and w.kill_reason is None]
+    if declared_dead:
+        ledger.forget_buffer()
     if not busy and not ledger.buffer and not ledger.ahead:
         return
     log.event("fenced").warning(
         "this server {}: stopping its {} running task(s) so that no other server runs them"
-        " twice; they are requeued",
+        " twice; {}",
         "was declared dead" if declared_dead else f"lost its liveness lock {FENCE_AFTER:g} s ago",
         len(busy),
+        "the server that declared it dead took them back"
+        if declared_dead
+        else "each is a failed attempt, what it held unstarted goes back",
     )
     ledger.release_buffer(now)
     for worker in busy:
-        kill(worker, "fenced")
+        kill(worker, "rescued" if declared_dead else "fenced")

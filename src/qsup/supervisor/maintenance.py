@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import psycopg
 from loguru import logger
 
-from qsup import repo, schedule_store, scheduler, workflow_store
+from qsup import log, repo, schedule_store, scheduler, workflow_store
 from qsup.protocol import TaskId
 from qsup.settings import Config
 from qsup.supervisor import policy
@@ -102,7 +102,8 @@ class Heartbeat:
 
 
 class Rescuer:
-    """Requeue (or fail, when no attempt is left) the tasks of servers declared dead."""
+    """Take back the tasks of servers declared dead: the ones that never started keep their
+    attempt; the running ones are charged (see the ``rescue_orphans`` query)."""
 
     def __init__(self) -> None:
         self.pending = False
@@ -115,12 +116,22 @@ class Rescuer:
 
     def run_once(self, conn: Conn, r: Round) -> None:
         with conn.transaction():  # a failure and its consequences (compensations) commit together
-            rescued = repo.rescue_orphans(conn)
-            failed = [task_id for task_id, state, _, _ in rescued if state == "failed"]
-            if failed:  # no attempt left: their dependents will never run
+            rescued = repo.rescue_orphans(conn, r.config.max_crashes)
+            failed = [task.id for task in rescued if task.state == "failed"]
+            if failed:  # no attempt left, or quarantined: their dependents will never run
                 workflow_store.settle_failures(conn, failed, "failed", r.config.wake_channel)
         if rescued:
-            logger.warning("rescued {} task(s) from dead servers", len(rescued))
+            verdicts = Counter(task.verdict for task in rescued)
+            log.event("rescued").warning(
+                "rescued {} task(s) from dead servers: {} never started (no attempt used),"
+                " {} ran (charged: {} retried, {} failed), {} quarantined",
+                len(rescued),
+                verdicts["requeue"],
+                verdicts["retry"] + verdicts["fail"],
+                verdicts["retry"],
+                verdicts["fail"],
+                verdicts["quarantine"],
+            )
             r.chores.new_work = True
 
 

@@ -91,6 +91,7 @@ KILLED_FOR = {
     "cancel": "its task was cancelled",
     "shutdown": "the shutdown timeout passed",
     "fenced": "its server lost its liveness lock",
+    "rescued": "its server was declared dead and its tasks taken back by another",
     "memory": "it used more memory than worker_memory_limit_mb",
 }
 
@@ -122,7 +123,7 @@ def crash_cause(code: int, kill_reason: str | None, oom_killed: bool | None) -> 
     """How a worker died, as its task's crashes record it ("SIGSEGV", "exit code 17", "OOM
     kill", "hard timeout", "MemoryLimitExceeded"); None when qsup stopped it on purpose
     (cancel, shutdown, fence), which is no fault of the task."""
-    if kill_reason in ("cancel", "shutdown", "fenced"):
+    if kill_reason in ("cancel", "shutdown", "fenced", "rescued"):
         return None
     if kill_reason == "timeout":
         return "hard timeout"

@@ -47,11 +47,14 @@ def dead_worker(
 ) -> None:
     """Settle what a dead worker held: the task it ran (see :func:`worker_died`), and the
     unstarted rest given back (kept in the buffer with ``keep``, else requeued; never after a
-    fence: other servers may hold them now)."""
+    fence: other servers may hold them now), or forgotten when another server took them."""
     started = ledger.started_at(worker.pid)
     current, rest = ledger.worker_gone(worker.pid)
     if current is not None:
         worker_died(ledger.outbox, current, worker, how, started, config, now)
+    if worker.kill_reason == "rescued":
+        ledger.forget(rest)
+        return
     ledger.give_back(rest, keep and worker.kill_reason != "fenced", now)
 
 
@@ -64,18 +67,26 @@ def worker_died(
     config: Config,
     now: float,
 ) -> None:
-    """The task a worker was running when it exited: requeued (shutdown, fence), cancelled,
-    or a failed attempt (timeout, memory ceiling, crash), counted as a crash; quarantined
-    (failed whatever its retries) once its attempts have killed ``max_crashes`` workers. The
+    """The task a worker was running when it exited: left alone (rescued: another server
+    took it back), requeued without using an attempt (shutdown), cancelled, or a failed
+    attempt: a fence (it ran: charged like a task of a dead server, no crash), a timeout, the
+    memory ceiling or a crash, the last three counted as crashes; quarantined (failed
+    whatever its retries) once its attempts have killed ``max_crashes`` workers. The
     ``on_worker_died`` hooks learn why first."""
     kill_reason = worker.kill_reason
     middleware.worker_died(config, task, kill_reason or "crash")
-    if kill_reason in ("shutdown", "fenced"):
+    if kill_reason == "rescued":  # another server's now: see liveness.fence
+        return
+    if kill_reason == "shutdown":
         outbox.release([task.id], now)
         return
     if kill_reason == "cancel":
         ran = f" after {max(time.time() - started, 0):.1f} s" if started is not None else ""
         outbox.cancel([task.id], now, f"while running: worker stopped{ran}")
+        return
+    if kill_reason == "fenced":  # written only if no other server took the task back first
+        error = f"ServerFenced: this server lost its liveness lock while {task.name} ran; stopped"
+        attempt_failed(outbox, task, "error", error, None, started, config, now, pid=worker.pid)
         return
     if kill_reason == "timeout":
         outcome, error = (
