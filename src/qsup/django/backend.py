@@ -12,7 +12,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connections, transaction
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTaskBackend, TaskResultDoesNotExist
@@ -27,6 +28,8 @@ from qsup.errors import ConfigError, TaskDefinitionError
 from qsup.settings import load_config
 from qsup.sql import queries
 from qsup.task_options import TaskOptions
+
+UNDEFINED_TABLE = "42P01"
 
 
 class TaskBackend(BaseTaskBackend):
@@ -137,12 +140,24 @@ class _Statements:
         return self.cursor
 
 
+def _sqlstate(exc: BaseException | None) -> str | None:
+    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)  # psycopg 3 or 2
+
+
 def _insert(alias: str, new: repo.NewTask, channel: str | None) -> str:
     """Insert in a savepoint of the caller's transaction, else in a transaction of its own;
     returns the task's id (that of the unfinished task holding its unique key, if one does)."""
-    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-        steps = repo.insert_or_find(new, channel)
-        inserted = repo.run_steps(cast(repo.Conn, _Statements(cursor)), steps)
+    try:
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+            steps = repo.insert_or_find(new, channel)
+            inserted = repo.run_steps(cast(repo.Conn, _Statements(cursor)), steps)
+    except ProgrammingError as exc:
+        if _sqlstate(exc.__cause__) != UNDEFINED_TABLE:
+            raise
+        raise ImproperlyConfigured(
+            f"the qsup tables are not in database {alias!r}: run `manage.py qsup db migrate`"
+            " (qsup serve does it too when it starts)"
+        ) from exc
     if inserted is None:
         raise TaskDefinitionError(f"unique key {new.unique_key!r} keeps changing hands; try again")
     return str(inserted[0])
