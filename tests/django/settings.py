@@ -8,4 +8,5 @@ DATABASES["queue"] = dict(DATABASES["default"])
 TASKS = {
     **TASKS,
     "elsewhere": {"BACKEND": "qsup.django.TaskBackend", "OPTIONS": {"database": "queue"}},
+    "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
 }

@@ -4,6 +4,7 @@ import os
 import time
 from typing import Any
 
+import django
 from django.dispatch import receiver
 from django.tasks import TaskContext, task
 from django.tasks.signals import task_finished, task_started
@@ -23,6 +24,18 @@ def stall_first(context: TaskContext, order_id: int, seconds: float) -> int:
 @task
 def nap(seconds: float) -> None:
     time.sleep(seconds)
+
+
+@task(backend="immediate")
+def elsewhere_only() -> str:
+    return "ran in the caller"
+
+
+if django.VERSION >= (6, 1):  # @task takes a backend's own options from Django 6.1 on
+
+    @task(timeout=0.3, max_retries=0, unique_key=lambda seconds: f"nap-{seconds}")
+    def short_nap(seconds: float) -> None:
+        time.sleep(seconds)
 
 
 def _record(kind: str, task_result: Any) -> None:

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import django
 import psycopg
 import pytest
 from django.db import DatabaseError, connections, transaction
@@ -63,6 +64,25 @@ def test_qsup_options_of_a_task(shop: str) -> None:
         row = task_row(conn, uuid.UUID(first.id))
     assert (row["timeout"], row["max_retries"]) == (5.0, 0)
     assert (row["unique_key"], row["concurrency_key"]) == ("fulfil-one", "order-1")
+
+
+@pytest.mark.skipif(django.VERSION < (6, 1), reason="@task takes extra options from Django 6.1")
+def test_qsup_options_through_the_task_decorator(shop: str) -> None:
+    from tests.django.tasks import short_nap
+
+    result = short_nap.enqueue(5)
+    assert short_nap.enqueue(5).id == result.id
+    with psycopg.connect(shop) as conn:
+        row = task_row(conn, uuid.UUID(result.id))
+    assert (row["timeout"], row["max_retries"], row["unique_key"]) == (0.3, 0, "nap-5")
+
+
+def test_another_backends_task_is_refused(shop: str) -> None:
+    from tests.django.tasks import elsewhere_only
+
+    with pytest.raises(InvalidTask, match="another backend's task: declare it with @task"):
+        elsewhere_only.using(backend="default")
+    assert count(shop) == 0
 
 
 def test_unknown_or_malformed_ids_do_not_exist(shop: str) -> None:

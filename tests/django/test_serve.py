@@ -3,6 +3,7 @@ tasks, failures, deferral, priority, a SIGKILLed worker, ``manage.py qsup``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ from orders.tasks import audit, charge, fulfil, remind, ship_express
 
 from tests.conftest import wait_for
 from tests.django.conftest import SHOP, refreshed
-from tests.django.tasks import stall_first
+from tests.django.tasks import nap, stall_first
 from tests.servers import Server
 
 SUCCESSFUL, FAILED = TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED
@@ -62,6 +63,13 @@ def test_a_failing_task_is_failed_with_each_attempts_class_path_and_traceback(
         assert "PaymentDeclined: order 7: card declined for 500 cents" in error.traceback
         assert 'orders/tasks.py", line' in error.traceback
     assert result.errors[0].exception_class.__name__ == "PaymentDeclined"
+
+
+def test_an_overrun_is_failed_as_a_timeout(serve: Callable[..., Server]) -> None:
+    serve("--workers", "1")
+    result = finished(dataclasses.replace(nap, timeout=0.3, max_retries=0).enqueue(30))
+    assert result.status == FAILED and len(result.worker_ids) == 1
+    assert [e.exception_class_path for e in result.errors] == ["qsup.errors.TaskTimeout"]
 
 
 def test_deferred_stays_ready_and_priority_runs_first(serve: Callable[..., Server]) -> None:

@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connections, transaction
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.exceptions import InvalidTaskBackend, TaskResultDoesNotExist
+from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
@@ -55,6 +55,14 @@ class TaskBackend(BaseTaskBackend):
         except ConfigError as exc:
             raise InvalidTaskBackend(f"TASKS[{alias!r}]: {exc}") from None
         self.rows = Queue(config=config)  # checks and encodes rows; never connects
+
+    def validate_task(self, task: Task) -> None:
+        super().validate_task(task)
+        if not isinstance(task, QsupTask):  # a worker could not run it
+            raise InvalidTask(
+                f"{task.module_path} is another backend's task: declare it with"
+                f" @task(backend={self.alias!r}) to run it under qsup"
+            )
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         self.validate_task(task)
