@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connections, transaction
-from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
@@ -23,7 +23,7 @@ from django.utils import timezone
 from qsup import repo
 from qsup.api import Queue
 from qsup.django import results
-from qsup.django.task import QsupTask
+from qsup.django.task import QsupTask, new_result
 from qsup.errors import ConfigError, TaskDefinitionError
 from qsup.settings import load_config
 from qsup.sql import queries
@@ -67,20 +67,7 @@ class TaskBackend(BaseTaskBackend):
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         self.validate_task(task)
         new = self.rows.build(task, tuple(args), dict(kwargs), self._options(task, args, kwargs))
-        result = TaskResult(
-            task=task,
-            id=new.id,
-            status=TaskResultStatus.READY,
-            enqueued_at=None,
-            started_at=None,
-            finished_at=None,
-            last_attempted_at=None,
-            args=list(args),
-            kwargs=dict(kwargs),
-            backend=self.alias,
-            errors=[],
-            worker_ids=[],
-        )
+        result = new_result(task, new.id, args, kwargs)
 
         def insert() -> None:
             task_id = _insert(self.database, new, self.rows.config.wake_channel)

@@ -106,21 +106,35 @@ def _started(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskR
     here (``worker_ids`` holds "" for them; ``get_result`` has them all)."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
     current_task.log(worker, type=WORKER_LOG)
-    task_id = current_task.id
-    now = _now()
+    task_id, now = current_task.id, _now()
+    workers = [*[""] * (current_task.attempt - 1), worker]
+    result = new_result(task, str(task_id), args, kwargs, enqueued_at(task_id), workers)
+    _set(result, status=TaskResultStatus.RUNNING, started_at=now, last_attempted_at=now)
+    return result
+
+
+def new_result(
+    task: Task,
+    task_id: str,
+    args: Any,
+    kwargs: Any,
+    enqueued: datetime | None = None,
+    worker_ids: list[str] | None = None,
+) -> TaskResult:
+    """A READY result, not started."""
     return TaskResult(
         task=task,
-        id=str(task_id),
-        status=TaskResultStatus.RUNNING,
-        enqueued_at=enqueued_at(task_id),
-        started_at=now,
+        id=task_id,
+        status=TaskResultStatus.READY,
+        enqueued_at=enqueued,
+        started_at=None,
         finished_at=None,
-        last_attempted_at=now,
+        last_attempted_at=None,
         args=list(args),
         kwargs=dict(kwargs),
         backend=task.backend,
         errors=[],
-        worker_ids=[*[""] * (current_task.attempt - 1), worker],
+        worker_ids=worker_ids or [],
     )
 
 
