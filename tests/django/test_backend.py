@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import subprocess
 import sys
@@ -85,6 +86,16 @@ def test_another_backends_task_is_refused(shop: str) -> None:
     assert count(shop) == 0
 
 
+def test_async_enqueue_and_result(shop: str) -> None:
+    async def enqueue_and_read() -> Any:
+        result = await fulfil.aenqueue(3)
+        return result, await fulfil.aget_result(result.id)
+
+    result, fetched = asyncio.run(enqueue_and_read())
+    assert (fetched.id, fetched.args, fetched.status) == (result.id, [3], TaskResultStatus.READY)
+    assert count(shop) == 1
+
+
 def test_unknown_or_malformed_ids_do_not_exist(shop: str) -> None:
     for missing in (str(uuid.uuid4()), "not-an-id"):
         with pytest.raises(TaskResultDoesNotExist):
@@ -154,7 +165,9 @@ def test_tables_behind_another_alias_get_the_task_on_commit(shop: str) -> None:
         with transaction.atomic(using="queue"):
             assert count(shop) == 0  # the queue alias's own transaction does not commit it
     assert count(shop) == 1
-    assert task_backends["elsewhere"].get_result(result.id).args == [2]
+    fetched = task_backends["elsewhere"].get_result(result.id)
+    assert (fetched.args, fetched.backend, fetched.task.backend) == ([2], "elsewhere", "elsewhere")
+    fetched.refresh()  # asks the backend it came from
 
 
 def test_errors_from_qsup_error_rows() -> None:

@@ -66,7 +66,9 @@ def test_a_failing_task_is_failed_with_each_attempts_class_path_and_traceback(
 
 
 def test_an_overrun_is_failed_as_a_timeout(serve: Callable[..., Server]) -> None:
-    serve("--workers", "1")
+    # --django names the settings (over the environment's)
+    serve("--workers", "1", "--django", "tests.django.settings",
+          env={"DJANGO_SETTINGS_MODULE": "no_such.settings"})  # fmt: skip
     result = finished(dataclasses.replace(nap, timeout=0.3, max_retries=0).enqueue(30))
     assert result.status == FAILED and len(result.worker_ids) == 1
     assert [e.exception_class_path for e in result.errors] == ["qsup.errors.TaskTimeout"]

@@ -51,7 +51,7 @@ def task_result(alias: str, task_id: str, row: tuple[Any, ...]) -> TaskResult:
     if state == "picked_up" and len(starts) >= attempts:
         status = TaskResultStatus.RUNNING
     result = TaskResult(
-        task=_task(name, task_id, queue, priority),
+        task=_task(name, task_id, alias, queue, priority),
         id=task_id,
         status=status,
         enqueued_at=enqueued,
@@ -73,8 +73,9 @@ def _time(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-def _task(name: str, task_id: str, queue: str, priority: int) -> Task:
-    """The declared task the row names, with the queue and priority it was enqueued with."""
+def _task(name: str, task_id: str, alias: str, queue: str, priority: int) -> Task:
+    """The declared task the row names, with the backend, queue and priority it was enqueued
+    with (``refresh()`` asks that backend)."""
     try:
         task = import_string(name.replace(":", "."))
     except ImportError:
@@ -82,7 +83,7 @@ def _task(name: str, task_id: str, queue: str, priority: int) -> Task:
     if not isinstance(task, Task):
         raise TaskResultDoesNotExist(f"task {task_id} is a qsup task ({name}), not a Django one")
     try:
-        return task.using(queue_name=queue, priority=priority)
+        return task.using(backend=alias, queue_name=queue, priority=priority)
     except InvalidTask:  # another backend's queue or a priority beyond Django's: as declared
         return task
 
