@@ -42,7 +42,10 @@ def _record(kind: str, task_result: Any) -> None:
     path = os.environ.get("QSUP_TEST_SIGNALS")
     if path:
         with open(path, "a") as out:
-            out.write(f"{kind} {task_result.id} {task_result.status} {task_result.attempts}\n")
+            value = task_result.return_value if task_result.status == "SUCCESSFUL" else "-"
+            out.write(
+                f"{kind} {task_result.id} {task_result.status} {task_result.attempts} {value}\n"
+            )
 
 
 @receiver(task_started)

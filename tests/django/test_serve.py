@@ -47,7 +47,10 @@ def test_a_view_commits_an_order_and_its_task_which_updates_it(
     status = Client().get(f"/tasks/{placed['task']}").json()
     assert status == {"status": "SUCCESSFUL", "return_value": "fulfilled"}
     signals = (tmp_path / "signals").read_text().split("\n")
-    assert signals[:2] == [f"started {result.id} RUNNING 1", f"finished {result.id} SUCCESSFUL 1"]
+    assert signals[:2] == [
+        f"started {result.id} RUNNING 1 -",
+        f"finished {result.id} SUCCESSFUL 1 fulfilled",
+    ]
 
 
 def test_a_failing_task_is_failed_with_each_attempts_class_path_and_traceback(

@@ -75,7 +75,7 @@ def _wrapper(func: Callable[..., Any]) -> Callable[..., Any]:
                 _failed(result, exc)
                 await task_finished.asend(sender=_sender(result), task_result=result)
                 raise
-            _set(result, status=TaskResultStatus.SUCCESSFUL, finished_at=_now())
+            _succeeded(result, value)
             await task_finished.asend(sender=_sender(result), task_result=result)
             return value
 
@@ -90,7 +90,7 @@ def _wrapper(func: Callable[..., Any]) -> Callable[..., Any]:
             _failed(result, exc)
             task_finished.send(sender=_sender(result), task_result=result)  # exc_info is set
             raise
-        _set(result, status=TaskResultStatus.SUCCESSFUL, finished_at=_now())
+        _succeeded(result, value)
         task_finished.send(sender=_sender(result), task_result=result)
         return value
 
@@ -154,6 +154,10 @@ def _sender(result: TaskResult) -> type:
 def _set(result: TaskResult, **values: Any) -> None:
     for name, value in values.items():
         object.__setattr__(result, name, value)
+
+
+def _succeeded(result: TaskResult, value: Any) -> None:
+    _set(result, status=TaskResultStatus.SUCCESSFUL, finished_at=_now(), _return_value=value)
 
 
 def _failed(result: TaskResult, exc: Exception) -> None:
