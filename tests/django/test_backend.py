@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import subprocess
 import sys
 import uuid
@@ -13,6 +14,7 @@ from typing import Any
 import django
 import psycopg
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connections, transaction
 from django.tasks import TaskResultStatus, task_backends
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
@@ -199,6 +201,18 @@ def test_cancelled_is_failed_with_an_error_saying_so(shop: str) -> None:
     assert result.status == TaskResultStatus.FAILED
     assert [e.exception_class_path for e in result.errors] == ["qsup.django.errors.TaskCancelled"]
     assert result.errors[0].traceback == "cancelled by operator"
+
+
+def test_call_command_qsup(shop: str, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch.setenv("QUEUE_DATABASE_URL", shop)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # the command sets qsup's own
+    result = fulfil.enqueue(4)
+    call_command("qsup", "task", "show", result.id, "--json")
+    assert json.loads(capsys.readouterr().out)["args"] == [4]
+    with pytest.raises(CommandError) as failed:
+        call_command("qsup", "task", "show", missing := str(uuid.uuid4()))
+    assert failed.value.returncode != 0
+    assert capsys.readouterr().err == f"qsup: error: no task {missing}\n"
 
 
 def test_qsup_without_django_imports_no_django() -> None:
