@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
@@ -140,10 +141,15 @@ def _sqlstate(exc: BaseException | None) -> str | None:
 
 
 def _insert(alias: str, new: repo.NewTask, channel: str | None) -> str:
-    """Insert in a savepoint of the caller's transaction, else in a transaction of its own;
+    """Insert in a savepoint of the caller's transaction, else on its own;
     returns the task's id (that of the unfinished task holding its unique key, if one does)."""
+    # a savepoint in the caller's transaction; else autocommit, as qsup's own enqueue (each
+    # statement stands alone): BEGIN and COMMIT around it took 2 more round trips
+    joined = (
+        transaction.atomic(using=alias) if connections[alias].in_atomic_block else nullcontext()
+    )
     try:
-        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        with joined, connections[alias].cursor() as cursor:
             steps = repo.insert_or_find(new, channel)
             inserted = repo.run_steps(cast(repo.Conn, _Statements(cursor)), steps)
     except ProgrammingError as exc:
