@@ -22,7 +22,7 @@ from django.tasks.signals import task_enqueued
 from orders.models import Order
 from orders.tasks import charge, fulfil, ship_express
 
-from qsup.django import results
+from qsup.django import results, runtime
 from tests.conftest import one, task_row
 
 
@@ -213,6 +213,18 @@ def test_call_command_qsup(shop: str, monkeypatch: pytest.MonkeyPatch, capsys: A
         call_command("qsup", "task", "show", missing := str(uuid.uuid4()))
     assert failed.value.returncode != 0
     assert capsys.readouterr().err == f"qsup: error: no task {missing}\n"
+
+
+def test_a_worker_forgets_the_connections_it_inherited(shop: str) -> None:
+    connection = connections["default"]
+    connection.ensure_connection()
+    inherited = connection.connection
+    runtime.DjangoConnections()  # what each worker makes after the fork
+    assert connection.connection is None  # the next query connects afresh
+    assert not inherited.closed and inherited in runtime._abandoned  # no write to its socket
+    runtime._abandoned.remove(inherited)
+    inherited.close()
+    assert Order.objects.count() == 0
 
 
 def test_qsup_without_django_imports_no_django() -> None:
