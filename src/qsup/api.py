@@ -143,13 +143,19 @@ class Queue(AddsWorkflows):
     # --- building rows --------------------------------------------------------------------
 
     def build(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: TaskOptions | None = None,
     ) -> repo.NewTask:
-        """Check and encode one call into a row; every refusal is a TaskDefinitionError."""
-        options = NO_OPTIONS
-        if kwargs and any(key[:1] == "_" for key in kwargs):
+        """Check and encode one call into a row; every refusal is a TaskDefinitionError.
+        ``options`` given: ``kwargs`` are all the function's, none is taken as an option."""
+        if options is None and kwargs and any(key[:1] == "_" for key in kwargs):
             kwargs = dict(kwargs)
             options = TaskOptions.pop_from(kwargs)
+        options = options or NO_OPTIONS
+        if options is not NO_OPTIONS:
             settled = settle(fn, options, self.config.max_retries)
         elif fn in self._plain:  # the common case: a function's settings are checked once
             settled = self._plain[fn]

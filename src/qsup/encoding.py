@@ -73,7 +73,7 @@ def resolve_task(path: str) -> Callable[..., Any]:
             obj = getattr(obj, part)
         except AttributeError:
             raise TaskDefinitionError(f"module {module_name!r} has no {qualname!r}") from None
-    if not callable(obj):
+    if not callable(getattr(obj, "__qsup_task__", obj)):  # a Django task: see qsup.django
         raise TaskDefinitionError(f"{path} is not callable")
     return obj  # type: ignore[no-any-return]
 

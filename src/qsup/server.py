@@ -34,14 +34,24 @@ def check_hooks(config: Config) -> Config:
     return config
 
 
+def with_django(config: Config) -> Config:
+    """With a Django settings module, Django set up (Django is imported only then)."""
+    if config.django is None:
+        return config
+    from qsup.django.runtime import setup
+
+    return setup(config)
+
+
 def run_server(config: Config, reload: Callable[[], Config]) -> int:
     """Run a supervisor until it is told to stop; returns the exit code. ``reload`` reads the
     configuration again (SIGHUP)."""
+    config = with_django(config)  # before the task modules are imported
     schedules = load_schedules(config)  # a bad schedule is exit 2 before anything starts
     check_hooks(config)  # after load_schedules imported the task modules
 
     def reload_checked() -> Config:
-        return check_hooks(reload())
+        return check_hooks(with_django(reload()))
 
     url = resolve_url(config)
     with connect(url) as conn:

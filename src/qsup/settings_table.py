@@ -235,6 +235,13 @@ class Config:
         " workers close every inherited file descriptor, so reopen here what a task module"
         " opened at import (files, sockets, exporters' threads, an OpenTelemetry SDK)",
     )
+    django: str | None = setting(
+        None,
+        env="DJANGO_SETTINGS_MODULE",
+        flag="--django",
+        doc="Django settings module: serve sets Django up before forking, imports every app's"
+        " tasks module, and gives the ORM fresh connections around each task",
+    )
     middleware: list[str] = setting(
         default_factory=list,
         env="QUEUE_MIDDLEWARE",

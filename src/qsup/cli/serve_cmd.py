@@ -11,7 +11,7 @@ from qsup.cli.options import flag_values, setting_flags
 from qsup.settings import load_config
 
 # what serve takes; `queue start` takes them but the HTTP ones
-WORKER_FLAGS = ("max_workers", "min_workers", "queues", "imports", "database_url")
+WORKER_FLAGS = ("max_workers", "min_workers", "queues", "imports", "database_url", "django")
 HTTP_FLAGS = ("host", "port", "app")
 
 
