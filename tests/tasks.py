@@ -174,3 +174,46 @@ def span(path: str, label: str, seconds: float) -> None:
 @task(queue="imports", concurrency_key=lambda tenant, rows: f"tenant:{tenant}")
 def import_rows(tenant: int, rows: int) -> int:
     return rows
+
+
+# --- inside a running task (issue 31): its stack, progress and cost ------------------------
+
+
+def deep_wait(path: str, seconds: float) -> str:
+    """Create ``path`` (the test's sign that it runs), then sleep in a C call."""
+    Path(path).touch()
+    time.sleep(seconds)
+    return "woke"
+
+
+def wait_deeply(path: str, seconds: float) -> str:
+    return deep_wait(path, seconds)
+
+
+async def async_deep_wait(path: str, seconds: float) -> str:
+    Path(path).touch()
+    await asyncio.sleep(seconds)
+    return "woke"
+
+
+async def async_waits_deeply(path: str, seconds: float) -> str:
+    return await async_deep_wait(path, seconds)
+
+
+def report_progress(path: str, seconds: float) -> str:
+    """Progress 0.25, then 0.5 (within the throttle: it arrives late), then wait."""
+    current_task.progress(0.25, "starting")
+    current_task.progress(0.5, "half way", rows=500)
+    Path(path).touch()
+    time.sleep(seconds)
+    return "done"
+
+
+def hold_memory(path: str, megabytes: int, seconds: float) -> int:
+    """Allocate and touch ``megabytes``, then hold them while sleeping."""
+    block = bytearray(megabytes * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    Path(path).touch()
+    time.sleep(seconds)
+    return len(block)

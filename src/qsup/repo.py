@@ -21,6 +21,7 @@ from qsup.sql import queries
 Conn = psycopg.Connection[Any]
 Q = queries()
 CANCEL_PAYLOAD = "qsup:cancel"  # NOTIFY payload of an operator's cancel request (not a queue)
+INSPECT_PAYLOAD = "qsup:inspect"  # an operator asks what a running task is doing
 
 
 class NewTask(NamedTuple):
@@ -348,6 +349,7 @@ class Beat:
     orphans: bool
     cancel: list[TaskId]
     due: bool
+    inspect: list[TaskId]
 
 
 def heartbeat(
@@ -375,7 +377,7 @@ def heartbeat(
     }
     row = conn.execute(Q["heartbeat"], params).fetchone()
     assert row is not None
-    return Beat(bool(row[0]), list(row[1]), bool(row[2]), list(row[3]), bool(row[4]))
+    return Beat(bool(row[0]), list(row[1]), bool(row[2]), list(row[3]), bool(row[4]), list(row[5]))
 
 
 def stop_server(conn: Conn, server_id: int) -> None:

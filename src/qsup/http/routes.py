@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qsup import flow_store, repo
+from qsup import flow_store, probes, repo
 from qsup.admin import list_schedules, queue_stats
 from qsup.db.connect import one_line
 from qsup.errors import QsupError
@@ -105,6 +106,10 @@ def get_task(request: Request) -> Response:
         task = store.get_task(conn, task_id)
         if task is None:
             raise HTTPException(404, f"no task {task_id}")
+        if task["state"] in probes.RUNNING:  # its last figures; fresh ones for the next look
+            task["running_now"] = probes.last_answer(conn, task_id)
+            with contextlib.suppress(probes.TaskNotRunning):
+                probes.request(conn, task_id, backend_of(request).config.wake_channel)
         task["children"] = store.task_children(conn, task_id)
         task["dependencies"] = store.task_dependencies(conn, task_id)
         task["dependents"] = store.task_dependents(conn, task_id)

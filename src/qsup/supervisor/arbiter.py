@@ -282,6 +282,11 @@ class Arbiter:
             self.ledger.give_back(given_back, self.state == "running", now)
         elif isinstance(msg, protocol.Log):
             self.ledger.outbox.log(msg.task_id, msg.type, msg.message, now, msg.at)
+        elif isinstance(msg, protocol.Progress):
+            self.ledger.outbox.progress[msg.task_id] = msg.progress
+            self.ledger.outbox.touch(now)
+        elif isinstance(msg, protocol.Inspected):
+            self.ledger.outbox.inspected(msg, now)
         elif isinstance(msg, protocol.SaveContext):
             self.ledger.outbox.save_context(msg.task_id, msg.context, now)
         elif isinstance(msg, protocol.Enqueue):
@@ -379,8 +384,8 @@ class Arbiter:
             self.intake.wake()
 
     def _chores(self, now: float) -> None:
-        if self.intake.cancel_hint:  # someone asked to cancel a running task: look now
-            self.intake.cancel_hint = False
+        if self.intake.operator_hint:  # a running task to cancel or inspect: look now
+            self.intake.operator_hint = False
             self.housekeeper.beat_now()
         busy = sum(map(self.crew.busy, self.crew.workers.values()))
         chores = self.housekeeper.run(
@@ -397,3 +402,5 @@ class Arbiter:
             fence(self.ledger, self.crew, now, declared_dead=True)
         if chores.cancel:
             handoff.cancel(self.ledger, self.crew, chores.cancel, now)
+        if chores.inspect:
+            handoff.inspect(self.ledger, self.crew, chores.inspect, now)

@@ -1,0 +1,111 @@
+"""Looking inside running tasks: operators' probes (``qsup task stack``, the running figures of
+``task show`` and the API) and the progress tasks report. Shared by the writer, the CLI and the
+HTTP API; SQL lives in ``sql/inside.sql``.
+
+A probe travels like a cancel request: a row in ``queued_task_probes`` and a NOTIFY, the
+heartbeat of the server holding the task (at once on the NOTIFY), the worker's pipe, the
+worker's answer on its pipe, the supervisor's writer. No statement runs while nobody asks.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from qsup import repo
+from qsup.errors import QsupError, TaskNotFound
+from qsup.protocol import Inspected, TaskId
+from qsup.sql import queries
+from qsup.task_ids import short_id
+
+Conn = psycopg.Connection[Any]
+Q = queries()
+POLL_EVERY = 0.05  # seconds between looks for the answer
+RUNNING = ("picked_up", "running")
+
+
+class TaskNotRunning(QsupError):
+    """The task has no worker to look into (not started yet, or ended)."""
+
+
+# --- the supervisor's writer --------------------------------------------------------------
+
+
+def save_progress(conn: Conn, rows: Mapping[TaskId, str]) -> None:
+    conn.execute(Q["save_progress"], {"ids": list(rows), "progress": list(rows.values())})
+
+
+def answer_probes(conn: Conn, answers: Sequence[Inspected]) -> None:
+    params = {
+        "ids": [a.task_id for a in answers],
+        "stacks": [a.stack for a in answers],
+        "cpu": [a.cpu if a.stack is not None else None for a in answers],
+        "rss": [a.rss if a.stack is not None else None for a in answers],
+        "running": [a.running if a.stack is not None else None for a in answers],
+    }
+    conn.execute(Q["answer_probes"], params)
+
+
+# --- operators ----------------------------------------------------------------------------
+
+
+def _read(conn: Conn, task_id: uuid.UUID) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(Q["read_probe"], {"id": task_id}).fetchone()
+    if row is None:
+        raise TaskNotFound(f"no task {task_id}")
+    return row
+
+
+def request(conn: Conn, task_id: uuid.UUID, channel: str | None) -> Any:
+    """Ask the server running the task; the request's time (the answer comes later). Raises
+    TaskNotRunning when no worker runs it."""
+    state = _read(conn, task_id)["state"]
+    if state not in RUNNING:
+        raise TaskNotRunning(f"task {short_id(task_id)} is not running (it is {state})")
+    with conn.transaction():
+        row = conn.execute(Q["request_probe"], {"id": task_id}).fetchone()
+        if channel:
+            repo.notify(conn, channel, repo.INSPECT_PAYLOAD)
+    assert row is not None
+    return row[0]
+
+
+def inspect(
+    conn: Conn, task_id: uuid.UUID, channel: str | None, wait: float
+) -> dict[str, Any] | None:
+    """Ask, then wait up to ``wait`` seconds for a fresh answer: the probe's row (``stack``,
+    ``cpu_seconds``, ``rss_bytes``, ``running_seconds``, ``answered_at``, ``state``), or None
+    when none came in time. Raises TaskNotRunning when no worker runs the task (also when it
+    ended while the question travelled)."""
+    asked = request(conn, task_id, channel)
+    give_up = time.monotonic() + wait
+    while True:
+        row = _read(conn, task_id)
+        if row["answered_at"] is not None and row["answered_at"] >= asked:
+            if row["stack"] is None:
+                state = row["state"] if row["state"] not in RUNNING else "not started yet"
+                raise TaskNotRunning(f"task {short_id(task_id)} is not running (it is {state})")
+            return row
+        if time.monotonic() >= give_up:
+            return None
+        time.sleep(POLL_EVERY)
+
+
+def last_answer(conn: Conn, task_id: uuid.UUID) -> dict[str, Any] | None:
+    """The running figures of the last answer about a running task (no wait), else None."""
+    row = _read(conn, task_id)
+    if row["state"] not in RUNNING or row["answered_at"] is None or row["stack"] is None:
+        return None
+    return running_figures(row)
+
+
+def running_figures(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a running task has cost so far, from a probe's row."""
+    keys = ("cpu_seconds", "rss_bytes", "running_seconds")
+    return {**{key: row[key] for key in keys}, "sampled_at": row["answered_at"]}

@@ -1,0 +1,175 @@
+"""Inside a running task (SPEC §18), through a real ``qsup serve``: the live stack, progress,
+and what it costs so far."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from qsup import probes
+from tests import tasks
+from tests.conftest import task_row, wait_for
+from tests.servers import ROOT
+
+pytestmark = pytest.mark.timeout(90)
+TOKEN = "inside-token"
+
+
+def qsup(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QUEUE_DATABASE_URL": db_url}  # PYTHONPATH too: this checkout's qsup
+    return subprocess.run(
+        [sys.executable, "-m", "qsup", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def shown(db_url: str, task_id: Any) -> dict[str, Any]:
+    out = qsup(db_url, "task", "show", str(task_id), "--json")
+    assert out.returncode == 0, out.stderr
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data
+
+
+def answered_within(conn: Any, task_id: Any) -> float:
+    """Seconds between the last probe's request and its answer, as the database saw them."""
+    row = conn.execute(
+        "SELECT extract(epoch FROM answered_at - requested_at) FROM queued_task_probes"
+        " WHERE task_id = %s",
+        (task_id,),
+    ).fetchone()
+    return float(row[0])
+
+
+def test_the_stack_of_a_task_sleeping_in_a_c_call_shows_its_function_while_it_runs_on(
+    queue, conn, db_url, start_server, tmp_path
+):
+    start_server("--workers", "1")
+    sign = tmp_path / "running"
+    ref = queue.add_task(tasks.wait_deeply, str(sign), 3)
+    wait_for(sign.exists, what="the task to run")
+    out = qsup(db_url, "task", "stack", str(ref.task_id)[-12:])
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "in wait_deeply" in out.stdout and lines[-2].endswith("in deep_wait"), out.stdout
+    assert lines[-1].strip() == "time.sleep(seconds)"  # the source line, innermost last
+    assert "qsup/worker" not in out.stdout  # the runner's frames are left out
+    assert answered_within(conn, ref.task_id) < 1.0
+    assert task_row(conn, ref.task_id)["state"] == "running"  # the dump did not stop it
+    assert ref.result(timeout=20) == "woke"
+
+
+def test_the_stack_of_an_async_task_is_its_coroutine_chain(
+    queue, conn, db_url, start_server, tmp_path
+):
+    start_server("--workers", "1")
+    sign = tmp_path / "running"
+    ref = queue.add_task(tasks.async_waits_deeply, str(sign), 3)
+    wait_for(sign.exists, what="the task to run")
+    out = qsup(db_url, "task", "stack", str(ref.task_id), "--json")
+    assert out.returncode == 0, out.stderr
+    stack = json.loads(out.stdout)["stack"]
+    assert "in async_waits_deeply" in stack and "in async_deep_wait" in stack, stack
+    assert "await asyncio.sleep(seconds)" in stack
+    assert "selectors.py" not in stack  # not the idle event loop's frames
+    assert ref.result(timeout=20) == "woke"
+
+
+def test_a_task_that_is_not_running_has_no_stack(queue, db_url, start_server):
+    start_server("--workers", "1")
+    ref = queue.add_task(tasks.add, 1, 2)
+    assert ref.result(timeout=20) == 3
+    out = qsup(db_url, "task", "stack", str(ref.task_id))
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "is not running (it is completed)" in out.stderr
+
+
+def test_progress_shows_while_running_and_stays_after_the_end(
+    queue, db_url, start_server, tmp_path
+):
+    start_server("--workers", "1")
+    sign = tmp_path / "running"
+    ref = queue.add_task(tasks.report_progress, str(sign), 2.5)
+    wait_for(sign.exists, what="the task to run")
+
+    def half_way() -> dict[str, Any] | None:
+        data = shown(db_url, ref.task_id)
+        progress = data["progress"] or {}
+        return data if progress.get("fraction") == 0.5 else None
+
+    data = wait_for(half_way, timeout=10, what="progress 0.5")  # held back 1 s by the throttle
+    assert data["state"] == "running"
+    assert data["progress"]["message"] == "half way" and data["progress"]["data"] == {"rows": 500}
+    assert ref.result(timeout=20) == "done"
+    assert shown(db_url, ref.task_id)["progress"]["fraction"] == 0.5
+
+
+def test_a_running_task_shows_the_memory_it_holds_and_its_cpu(
+    queue, db_url, start_server, tmp_path
+):
+    start_server("--workers", "1")
+    sign = tmp_path / "running"
+    ref = queue.add_task(tasks.hold_memory, str(sign), 120, 4)
+    wait_for(sign.exists, what="the task to allocate")
+    now = shown(db_url, ref.task_id)["running_now"]
+    assert now["rss_bytes"] > 120 * 1024 * 1024, now
+    assert now["cpu_seconds"] > 0 and 0 < now["running_seconds"] < 30
+    out = qsup(db_url, "task", "show", str(ref.task_id))
+    assert "running_now: cpu_seconds" in out.stdout and "rss_bytes 1" in out.stdout, out.stdout
+    ref.result(timeout=20)
+    assert "running_now" not in shown(db_url, ref.task_id)  # ended: only the attempt's figures
+
+
+def get(url: str, token: str | None = None) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_the_http_api_shows_the_stack_with_the_admin_token_and_progress_to_readers(
+    queue, start_server, tmp_path
+):
+    server = start_server("--workers", "1", env={"QSUP_ADMIN_TOKEN": TOKEN}, http=True)
+    sign = tmp_path / "running"
+    ref = queue.add_task(tasks.report_progress, str(sign), 3)
+    wait_for(sign.exists, what="the task to run")
+    path = f"/api/tasks/{ref.task_id}"
+    assert get(server.url(f"{path}/stack"))[0] == 401
+    status, body = get(server.url(f"{path}/stack"), TOKEN)
+    assert status == 200 and "in report_progress" in body["stack"], body
+    assert body["rss_bytes"] > 0 and body["running_seconds"] > 0
+
+    def detail() -> dict[str, Any] | None:
+        task = get(server.url(path))[1]
+        done = task["progress"] and task["progress"]["fraction"] == 0.5 and task["running_now"]
+        return task if done else None
+
+    task = wait_for(detail, timeout=10, what="progress and figures in the API")
+    assert task["progress"]["message"] == "half way"
+    listed = get(server.url("/api/tasks"))[1]["tasks"]
+    assert [t["progress"]["fraction"] for t in listed if t["id"] == str(ref.task_id)] == [0.5]
+    ref.result(timeout=20)
+    status, body = get(server.url(f"{path}/stack"), TOKEN)
+    assert status == 409 and "not running" in body["error"]
+
+
+def test_a_probe_of_a_task_not_started_says_so(queue, conn):
+    """No server runs: the task is enqueued, and a probe refuses at once."""
+    ref = queue.add_task(tasks.add, 1, 2)
+    with pytest.raises(probes.TaskNotRunning, match="it is enqueued"):
+        probes.request(conn, ref.task_id, None)
