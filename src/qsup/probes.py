@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -109,3 +110,36 @@ def running_figures(row: Mapping[str, Any]) -> dict[str, Any]:
     """What a running task has cost so far, from a probe's row."""
     keys = ("cpu_seconds", "rss_bytes", "running_seconds")
     return {**{key: row[key] for key in keys}, "sampled_at": row["answered_at"]}
+
+
+# --- stranded and stalled work ------------------------------------------------------------
+
+STRANDED_SCAN = 100_000  # waiting tasks the stranded check reads at most (counts stop there)
+
+
+@dataclass(frozen=True)
+class Stranded:
+    """Work no live server will run: ``queues`` {queue: tasks due too long, no live server
+    serves it}, ``stalled`` {server name: its id} (idle workers, and due work it serves);
+    ``reporter``: the smallest live server id (the one that logs it)."""
+
+    queues: dict[str, int]
+    stalled: dict[str, int]
+    reporter: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.queues or self.stalled)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stranded": [{"queue": q, "tasks": n} for q, n in self.queues.items()],
+            "stalled": [{"server": name} for name in self.stalled],
+        }
+
+
+def stranded_work(conn: Conn, after: float, server_timeout: float) -> Stranded:
+    params = {"after": after, "server_timeout": server_timeout, "scan_limit": STRANDED_SCAN}
+    rows = conn.execute(Q["stranded_work"], params).fetchall()
+    queues = {name: int(tasks) for kind, name, tasks, _, _ in rows if kind == "stranded"}
+    stalled = {name: int(server) for kind, name, _, server, _ in rows if kind == "stalled"}
+    return Stranded(queues, stalled, rows[0][4] if rows else None)

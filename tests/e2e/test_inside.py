@@ -22,8 +22,8 @@ pytestmark = pytest.mark.timeout(90)
 TOKEN = "inside-token"
 
 
-def qsup(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "QUEUE_DATABASE_URL": db_url}  # PYTHONPATH too: this checkout's qsup
+def qsup(db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QUEUE_DATABASE_URL": db_url, **env}  # PYTHONPATH: this checkout's
     return subprocess.run(
         [sys.executable, "-m", "qsup", *args],
         cwd=ROOT,
@@ -173,3 +173,69 @@ def test_a_probe_of_a_task_not_started_says_so(queue, conn):
     ref = queue.add_task(tasks.add, 1, 2)
     with pytest.raises(probes.TaskNotRunning, match="it is enqueued"):
         probes.request(conn, ref.task_id, None)
+
+
+# --- stranded and stalled work ---------------------------------------------------------------
+
+
+def test_tasks_in_a_queue_no_server_serves_make_health_degraded_naming_the_queue(
+    queue, db_url, start_server
+):
+    env = {"QUEUE_STRANDED_AFTER": "1"}
+    server = start_server("--workers", "1", "--queues", "default", env=env, http=True)
+    for _ in range(3):
+        queue.add_task(tasks.add, 1, 2, _queue="nowhere")
+    queue.add_task(tasks.add, 1, 2).result(timeout=20)  # the server runs its own queue
+
+    def degraded() -> dict[str, Any] | None:
+        body = get(server.url("/health/queue"))[1]
+        return body if body.get("stranded") == [{"queue": "nowhere", "tasks": 3}] else None
+
+    body = wait_for(degraded, timeout=15, what="/health/queue degraded by all three")
+    assert body["status"] == "degraded" and body["reason"] == "stranded_work"
+    assert body["stalled"] == []
+    logged = "task(s) of queue nowhere have been due for more than 1 s and no live server"
+    wait_for(lambda: logged in server.output(), what="the WARNING naming the queue")
+    status = qsup(db_url, "queue", "status", **env)
+    assert "STRANDED: queue nowhere: 3 task(s) due for more than 1 s" in status.stdout
+    report = json.loads(qsup(db_url, "queue", "status", "--json", **env).stdout)
+    assert report["stranded"] == [{"queue": "nowhere", "tasks": 3}]
+    assert "STRANDED" not in qsup(db_url, "queue", "status").stdout  # 60 s by default
+    metrics = urllib.request.urlopen(server.url("/metrics"), timeout=10).read().decode()
+    assert 'qsup_queue_stranded_tasks{queue="nowhere"} 3.0' in metrics
+
+
+def test_a_live_server_with_idle_workers_that_leaves_due_work_waiting_is_named(
+    queue, conn, start_server
+):
+    server = start_server("--workers", "1", "--queues", "default", http=True,
+                          env={"QUEUE_STRANDED_AFTER": "1"})  # fmt: skip
+    conn.execute(  # a server of another version, alive, idle, that claims nothing
+        "INSERT INTO queued_task_workers (server_name, hostname, pid, max_workers,"
+        " idle_workers, queues, is_running) VALUES ('ghost', 'elsewhere', 1, 2, 2, '{mail}', true)"
+    )
+    queue.add_task(tasks.add, 1, 2, _queue="mail")
+
+    def degraded() -> dict[str, Any] | None:
+        body = get(server.url("/health/queue"))[1]
+        return body if body["status"] == "degraded" else None
+
+    body = wait_for(degraded, timeout=15, what="/health/queue degraded")
+    assert body["stalled"] == [{"server": "ghost"}] and body["stranded"] == []
+    wait_for(lambda: "server ghost has idle workers" in server.output(), what="the WARNING")
+    conn.execute("INSERT INTO queued_task_queues (queue, paused) VALUES ('mail', true)")
+    wait_for(lambda: get(server.url("/health/queue"))[1]["status"] == "healthy",
+             what="healthy: a paused queue is no stall")  # fmt: skip
+
+
+def test_a_server_whose_loop_is_stuck_on_its_connection_notices_and_reconnects(
+    queue, conn, start_server
+):
+    server = start_server("--workers", "1", env={"QUEUE_STRANDED_AFTER": "1"})
+    server_id = conn.execute("SELECT max(id) FROM queued_task_workers").fetchone()[0]
+    with conn.transaction():  # its heartbeat waits on its own row: its loop is stuck
+        conn.execute("SELECT 1 FROM queued_task_workers WHERE id = %s FOR UPDATE", (server_id,))
+        conn.execute("SELECT pg_notify('qsup', 'qsup:cancel')")  # beat now
+        wait_for(lambda: "loop was stuck for" in server.output(), timeout=15,
+                 what="the claim_stalled WARNING")  # fmt: skip
+    assert queue.add_task(tasks.add, 2, 3).result(timeout=20) == 5  # it claims again

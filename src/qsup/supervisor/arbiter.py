@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 from setproctitle import setproctitle
 
-from qsup import protocol, repo
+from qsup import log, protocol, repo
 from qsup.errors import ConfigError
 from qsup.linux import become_subreaper
 from qsup.scheduler import Schedule, load_schedules
@@ -43,6 +43,7 @@ from qsup.supervisor.link import Link
 from qsup.supervisor.liveness import OwnLock, fence
 from qsup.supervisor.pool import Worker
 from qsup.supervisor.signals import SignalPipe
+from qsup.supervisor.watchdog import PassWatch
 from qsup.supervisor.writer import SHUTDOWN_WAIT, Writer
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ class Arbiter:
         self.avg_task_seconds: float | None = None  # sizes the hand-off batches
         self.drain_deadline: float | None = None
         self.signals: SignalPipe | None = None
+        self.pass_watch: PassWatch | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -117,6 +119,9 @@ class Arbiter:
         self.signals = SignalPipe()
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ, "signals")
         self.intake.listen()
+        self.pass_watch = PassWatch(
+            lambda: self.config.stranded_after, lambda: self.link.conn, self.writer.busy
+        )
         logger.info(
             "supervisor {} started (server id {}, workers {}..{}, queues {})",
             os.getpid(),
@@ -137,7 +142,13 @@ class Arbiter:
         return 0
 
     def _pass(self) -> None:
-        for key, _ in self.selector.select(self._timeout()):
+        watch = self.pass_watch
+        if watch is not None:
+            watch.busy = False  # waiting is no stall
+        events = self.selector.select(self._timeout())
+        if watch is not None:
+            watch.started, watch.busy = time.monotonic(), True
+        for key, _ in events:
             if key.data == "signals":
                 self._handle_signals()
             elif key.data == "listen":
@@ -187,6 +198,8 @@ class Arbiter:
         return max(0.0, min(deadlines) - now)
 
     def _close(self) -> None:
+        if self.pass_watch is not None:
+            self.pass_watch.busy = False  # the waits of a shutdown are no stall
         self.ledger.release_buffer(time.monotonic())
         give_up = time.monotonic() + SHUTDOWN_WAIT
         while self.ledger.writing is not None and time.monotonic() < give_up:  # let it end
@@ -402,5 +415,12 @@ class Arbiter:
             fence(self.ledger, self.crew, now, declared_dead=True)
         if chores.cancel:
             handoff.cancel(self.ledger, self.crew, chores.cancel, now)
+        if chores.stalled:
+            log.event("claim_stalled").warning(
+                "this server has idle workers, yet tasks of its queues have been due for more"
+                " than {:g} s: listening again and claiming afresh",
+                self.config.stranded_after,
+            )
+            self.intake.restart()
         if chores.inspect:
             handoff.inspect(self.ledger, self.crew, chores.inspect, now)

@@ -73,6 +73,15 @@ class Intake:
             self.listen()  # also when the database is away: it retries at the next claim
         self.backlog = True  # the queues taken may have changed too
 
+    def restart(self) -> None:
+        """Claims made no progress while work of our queues is due: LISTEN on a new
+        connection, read the pauses and limits again, and claim at once."""
+        self.close()
+        self.listen()
+        self.gate.changed()
+        self.wake()
+        self.next_poll = 0.0
+
     def listen(self) -> None:
         if not self.notify:
             return

@@ -33,6 +33,7 @@ class Chores:
     inspect: set[TaskId] = field(default_factory=set)  # operators look inside these tasks
     new_work: bool = False
     declared_dead: bool = False
+    stalled: bool = False  # due work of our queues waits while our workers idle
 
 
 @dataclass
