@@ -177,43 +177,45 @@ def import_rows(tenant: int, rows: int) -> int:
 
 
 # --- inside a running task (issue 31): its stack, progress and cost ------------------------
+# Each touches ``sign`` once it runs, then waits (sleeping) until ``release`` exists: the test
+# looks inside it meanwhile, however slow the machine, then lets it end (60 s at most).
 
 
-def deep_wait(path: str, seconds: float) -> str:
-    """Create ``path`` (the test's sign that it runs), then sleep in a C call."""
-    Path(path).touch()
-    time.sleep(seconds)
+def deep_wait(sign: str, release: str) -> str:
+    Path(sign).touch()
+    give_up = time.monotonic() + 60
+    while not os.path.exists(release) and time.monotonic() < give_up:
+        time.sleep(0.05)  # in a C call, most of the time
     return "woke"
 
 
-def wait_deeply(path: str, seconds: float) -> str:
-    return deep_wait(path, seconds)
+def wait_deeply(sign: str, release: str) -> str:
+    return deep_wait(sign, release)
 
 
-async def async_deep_wait(path: str, seconds: float) -> str:
-    Path(path).touch()
-    await asyncio.sleep(seconds)
+async def async_deep_wait(sign: str, release: str) -> str:
+    Path(sign).touch()
+    give_up = time.monotonic() + 60
+    while not os.path.exists(release) and time.monotonic() < give_up:
+        await asyncio.sleep(0.05)
     return "woke"
 
 
-async def async_waits_deeply(path: str, seconds: float) -> str:
-    return await async_deep_wait(path, seconds)
+async def async_waits_deeply(sign: str, release: str) -> str:
+    return await async_deep_wait(sign, release)
 
 
-def report_progress(path: str, seconds: float) -> str:
-    """Progress 0.25, then 0.5 (within the throttle: it arrives late), then wait."""
+def report_progress(sign: str, release: str) -> str:
+    """Progress 0.25, then 0.5 (within the throttle: it arrives a second later), then wait."""
     current_task.progress(0.25, "starting")
     current_task.progress(0.5, "half way", rows=500)
-    Path(path).touch()
-    time.sleep(seconds)
-    return "done"
+    return deep_wait(sign, release)
 
 
-def hold_memory(path: str, megabytes: int, seconds: float) -> int:
-    """Allocate and touch ``megabytes``, then hold them while sleeping."""
+def hold_memory(sign: str, release: str, megabytes: int) -> int:
+    """Allocate and touch ``megabytes``, then hold them while waiting."""
     block = bytearray(megabytes * 1024 * 1024)
     for i in range(0, len(block), 4096):
         block[i] = 1
-    Path(path).touch()
-    time.sleep(seconds)
+    deep_wait(sign, release)
     return len(block)

@@ -9,6 +9,7 @@ worker's answer on its pipe, the supervisor's writer. No statement runs while no
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,15 @@ class TaskNotRunning(QsupError):
     """The task has no worker to look into (not started yet, or ended)."""
 
 
+# A reader whose role may not write (a read-only replica, a role without INSERT) still sees
+# the task: only the figures asked of its worker are missing.
+CANNOT_ASK = (
+    TaskNotRunning,
+    psycopg.errors.InsufficientPrivilege,
+    psycopg.errors.ReadOnlySqlTransaction,
+)
+
+
 # --- the supervisor's writer --------------------------------------------------------------
 
 
@@ -53,6 +63,20 @@ def answer_probes(conn: Conn, answers: Sequence[Inspected]) -> None:
 
 
 # --- operators ----------------------------------------------------------------------------
+
+
+def progress_line(progress: Mapping[str, Any] | None) -> str:
+    """``50% copying {"files":3}``: what a task reported of fraction, message and data."""
+    if not progress:
+        return ""
+    parts = []
+    if progress.get("fraction") is not None:
+        parts.append(f"{progress['fraction']:.0%}")
+    if progress.get("message"):
+        parts.append(str(progress["message"]))
+    if progress.get("data"):
+        parts.append(json.dumps(progress["data"], ensure_ascii=False, separators=(",", ":")))
+    return " ".join(parts)
 
 
 def _read(conn: Conn, task_id: uuid.UUID) -> dict[str, Any]:

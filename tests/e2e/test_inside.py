@@ -9,11 +9,12 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from qsup import probes
+from qsup import group, probes, step
 from tests import tasks
 from tests.conftest import task_row, wait_for
 from tests.servers import ROOT
@@ -41,6 +42,11 @@ def shown(db_url: str, task_id: Any) -> dict[str, Any]:
     return data
 
 
+def signs(tmp_path: Path) -> tuple[str, str]:
+    """The files a test task touches once it runs, and waits for before it ends."""
+    return str(tmp_path / "running"), str(tmp_path / "release")
+
+
 def answered_within(conn: Any, task_id: Any) -> float:
     """Seconds between the last probe's request and its answer, as the database saw them."""
     row = conn.execute(
@@ -55,17 +61,18 @@ def test_the_stack_of_a_task_sleeping_in_a_c_call_shows_its_function_while_it_ru
     queue, conn, db_url, start_server, tmp_path
 ):
     start_server("--workers", "1")
-    sign = tmp_path / "running"
-    ref = queue.add_task(tasks.wait_deeply, str(sign), 3)
-    wait_for(sign.exists, what="the task to run")
+    sign, release = signs(tmp_path)
+    ref = queue.add_task(tasks.wait_deeply, sign, release)
+    wait_for(Path(sign).exists, what="the task to run")
     out = qsup(db_url, "task", "stack", str(ref.task_id)[-12:])
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert "in wait_deeply" in out.stdout and lines[-2].endswith("in deep_wait"), out.stdout
-    assert lines[-1].strip() == "time.sleep(seconds)"  # the source line, innermost last
+    assert lines[-1].strip().startswith("time.sleep(0.05)")  # the source line, innermost last
     assert "qsup/worker" not in out.stdout  # the runner's frames are left out
     assert answered_within(conn, ref.task_id) < 1.0
     assert task_row(conn, ref.task_id)["state"] == "running"  # the dump did not stop it
+    Path(release).touch()
     assert ref.result(timeout=20) == "woke"
 
 
@@ -73,15 +80,16 @@ def test_the_stack_of_an_async_task_is_its_coroutine_chain(
     queue, conn, db_url, start_server, tmp_path
 ):
     start_server("--workers", "1")
-    sign = tmp_path / "running"
-    ref = queue.add_task(tasks.async_waits_deeply, str(sign), 3)
-    wait_for(sign.exists, what="the task to run")
+    sign, release = signs(tmp_path)
+    ref = queue.add_task(tasks.async_waits_deeply, sign, release)
+    wait_for(Path(sign).exists, what="the task to run")
     out = qsup(db_url, "task", "stack", str(ref.task_id), "--json")
     assert out.returncode == 0, out.stderr
     stack = json.loads(out.stdout)["stack"]
     assert "in async_waits_deeply" in stack and "in async_deep_wait" in stack, stack
-    assert "await asyncio.sleep(seconds)" in stack
+    assert "await asyncio.sleep(0.05)" in stack
     assert "selectors.py" not in stack  # not the idle event loop's frames
+    Path(release).touch()
     assert ref.result(timeout=20) == "woke"
 
 
@@ -98,9 +106,9 @@ def test_progress_shows_while_running_and_stays_after_the_end(
     queue, db_url, start_server, tmp_path
 ):
     start_server("--workers", "1")
-    sign = tmp_path / "running"
-    ref = queue.add_task(tasks.report_progress, str(sign), 2.5)
-    wait_for(sign.exists, what="the task to run")
+    sign, release = signs(tmp_path)
+    ref = queue.add_task(tasks.report_progress, sign, release)
+    wait_for(Path(sign).exists, what="the task to run")
 
     def half_way() -> dict[str, Any] | None:
         data = shown(db_url, ref.task_id)
@@ -110,7 +118,8 @@ def test_progress_shows_while_running_and_stays_after_the_end(
     data = wait_for(half_way, timeout=10, what="progress 0.5")  # held back 1 s by the throttle
     assert data["state"] == "running"
     assert data["progress"]["message"] == "half way" and data["progress"]["data"] == {"rows": 500}
-    assert ref.result(timeout=20) == "done"
+    Path(release).touch()
+    assert ref.result(timeout=20) == "woke"
     assert shown(db_url, ref.task_id)["progress"]["fraction"] == 0.5
 
 
@@ -118,14 +127,15 @@ def test_a_running_task_shows_the_memory_it_holds_and_its_cpu(
     queue, db_url, start_server, tmp_path
 ):
     start_server("--workers", "1")
-    sign = tmp_path / "running"
-    ref = queue.add_task(tasks.hold_memory, str(sign), 120, 4)
-    wait_for(sign.exists, what="the task to allocate")
+    sign, release = signs(tmp_path)
+    ref = queue.add_task(tasks.hold_memory, sign, release, 120)
+    wait_for(Path(sign).exists, what="the task to allocate")
     now = shown(db_url, ref.task_id)["running_now"]
     assert now["rss_bytes"] > 120 * 1024 * 1024, now
     assert now["cpu_seconds"] > 0 and 0 < now["running_seconds"] < 30
     out = qsup(db_url, "task", "show", str(ref.task_id))
     assert "running_now: cpu_seconds" in out.stdout and "rss_bytes 1" in out.stdout, out.stdout
+    Path(release).touch()
     ref.result(timeout=20)
     assert "running_now" not in shown(db_url, ref.task_id)  # ended: only the attempt's figures
 
@@ -145,9 +155,9 @@ def test_the_http_api_shows_the_stack_with_the_admin_token_and_progress_to_reade
     queue, start_server, tmp_path
 ):
     server = start_server("--workers", "1", env={"QSUP_ADMIN_TOKEN": TOKEN}, http=True)
-    sign = tmp_path / "running"
-    ref = queue.add_task(tasks.report_progress, str(sign), 3)
-    wait_for(sign.exists, what="the task to run")
+    sign, release = signs(tmp_path)
+    ref = queue.add_task(tasks.report_progress, sign, release)
+    wait_for(Path(sign).exists, what="the task to run")
     path = f"/api/tasks/{ref.task_id}"
     assert get(server.url(f"{path}/stack"))[0] == 401
     status, body = get(server.url(f"{path}/stack"), TOKEN)
@@ -163,6 +173,7 @@ def test_the_http_api_shows_the_stack_with_the_admin_token_and_progress_to_reade
     assert task["progress"]["message"] == "half way"
     listed = get(server.url("/api/tasks"))[1]["tasks"]
     assert [t["progress"]["fraction"] for t in listed if t["id"] == str(ref.task_id)] == [0.5]
+    Path(release).touch()
     ref.result(timeout=20)
     status, body = get(server.url(f"{path}/stack"), TOKEN)
     assert status == 409 and "not running" in body["error"]
@@ -239,3 +250,23 @@ def test_a_server_whose_loop_is_stuck_on_its_connection_notices_and_reconnects(
         wait_for(lambda: "loop was stuck for" in server.output(), timeout=15,
                  what="the claim_stalled WARNING")  # fmt: skip
     assert queue.add_task(tasks.add, 2, 3).result(timeout=20) == 5  # it claims again
+
+
+def test_each_step_of_a_workflow_shows_its_own_progress(queue, db_url, start_server, tmp_path):
+    start_server("--workers", "2")
+    release = tmp_path / "release"
+    release.touch()  # the steps end at once
+    wf = queue.add_workflow(
+        group(
+            step(tasks.report_progress, str(tmp_path / "first"), str(release)),
+            step(tasks.hold_memory, str(tmp_path / "second"), str(release), 1),
+        )
+    )
+    wf.result(timeout=30)
+    out = qsup(db_url, "workflow", "show", str(wf.workflow_id))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any("report_progress" in line and '50% half way {"rows":500}' in line for line in lines)
+    assert not any("hold_memory" in line and "%" in line for line in lines)  # it reported none
+    shown = json.loads(qsup(db_url, "workflow", "show", str(wf.workflow_id), "--json").stdout)
+    assert [s["progress"] and s["progress"]["fraction"] for s in shown["steps"]] == [0.5, None]

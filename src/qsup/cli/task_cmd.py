@@ -42,7 +42,7 @@ def _shown(key: str, value: Any) -> str:
     if key.endswith("_seconds"):
         return f"{value:.3f} s"
     if key == "progress":
-        return _progress_line(value)
+        return probes.progress_line(value)
     if key == "running_now":
         return ", ".join(f"{k} {_shown(k, v)}" for k, v in value.items() if k != "sampled_at")
     if key == "headers":  # as they were sent (--header, POST /api/tasks)
@@ -71,23 +71,11 @@ def show(
             typer.echo(f"{key:>19}: {_shown(key, value)}")
 
 
-def _progress_line(progress: dict[str, Any]) -> str:
-    """``50% copying {"files": 3}``: what is known of fraction, message and data."""
-    parts = []
-    if progress.get("fraction") is not None:
-        parts.append(f"{progress['fraction']:.0%}")
-    if progress.get("message"):
-        parts.append(str(progress["message"]))
-    if progress.get("data"):
-        parts.append(jsonlib.dumps(progress["data"], ensure_ascii=False, separators=(",", ":")))
-    return " ".join(parts)
-
-
 def _running_now(conn: Any, task_id: Any, channel: str | None) -> dict[str, Any] | None:
     """The running task's CPU, RSS and run time, from its worker (waits up to a second)."""
     try:
         row = probes.inspect(conn, task_id, channel, wait=SHOW_WAIT)
-    except probes.TaskNotRunning:
+    except probes.CANNOT_ASK:
         return None
     return probes.running_figures(row) if row else probes.last_answer(conn, task_id)
 

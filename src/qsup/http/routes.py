@@ -108,7 +108,7 @@ def get_task(request: Request) -> Response:
             raise HTTPException(404, f"no task {task_id}")
         if task["state"] in probes.RUNNING:  # its last figures; fresh ones for the next look
             task["running_now"] = probes.last_answer(conn, task_id)
-            with contextlib.suppress(probes.TaskNotRunning):
+            with contextlib.suppress(*probes.CANNOT_ASK):
                 probes.request(conn, task_id, backend_of(request).config.wake_channel)
         task["children"] = store.task_children(conn, task_id)
         task["dependencies"] = store.task_dependencies(conn, task_id)

@@ -259,6 +259,7 @@ function renderWorkflow(wf) {
     const depth = s.path.split(".").length - 1 - (undo ? 1 : 0);
     const li = el("li", "\u00a0".repeat(2 * depth) + s.path + "  " + s.name + undo + "  [" + s.state + "]",
       s.task_id === selected ? "current" : "");
+    if (s.progress) li.appendChild(progressNode(s.progress));  // each step's own
     li.title = s.task_id + (s.error_message ? "\n" + lastLine(s.error_message) : "");
     li.addEventListener("click", () => openTask(s.task_id));
     list.appendChild(li);
