@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 
 from qsup import repo
 from qsup.errors import QsupError, TaskNotFound
-from qsup.protocol import Inspected, TaskId
+from qsup.protocol import Inspected
 from qsup.sql import queries
 from qsup.task_ids import short_id
 
@@ -45,10 +45,6 @@ CANNOT_ASK = (
 
 
 # --- the supervisor's writer --------------------------------------------------------------
-
-
-def save_progress(conn: Conn, rows: Mapping[TaskId, str]) -> None:
-    conn.execute(Q["save_progress"], {"ids": list(rows), "progress": list(rows.values())})
 
 
 def answer_probes(conn: Conn, answers: Sequence[Inspected]) -> None:

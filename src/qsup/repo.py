@@ -306,9 +306,17 @@ def insert_logs(conn: Conn, rows: Sequence[tuple[TaskId, str, str, datetime]]) -
     conn.execute(Q["insert_logs"], params)
 
 
-def save_contexts(conn: Conn, rows: Sequence[tuple[TaskId, str]]) -> None:
-    ids, contexts = zip(*rows, strict=True)
-    conn.execute(Q["save_contexts"], {"ids": list(ids), "contexts": list(contexts)})
+def save_reports(
+    conn: Conn, contexts: Mapping[TaskId, str], progress: Mapping[TaskId, str]
+) -> None:
+    """What running tasks reported: their contexts and their progress (JSON text by id)."""
+    ids = list(contexts.keys() | progress.keys())
+    params = {
+        "ids": ids,
+        "contexts": [*map(contexts.get, ids)],
+        "progress": [*map(progress.get, ids)],
+    }
+    conn.execute(Q["save_reports"], params)
 
 
 # --- servers -------------------------------------------------------------------------------

@@ -1,16 +1,5 @@
 -- Inside a running task (SPEC §18): its progress, and operators' probes (qsup.probes).
 
--- name: save_progress
--- The latest progress of running (or just ended) tasks, by primary-key probe (see
--- save_contexts).
-UPDATE queued_tasks t SET progress = v.progress
-FROM (
-    SELECT v.progress, task.ctid AS tid
-    FROM unnest(%(ids)s::uuid[], %(progress)s::jsonb[]) AS v (id, progress),
-    LATERAL (SELECT ctid FROM queued_tasks q WHERE q.id = v.id OFFSET 0) AS task
-) AS v
-WHERE t.ctid = v.tid
-
 -- name: answer_probes
 -- What the workers said about the tasks operators asked about (a NULL stack: not running).
 UPDATE queued_task_probes p

@@ -266,12 +266,15 @@ INSERT INTO queued_task_logs (queued_task_id, type, message, date_created)
 SELECT * FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(messages)s::text[],
                      %(dates)s::timestamptz[])
 
--- name: save_contexts
--- Persist task contexts written by running tasks (by primary-key probe: see complete_batch).
-UPDATE queued_tasks t SET context = v.context
+-- name: save_reports
+-- Persist what running tasks reported: contexts they saved, their latest progress (a NULL
+-- leaves the column as it was). By primary-key probe: see complete_batch.
+UPDATE queued_tasks t
+SET context = coalesce(v.context, t.context), progress = coalesce(v.progress, t.progress)
 FROM (
-    SELECT v.context, task.ctid AS tid
-    FROM unnest(%(ids)s::uuid[], %(contexts)s::jsonb[]) AS v (id, context),
+    SELECT v.context, v.progress, task.ctid AS tid
+    FROM unnest(%(ids)s::uuid[], %(contexts)s::jsonb[], %(progress)s::jsonb[])
+        AS v (id, context, progress),
     LATERAL (SELECT ctid FROM queued_tasks q WHERE q.id = v.id OFFSET 0) AS task
 ) AS v
 WHERE t.ctid = v.tid

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 from setproctitle import setproctitle
 
-from qsup import log, protocol, repo
+from qsup import protocol, repo
 from qsup.errors import ConfigError
 from qsup.linux import become_subreaper
 from qsup.scheduler import Schedule, load_schedules
@@ -90,7 +90,7 @@ class Arbiter:
         self.avg_task_seconds: float | None = None  # sizes the hand-off batches
         self.drain_deadline: float | None = None
         self.signals: SignalPipe | None = None
-        self.pass_watch: PassWatch | None = None
+        self.watch = PassWatch(lambda: self.config.stranded_after, self.link, self.writer.busy)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -119,9 +119,7 @@ class Arbiter:
         self.signals = SignalPipe()
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ, "signals")
         self.intake.listen()
-        self.pass_watch = PassWatch(
-            lambda: self.config.stranded_after, lambda: self.link.conn, self.writer.busy
-        )
+        self.watch.start()
         logger.info(
             "supervisor {} started (server id {}, workers {}..{}, queues {})",
             os.getpid(),
@@ -142,12 +140,9 @@ class Arbiter:
         return 0
 
     def _pass(self) -> None:
-        watch = self.pass_watch
-        if watch is not None:
-            watch.busy = False  # waiting is no stall
+        self.watch.busy = False  # waiting is no stall
         events = self.selector.select(self._timeout())
-        if watch is not None:
-            watch.started, watch.busy = time.monotonic(), True
+        self.watch.started, self.watch.busy = time.monotonic(), True
         for key, _ in events:
             if key.data == "signals":
                 self._handle_signals()
@@ -198,8 +193,7 @@ class Arbiter:
         return max(0.0, min(deadlines) - now)
 
     def _close(self) -> None:
-        if self.pass_watch is not None:
-            self.pass_watch.busy = False  # the waits of a shutdown are no stall
+        self.watch.busy = False  # the waits of a shutdown are no stall
         self.ledger.release_buffer(time.monotonic())
         give_up = time.monotonic() + SHUTDOWN_WAIT
         while self.ledger.writing is not None and time.monotonic() < give_up:  # let it end
@@ -295,11 +289,8 @@ class Arbiter:
             self.ledger.give_back(given_back, self.state == "running", now)
         elif isinstance(msg, protocol.Log):
             self.ledger.outbox.log(msg.task_id, msg.type, msg.message, now, msg.at)
-        elif isinstance(msg, protocol.Progress):
-            self.ledger.outbox.progress[msg.task_id] = msg.progress
-            self.ledger.outbox.touch(now)
-        elif isinstance(msg, protocol.Inspected):
-            self.ledger.outbox.inspected(msg, now)
+        elif isinstance(msg, protocol.Progress | protocol.Inspected):
+            self.ledger.outbox.reported(msg, now)
         elif isinstance(msg, protocol.SaveContext):
             self.ledger.outbox.save_context(msg.task_id, msg.context, now)
         elif isinstance(msg, protocol.Enqueue):
@@ -416,11 +407,6 @@ class Arbiter:
         if chores.cancel:
             handoff.cancel(self.ledger, self.crew, chores.cancel, now)
         if chores.stalled:
-            log.event("claim_stalled").warning(
-                "this server has idle workers, yet tasks of its queues have been due for more"
-                " than {:g} s: listening again and claiming afresh",
-                self.config.stranded_after,
-            )
             self.intake.restart()
         if chores.inspect:
             handoff.inspect(self.ledger, self.crew, chores.inspect, now)

@@ -56,7 +56,7 @@ def inspect(ledger: Ledger, crew: Crew, task_ids: set[Any], now: float) -> None:
             crew.send(worker, protocol.Inspect(task_id))
             unheld.discard(task_id)
     for task_id in unheld:
-        ledger.outbox.inspected(protocol.Inspected(task_id, None), now)
+        ledger.outbox.reported(protocol.Inspected(task_id, None), now)
 
 
 def cancel(ledger: Ledger, crew: Crew, task_ids: set[Any], now: float) -> None:

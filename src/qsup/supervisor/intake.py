@@ -76,6 +76,11 @@ class Intake:
     def restart(self) -> None:
         """Claims made no progress while work of our queues is due: LISTEN on a new
         connection, read the pauses and limits again, and claim at once."""
+        log.event("claim_stalled").warning(
+            "this server has idle workers, yet tasks of its queues have been due for more than"
+            " {:g} s: listening again and claiming afresh",
+            self.config.stranded_after,
+        )
         self.close()
         self.listen()
         self.gate.changed()

@@ -16,7 +16,7 @@ from typing import Any
 
 from qsup import log, repo
 from qsup.accounting import NO_USAGE, Usage
-from qsup.protocol import Finished, Inspected, TaskId
+from qsup.protocol import Finished, Inspected, Progress, TaskId
 from qsup.workflow import NewWorkflow
 
 FLUSH_AFTER = 0.02  # seconds an outcome may wait for company
@@ -145,8 +145,12 @@ class Outbox:
         self.contexts[task_id] = context
         self.touch(now)
 
-    def inspected(self, answer: Inspected, now: float) -> None:
-        self.probes[answer.task_id] = answer
+    def reported(self, report: Progress | Inspected, now: float) -> None:
+        """A task's progress (the latest is enough), or a worker's answer to an operator."""
+        if isinstance(report, Progress):
+            self.progress[report.task_id] = report.progress
+        else:
+            self.probes[report.task_id] = report
         self.touch(now)
 
     def enqueue(self, task: repo.NewTask | NewWorkflow, now: float) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from qsup import log, probes
+from qsup.supervisor.link import Link
 from qsup.supervisor.maintenance import Round
 
 MIN_EVERY, MAX_EVERY = 0.5, 15.0  # seconds between looks, whatever stranded_after is
@@ -69,12 +70,12 @@ class PassWatch:
     holding ``fork_lock`` (the writer's ``busy``, taken around each fork), so no worker is
     forked while it holds the log's lock; when the writer keeps it, no fork can happen."""
 
-    def __init__(
-        self, limit: Callable[[], float], conn: Callable[[], Any], fork_lock: threading.Lock
-    ) -> None:
-        self.limit, self.conn, self.fork_lock = limit, conn, fork_lock
+    def __init__(self, limit: Callable[[], float], link: Link, fork_lock: threading.Lock) -> None:
+        self.limit, self.link, self.fork_lock = limit, link, fork_lock
         self.started = time.monotonic()  # of the current pass; set by the arbiter
         self.busy = False  # the arbiter is in a pass (not waiting in its selector)
+
+    def start(self) -> None:
         threading.Thread(target=self._watch, name="qsup-pass-watch", daemon=True).start()
 
     def _watch(self) -> None:
@@ -82,7 +83,7 @@ class PassWatch:
             limit = self.limit()
             time.sleep(max(limit / 4, MIN_EVERY))
             stuck = time.monotonic() - self.started
-            conn = self.conn()
+            conn = self.link.conn
             if not self.busy or stuck < limit or conn is None or conn.closed:
                 continue
             try:

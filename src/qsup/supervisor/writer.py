@@ -122,10 +122,8 @@ def flush(conn: Any, outbox: Outbox, server_id: int, channel: str | None) -> Non
                 workflow_store.insert_from_task(conn, task, channel)
             else:
                 repo.insert_task(conn, task, channel)
-        if outbox.contexts:
-            repo.save_contexts(conn, list(outbox.contexts.items()))
-        if outbox.progress:
-            probes.save_progress(conn, outbox.progress)
+        if outbox.contexts or outbox.progress:
+            repo.save_reports(conn, outbox.contexts, outbox.progress)
         if outbox.probes:
             probes.answer_probes(conn, list(outbox.probes.values()))
         if outbox.running:
