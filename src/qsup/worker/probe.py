@@ -6,7 +6,8 @@ interrupted (a signal would break a C call that does not retry on EINTR), and a 
 in a C call (``time.sleep``, a socket read) has released the GIL, so its frames can be read at
 once. An async task's frames are those of its coroutine chain (``cr_await``), not the event
 loop's: a suspended coroutine has no caller frame, so ``Task.get_stack`` would show only the
-outermost one.
+outermost one. Code that holds the GIL in one long C call (no ``time.sleep``, no I/O) delays
+the answer until it lets go, as it delays every other thread.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from qsup.worker.meter import Meter
 RunnerDirs = tuple[str, ...]
 # The worker's frames down to the runner's call of the task are left out too (the fork, the
 # supervisor's frames the worker inherited, the worker's loop)
-_SELECTORS = selectors.__file__  # where an idle event loop waits
 _RUNNER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner.py")
+_SELECTORS = selectors.__file__  # where an idle event loop waits
 
 
 # The job the worker's main thread runs: (task id, wall time and CPU seconds at its start); a
