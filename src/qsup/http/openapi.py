@@ -321,6 +321,24 @@ def document(paths: dict[str, dict[str, Operation]]) -> dict[str, Any]:
                         "crash_causes": {"type": ["string", "null"]},
                         "headers": {"type": ["object", "null"]},
                         "concurrency_key": {"type": ["string", "null"]},
+                        "progress": {  # the task's latest current_task.progress()
+                            "type": ["object", "null"],
+                            "properties": {
+                                "fraction": {"type": ["number", "null"]},
+                                "message": {"type": ["string", "null"]},
+                                "data": {"type": "object"},
+                                "at": {"type": "number"},
+                            },
+                        },
+                        "running_now": {  # while it runs: its worker's last answer
+                            "type": ["object", "null"],
+                            "properties": {
+                                "cpu_seconds": {"type": "number"},
+                                "rss_bytes": {"type": "integer"},
+                                "running_seconds": {"type": "number"},
+                                "sampled_at": {"type": "string", "format": "date-time"},
+                            },
+                        },
                     },
                 },
             },
