@@ -174,3 +174,48 @@ def span(path: str, label: str, seconds: float) -> None:
 @task(queue="imports", concurrency_key=lambda tenant, rows: f"tenant:{tenant}")
 def import_rows(tenant: int, rows: int) -> int:
     return rows
+
+
+# --- inside a running task (issue 31): its stack, progress and cost ------------------------
+# Each touches ``sign`` once it runs, then waits (sleeping) until ``release`` exists: the test
+# looks inside it meanwhile, however slow the machine, then lets it end (60 s at most).
+
+
+def deep_wait(sign: str, release: str) -> str:
+    Path(sign).touch()
+    give_up = time.monotonic() + 60
+    while not os.path.exists(release) and time.monotonic() < give_up:
+        time.sleep(0.05)  # in a C call, most of the time
+    return "woke"
+
+
+def wait_deeply(sign: str, release: str) -> str:
+    return deep_wait(sign, release)
+
+
+async def async_deep_wait(sign: str, release: str) -> str:
+    Path(sign).touch()
+    give_up = time.monotonic() + 60
+    while not os.path.exists(release) and time.monotonic() < give_up:
+        await asyncio.sleep(0.05)
+    return "woke"
+
+
+async def async_waits_deeply(sign: str, release: str) -> str:
+    return await async_deep_wait(sign, release)
+
+
+def report_progress(sign: str, release: str) -> str:
+    """Progress 0.25, then 0.5 (within the throttle: it arrives a second later), then wait."""
+    current_task.progress(0.25, "starting")
+    current_task.progress(0.5, "half way", rows=500)
+    return deep_wait(sign, release)
+
+
+def hold_memory(sign: str, release: str, megabytes: int) -> int:
+    """Allocate and touch ``megabytes``, then hold them while waiting."""
+    block = bytearray(megabytes * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    deep_wait(sign, release)
+    return len(block)

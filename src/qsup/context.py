@@ -1,7 +1,7 @@
 """``current_task``: what a running task knows about itself, and how it talks back.
 
-Workers have no database connection: logs, context saves and child tasks travel to the
-supervisor over the worker's pipe, and the supervisor writes them in batches.
+Workers have no database connection: logs, progress, context saves and child tasks travel to
+the supervisor over the worker's pipe, and the supervisor writes them in batches.
 """
 
 from __future__ import annotations
@@ -29,6 +29,16 @@ _max_logs = 1000
 _logs_sent = 0
 _children: Queue | None = None  # builds child rows with the server's settings
 MAX_LOG_CHARS = 65536
+_MAX_CHARS = 1000  # of a progress message: a status line, not a log
+PROGRESS_EVERY = 1.0  # seconds between two progress writes of a task
+# The latest progress() call's (fraction, message, data), and the one last sent: a throttled
+# call only replaces _progress_held (about 0.3 us); the reporter's thread sends it once
+# PROGRESS_EVERY has passed, and leave() at the end of the task.
+_progress_lock = threading.Lock()
+_progress_held: tuple[float | None, str | None, dict[str, Any]] | None = None
+_progress_sent: object = None
+_progress_next = 0.0  # monotonic time the next progress may be sent
+_monotonic = time.monotonic  # a global name: one lookup fewer per throttled call
 
 
 def configure(config: Config) -> None:
@@ -57,13 +67,38 @@ def send(message: object) -> None:
 
 
 def enter(job: protocol.Job, context: dict[str, Any]) -> None:
-    global _job, _context, _logs_sent
+    global _job, _context, _logs_sent, _progress_held, _progress_sent, _progress_next
     _job, _context, _logs_sent = job, context, 0
+    _progress_held = _progress_sent = None
+    _progress_next = 0.0
 
 
 def leave() -> None:
     global _job
+    if _progress_held is not _progress_sent:  # the last progress is kept after the end
+        send_held_progress(force=True)
     _job = None
+
+
+def send_held_progress(force: bool = False) -> None:
+    """Send the latest progress if it was not sent and PROGRESS_EVERY has passed (``force``:
+    at once). Called by ``progress()``, the reporter's thread and ``leave()``; the lock makes
+    one of them send each value, in order."""
+    global _progress_sent, _progress_next
+    if _progress_held is _progress_sent:
+        return
+    with _progress_lock:
+        held, job, now = _progress_held, _job, time.monotonic()
+        if held is None or held is _progress_sent or job is None:
+            return
+        if not force and now < _progress_next:
+            return
+        _progress_sent, _progress_next = held, now + PROGRESS_EVERY
+        fraction, message, data = held
+        if message is not None:
+            message = str(message)[:_MAX_CHARS]
+        shown = {"fraction": fraction, "message": message, "data": data, "at": time.time()}
+        send(protocol.Progress(job.id, json.dumps(shown, default=str)))  # any value shows
 
 
 class CurrentTask:
@@ -116,6 +151,21 @@ class CurrentTask:
         if _logs_sent == _max_logs + 1:
             type, message = "warning", f"log limit of {_max_logs} rows reached; dropping the rest"
         send(protocol.Log(task_id, str(type)[:50], str(message)[:MAX_LOG_CHARS], time.time()))
+
+    def progress(
+        self, fraction: float | None = None, message: str | None = None, **data: Any
+    ) -> None:
+        """Report how far the task got (``fraction`` from 0 to 1), what it does now, and any
+        JSON-able ``data``; stored on the task row at most once a second (the latest call
+        wins), shown while it runs and kept after it ends. Cheap in a tight loop."""
+        global _progress_held
+        if _job is None:
+            raise RuntimeError("current_task is only available inside a task run by qsup")
+        if fraction is not None and not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress: fraction must be from 0 to 1, not {fraction!r}")
+        _progress_held = (fraction, message, data)
+        if _monotonic() >= _progress_next:
+            send_held_progress()
 
     def add_task(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Add a child task: it waits for this one to complete and starts from its context."""

@@ -1,8 +1,8 @@
 """Messages between the supervisor and its workers, pickled over ``multiprocess`` pipes.
 
-Supervisor → worker: :class:`Assign`, :class:`Drop`, :class:`Stop`.
+Supervisor → worker: :class:`Assign`, :class:`Drop`, :class:`Stop`, :class:`Inspect`.
 Worker → supervisor: :class:`Ready`, :class:`Started`, :class:`Results`, :class:`Released`,
-:class:`Log`, :class:`SaveContext`, :class:`Enqueue`.
+:class:`Log`, :class:`SaveContext`, :class:`Enqueue`, :class:`Progress`, :class:`Inspected`.
 Plain ``pickle`` (not dill) keeps the hot path cheap: every message is a ``NamedTuple`` (pickled
 by the C fast path, about 4x cheaper than a dataclass) and task ids travel as text.
 """
@@ -50,6 +50,12 @@ class Drop(NamedTuple):
     """Do not start these jobs (cancelled): give them back in a ``Released``."""
 
     task_ids: tuple[TaskId, ...]
+
+
+class Inspect(NamedTuple):
+    """An operator asks what this task is doing: answer with an ``Inspected``."""
+
+    task_id: TaskId
 
 
 class Ready(NamedTuple):
@@ -108,6 +114,24 @@ class Enqueue(NamedTuple):
     """A task added from inside a task (``current_task.add_task``); the supervisor inserts it."""
 
     task: Any  # repo.NewTask; typed loosely to keep this module free of imports
+
+
+class Progress(NamedTuple):
+    """The task's latest ``current_task.progress()``, as JSON text (at most one a second)."""
+
+    task_id: TaskId
+    progress: str
+
+
+class Inspected(NamedTuple):
+    """The answer to an ``Inspect``: the task's live stack (None: the worker no longer runs
+    it), and what it has cost so far."""
+
+    task_id: TaskId
+    stack: str | None
+    cpu: float = 0.0  # seconds of CPU the worker used since the task started
+    rss: int = 0  # the worker's resident memory now, bytes
+    running: float = 0.0  # seconds since the task started
 
 
 def encode(message: object) -> bytes:

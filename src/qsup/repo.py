@@ -21,6 +21,7 @@ from qsup.sql import queries
 Conn = psycopg.Connection[Any]
 Q = queries()
 CANCEL_PAYLOAD = "qsup:cancel"  # NOTIFY payload of an operator's cancel request (not a queue)
+INSPECT_PAYLOAD = "qsup:inspect"  # an operator asks what a running task is doing
 
 
 class NewTask(NamedTuple):
@@ -305,9 +306,17 @@ def insert_logs(conn: Conn, rows: Sequence[tuple[TaskId, str, str, datetime]]) -
     conn.execute(Q["insert_logs"], params)
 
 
-def save_contexts(conn: Conn, rows: Sequence[tuple[TaskId, str]]) -> None:
-    ids, contexts = zip(*rows, strict=True)
-    conn.execute(Q["save_contexts"], {"ids": list(ids), "contexts": list(contexts)})
+def save_reports(
+    conn: Conn, contexts: Mapping[TaskId, str], progress: Mapping[TaskId, str]
+) -> None:
+    """What running tasks reported: their contexts and their progress (JSON text by id)."""
+    ids = list(contexts.keys() | progress.keys())
+    params = {
+        "ids": ids,
+        "contexts": [*map(contexts.get, ids)],
+        "progress": [*map(progress.get, ids)],
+    }
+    conn.execute(Q["save_reports"], params)
 
 
 # --- servers -------------------------------------------------------------------------------
@@ -348,6 +357,7 @@ class Beat:
     orphans: bool
     cancel: list[TaskId]
     due: bool
+    inspect: list[TaskId]
 
 
 def heartbeat(
@@ -375,7 +385,7 @@ def heartbeat(
     }
     row = conn.execute(Q["heartbeat"], params).fetchone()
     assert row is not None
-    return Beat(bool(row[0]), list(row[1]), bool(row[2]), list(row[3]), bool(row[4]))
+    return Beat(bool(row[0]), list(row[1]), bool(row[2]), list(row[3]), bool(row[4]), list(row[5]))
 
 
 def stop_server(conn: Conn, server_id: int) -> None:

@@ -196,6 +196,14 @@ class Config:
         min=1,
         doc="A server silent this long is presumed dead and its tasks are rescued",
     )
+    stranded_after: float = setting(
+        60.0,
+        env="QUEUE_STRANDED_AFTER",
+        min=0.1,
+        doc="Due tasks waiting this long in a queue no live server serves, or while a server"
+        " serving them has idle workers, make health degraded with a WARNING; a server whose"
+        " claims stall this long reconnects",
+    )
     result_ttl: float = setting(
         7 * 24 * 3600.0,
         env="QUEUE_RESULT_TTL",

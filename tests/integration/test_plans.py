@@ -51,7 +51,10 @@ def _params(held: list[uuid.UUID]) -> dict[str, dict[str, Any]]:
         "hand_on_slots": {"ids": held, "server_id": SERVER},
         "release_unknown": {"server_id": SERVER, "known": held},
         "cancel_batch": {"ids": held, "server_id": SERVER},
-        "save_contexts": {"ids": held, "contexts": ["{}"] * n},
+        "save_reports": {"ids": held, "contexts": ["{}"] * n, "progress": [None] * n},
+        "answer_probes": {"ids": held, "stacks": ["s"] * n, "cpu": [0.1] * n, "rss": [1] * n,
+                          "running": [1.0] * n},  # fmt: skip
+        "stranded_work": {"after": 60.0, "server_timeout": 90.0, "scan_limit": 100_000},
         "rescue_orphans": {"max_crashes": 2},
         "heartbeat": {"server_id": SERVER, "max_workers": 4, "active": 1, "idle": 3,
                       "counters": "{}", "queues": [], "timeout": 30.0, "may_declare": True,

@@ -85,7 +85,7 @@ def test_jobs_taken_by_the_reporter_thread_as_the_worker_went_idle_are_not_waite
     """The reporter's thread ticks once more after the worker went idle and takes an Assign
     from the pipe: the main thread's wait must return with it, not block on the pipe."""
     supervisor_end, worker_end = multiprocess.Pipe()
-    mailbox = Mailbox(worker_end)
+    mailbox = Mailbox(worker_end, inspect=print)
     assigned = job("tests.tasks:noop")
     supervisor_end.send_bytes(protocol.encode(protocol.Assign((assigned,))))
     deadline = time.monotonic() + 5
@@ -106,7 +106,7 @@ def test_an_unknown_message_is_logged_and_not_taken_for_jobs() -> None:
     lines: list[str] = []
     sink = logger.add(lines.append, level="WARNING")
     reader, writer = multiprocess.Pipe(duplex=False)
-    mailbox = Mailbox(reader)
+    mailbox = Mailbox(reader, inspect=print)
     writer.send_bytes(protocol.encode(protocol.Ready(pid=1)))
     writer.send_bytes(protocol.encode(protocol.Assign((job("tests.tasks:add", 1, 2),))))
     queued = mailbox.next_job(block=True)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from qsup import admin, flow_store, repo
+from qsup import admin, flow_store, probes, repo
 from qsup.accounting import megabytes
 from qsup.cli import flow_cmd
 from qsup.cli.common import (
@@ -46,6 +46,7 @@ def status(json: Json = False, config: ConfigFile = None, database_url: Database
         counts = repo.counts_by_queue_and_state(conn)
         oldest = repo.oldest_waiting(conn)
         flow = flow_store.usage_report(conn)
+        stranded = probes.stranded_work(conn, cfg.stranded_after, cfg.server_timeout)
     by_state: dict[str, int] = {}
     for _, state, n in counts:
         by_state[state] = by_state.get(state, 0) + n
@@ -57,6 +58,7 @@ def status(json: Json = False, config: ConfigFile = None, database_url: Database
         "tasks_by_queue": [{"queue": q, "state": s, "count": n} for q, s, n in counts],
         "oldest_waiting_seconds": oldest,
         "flow": flow,
+        **stranded.as_json(),
     }
     if json:
         print_json(report)
@@ -69,6 +71,20 @@ def status(json: Json = False, config: ConfigFile = None, database_url: Database
     typer.echo("oldest waiting task: " + (f"{oldest:.1f} s" if oldest is not None else "none"))
     if flow:
         flow_cmd.print_limits(flow, title="paused and limited queues")
+    _print_stranded(stranded, cfg.stranded_after)
+
+
+def _print_stranded(stranded: probes.Stranded, after: float) -> None:
+    for queue, n in stranded.queues.items():
+        typer.echo(
+            f"STRANDED: queue {queue}: {n} task(s) due for more than {after:g} s, and no live"
+            " server serves it (--queues)"
+        )
+    for server in stranded.stalled:
+        typer.echo(
+            f"STALLED: server {server} has idle workers, yet tasks of its queues have been due"
+            f" for more than {after:g} s"
+        )
 
 
 def _split(values: list[str] | None) -> list[str]:

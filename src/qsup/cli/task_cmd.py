@@ -1,4 +1,4 @@
-"""``qsup task list`` (filters) and ``qsup task show|logs|cancel|retry ID``."""
+"""``qsup task list`` (filters) and ``qsup task show|stack|logs|cancel|retry ID``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from qsup import admin, repo
+from qsup import admin, probes, repo
 from qsup.accounting import megabytes
 from qsup.cli.common import (
     ConfigFile,
@@ -23,6 +23,8 @@ from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.states import STATES
 from qsup.task_ids import resolve_task_id, short_id
 
+STACK_WAIT = 2.0  # seconds `task stack` waits for the worker's answer
+SHOW_WAIT = 1.0  # seconds `task show` waits for a running task's figures
 app = typer.Typer(help="Look at and operate one task.", no_args_is_help=True)
 TaskIdArgument = typer.Argument(
     help="Task id: the full id, its 12-digit short form, or a unique prefix or suffix"
@@ -37,8 +39,12 @@ def _shown(key: str, value: Any) -> str:
         return ""
     if key.endswith("_bytes"):
         return megabytes(value)
-    if key == "cpu_seconds":
+    if key.endswith("_seconds"):
         return f"{value:.3f} s"
+    if key == "progress":
+        return probes.progress_line(value)
+    if key == "running_now":
+        return ", ".join(f"{k} {_shown(k, v)}" for k, v in value.items() if k != "sampled_at")
     if key == "headers":  # as they were sent (--header, POST /api/tasks)
         return jsonlib.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return short_id(value) if key in ("id", "parent_task") else str(value)
@@ -52,8 +58,10 @@ def show(
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
         row = repo.get_task(conn, resolve_task_id(conn, task_id))
-    if row is None:
-        raise TaskNotFound(f"no task {task_id}")
+        if row is None:
+            raise TaskNotFound(f"no task {task_id}")
+        if row["state"] in probes.RUNNING:  # what it has cost so far, asked of its worker
+            row["running_now"] = _running_now(conn, row["id"], cfg.wake_channel)
     if json:
         print_json(row)
         return
@@ -61,6 +69,40 @@ def show(
     for key, value in row.items():
         if key != "id":
             typer.echo(f"{key:>19}: {_shown(key, value)}")
+
+
+def _running_now(conn: Any, task_id: Any, channel: str | None) -> dict[str, Any] | None:
+    """The running task's CPU, RSS and run time, from its worker (waits up to a second)."""
+    try:
+        row = probes.inspect(conn, task_id, channel, wait=SHOW_WAIT)
+    except probes.CANNOT_ASK:
+        return None
+    return probes.running_figures(row) if row else probes.last_answer(conn, task_id)
+
+
+@app.command()
+def stack(
+    task_id: TaskId, json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None
+) -> None:
+    """Print the live Python stack of the worker running a task, innermost frame last (for an
+    async task: its coroutine chain). Exit 1 when the task is not running."""
+    cfg = settings(config, database_url=database_url)
+    with database(cfg) as conn:
+        full_id = resolve_task_id(conn, task_id)
+        row = probes.inspect(conn, full_id, cfg.wake_channel, wait=STACK_WAIT)
+    if row is None:
+        raise QsupError(
+            f"task {short_id(full_id)}: its server did not answer within {STACK_WAIT:g} s"
+        )
+    if json:
+        print_json({"id": full_id, "stack": row["stack"], **probes.running_figures(row)})
+        return
+    figures = probes.running_figures(row)
+    typer.echo(
+        f"task {short_id(full_id)}: running {figures['running_seconds']:.1f} s, CPU"
+        f" {figures['cpu_seconds']:.3f} s, RSS {megabytes(figures['rss_bytes'])}"
+    )
+    typer.echo(row["stack"].rstrip("\n"))
 
 
 @app.command()

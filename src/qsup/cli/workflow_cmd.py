@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from qsup import workflow_store
+from qsup import probes, workflow_store
 from qsup.cli.common import (
     ConfigFile,
     DatabaseUrl,
@@ -80,9 +80,10 @@ def show(
         depth = s["path"].count(".") - (1 if undo else 0)
         name = f"{'  ' * depth}{s['path']} {s['name']}{undo}"
         duration = f"{s['duration']:.3f} s" if s["duration"] is not None else ""
-        rows.append((name, short_id(s["task_id"]), s["state"], duration,
+        progress = probes.progress_line(s["progress"])  # each step shows its own
+        rows.append((name, short_id(s["task_id"]), s["state"], duration, progress,
                      _last_line(s["error_message"])))  # fmt: skip
-    print_table(("step", "task", "state", "duration", "error"), rows)
+    print_table(("step", "task", "state", "duration", "progress", "error"), rows)
 
 
 @app.command()

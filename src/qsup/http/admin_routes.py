@@ -16,13 +16,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qsup import admin, flow, flow_store, log
+from qsup import admin, flow, flow_store, log, probes
 from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.http import store
 from qsup.http.auth import authorize
 from qsup.http.backend import Backend
 from qsup.http.common import JSON, bad, json_body, typed_task_id
 from qsup.states import STATES
+
+STACK_WAIT = 2.0  # seconds to wait for the worker's answer
 
 
 def _refused(exc: Exception) -> HTTPException:
@@ -52,6 +54,18 @@ def retry_task(request: Request) -> Response:
     if not count:
         raise HTTPException(409, f"task {task_id} is not failed or cancelled")
     return JSON({"retried": count, "id": task_id})
+
+
+def task_stack(request: Request) -> Response:
+    """The live stack of the worker running the task (409: not running; 504: no answer)."""
+    with _existing_task(request) as (backend, conn, task_id):
+        try:
+            row = probes.inspect(conn, task_id, backend.config.wake_channel, wait=STACK_WAIT)
+        except probes.TaskNotRunning as exc:
+            raise HTTPException(409, str(exc)) from None
+    if row is None:
+        raise HTTPException(504, f"the server of task {task_id} did not answer in {STACK_WAIT:g} s")
+    return JSON({"id": task_id, "stack": row["stack"], **probes.running_figures(row)})
 
 
 def cancel_task(request: Request) -> Response:

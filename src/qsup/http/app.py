@@ -75,6 +75,7 @@ ROUTE_TABLE = (
     Api(f"{TASK}/logs", routes.task_logs, {"get": openapi.TASK_LOGS}),
     Api(f"{TASK}/retry", admin_routes.retry_task, {"post": openapi.RETRY}),
     Api(f"{TASK}/cancel", admin_routes.cancel_task, {"post": openapi.CANCEL}),
+    Api(f"{TASK}/stack", admin_routes.task_stack, {"get": openapi.STACK}),
     Api("/api/workflows/{workflow_id}", workflow_routes.get_workflow, {"get": openapi.WORKFLOW}),
     Api(
         "/api/workflows/{workflow_id}/cancel",

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qsup import flow_store, repo
+from qsup import flow_store, probes, repo
 from qsup.flow import parse_rate
 from qsup.http import store
 
@@ -172,6 +172,7 @@ class QueueCollector(Collector):
             waiting = store.oldest_due(conn)
             timings = store.recent_timings(conn, WINDOW, MAX_ROWS)
             flow = flow_store.usage_report(conn)
+            stranded = probes.stranded_work(conn, cfg.stranded_after, cfg.server_timeout)
         tasks = GaugeMetricFamily(
             "qsup_tasks", "Tasks by state and queue", labels=["state", "queue"]
         )
@@ -199,6 +200,7 @@ class QueueCollector(Collector):
         yield from server_counters(servers)
         yield from self._timings(timings)
         yield from flow_gauges(flow)
+        yield from stranded_gauges(stranded)
 
     @staticmethod
     def _timings(timings: list[store.Timing]) -> Iterator[Metric]:
@@ -285,6 +287,25 @@ def flow_gauges(report: list[dict[str, Any]]) -> Iterator[Metric]:
         if row["rate"]:
             started.add_metric([queue], float(row["started_in_window"]))
     yield from (paused, limit, running, started, differ)
+
+
+def stranded_gauges(stranded: probes.Stranded) -> Iterator[Metric]:
+    """Due work no live server will run (see ``probes.stranded_work``)."""
+    queues = GaugeMetricFamily(
+        "qsup_queue_stranded_tasks",
+        "Tasks due longer than QUEUE_STRANDED_AFTER in a queue no live server serves",
+        labels=["queue"],
+    )
+    for queue, n in stranded.queues.items():
+        queues.add_metric([queue], float(n))
+    stalled = GaugeMetricFamily(
+        "qsup_server_stalled",
+        "1 for a live server with idle workers while due work it serves waits too long",
+        labels=["server"],
+    )
+    for name in stranded.stalled:
+        stalled.add_metric([name], 1.0)
+    yield from (queues, stalled)
 
 
 def make_registry(backend: Backend) -> CollectorRegistry:

@@ -271,6 +271,13 @@ OPENAPI = _get("This document", OBJ)
 CLEAR = _post("Delete tasks (by states and queue)", [], body=True)
 RETRY = _post("Retry a failed or cancelled task", [TASK_ID])
 CANCEL = _post("Cancel a task", [TASK_ID])
+STACK: Operation = {
+    "summary": "The live Python stack of the worker running a task (async: its coroutine"
+    " chain), with its CPU, RSS and run time so far; 409 when it is not running",
+    "parameters": [TASK_ID],
+    "responses": {"200": _json(OBJ), **SECURED["responses"], "504": ERROR},
+    "security": SECURED["security"],
+}
 PAUSE = _post("Pause a schedule", [SCHEDULE_NAME])
 RESUME = _post("Resume a schedule", [SCHEDULE_NAME])
 RUN = _post("Run a schedule now", [SCHEDULE_NAME])
@@ -315,6 +322,24 @@ def document(paths: dict[str, dict[str, Operation]]) -> dict[str, Any]:
                         "headers": {"type": ["object", "null"]},
                         "concurrency_key": {"type": ["string", "null"]},
                         "workflow_id": {"type": ["string", "null"], "format": "uuid"},
+                        "progress": {  # the task's latest current_task.progress()
+                            "type": ["object", "null"],
+                            "properties": {
+                                "fraction": {"type": ["number", "null"]},
+                                "message": {"type": ["string", "null"]},
+                                "data": {"type": "object"},
+                                "at": {"type": "number"},
+                            },
+                        },
+                        "running_now": {  # while it runs: its worker's last answer
+                            "type": ["object", "null"],
+                            "properties": {
+                                "cpu_seconds": {"type": "number"},
+                                "rss_bytes": {"type": "integer"},
+                                "running_seconds": {"type": "number"},
+                                "sampled_at": {"type": "string", "format": "date-time"},
+                            },
+                        },
                     },
                 },
             },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qsup import flow_store, repo
+from qsup import flow_store, probes, repo
 from qsup.admin import list_schedules, queue_stats
 from qsup.db.connect import one_line
 from qsup.errors import QsupError
@@ -66,25 +67,25 @@ def livez(request: Request) -> Response:
 
 
 def health_queue(request: Request) -> Response:
-    """Seed semantics: healthy / degraded (tasks_stuck) with 200, unhealthy with 503."""
+    """Seed semantics: healthy / degraded (tasks_stuck, stranded_work) with 200, unhealthy
+    with 503. Stranded work: due tasks no live server will run (``stranded``: queues no live
+    server serves; ``stalled``: servers with idle workers that leave them waiting)."""
     backend = backend_of(request)
+    cfg = backend.config
     try:
         with backend.connection(timeout=HEALTH_TIMEOUT) as conn:
-            health = store.health(conn, backend.config.server_timeout, backend.config.task_timeout)
+            health = store.health(conn, cfg.server_timeout, cfg.task_timeout)
+            stranded = probes.stranded_work(conn, cfg.stranded_after, cfg.server_timeout)
     except Exception as exc:  # noqa: BLE001 - any database failure is "unhealthy"
         return JSON({"status": "unhealthy", "error": one_line(exc, type(exc).__name__)}, 503)
     if health.servers == 0:
         return JSON({"status": "unhealthy", "reason": "no_active_workers"}, status_code=503)
+    body: dict[str, Any] = {"status": "healthy", "workers": health.workers}
+    if stranded:
+        body.update(status="degraded", reason="stranded_work", **stranded.as_json())
     if health.stuck > STUCK_LIMIT:
-        return JSON(
-            {
-                "status": "degraded",
-                "reason": "tasks_stuck",
-                "stuck_tasks": health.stuck,
-                "workers": health.workers,
-            }
-        )
-    return JSON({"status": "healthy", "workers": health.workers})
+        body.update(status="degraded", reason="tasks_stuck", stuck_tasks=health.stuck)
+    return JSON(body)
 
 
 def list_tasks(request: Request) -> Response:
@@ -105,6 +106,10 @@ def get_task(request: Request) -> Response:
         task = store.get_task(conn, task_id)
         if task is None:
             raise HTTPException(404, f"no task {task_id}")
+        if task["state"] in probes.RUNNING:  # its last figures; fresh ones for the next look
+            task["running_now"] = probes.last_answer(conn, task_id)
+            with contextlib.suppress(*probes.CANNOT_ASK):
+                probes.request(conn, task_id, backend_of(request).config.wake_channel)
         task["children"] = store.task_children(conn, task_id)
         task["dependencies"] = store.task_dependencies(conn, task_id)
         task["dependents"] = store.task_dependents(conn, task_id)

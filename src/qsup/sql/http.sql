@@ -4,7 +4,7 @@
 -- name: http_list_tasks
 -- One page of tasks, newest first, filtered; the cursor is the (date_enqueued, id) of the last row seen.
 SELECT id, name, state, queue, priority, parent_task, attempts, max_retries, date_enqueued,
-       date_started, date_done, scheduled_at, error_message
+       date_started, date_done, scheduled_at, error_message, progress
 FROM queued_tasks
 WHERE (%(state)s::text IS NULL OR state = %(state)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
@@ -21,7 +21,7 @@ SELECT id, name, state, queue, priority, parent_task, args, kwargs, context, res
        error_message, attempts, max_retries, timeout, unique_key, date_enqueued, date_started,
        date_done, scheduled_at, server_id, worker_pid, cancel_requested, cpu_seconds,
        peak_memory_bytes, memory_growth_bytes, crashes, crash_causes, headers, concurrency_key,
-       workflow_id
+       workflow_id, progress
 FROM queued_tasks WHERE id = %(id)s
 
 -- name: http_task_children

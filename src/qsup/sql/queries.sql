@@ -267,12 +267,15 @@ INSERT INTO queued_task_logs (queued_task_id, type, message, date_created)
 SELECT * FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(messages)s::text[],
                      %(dates)s::timestamptz[])
 
--- name: save_contexts
--- Persist task contexts written by running tasks (by primary-key probe: see complete_batch).
-UPDATE queued_tasks t SET context = v.context
+-- name: save_reports
+-- Persist what running tasks reported: contexts they saved, their latest progress (a NULL
+-- leaves the column as it was). By primary-key probe: see complete_batch.
+UPDATE queued_tasks t
+SET context = coalesce(v.context, t.context), progress = coalesce(v.progress, t.progress)
 FROM (
-    SELECT v.context, task.ctid AS tid
-    FROM unnest(%(ids)s::uuid[], %(contexts)s::jsonb[]) AS v (id, context),
+    SELECT v.context, v.progress, task.ctid AS tid
+    FROM unnest(%(ids)s::uuid[], %(contexts)s::jsonb[], %(progress)s::jsonb[])
+        AS v (id, context, progress),
     LATERAL (SELECT ctid FROM queued_tasks q WHERE q.id = v.id OFFSET 0) AS task
 ) AS v
 WHERE t.ctid = v.tid
@@ -336,8 +339,9 @@ RETURNING id, server_name
 -- it dead), declare dead the servers silent longer than %(timeout)s seconds (when
 -- %(may_declare)s), and report what the beat must act on: whether this server was still marked
 -- running, the servers just declared dead, whether tasks of dead servers await rescue, the
--- tasks an operator asked to cancel, and whether a task of our queues is due (the safety net
--- in case a NOTIFY was missed).
+-- tasks an operator asked to cancel, whether a task of our queues is due (the safety net in
+-- case a NOTIFY was missed), and our tasks an operator asked to inspect and got no answer yet
+-- (queued_task_probes: a row per task looked at in the last hour).
 WITH old AS (
     SELECT id, is_running FROM queued_task_workers WHERE id = %(server_id)s FOR UPDATE
 ), beat AS (
@@ -369,7 +373,12 @@ SELECT (SELECT is_running FROM beat),
         WHERE server_id = %(server_id)s AND cancel_requested AND state IN ('picked_up', 'running')),
        EXISTS (SELECT 1 FROM queued_tasks
                WHERE claimable = 1 AND scheduled_at <= now()
-                 AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[])))
+                 AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s::text[]))),
+       (SELECT coalesce(array_agg(p.task_id::text), '{}') FROM queued_task_probes p
+        JOIN queued_tasks t ON t.id = p.task_id
+        WHERE (p.answered_at IS NULL OR p.answered_at < p.requested_at)
+          AND t.server_id = %(server_id)s
+          AND t.state IN ('picked_up', 'running'))
 
 -- name: stop_server
 -- Clean exit: the row stays for history, marked not running.
@@ -445,7 +454,7 @@ LISTEN {channel}
 SELECT id, name, state, parent_task, queue, priority, args, kwargs, date_enqueued, date_started,
        date_done, scheduled_at, attempts, max_retries, timeout, unique_key, context, result,
        error_message, server_id, worker_pid, cpu_seconds, peak_memory_bytes,
-       memory_growth_bytes, crashes, crash_causes, headers, concurrency_key
+       memory_growth_bytes, crashes, crash_causes, headers, concurrency_key, progress
 FROM queued_tasks WHERE id = %(id)s
 
 -- name: find_task_ids

@@ -186,7 +186,7 @@ FROM queued_workflows WHERE id = %(id)s
 -- A workflow's steps (compensations after the step they undo), with their task rows.
 SELECT s.task_id, s.path, s.terminal, s.compensates, t.name, t.state, t.queue, t.attempts,
        t.date_enqueued, t.date_started, t.date_done, t.error_message,
-       extract(epoch FROM t.date_done - t.date_started)::float8 AS duration
+       extract(epoch FROM t.date_done - t.date_started)::float8 AS duration, t.progress
 FROM queued_workflow_steps s,
 LATERAL (SELECT * FROM queued_tasks q WHERE q.id = s.task_id OFFSET 0) AS t  -- by primary key
 WHERE s.workflow_id = %(id)s

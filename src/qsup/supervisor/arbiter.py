@@ -44,6 +44,7 @@ from qsup.supervisor.link import Link
 from qsup.supervisor.liveness import OwnLock, fence
 from qsup.supervisor.pool import Worker
 from qsup.supervisor.signals import SignalPipe
+from qsup.supervisor.watchdog import PassWatch
 from qsup.supervisor.writer import SHUTDOWN_WAIT, Writer
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class Arbiter:
         self.avg_task_seconds: float | None = None  # sizes the hand-off batches
         self.drain_deadline: float | None = None
         self.signals: SignalPipe | None = None
+        self.watch = PassWatch(lambda: self.config.stranded_after, self.link, self.writer.busy)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -119,6 +121,7 @@ class Arbiter:
         self.signals = SignalPipe()
         self.selector.register(self.signals.read_fd, selectors.EVENT_READ, "signals")
         self.intake.listen()
+        self.watch.start()
         logger.info(
             "supervisor {} started (server id {}, workers {}..{}, queues {})",
             os.getpid(),
@@ -139,7 +142,10 @@ class Arbiter:
         return 0
 
     def _pass(self) -> None:
-        for key, _ in self.selector.select(self._timeout()):
+        self.watch.busy = False  # waiting is no stall
+        events = self.selector.select(self._timeout())
+        self.watch.started, self.watch.busy = time.monotonic(), True
+        for key, _ in events:
             if key.data == "signals":
                 self._handle_signals()
             elif key.data == "listen":
@@ -189,6 +195,7 @@ class Arbiter:
         return max(0.0, min(deadlines) - now)
 
     def _close(self) -> None:
+        self.watch.busy = False  # the waits of a shutdown are no stall
         self.ledger.release_buffer(time.monotonic())
         give_up = time.monotonic() + SHUTDOWN_WAIT
         while self.ledger.writing is not None and time.monotonic() < give_up:  # let it end
@@ -284,6 +291,8 @@ class Arbiter:
             self.ledger.give_back(given_back, self.state == "running", now)
         elif isinstance(msg, protocol.Log):
             self.ledger.outbox.log(msg.task_id, msg.type, msg.message, now, msg.at)
+        elif isinstance(msg, protocol.Progress | protocol.Inspected):
+            self.ledger.outbox.reported(msg, now)
         elif isinstance(msg, protocol.SaveContext):
             self.ledger.outbox.save_context(msg.task_id, msg.context, now)
         elif isinstance(msg, protocol.Enqueue):
@@ -381,8 +390,8 @@ class Arbiter:
             self.intake.wake()
 
     def _chores(self, now: float) -> None:
-        if self.intake.cancel_hint:  # someone asked to cancel a running task: look now
-            self.intake.cancel_hint = False
+        if self.intake.operator_hint:  # a running task to cancel or inspect: look now
+            self.intake.operator_hint = False
             self.housekeeper.beat_now()
         busy = sum(map(self.crew.busy, self.crew.workers.values()))
         chores = self.housekeeper.run(
@@ -398,3 +407,7 @@ class Arbiter:
             fence(self.ledger, self.crew, now, declared_dead=True)
         if chores.cancel:
             handoff.cancel(self.ledger, self.crew, chores.cancel, now)
+        if chores.stalled:
+            self.intake.restart()
+        if chores.inspect:
+            handoff.inspect(self.ledger, self.crew, chores.inspect, now)

@@ -96,7 +96,7 @@ class Crew:
         self.boot_failures = 0
 
     def send(self, worker: Worker, message: object) -> None:
-        """Stop or Drop: losing one to a worker that just died is harmless."""
+        """Stop, Drop or Inspect: losing one to a worker that just died is harmless."""
         try:
             worker.conn.send_bytes(protocol.encode(message))
         except OSError:

@@ -47,6 +47,18 @@ def recall(ledger: Ledger, crew: Crew) -> None:
             crew.send(worker, protocol.Drop(queued))
 
 
+def inspect(ledger: Ledger, crew: Crew, task_ids: set[Any], now: float) -> None:
+    """Ask the workers running these tasks what they are doing (answered on their reporter's
+    thread, without stopping the task); a task no worker of ours runs is answered here."""
+    unheld = set(task_ids)
+    for worker in crew.workers.values():
+        for task_id in task_ids & ledger.held_by(worker.pid):
+            crew.send(worker, protocol.Inspect(task_id))
+            unheld.discard(task_id)
+    for task_id in unheld:
+        ledger.outbox.reported(protocol.Inspected(task_id, None), now)
+
+
 def cancel(ledger: Ledger, crew: Crew, task_ids: set[Any], now: float) -> None:
     """Stop tasks an operator cancelled: drop them from the buffer and from workers' queues,
     or kill the worker running one."""

@@ -12,6 +12,7 @@ from qsup.settings import Config
 from qsup.supervisor.link import Link
 from qsup.supervisor.liveness import LockWatch
 from qsup.supervisor.maintenance import Chores, Cron, Heartbeat, Pruner, Rescuer, Round, Service
+from qsup.supervisor.watchdog import StrandedWatch
 
 SHOW_WITHIN = 1.0  # seconds: a change of the server's row (workers, totals) is written this soon
 
@@ -27,7 +28,7 @@ class Housekeeper:
         self.cron = Cron(schedules)
         # the heartbeat and the rescuer also run while draining: the row stays fresh
         self.always: tuple[Service, ...] = (self.heartbeat, LockWatch(rescuer), rescuer)
-        self.running_only: tuple[Service, ...] = (Pruner(), self.cron)
+        self.running_only: tuple[Service, ...] = (Pruner(), self.cron, StrandedWatch())
         self.shown: tuple[int, int, int] | None = None  # (max, workers, tasks) of the last beat
 
     def reload(self, schedules: Sequence[scheduler.Schedule]) -> None:

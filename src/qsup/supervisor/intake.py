@@ -36,7 +36,7 @@ class Intake:
         self.listen_fd: int | None = None
         self.backlog = True
         self.due_check = False  # the last claim was not full: look for delayed tasks
-        self.cancel_hint = False  # an operator asked to cancel a running task somewhere
+        self.operator_hint = False  # an operator asked to cancel or inspect a running task
         self.next_poll = 0.0
         self.next_listen_at = 0.0
         self.gate = Gate(config)  # paused and limited queues
@@ -73,6 +73,20 @@ class Intake:
             self.listen()  # also when the database is away: it retries at the next claim
         self.backlog = True  # the queues taken may have changed too
 
+    def restart(self) -> None:
+        """Claims made no progress while work of our queues is due: LISTEN on a new
+        connection, read the pauses and limits again, and claim at once."""
+        log.event("claim_stalled").warning(
+            "this server has idle workers, yet tasks of its queues have been due for more than"
+            " {:g} s: listening again and claiming afresh",
+            self.config.stranded_after,
+        )
+        self.close()
+        self.listen()
+        self.gate.changed()
+        self.wake()
+        self.next_poll = 0.0
+
     def listen(self) -> None:
         if not self.notify:
             return
@@ -89,8 +103,8 @@ class Intake:
         try:
             payloads = self.listener.drain()
             for payload in payloads:
-                if payload == repo.CANCEL_PAYLOAD:
-                    self.cancel_hint = True
+                if payload in (repo.CANCEL_PAYLOAD, repo.INSPECT_PAYLOAD):
+                    self.operator_hint = True
                 elif payload == FLOW_PAYLOAD:
                     self.gate.changed()  # read at the next pass, which may claim more
                     self.backlog = True

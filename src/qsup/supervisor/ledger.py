@@ -41,6 +41,10 @@ class Ledger:
         running = self._running.get(pid)
         return running[0] if running else None
 
+    def held_by(self, pid: int) -> set[TaskId]:
+        """The tasks assigned to a worker and not finished."""
+        return set(self._jobs.get(pid, ()))
+
     def next_job(self, pid: int) -> TaskId | None:
         """The job a worker runs next: the first it holds."""
         return next(iter(self._jobs.get(pid, ())), None)

@@ -30,8 +30,10 @@ class Chores:
     """What the arbiter must act on after a round of maintenance."""
 
     cancel: set[TaskId] = field(default_factory=set)
+    inspect: set[TaskId] = field(default_factory=set)  # operators look inside these tasks
     new_work: bool = False
     declared_dead: bool = False
+    stalled: bool = False  # due work of our queues waits while our workers idle
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Heartbeat:
         if beat.orphans:
             self.rescuer.pending = True
         r.chores.cancel.update(beat.cancel)
+        r.chores.inspect.update(beat.inspect)
         r.chores.new_work |= beat.due
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from qsup import log, repo
 from qsup.accounting import NO_USAGE, Usage
-from qsup.protocol import Finished, TaskId
+from qsup.protocol import Finished, Inspected, Progress, TaskId
 from qsup.workflow import NewWorkflow
 
 FLUSH_AFTER = 0.02  # seconds an outcome may wait for company
@@ -47,6 +47,8 @@ class Outbox:
     handed_on: list[TaskId] = field(default_factory=list)  # took over an ended task's slot
     logs: list[tuple[TaskId, str, str, datetime]] = field(default_factory=list)
     contexts: dict[TaskId, str] = field(default_factory=dict)
+    progress: dict[TaskId, str] = field(default_factory=dict)  # the latest of each task, JSON
+    probes: dict[TaskId, Inspected] = field(default_factory=dict)  # answers to operators
     enqueues: list[repo.NewTask | NewWorkflow] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)  # shared with the arbiter
     since: float | None = None  # monotonic time of the oldest pending entry but starts
@@ -66,7 +68,7 @@ class Outbox:
             ids.update(row[0] for row in rows)
         return ids
 
-    def _touch(self, now: float) -> None:
+    def touch(self, now: float) -> None:
         if self.since is None:
             self.since = now
 
@@ -81,7 +83,7 @@ class Outbox:
         row = (msg.task_id, msg.result, msg.started, msg.done, pid, msg.cpu, msg.peak, msg.growth)
         self.completed.append(row)
         self.counters["completed"] += 1
-        self._touch(now)
+        self.touch(now)
 
     def retry(
         self,
@@ -96,7 +98,7 @@ class Outbox:
         self.running.pop(task_id, None)
         self.retries.append((task_id, delay, error, crash, usage))
         self.counters["retried"] += 1
-        self._touch(now)
+        self.touch(now)
 
     def fail(
         self,
@@ -113,14 +115,14 @@ class Outbox:
         started_at = timestamp(started) if started else None
         self.failures.append((task_id, error, started_at, crash, usage, pid))
         self.counters["failed"] += 1
-        self._touch(now)
+        self.touch(now)
 
     def release(self, task_ids: list[TaskId], now: float) -> None:
         """Give tasks back to the queue without using an attempt."""
         for task_id in task_ids:
             self.running.pop(task_id, None)
         self.releases.extend(task_ids)
-        self._touch(now)
+        self.touch(now)
 
     def cancel(self, task_ids: list[TaskId], now: float, what: str = UNSTARTED) -> None:
         """Tasks stopped on an operator's request; ``what``: when (unstarted, or running)."""
@@ -134,21 +136,29 @@ class Outbox:
         """A task taken ahead now holds the slot of one whose outcome is in this outbox (so
         both are written in one transaction)."""
         self.handed_on.append(task_id)
-        self._touch(now)
+        self.touch(now)
 
     def log(
         self, task_id: TaskId, kind: str, message: str, now: float, at: float | None = None
     ) -> None:
         self.logs.append((task_id, kind, message, timestamp(at) if at else datetime.now(UTC)))
-        self._touch(now)
+        self.touch(now)
 
     def save_context(self, task_id: TaskId, context: str, now: float) -> None:
         self.contexts[task_id] = context
-        self._touch(now)
+        self.touch(now)
+
+    def reported(self, report: Progress | Inspected, now: float) -> None:
+        """A task's progress (the latest is enough), or a worker's answer to an operator."""
+        if isinstance(report, Progress):
+            self.progress[report.task_id] = report.progress
+        else:
+            self.probes[report.task_id] = report
+        self.touch(now)
 
     def enqueue(self, task: repo.NewTask | NewWorkflow, now: float) -> None:
         self.enqueues.append(task)
-        self._touch(now)
+        self.touch(now)
 
     # --- timing and merging ---------------------------------------------------------------
 

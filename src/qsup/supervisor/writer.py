@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from loguru import logger
 
-from qsup import flow_store, repo, workflow_store
+from qsup import flow_store, probes, repo, workflow_store
 from qsup.accounting import NO_USAGE
 from qsup.supervisor.link import Link
 from qsup.supervisor.outbox import Outbox, timestamp
@@ -122,8 +122,10 @@ def flush(conn: Any, outbox: Outbox, server_id: int, channel: str | None) -> Non
                 workflow_store.insert_from_task(conn, task, channel)
             else:
                 repo.insert_task(conn, task, channel)
-        if outbox.contexts:
-            repo.save_contexts(conn, list(outbox.contexts.items()))
+        if outbox.contexts or outbox.progress:
+            repo.save_reports(conn, outbox.contexts, outbox.progress)
+        if outbox.probes:
+            probes.answer_probes(conn, list(outbox.probes.values()))
         if outbox.running:
             starts = [(i, timestamp(at), pid) for i, (at, pid) in outbox.running.items()]
             repo.mark_running(conn, server_id, starts)

@@ -3,13 +3,15 @@
 The main thread reads the pipe between jobs. While a job runs, the reporter's thread reads it
 too (``read_waiting``), so a ``Drop`` is answered at once: a job queued behind a long one can be
 cancelled, or called back by the supervisor for a worker that idles, without waiting for the long
-one to end. Every read and every change of the queue happens under one lock.
+one to end; and an ``Inspect`` is answered while the job runs. Every read and every change of
+the queue happens under one lock.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -18,8 +20,9 @@ from qsup import context, protocol
 
 
 class Mailbox:
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, inspect: Callable[[protocol.TaskId], None]) -> None:
         self._conn = conn
+        self._inspect = inspect
         self._waiting = protocol.waiting(conn.fileno())
         self._lock = threading.Lock()
         self._jobs: deque[protocol.Job] = deque()
@@ -71,5 +74,7 @@ class Mailbox:
             context.send(protocol.Released(tuple(job.id for job in dropped)))
         elif isinstance(message, protocol.Assign):
             self._jobs.extend(message.jobs)
+        elif isinstance(message, protocol.Inspect):
+            self._inspect(message.task_id)
         else:  # a supervisor of another version: say so rather than guess
             logger.warning("worker ignored an unknown message from the supervisor: {!r}", message)

@@ -72,8 +72,13 @@ def worker_main(conn: Any, slot: int, parent_pid: int, config: Config) -> None:
 def _serve(conn: Any, slot: int, runner: Runner) -> None:
     """Run jobs in the order received. A ``Started`` is sent only after waiting idle: when
     jobs follow each other, each result tells the supervisor the next one began."""
-    mailbox = Mailbox(conn)
-    reporter = Reporter(on_tick=mailbox.read_waiting)
+    mailbox = Mailbox(conn, runner.inspect)
+
+    def tick() -> None:
+        mailbox.read_waiting()
+        context.send_held_progress()
+
+    reporter = Reporter(on_tick=tick)
     title = ""
     while True:
         announce = not mailbox

@@ -45,6 +45,10 @@ class Meter:
         resident = int(fields[1])
         return resident, resident - int(fields[2])
 
+    def resident(self) -> int:
+        """The worker's resident memory now, bytes (``pread``: safe from any thread)."""
+        return self._pages()[0] * _PAGE
+
     start = staticmethod(time.process_time)  # CPU seconds so far (user + system), for stop()
 
     def stop(self, cpu_before: float, seconds: float) -> tuple[float, int, int]:

@@ -21,6 +21,7 @@ from qsup.errors import NonRetryableError, Retry, TaskDefinitionError, TaskTimeo
 from qsup.settings import Config
 from qsup.worker.hooked import Hooked
 from qsup.worker.meter import Meter
+from qsup.worker.probe import Running, answer
 from qsup.workflow_values import INPUTS_KEY, step_arguments
 
 
@@ -100,6 +101,7 @@ class Runner:
         self.meter = Meter()
         self.max_result_bytes = config.max_result_bytes
         context.configure(config)
+        self.running: Running | None = None  # read by the reporter's thread (Inspect)
         self.hooks: Hooked | None = None  # with no middleware, no layer is added
         self.function: Callable[[str], tuple[Callable[..., Any], bool]] = _function
         if (chain := middleware.chain(config)).in_worker:
@@ -110,6 +112,7 @@ class Runner:
         started, cpu = time.time(), self.meter.start()
         args, kwargs, ctx = _decode(job.args), _decode(job.kwargs), _decode(job.context)
         context.enter(job, ctx if isinstance(ctx, dict) else {})
+        self.running = (job.id, started, cpu)
         if log.debug_events:  # here: the supervisor does not see each start of a batch
             log.event("started", job.id).debug("task {} started", job.name)
         try:
@@ -118,6 +121,7 @@ class Runner:
             else:
                 end = self.hooks.run(self._call, job, args, kwargs)
         finally:
+            self.running = None
             saved = context.snapshot_context()
             context.leave()
         if saved is not None:
@@ -137,6 +141,10 @@ class Runner:
             peak,
             growth,
         )
+
+    def inspect(self, task_id: protocol.TaskId) -> None:
+        """Answer an operator's ``Inspect`` (from the reporter's thread, or between jobs)."""
+        context.send(answer(task_id, self.running, self.loop, self.meter, _RUNNER_DIRS))
 
     def _call(self, job: protocol.Job, args: Any, kwargs: Any) -> _End:
         try:

@@ -190,11 +190,29 @@ function idCell(id) {
   return td;
 }
 
+function progressNode(p) {
+  // A bar for the fraction (when given) and the message: what the task last reported.
+  const span = el("span", null, "progress");
+  if (!p) return span;
+  if (p.fraction !== null && p.fraction !== undefined) {
+    const bar = el("progress");
+    bar.max = 1;
+    bar.value = p.fraction;
+    bar.title = Math.round(p.fraction * 100) + "%";
+    span.appendChild(bar);
+  }
+  const data = p.data && Object.keys(p.data).length ? " " + JSON.stringify(p.data) : "";
+  span.appendChild(el("span", (p.message || "") + data));
+  return span;
+}
+
 function taskRow(t) {
   const error = el("td", lastLine(t.error_message), "err");
   if (t.error_message) error.title = t.error_message;
+  const progress = el("td");
+  progress.appendChild(progressNode(t.progress));
   const tr = row([idCell(t.id), t.name, t.state, t.queue, t.attempts, when(t.date_enqueued),
-    error], t.id === selected ? "task selected" : "task");
+    progress, error], t.id === selected ? "task selected" : "task");
   tr.dataset.id = t.id;
   tr.children[2].className = "state-" + t.state;
   tr.addEventListener("click", () => openTask(t.id));
@@ -241,6 +259,7 @@ function renderWorkflow(wf) {
     const depth = s.path.split(".").length - 1 - (undo ? 1 : 0);
     const li = el("li", "\u00a0".repeat(2 * depth) + s.path + "  " + s.name + undo + "  [" + s.state + "]",
       s.task_id === selected ? "current" : "");
+    if (s.progress) li.appendChild(progressNode(s.progress));  // each step's own
     li.title = s.task_id + (s.error_message ? "\n" + lastLine(s.error_message) : "");
     li.addEventListener("click", () => openTask(s.task_id));
     list.appendChild(li);
@@ -253,6 +272,7 @@ function markSelected() {
 
 function openTask(id) {
   // The detail opens in a panel beside the list, where the click was, not below 50 rows.
+  if (selected !== id) $("d-stack").hidden = true;  // the stack shown was another task's
   selected = id;
   markSelected();
   refreshDetail().then(() => $("d-close").focus({ preventScroll: true }));
@@ -292,6 +312,16 @@ async function refreshDetail() {
     fields.appendChild(el("dt", key));
     fields.appendChild(el("dd", value));
   }
+  const now = body.running_now;  // its CPU, RSS and run time so far, from its worker
+  if (now) {
+    fields.appendChild(el("dt", "running for"));
+    fields.appendChild(el("dd", now.running_seconds.toFixed(1) + " s, CPU " + now.cpu_seconds.toFixed(3)
+      + " s, RSS " + (now.rss_bytes / 1048576).toFixed(1) + " MB"));
+  }
+  const progress = $("d-progress");
+  progress.hidden = !body.progress;
+  clear(progress);
+  if (body.progress) progress.appendChild(progressNode(body.progress));
   fields.appendChild(el("dt", "args"));
   fields.appendChild(el("dd", JSON.stringify(body.args) + " " + JSON.stringify(body.kwargs)));
   listItems($("d-deps"), body.dependencies);
@@ -312,6 +342,13 @@ async function action(kind) {
   const { status, body } = await post("api/tasks/" + encodeURIComponent(selected) + "/" + kind);
   $("d-msg").textContent = status === 200 ? kind + ": done" : kind + ": " + (body.error || status);
   refreshDetail();
+}
+
+async function showStack() {
+  if (!selected) return;
+  const { status, body } = await getJSON("api/tasks/" + encodeURIComponent(selected) + "/stack");
+  $("d-stack").hidden = false;
+  $("d-stack").textContent = status === 200 ? body.stack : "stack: " + (body.error || status);
 }
 
 async function cancelWorkflow() {
@@ -350,6 +387,7 @@ function init() {
   $("more").addEventListener("click", () => refreshTasks(true));
   $("d-retry").addEventListener("click", () => action("retry"));
   $("d-cancel").addEventListener("click", () => action("cancel"));
+  $("d-stack-button").addEventListener("click", showStack);
   $("d-wf-cancel").addEventListener("click", cancelWorkflow);
   $("d-close").addEventListener("click", closeTask);
   document.addEventListener("keydown", (event) => { if (event.key === "Escape" && selected) closeTask(); });
