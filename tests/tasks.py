@@ -174,3 +174,8 @@ def span(path: str, label: str, seconds: float) -> None:
 @task(queue="imports", concurrency_key=lambda tenant, rows: f"tenant:{tenant}")
 def import_rows(tenant: int, rows: int) -> int:
     return rows
+
+
+def spawn_foreign_child() -> str:
+    """Adds a child whose function lives outside the server's modules (``posix:getpid``)."""
+    return str(current_task.add_task(os.getpid).task_id)

@@ -46,7 +46,8 @@ def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def runner(*names: str) -> Runner:
-    _made.append(Runner(load_config({"middleware": list(names), "retry_backoff_base": 2.0})))
+    flags = {"middleware": list(names), "retry_backoff_base": 2.0, "imports": "tests"}
+    _made.append(Runner(load_config(flags)))
     return _made[-1]
 
 
