@@ -112,6 +112,17 @@ def test_a_task_that_cannot_be_imported_still_reaches_on_failure(recorded: Path)
     assert json.loads(recorded.read_text().splitlines()[-1])["exc"] == "TaskDefinitionError"
 
 
+def test_a_task_outside_the_servers_modules_reaches_on_failure_as_task_not_allowed(
+    recorded: Path,
+) -> None:
+    finished = runner(*RECORDING).run(job("os:system", '["true"]'))
+    assert finished.outcome == "fatal" and finished.error == (
+        "TaskNotAllowed: os:system is not in the server's modules (allowed_task_modules)"
+    )
+    assert hooks(recorded)[-2:] == ["on_failure:inner", "on_failure:outer"]
+    assert json.loads(recorded.read_text().splitlines()[-1])["exc"] == "TaskNotAllowed"
+
+
 def test_a_timeout_reaches_on_failure_as_task_timeout_sync_and_async(recorded: Path) -> None:
     r = runner(*RECORDING)
     sync = job("tests.hooks_support:sleep", "[5]", attempts=4)._replace(timeout=0.05)

@@ -13,7 +13,7 @@ from qsup.api import Queue
 from qsup.cli.common import ConfigFile, DatabaseUrl, Json, print_json, settings
 from qsup.cli.options import flag_values, setting_flags
 from qsup.encoding import import_task_modules, resolve_task
-from qsup.errors import ConfigError, TaskDefinitionError
+from qsup.errors import ConfigError, TaskDefinitionError, TaskNotAllowed
 from qsup.settings import Config
 
 
@@ -43,7 +43,7 @@ def _check_given(cfg: Config, path: str) -> None:
     import_task_modules(cfg)  # their @task functions count, as in the server
     refusal = server_gate(cfg).refusal(path)
     if refusal is not None:
-        raise ConfigError(f"enqueue: TaskNotAllowed: {refusal}")
+        raise ConfigError(f"enqueue: {TaskNotAllowed.__name__}: {refusal}")
 
 
 def _headers(pairs: list[str]) -> dict[str, str] | None:

@@ -21,7 +21,7 @@ from qsup.encoding import resolve_task, to_json
 from qsup.errors import NonRetryableError, Retry, TaskDefinitionError, TaskTimeout
 from qsup.settings import Config
 from qsup.trust import server_gate
-from qsup.worker.hooked import Hooked
+from qsup.worker.hooked import NOT_ALLOWED, Hooked
 from qsup.worker.meter import Meter
 from qsup.workflow_values import INPUTS_KEY, step_arguments
 
@@ -132,7 +132,7 @@ class Runner:
     def _call(self, job: protocol.Job, args: Any, kwargs: Any) -> _End:
         refusal = self.gate.refusal(job.name)  # before anything is imported
         if refusal is not None:
-            return _End("fatal", None, f"TaskNotAllowed: {refusal}")
+            return _End("fatal", None, f"{NOT_ALLOWED}{refusal}")
         try:
             fn, is_async = self.function(job.name)
             if args.__class__ is dict and INPUTS_KEY in args:  # a workflow step's input
