@@ -94,3 +94,15 @@ def test_a_child_runs_by_the_same_rule_as_its_parent(queue, conn, start_server):
     assert child["error_message"] == (
         "TaskNotAllowed: posix:getpid is not in the server's modules (allowed_task_modules)"
     )
+
+
+def test_the_package_of_the_app_is_given(queue, conn, start_server, tmp_path):
+    """``--app tests.fastapi_app:app`` and no --import: the app's package (``tests``) runs."""
+    from tests import workflow_tasks
+
+    start_server(
+        "--workers", "1", "--app", "tests.fastapi_app:app", http=True, wait_ready=False, imports=()
+    )
+    assert queue.add_task(workflow_tasks.square, 6).result(timeout=30) == 36
+    marker = tmp_path / "ran"
+    assert finished(conn, insert_shell_row(conn, marker))["error_message"] == REFUSAL

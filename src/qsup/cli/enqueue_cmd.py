@@ -35,11 +35,11 @@ def _task(path: str) -> Callable[..., Any]:
 
 def _check_given(cfg: Config, path: str) -> None:
     """Refuse, before importing it, a task the server's workers would refuse, when this
-    shell sees the server's configuration (its file, QUEUE_IMPORTS or --import)."""
+    shell sees what the server imports (its file, QUEUE_IMPORTS or --import) or its list."""
     from qsup.trust import server_gate
 
-    if not (cfg.imports or cfg.app or cfg.schedules or cfg.allowed_task_modules):
-        return  # nothing to go by: the workers decide
+    if not (cfg.imports or cfg.allowed_task_modules):
+        return  # nothing to go by (the server may have its --import): the workers decide
     import_task_modules(cfg)  # their @task functions count, as in the server
     refusal = server_gate(cfg).refusal(path)
     if refusal is not None:
