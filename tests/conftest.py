@@ -93,15 +93,21 @@ def queue(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 @pytest.fixture
 def start_server(db_url: str, tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start ``qsup serve --import tests.tasks`` (``--no-http`` unless ``http=True``) with extra
-    args and env, at DEBUG; every server is stopped after the test."""
+    """Start ``qsup serve --import tests.tasks --import tests.edge_tasks`` (``--no-http``
+    unless ``http=True``) with extra args and env, at DEBUG; every server is stopped after the
+    test."""
     started: list[Server] = []
 
     def start(
-        *args: str, env: dict[str, str] | None = None, wait_ready: bool = True, http: bool = False
+        *args: str,
+        env: dict[str, str] | None = None,
+        wait_ready: bool = True,
+        http: bool = False,
+        **options: Any,  # Server's keyword options (imports=...)
     ) -> Server:
         log = tmp_path / f"serve-{len(started)}.log"
-        server = Server(db_url, args, {"QSUP_LOG_LEVEL": "DEBUG", **(env or {})}, log, http=http)
+        env = {"QSUP_LOG_LEVEL": "DEBUG", **(env or {})}
+        server = Server(db_url, args, env, log, http=http, **options)
         started.append(server)
         if wait_ready:
             server.wait_ready()

@@ -67,7 +67,7 @@ class Server:
         log: Path,
         *,
         http: bool = False,
-        imports: Sequence[str] = ("tests.tasks",),
+        imports: Sequence[str] = ("tests.tasks", "tests.edge_tasks"),
         new_session: bool = False,
     ) -> None:
         self.log_path = log

@@ -219,3 +219,8 @@ def hold_memory(sign: str, release: str, megabytes: int) -> int:
         block[i] = 1
     deep_wait(sign, release)
     return len(block)
+
+
+def spawn_foreign_child() -> str:
+    """Adds a child whose function lives outside the server's modules (``posix:getpid``)."""
+    return str(current_task.add_task(os.getpid).task_id)

@@ -10,6 +10,7 @@ from qsup.errors import (
     Retry,
     TaskDefinitionError,
     TaskFailed,
+    TaskNotAllowed,
     TaskNotFound,
     TaskTimeout,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "TaskDefinitionError",
     "TaskFailed",
     "TaskFunction",
+    "TaskNotAllowed",
     "TaskNotFound",
     "TaskRef",
     "TaskTimeout",

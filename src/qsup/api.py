@@ -14,6 +14,7 @@ import psycopg
 from uuid_utils import uuid7
 
 from qsup import middleware, repo
+from qsup.binding import check_call
 from qsup.db.connect import (
     connect,
     describe_connection,
@@ -148,9 +149,12 @@ class Queue(AddsWorkflows):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: TaskOptions | None = None,
+        *,
+        input_first: bool = False,
     ) -> repo.NewTask:
         """Check and encode one call into a row; every refusal is a TaskDefinitionError.
-        ``options`` given: ``kwargs`` are all the function's, none is taken as an option."""
+        ``options`` given: ``kwargs`` are all the function's, none is taken as an option.
+        ``input_first``: a workflow step, given what it follows' result before ``args``."""
         if options is None and kwargs and any(key[:1] == "_" for key in kwargs):
             kwargs = dict(kwargs)
             options = TaskOptions.pop_from(kwargs)
@@ -162,6 +166,7 @@ class Queue(AddsWorkflows):
         else:
             settled = self._plain[fn] = settle(fn, options, self.config.max_retries)
         name, queue, priority, max_retries, timeout = settled
+        check_call(fn, name, args, kwargs, input_first)
         args_json, kwargs_json = encode_arguments(args, kwargs, self.config.max_args_bytes)
         parent, depends_on = (None, ()) if options is NO_OPTIONS else when_and_links(options)
         task_id = str(uuid7())  # time-ordered: claims and completions touch neighbouring pages

@@ -25,6 +25,11 @@ class TaskDefinitionError(QsupError, ValueError):
     """A task cannot be enqueued as given (lambda, closure, non-JSON argument, ...)."""
 
 
+class TaskNotAllowed(TaskDefinitionError):
+    """A task outside what its server was given (``allowed_task_modules``): refused by the
+    worker before its module is imported, never retried; what ``on_failure`` hooks get."""
+
+
 class TaskNotFound(QsupError, LookupError):
     """No task matches the id (or id prefix) given."""
 

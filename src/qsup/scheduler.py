@@ -183,6 +183,11 @@ def parse_schedule(
 _registry: dict[str, Schedule] = {}
 
 
+def registered_schedules() -> list[Schedule]:
+    """The schedules registered with :func:`schedule` by the modules imported so far."""
+    return list(_registry.values())
+
+
 def schedule(
     name: str,
     cron: str,
@@ -241,10 +246,11 @@ def validate_schedules(config: Config, check_tasks: bool = False) -> list[Schedu
 
 
 def _check_task(spec: Schedule, source: str) -> None:
+    from qsup.binding import check_call
     from qsup.encoding import resolve_task
 
     try:
-        resolve_task(spec.task)
+        check_call(resolve_task(spec.task), spec.task, spec.args, spec.kwargs)
     except Exception as exc:  # any error in user code at import time
         why = exc if isinstance(exc, TaskDefinitionError) else f"{type(exc).__name__}: {exc}"
         raise ConfigError(

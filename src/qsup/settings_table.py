@@ -234,7 +234,10 @@ class Config:
     allowed_task_modules: list[str] = setting(
         default_factory=list,
         env="QUEUE_ALLOWED_TASK_MODULES",
-        doc="If set, workers run only tasks from these modules (and their submodules)",
+        doc="Modules (and their submodules) whose functions workers run; empty: the server's"
+        " own (imports, the package of --app, the schedules' modules and the @task functions"
+        " they register); * runs any importable function. Others fail with TaskNotAllowed,"
+        " unimported",
     )
     worker_init: str | None = setting(
         None,

@@ -105,7 +105,12 @@ class Builder(Protocol):
     """What compiling needs of a Queue: one call checked and encoded into a row."""
 
     def build(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        input_first: bool = False,
     ) -> repo.NewTask: ...
 
 
@@ -163,7 +168,7 @@ class _Compiler:
         ids = tuple(i for member in members for i in member.ids)
         return _Up(ids, {kind: [member.value for member in members]}, node.allow_failures)
 
-    def row(self, item: Step, what: str) -> repo.NewTask:
+    def row(self, item: Step, what: str, input_first: bool = False) -> repo.NewTask:
         self.count += 1
         if self.count > self.max_steps:
             raise TaskDefinitionError(
@@ -172,14 +177,15 @@ class _Compiler:
             )
         if not isinstance(item, Step):
             raise TaskDefinitionError(f"{what} must be a step(...), got {item!r}")
-        return self.builder.build(item.fn, item.args, item.kwargs)
+        return self.builder.build(item.fn, item.args, item.kwargs, input_first=input_first)
 
     def step(self, item: Step, up: _Up | None, path: str) -> _Up:
-        new = self.row(item, "a workflow member")
+        value = up.value if item.takes_input and up is not None else None
+        new = self.row(item, "a workflow member", input_first=value is not None)
         ids = up.ids if up else ()
         inputs = None
-        if item.takes_input and up is not None and up.value is not None:
-            inputs = {"ids": sorted(set(input_ids(up.value))), "value": up.value}
+        if value is not None:
+            inputs = {"ids": sorted(set(input_ids(value))), "value": value}
         self.tasks.append(_task_doc(new, "waiting" if ids else "enqueued", inputs))
         tolerant = up.tolerant if up else False
         self.edges.extend({"task_id": new.id, "depends_on": i, "tolerant": tolerant} for i in ids)

@@ -56,7 +56,7 @@ def test_a_workflow_is_cancelled_from_a_steps_detail(
     expect = sync_api.expect
     wf = queue.add_workflow(
         chain(step(tasks.add, 1, 2), step(tasks.sleep_then_return, 60).ignore_result(),
-              step(tasks.add, 3).ignore_result())
+              step(tasks.add, 3, 4).ignore_result())
     )  # fmt: skip
     page.goto(server.url("/"))
     row = page.locator(f"#tasks tbody tr[data-id='{wf.task_ids[2]}']")

@@ -10,7 +10,10 @@ import pytest
 from tests.conftest import wait_for
 from tests.pgwire import StatementCounter
 
-YEARLY = '[[schedules]]\nname = "new-year"\ncron = "0 0 1 1 *"\ntask = "tests.tasks:add"\n'
+YEARLY = (
+    '[[schedules]]\nname = "new-year"\ncron = "0 0 1 1 *"\ntask = "tests.tasks:add"\n'
+    "args = [1, 2]\n"
+)
 WINDOW = 20.0
 
 

@@ -14,10 +14,11 @@ def _failed_with(conn, ref, text: str) -> None:
     assert text in task_row(conn, ref.task_id)["error_message"]
 
 
-def test_allow_list_refuses_other_modules_before_importing_them(queue, conn, start_server):
-    start_server("--workers", "1", env={"QUEUE_ALLOWED_TASK_MODULES": "examples"})
+def test_an_allow_list_names_the_modules_exactly(queue, conn, start_server):
+    """A list replaces the server's own modules: tests.tasks is imported, but not listed."""
+    start_server("--workers", "1", env={"QUEUE_ALLOWED_TASK_MODULES": "tests.edge_tasks"})
     ref = queue.add_task(tasks.add, 1, 2)
-    _failed_with(conn, ref, "not in allowed_task_modules")
+    _failed_with(conn, ref, "TaskNotAllowed: tests.tasks:add is not in the server's modules")
     assert task_row(conn, ref.task_id)["attempts"] == 1  # not retried
 
 

@@ -28,7 +28,7 @@ BAD_INPUT = [
         "--header: expected KEY=VALUE, got 'novalue'",
     ),
     (["enqueue", "json:dumps", "--header", "=v"], "--header: expected KEY=VALUE, got '=v'"),
-    (["enqueue", "json:dumps", "--concurrency-key", "k" * 256], "_concurrency_key must be at most"),
+    (["enqueue", "json:dumps", "1", "--concurrency-key", "k" * 256], "_concurrency_key must be at"),
     (["serve", "--workers", "0"], "max_workers: value 0 from flag --workers"),
     (["serve", "--min-workers", "-1"], "min_workers: value -1 from flag --min-workers"),
     (["serve", "--no-http", "--import", "nomod"], "imports: cannot import 'nomod' (flag --import)"),

@@ -56,6 +56,7 @@ BAD_CRON = """log_level = "INFO"
 name = "ok"
 cron = "* * * * *"
 task = "tests.tasks:add"
+args = [1, 2]
 
 [[schedules]]
 name = "bad"
@@ -70,7 +71,7 @@ def test_schedule_errors_cite_the_line_of_the_bad_key(tmp_path):
     for command in (["config", "check"], ["schedule", "list"], ["serve", "--no-http"]):
         result = run([*command, "--config", str(path)], "postgresql://127.0.0.1:1/x")
         assert result.returncode == 2, (command, result.stderr)
-        assert f"from file {path}:11: invalid cron" in one_line(result), command
+        assert f"from file {path}:12: invalid cron" in one_line(result), command
 
 
 def test_config_check_refuses_a_schedule_whose_task_cannot_be_imported(tmp_path):

@@ -228,7 +228,7 @@ def test_enqueue_rejects_bad_headers_and_keys(
 
 def test_enqueue_refuses_a_key_postgresql_cannot_store(client: TestClient) -> None:
     """A lone surrogate passes JSON but not UTF-8: a 400, not a server error."""
-    body = b'{"task": "tests.tasks:decorated", "concurrency_key": "a\\ud800"}'
+    body = b'{"task": "tests.tasks:decorated", "args": [1], "concurrency_key": "a\\ud800"}'
     json_type = {**AUTH, "Content-Type": "application/json"}
     response = client.post("/api/tasks", headers=json_type, content=body)
     assert response.status_code == 400, response.text

@@ -46,7 +46,8 @@ def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def runner(*names: str) -> Runner:
-    _made.append(Runner(load_config({"middleware": list(names), "retry_backoff_base": 2.0})))
+    flags = {"middleware": list(names), "retry_backoff_base": 2.0, "imports": "tests"}
+    _made.append(Runner(load_config(flags)))
     return _made[-1]
 
 
@@ -109,6 +110,17 @@ def test_a_task_that_cannot_be_imported_still_reaches_on_failure(recorded: Path)
         "on_failure:outer",
     ]
     assert json.loads(recorded.read_text().splitlines()[-1])["exc"] == "TaskDefinitionError"
+
+
+def test_a_task_outside_the_servers_modules_reaches_on_failure_as_task_not_allowed(
+    recorded: Path,
+) -> None:
+    finished = runner(*RECORDING).run(job("os:system", '["true"]'))
+    assert finished.outcome == "fatal" and finished.error == (
+        "TaskNotAllowed: os:system is not in the server's modules (allowed_task_modules)"
+    )
+    assert hooks(recorded)[-2:] == ["on_failure:inner", "on_failure:outer"]
+    assert json.loads(recorded.read_text().splitlines()[-1])["exc"] == "TaskNotAllowed"
 
 
 def test_a_timeout_reaches_on_failure_as_task_timeout_sync_and_async(recorded: Path) -> None:

@@ -45,7 +45,7 @@ def next_message(worker: pool.Worker, timeout: float, skip: tuple[type, ...] = (
 
 @pytest.fixture
 def worker():
-    spawned = pool.spawn(1, Config())
+    spawned = pool.spawn(1, Config(imports=["tests.tasks"]))
     try:
         assert isinstance(next_message(spawned, 10), protocol.Ready)
         yield spawned

@@ -25,7 +25,7 @@ def compiled(builder, node, **kw):
 
 def test_a_chain_is_a_line_of_edges_each_step_fed_by_the_one_before(builder):
     new, tasks, steps, edges = compiled(
-        builder, chain(step(wt.echo, 1), step(wt.echo).ignore_result(), step(wt.square))
+        builder, chain(step(wt.echo, 1), step(wt.echo, 2).ignore_result(), step(wt.square))
     )
     a, b, c = (t["id"] for t in tasks)
     assert [t["state"] for t in tasks] == ["enqueued", "waiting", "waiting"]
@@ -66,7 +66,9 @@ def test_compensations_and_a_parent_are_recorded(builder):
 
 
 def test_the_step_limit_counts_compensations(builder):
-    saga = chain(*(step(wt.echo, i).compensate(step(wt.echo, -i)) for i in range(3)))
+    saga = chain(
+        *(step(wt.echo, i).ignore_result().compensate(step(wt.echo, -i)) for i in range(3))
+    )
     with pytest.raises(TaskDefinitionError, match="more than 5 steps"):
         compiled(builder, saga, max_steps=5)
     assert len(compiled(builder, saga, max_steps=6)[1]) == 3

@@ -11,8 +11,10 @@ import typer
 
 from qsup.api import Queue
 from qsup.cli.common import ConfigFile, DatabaseUrl, Json, print_json, settings
-from qsup.encoding import resolve_task
-from qsup.errors import ConfigError, TaskDefinitionError
+from qsup.cli.options import flag_values, setting_flags
+from qsup.encoding import import_task_modules, resolve_task
+from qsup.errors import ConfigError, TaskDefinitionError, TaskNotAllowed
+from qsup.settings import Config
 
 
 def _parse(arg: str) -> Any:
@@ -31,6 +33,19 @@ def _task(path: str) -> Callable[..., Any]:
         raise ConfigError(f"enqueue: TASK {exc}") from None
 
 
+def _check_given(cfg: Config, path: str) -> None:
+    """Refuse, before importing it, a task the server's workers would refuse, when this
+    shell sees what the server imports (its file, QUEUE_IMPORTS or --import) or its list."""
+    from qsup.trust import server_gate
+
+    if not (cfg.imports or cfg.allowed_task_modules):
+        return  # nothing to go by (the server may have its --import): the workers decide
+    import_task_modules(cfg)  # their @task functions count, as in the server
+    refusal = server_gate(cfg).refusal(path)
+    if refusal is not None:
+        raise ConfigError(f"enqueue: {TaskNotAllowed.__name__}: {refusal}")
+
+
 def _headers(pairs: list[str]) -> dict[str, str] | None:
     """``--header KEY=VALUE`` pairs as the task's headers (a repeated key: the last wins)."""
     headers: dict[str, str] = {}
@@ -42,6 +57,7 @@ def _headers(pairs: list[str]) -> dict[str, str] | None:
     return headers or None
 
 
+@setting_flags("imports")
 def enqueue(
     task: Annotated[str, typer.Argument(help="Task path, module:function.")],
     args: Annotated[
@@ -76,6 +92,7 @@ def enqueue(
     json: Json = False,
     config: ConfigFile = None,
     database_url: DatabaseUrl = None,
+    **flags: Any,
 ) -> None:
     """Enqueue one task and print its id."""
     import os
@@ -93,7 +110,8 @@ def enqueue(
         "_headers": _headers(header or []),
         "_concurrency_key": concurrency_key,
     }
-    cfg = settings(config, database_url=database_url)
+    cfg = settings(config, database_url=database_url, **flag_values(flags))
+    _check_given(cfg, task)
     q = Queue(config=cfg)
     try:
         ref = q.add_task(

@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from qsup.errors import TaskDefinitionError, TaskTimeout
+from qsup.errors import TaskDefinitionError, TaskNotAllowed, TaskTimeout
 from qsup.middleware import Chain, Hook, call_hooks
 from qsup.protocol import Job
 from qsup.settings import Config
@@ -23,6 +23,7 @@ from qsup.supervisor import policy
 from qsup.task_view import Task
 
 Call = Callable[[Any, Any, Any], Any]  # (task, args, kwargs)
+NOT_ALLOWED = f"{TaskNotAllowed.__name__}: "  # how the runner words a refusal
 Function = tuple[Callable[..., Any], bool]
 
 
@@ -121,8 +122,9 @@ class Hooked:
         exc: BaseException | None = self.exc
         if end.outcome == "timeout" and not isinstance(exc, TaskTimeout):
             exc = TaskTimeout(end.error)  # an async task's timeout cancels it
-        elif exc is None:  # refused before or after the call (import, allow-list, result)
-            exc = TaskDefinitionError(end.error)
+        elif exc is None:  # refused before or after the call (allow-list, import, result)
+            refused = (end.error or "").startswith(NOT_ALLOWED)
+            exc = (TaskNotAllowed if refused else TaskDefinitionError)(end.error)
         self.exc = None
         if delay is None:
             call_hooks(self.failure, task, exc)

@@ -16,10 +16,12 @@ from typing import Any, NamedTuple
 
 import qsup
 from qsup import context, log, middleware, protocol
+from qsup.binding import check_call
 from qsup.encoding import resolve_task, to_json
 from qsup.errors import NonRetryableError, Retry, TaskDefinitionError, TaskTimeout
 from qsup.settings import Config
-from qsup.worker.hooked import Hooked
+from qsup.trust import server_gate
+from qsup.worker.hooked import NOT_ALLOWED, Hooked
 from qsup.worker.meter import Meter
 from qsup.worker.probe import Running, answer
 from qsup.workflow_values import INPUTS_KEY, step_arguments
@@ -97,7 +99,7 @@ class Runner:
     def __init__(self, config: Config) -> None:
         self.loop = asyncio.new_event_loop()
         signal.signal(signal.SIGALRM, _raise_timeout)
-        self.allowed = tuple(config.allowed_task_modules)
+        self.gate = server_gate(config)  # after worker_init: what it registered counts too
         self.meter = Meter()
         self.max_result_bytes = config.max_result_bytes
         context.configure(config)
@@ -147,8 +149,10 @@ class Runner:
         context.send(answer(task_id, self.running, self.loop, self.meter, _RUNNER_DIRS))
 
     def _call(self, job: protocol.Job, args: Any, kwargs: Any) -> _End:
+        refusal = self.gate.refusal(job.name)  # before anything is imported
+        if refusal is not None:
+            return _End("fatal", None, f"{NOT_ALLOWED}{refusal}")
         try:
-            self._check_allowed(job.name)
             fn, is_async = self.function(job.name)
             if args.__class__ is dict and INPUTS_KEY in args:  # a workflow step's input
                 args = step_arguments(args)
@@ -161,7 +165,7 @@ class Runner:
                 else:
                     value = _call_with_alarm(fn, args, kwargs, job.timeout)
             except TypeError:
-                _check_binding(fn, job.name, args, kwargs)  # the call itself did not fit?
+                check_call(fn, job.name, args, kwargs)  # the call itself did not fit?
                 raise
             return _End("ok", self._result_json(job.name, value))
         except (TimeoutError, TaskTimeout):
@@ -174,17 +178,6 @@ class Runner:
             return _End("fatal", None, _traceback(limit=-8))
         except Exception:
             return _End("error", None, _traceback())
-
-    def _check_allowed(self, name: str) -> None:
-        """Refuse, before importing anything, a task outside the allow-list."""
-        module = name.partition(":")[0]
-        if self.allowed and not any(
-            module == m or module.startswith(m + ".") for m in self.allowed
-        ):
-            raise TaskDefinitionError(
-                f"{name}: module {module!r} is not in allowed_task_modules"
-                " (QUEUE_ALLOWED_TASK_MODULES)"
-            )
 
     def _result_json(self, name: str, value: Any) -> str:
         if value is None:
@@ -206,25 +199,9 @@ def _decode(text: str) -> Any:
     return _EMPTY[text]() if text in _EMPTY else json.loads(text)
 
 
-@cache
-def _signature(fn: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(fn)
-
-
 def _check_shapes(name: str, args: Any, kwargs: Any) -> None:
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise TaskDefinitionError(
             f"malformed task row for {name}: args must be a JSON array and kwargs a JSON"
             f" object (got {type(args).__name__} and {type(kwargs).__name__})"
         )
-
-
-def _check_binding(
-    fn: Callable[..., Any], name: str, args: list[Any], kwargs: dict[str, Any]
-) -> None:
-    """After a TypeError: was it the arguments not fitting the signature (a definition error,
-    not worth a retry)? Checked only then, so a successful call never pays for it."""
-    try:
-        _signature(fn).bind(*args, **kwargs)
-    except TypeError as exc:
-        raise TaskDefinitionError(f"wrong arguments for {name}: {exc}") from None
