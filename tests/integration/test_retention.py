@@ -113,13 +113,27 @@ def test_one_server_at_a_time(conn, db_url, small_batches):
 @pytest.mark.timeout(30)
 def test_the_thread_prunes_on_its_own_connection_and_stops(conn, db_url):
     add(conn, "completed", OLD, 10)
-    pruner = Pruner(db_url, "qsup-pruner-test", TTL)
+    names = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'qsup-pruner-test'"
+    pruner = Pruner(db_url, "qsup-pruner-test", 5.0)  # sleeps 5 s: keeps its connection
     pruner.start()
     try:
         wait_for(lambda: one(conn, "SELECT count(*) FROM queued_tasks") == 0, what="the prune")
-        names = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'qsup-pruner-test'"
         assert one(conn, names) == 1
     finally:
         pruner.close()
     assert not any(t.name == "qsup-pruner" for t in threading.enumerate())
     wait_for(lambda: one(conn, names) == 0, what="the pruner's connection to close")
+
+
+@pytest.mark.timeout(30)
+def test_a_long_sleep_hangs_up(conn, db_url):
+    add(conn, "completed", OLD, 10)
+    names = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'qsup-pruner-test'"
+    pruner = Pruner(db_url, "qsup-pruner-test", TTL)  # nothing left: sleeps a minute
+    pruner.start()
+    try:
+        wait_for(lambda: one(conn, "SELECT count(*) FROM queued_tasks") == 0, what="the prune")
+        wait_for(lambda: one(conn, names) == 0, what="the idle pruner to hang up")
+        assert pruner._thread.is_alive()
+    finally:
+        pruner.close()

@@ -25,6 +25,9 @@ Q = queries()
 BATCH = 2_000  # tasks per transaction: 50-100 ms of row locks on finished rows only
 TURN_KEY = 0x7153_7571  # the advisory lock that gives one server the turn
 RETRY_AFTER = 1.0  # seconds before the next try while the database is away
+# A pause this long closes the connection until the next round (a connect costs ~5 ms): an idle
+# server or one with long-lived results holds three connections, not four.
+HANG_UP_AFTER = 10.0
 
 
 class Pruner:
@@ -50,6 +53,8 @@ class Pruner:
                 logger.exception("pruning finished tasks failed")
                 self.link.close()
                 pause = None
+            if pause is not None and pause >= HANG_UP_AFTER:
+                self.link.close()
 
     def run_round(self, conn: psycopg.Connection[Any]) -> float:
         """Delete until a batch comes back short; returns the seconds to sleep."""
