@@ -47,6 +47,7 @@ sys.path.insert(0, str(HERE))
 import bench_edge  # noqa: E402
 import bench_flow  # noqa: E402
 import bench_hooks  # noqa: E402
+import bench_producers  # noqa: E402
 import bench_retention  # noqa: E402
 import bench_steady  # noqa: E402
 import bench_tasks  # noqa: E402  (scripts/ is on sys.path: the same name the server imports)
@@ -675,6 +676,20 @@ def scenario_steady(
             "note": "pickup = task start stamp - date_enqueued; sizes in kB"}  # fmt: skip
 
 
+def scenario_producers(dbs: Databases, quick: bool, repeats: int) -> dict[str, Any]:
+    """SPEC §15: 1, 4, 16 and 48 producer processes, one task per transaction, wake-ups on and
+    off and a bare INSERT; repeats alternate the modes within each size."""
+    url = dbs.fresh("producers")
+    sizes, seconds = ([1, 16] if quick else [1, 4, 16, 48]), (3.0 if quick else 5.0)
+    log(f"producers: {sizes} processes, {seconds:g} s per run, {repeats} repeat(s)")
+    reps = [bench_producers.run(url, SQL, sizes, seconds, reset) for _ in range(repeats)]
+    runs = {
+        size: {key: stats([r["runs"][size][key] for r in reps], 3) for key in reps[0]["runs"][size]}
+        for size in reps[0]["runs"]
+    }
+    return {**reps[0], "runs": runs}
+
+
 def scenario_retention(
     dbs: Databases, rate: int, seconds: float, ttl: float, logdir: str
 ) -> dict[str, Any]:
@@ -1130,7 +1145,7 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers",
              "steady", "snapshot", "hooks", "workflows", "flow", "edge",
-             "retention")  # fmt: skip
+             "retention", "producers")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1218,6 +1233,7 @@ def main(argv: list[str] | None = None) -> int:
             ("hooks", lambda: scenario_hooks(dbs, args.quick, repeats, logdir)),
             ("edge", lambda: scenario_edge(dbs, logdir)),
             ("workflows", lambda: scenario_workflows(dbs, args.quick, repeats, logdir)),
+            ("producers", lambda: scenario_producers(dbs, args.quick, repeats)),
             (
                 "retention",
                 lambda: scenario_retention(

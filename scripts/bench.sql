@@ -158,3 +158,8 @@ WHERE state = 'completed' AND date_done > %(since)s AND date_done <= %(until)s
 -- Whether a pruner of this database runs a statement now.
 SELECT count(*) FROM pg_stat_activity
 WHERE datname = current_database() AND application_name LIKE 'qsup-pruner-%' AND state = 'active'
+
+-- name: producer_bare_insert
+-- The producers scenario's floor: the row insert_plain_task writes, without NOTIFY or checks.
+INSERT INTO queued_tasks (id, name, state, queue, priority, args, kwargs, max_retries, timeout)
+VALUES (gen_random_uuid(), 'bench_tasks:noop', 'enqueued', 'default', 0, '[]', '{}', 3, NULL)
