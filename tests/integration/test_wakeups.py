@@ -73,7 +73,8 @@ def test_a_burst_sends_fewer_notifies_than_tasks(queue, listener):
 def test_a_failed_wake_up_does_not_fail_the_committed_enqueue(queue, listener, monkeypatch):
     """The NOTIFY after the commit fails (a lost connection): the enqueue returns, and the
     thread wakes the queue."""
-    real, failed = wakeups.notify_queues, []
+    real = wakeups.notify_queues
+    failed: list[list[str]] = []
 
     def failing_once(c: psycopg.Connection[Any], channel: str, queues: Any) -> None:
         if not failed:
