@@ -229,11 +229,12 @@ class Queue(AddsWorkflows):
             rows_list = list(rows)
             with self._unreachable(connection):
                 return self._insert_many(connection, rows_list, None)
-        woken: set[str] = set()  # rows built while the COPY streams: both cores work
-        with self._unreachable(), self.pool().connection() as conn, conn.transaction():
-            refs = self._insert_many(conn, rows, woken if self._waker else None)
-        if self._waker is not None and woken:  # committed
-            self._waker.after_commit(woken)
+        woken: set[str] = set()
+        with self._unreachable(), self.pool().connection() as conn:
+            with conn.transaction():  # rows built while the COPY streams: both cores work
+                refs = self._insert_many(conn, rows, woken if self._waker else None)
+            if self._waker is not None and woken:
+                self._waker.after_commit(conn, woken)
         return refs
 
     def _insert_many(
@@ -271,9 +272,9 @@ class Queue(AddsWorkflows):
     def _insert_pooled(self, new: repo.NewTask) -> tuple[uuid.UUID, str]:
         with self._unreachable(), self.pool().connection() as conn:  # autocommit
             inserted = self._insert(conn, new, notify=self._waker is None)
-        if self._waker is not None and inserted[1] == "enqueued":  # the connection is back
-            self._waker.after_commit((new.queue,))
-        return inserted
+            if self._waker is not None and inserted[1] == "enqueued":
+                self._waker.after_commit(conn, (new.queue,))
+            return inserted
 
     def _insert(
         self, conn: psycopg.Connection[Any], new: repo.NewTask, notify: bool = True

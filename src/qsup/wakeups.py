@@ -3,19 +3,19 @@
 PostgreSQL serialises the commits of notifying transactions on one cluster-wide lock, held
 through the commit's WAL flush: with ``pg_notify`` in every enqueue's own transaction, 16
 producers made 3,724 tasks/s against 5,543/s without NOTIFY (48: 1,964/s against 3,604/s). So
-an enqueue through the :class:`~qsup.api.Queue`'s pool commits without NOTIFY and hands its
-queue to a thread, which wakes it (borrowing a pooled connection) in a transaction of its own
-that does not wait for its WAL flush (a wake-up is a hint: lost in a crash, the fallback poll
-covers it):
+an enqueue through the :class:`~qsup.api.Queue`'s pool commits without NOTIFY, and then:
 
-- at once when this process did not wake that queue in the last ``WAKE_EVERY``, so an idle
-  server starts the task as soon as before;
-- else once at the end of that window: a burst of enqueues makes at most one NOTIFY per queue
-  per ``WAKE_EVERY``, and the last task of a burst still wakes a server after its commit.
+- a queue not woken by this process in the last ``WAKE_EVERY`` is woken at once, on the same
+  connection, in a transaction of its own that does not wait for its WAL flush (a wake-up is a
+  hint: lost in a crash, the fallback poll covers it), so the lock is held for microseconds
+  and an idle server starts the task as soon as before;
+- the others are woken once at the end of that window, by a thread: a burst of enqueues makes
+  at most one NOTIFY per queue per ``WAKE_EVERY``, and the last task of a burst still wakes a
+  server, after its commit.
 
-The producer never waits for a NOTIFY: the cluster-wide notify lock may be held by other
-sessions' notifying commits through their flushes; while the thread waits for it, the queues
-of more enqueues gather for its next send.
+Sending from the thread alone (the producer never waiting for the notify lock) measured the
+same on the 2-core VM but grew each producer's pool to two connections: 48 producer processes
+then ran out of ``max_connections``.
 
 An enqueue in the caller's transaction (``connection=``) keeps its NOTIFY inside that
 transaction: PostgreSQL delivers it on commit only, and drops it on rollback.
@@ -81,15 +81,28 @@ class Waker:
         self._last: dict[str, float] = {}
         self._thread: threading.Thread | None = None
 
-    def after_commit(self, queues: Collection[str]) -> None:
-        """``queues`` got tasks that were just committed: the thread wakes them now or at the
-        end of their window."""
+    def after_commit(self, conn: Conn, queues: Collection[str]) -> None:
+        """``queues`` got tasks that ``conn`` just committed: wake them now or soon."""
         if os.getpid() != self._pid:
             self._start()
         with self._cond:
-            self._pending.update(queues)
-            self._ensure_thread()
-            self._cond.notify()
+            due, later = due_now(queues, self._last, time.monotonic())
+            now = time.monotonic()
+            self._last.update(dict.fromkeys(due, now))
+            self._pending.difference_update(due)  # woken after their commit too
+            if later is not None:
+                self._pending.update(set(queues) - set(due))
+                self._ensure_thread()
+                self._cond.notify()
+        if due:
+            try:
+                notify_queues(conn, self.channel, due)
+            except psycopg.Error as exc:  # the task is committed: never fail its enqueue
+                logger.warning("could not wake servers ({}); the thread tries again", exc)
+                with self._cond:
+                    self._pending.update(due)
+                    self._ensure_thread()
+                    self._cond.notify()
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():

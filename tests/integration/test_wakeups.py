@@ -71,8 +71,8 @@ def test_a_burst_sends_fewer_notifies_than_tasks(queue, listener):
 
 @pytest.mark.timeout(30)
 def test_a_failed_wake_up_is_sent_again(queue, listener, monkeypatch):
-    """The NOTIFY after the commit fails (a lost connection): the enqueue returned, and the
-    thread wakes the queue a second later."""
+    """The NOTIFY after the commit fails (a lost connection): the enqueue returns, and the
+    thread wakes the queue."""
     real = wakeups.notify_queues
     failed: list[list[str]] = []
 
