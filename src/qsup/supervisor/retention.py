@@ -68,7 +68,8 @@ class Pruner:
                 break
         if total:
             self._prune_rest(conn, ttl)
-            logger.info("pruned {} finished task(s) older than {:g} s", total, ttl)
+            # debug: under a short TTL a busy server prunes every second
+            logger.debug("pruned {} finished task(s) older than {:g} s", total, ttl)
         return policy.prune_pause(None if due_in is None else float(due_in), ttl)
 
     def _prune_rest(self, conn: psycopg.Connection[Any], ttl: float) -> None:
