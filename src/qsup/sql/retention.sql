@@ -12,12 +12,13 @@ WITH turn AS (SELECT pg_try_advisory_xact_lock(%(key)s) AS mine),
 gone AS (
     DELETE FROM queued_tasks t
     WHERE t.id IN (
-        SELECT q.id FROM queued_tasks q, turn
-        WHERE turn.mine AND q.date_done < now() - make_interval(secs => %(ttl)s)
+        SELECT q.id FROM queued_tasks q
+        WHERE (SELECT mine FROM turn)  -- a one-time filter: without the turn, no scan at all
+          AND q.date_done < now() - make_interval(secs => %(ttl)s)
           AND q.state IN ('completed', 'failed', 'cancelled')
         ORDER BY q.date_done
         LIMIT %(limit)s
-        FOR UPDATE OF q SKIP LOCKED)
+        FOR UPDATE SKIP LOCKED)
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM gone), (SELECT mine FROM turn),
