@@ -102,12 +102,22 @@ def test_a_round_skips_rows_others_hold_and_waits_for_none(conn, db_url, small_b
 
 
 @pytest.mark.timeout(30)
-def test_one_server_at_a_time(conn, db_url, small_batches):
+def test_one_server_at_a_time_and_the_others_scan_nothing(conn, db_url, small_batches):
     add(conn, "completed", OLD, 60)
     with psycopg.connect(db_url) as other:  # another server's batch has the turn
         other.execute("SELECT pg_advisory_xact_lock(%s)", (retention.TURN_KEY,))
         assert Pruner(db_url, "test-pruner", TTL).run_round(conn) >= 1.0
         assert one(conn, "SELECT count(*) FROM queued_tasks") == 60
+        params = {"key": retention.TURN_KEY, "ttl": TTL, "limit": 50}
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN (ANALYZE, COSTS OFF) " + retention.Q["prune_tasks_batch"], params
+            )
+        )
+        expired = next(line for line in plan.splitlines() if "date_done <" in line)
+        scan = plan.splitlines()[plan.splitlines().index(expired) - 1]
+        assert "never executed" in scan, plan  # not a scan of every expired row
 
 
 @pytest.mark.timeout(30)
