@@ -28,6 +28,9 @@ RETRY_AFTER = 1.0  # seconds before the next try while the database is away
 # A pause this long closes the connection until the next round (a connect costs ~5 ms): an idle
 # server or one with long-lived results holds three connections, not four.
 HANG_UP_AFTER = 10.0
+# The first round waits this long after start: start-up (the first claims, the workers' forks)
+# goes first; servers started together then prune one after another anyway (the turn).
+FIRST_ROUND_AFTER = 3.0
 
 
 class Pruner:
@@ -45,7 +48,7 @@ class Pruner:
             self._thread.start()
 
     def _run(self) -> None:
-        pause: float | None = 0.0
+        pause: float | None = FIRST_ROUND_AFTER
         while not self._stop.wait(RETRY_AFTER if pause is None else pause):
             try:
                 pause = self.link.call(self.run_round)
