@@ -47,6 +47,8 @@ sys.path.insert(0, str(HERE))
 import bench_edge  # noqa: E402
 import bench_flow  # noqa: E402
 import bench_hooks  # noqa: E402
+import bench_producers  # noqa: E402
+import bench_retention  # noqa: E402
 import bench_steady  # noqa: E402
 import bench_tasks  # noqa: E402  (scripts/ is on sys.path: the same name the server imports)
 import bench_workflows  # noqa: E402
@@ -673,6 +675,35 @@ def scenario_steady(
             "note": "pickup = task start stamp - date_enqueued; sizes in kB"}  # fmt: skip
 
 
+def scenario_producers(dbs: Databases, quick: bool, repeats: int) -> dict[str, Any]:
+    """SPEC §15: 1, 4, 16 and 48 producer processes, one task per transaction, wake-ups on and
+    off and a bare INSERT; repeats alternate the modes within each size."""
+    url = dbs.fresh("producers")
+    sizes, seconds = ([1, 16] if quick else [1, 4, 16, 48]), (3.0 if quick else 5.0)
+    log(f"producers: {sizes} processes, {seconds:g} s per run, {repeats} repeat(s)")
+    reps = [bench_producers.run(url, SQL, sizes, seconds, reset) for _ in range(repeats)]
+    runs = {
+        size: {key: stats([r["runs"][size][key] for r in reps], 3) for key in reps[0]["runs"][size]}
+        for size in reps[0]["runs"]
+    }
+    return {**reps[0], "runs": runs}
+
+
+def scenario_retention(
+    dbs: Databases, rate: int, seconds: float, ttl: float, logdir: str
+) -> dict[str, Any]:
+    """SPEC §15: a producer at ``rate`` against one server (2 workers, no-op tasks) with
+    ``result_ttl = ttl``: rows, sizes and dead rows over time, pickup during prunes and between."""
+    url = dbs.fresh("retention")
+    log(f"retention: {rate} tasks/s for {seconds:g} s, result_ttl {ttl:g} s")
+    env = {"QUEUE_RESULT_TTL": str(ttl)}
+    with Serve(url, 2, extra_env=env, logdir=logdir) as serve:
+        wait_ready(url, serve)
+        run = bench_retention.run(url, SQL, rate, seconds, serve.check)
+    return {"workers": 2, "result_ttl": ttl, **run,
+            "note": "pickup = task start stamp - date_enqueued; sizes in kB"}  # fmt: skip
+
+
 def scenario_flow(
     dbs: Databases, quick: bool, repeats: int, logdir: str, how: bench_flow.FlowArgs
 ) -> dict[str, Any]:
@@ -1112,7 +1143,8 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers",
-             "steady", "snapshot", "hooks", "workflows", "flow", "edge")  # fmt: skip
+             "steady", "snapshot", "hooks", "workflows", "flow", "edge",
+             "retention", "producers")  # fmt: skip
 QUICK = ("enqueue", "ceiling", "drain", "latency")
 
 
@@ -1131,9 +1163,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--steady-seconds", type=float,
                         help="seconds per steady rate (default 10 quick, 30)")  # fmt: skip
+    parser.add_argument(
+        "--retention-rate",
+        type=int,
+        default=2000,
+        help="offered tasks/s of the retention scenario (default %(default)s)",
+    )
+    parser.add_argument(
+        "--retention-seconds",
+        type=float,
+        default=1800.0,
+        help="its length (default %(default)s; only with --only)",
+    )
+    parser.add_argument("--retention-ttl", type=float, default=60.0,
+                        help="its result_ttl (default %(default)s)")  # fmt: skip
     bench_flow.add_arguments(parser)
     args = parser.parse_args(argv)
-    only = set(args.only.split(",")) if args.only else set(SCENARIOS)
+    # retention runs for half an hour: only when asked for by name
+    only = set(args.only.split(",")) if args.only else set(SCENARIOS) - {"retention"}
     unknown = only - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
@@ -1187,6 +1234,13 @@ def main(argv: list[str] | None = None) -> int:
             ("hooks", lambda: scenario_hooks(dbs, args.quick, repeats, logdir)),
             ("edge", lambda: scenario_edge(dbs, logdir)),
             ("workflows", lambda: scenario_workflows(dbs, args.quick, repeats, logdir)),
+            ("producers", lambda: scenario_producers(dbs, args.quick, repeats)),
+            (
+                "retention",
+                lambda: scenario_retention(
+                    dbs, args.retention_rate, args.retention_seconds, args.retention_ttl, logdir
+                ),
+            ),
         ]
         for name, step in steps:
             if name not in only:

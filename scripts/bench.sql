@@ -139,3 +139,27 @@ WHERE queue = 'rated' AND state = 'completed' ORDER BY 1
 -- name: workflow_results
 -- The results of a workflow's steps (the chain scenario's steps return their start time).
 SELECT id, result FROM queued_tasks WHERE workflow_id = %(id)s
+
+-- name: retention_sample
+-- The retention scenario's sample: rows kept, dead row versions, sizes of everything that grows.
+SELECT (SELECT count(*) FROM queued_tasks) AS rows, n_dead_tup AS dead,
+       coalesce(autovacuum_count, 0) AS autovacuums,
+       pg_relation_size('queued_tasks') / 1024 AS table_kb,
+       pg_indexes_size('queued_tasks') / 1024 AS indexes_kb,
+       pg_total_relation_size('queued_task_logs') / 1024 AS logs_kb
+FROM pg_stat_user_tables WHERE relname = 'queued_tasks'
+
+-- name: retention_pickups
+-- Start stamp and enqueue time (epoch seconds) of the tasks completed in a window.
+SELECT result::float8, extract(epoch FROM date_enqueued)::float8 FROM queued_tasks
+WHERE state = 'completed' AND date_done > %(since)s AND date_done <= %(until)s
+
+-- name: pruner_active
+-- Whether a pruner of this database runs a statement now.
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name LIKE 'qsup-pruner-%' AND state = 'active'
+
+-- name: producer_bare_insert
+-- The producers scenario's floor: the row insert_plain_task writes, without NOTIFY or checks.
+INSERT INTO queued_tasks (id, name, state, queue, priority, args, kwargs, max_retries, timeout)
+VALUES (gen_random_uuid(), 'bench_tasks:noop', 'enqueued', 'default', 0, '[]', '{}', 3, NULL)

@@ -30,6 +30,7 @@ from qsup.keys import checked_key
 from qsup.ref import TaskRef
 from qsup.settings import Config, load_config
 from qsup.task_options import NO_OPTIONS, Settled, TaskOptions, settle, when_and_links
+from qsup.wakeups import Waker
 from qsup.workflow_ref import AddsWorkflows
 
 if TYPE_CHECKING:
@@ -105,6 +106,9 @@ class Queue(AddsWorkflows):
         self._plain: dict[Callable[..., Any], Settled] = {}
         # background inserts of add_task() called in async code
         self._pending: set[asyncio.Future[tuple[uuid.UUID, str]]] = set()
+        # wake-ups after the pool's commits, coalesced (the caller's transactions notify inside)
+        channel = self.config.wake_channel
+        self._waker = Waker(channel, lambda: self.pool().connection()) if channel else None
 
     # --- connections ----------------------------------------------------------------------
 
@@ -132,6 +136,8 @@ class Queue(AddsWorkflows):
 
     def close(self) -> None:
         if self._pool is not None:
+            if self._waker is not None:
+                self._waker.flush()
             self._pool.close()
             self._pool = None
 
@@ -239,16 +245,22 @@ class Queue(AddsWorkflows):
         if connection is not None:  # all checked before the caller's transaction is touched
             rows_list = list(rows)
             with self._unreachable(connection):
-                return self._insert_many(connection, rows_list)
-        with self._unreachable(), self.pool().connection() as conn, conn.transaction():
-            return self._insert_many(conn, rows)  # built while the COPY streams: both cores work
+                return self._insert_many(connection, rows_list, None)
+        woken: set[str] = set()
+        with self._unreachable(), self.pool().connection() as conn:
+            with conn.transaction():  # rows built while the COPY streams: both cores work
+                refs = self._insert_many(conn, rows, woken if self._waker else None)
+            if self._waker is not None and woken:
+                self._waker.after_commit(conn, woken)
+        return refs
 
     def _insert_many(
-        self, conn: psycopg.Connection[Any], rows: Iterable[repo.NewTask]
+        self, conn: psycopg.Connection[Any], rows: Iterable[repo.NewTask], woken: set[str] | None
     ) -> list[TaskRef]:
+        """Without ``woken``, the transaction notifies; else the queues to wake go there."""
         refs: list[TaskRef | None] = []  # in call order; None until a later INSERT fills it
         later: list[tuple[int, repo.NewTask]] = []  # unique keys, dependencies, delays
-        queues: set[str] = set()
+        queues: set[str] = woken if woken is not None else set()
 
         def plain() -> Iterator[repo.NewTask]:
             for row in rows:
@@ -261,23 +273,33 @@ class Queue(AddsWorkflows):
                     refs.append(None)
 
         repo.copy_tasks(conn, plain())
-        if self.config.wake_channel:
+        if self.config.wake_channel and woken is None:
             for queue in sorted(queues):
                 repo.notify(conn, self.config.wake_channel, queue)
         for index, row in later:
-            refs[index] = TaskRef(self, *self._insert(conn, row))
+            task_id, state = self._insert(conn, row, notify=woken is None)
+            refs[index] = TaskRef(self, task_id, state)
+            if state == "enqueued":
+                queues.add(row.queue)
         return cast(list[TaskRef], refs)
 
     # Async code uses the same thread-safe pool from a worker thread: an AsyncConnectionPool
     # belongs to one event loop, and an app may run several (asyncio.run per script step, a loop
     # per test, TestClient per block), each ending with the pool's tasks stuck mid-connect.
     def _insert_pooled(self, new: repo.NewTask) -> tuple[uuid.UUID, str]:
-        with self._unreachable(), self.pool().connection() as conn:
-            return self._insert(conn, new)
+        with self._unreachable(), self.pool().connection() as conn:  # autocommit
+            inserted = self._insert(conn, new, notify=self._waker is None)
+            if self._waker is not None and inserted[1] == "enqueued":
+                self._waker.after_commit(conn, (new.queue,))
+            return inserted
 
-    def _insert(self, conn: psycopg.Connection[Any], new: repo.NewTask) -> tuple[uuid.UUID, str]:
+    def _insert(
+        self, conn: psycopg.Connection[Any], new: repo.NewTask, notify: bool = True
+    ) -> tuple[uuid.UUID, str]:
+        """``notify``: the statement wakes servers (on its transaction's commit)."""
+        channel = self.config.wake_channel if notify else None
         with self._unreachable(conn), self._insert_errors(new):
-            inserted = repo.run_steps(conn, repo.insert_or_find(new, self.config.wake_channel))
+            inserted = repo.run_steps(conn, repo.insert_or_find(new, channel))
         return _inserted(new, inserted)
 
     async def _insert_async(

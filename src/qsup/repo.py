@@ -288,13 +288,6 @@ def cancel_batch(conn: Conn, server_id: int, ids: Sequence[TaskId]) -> list[uuid
     return [row[0] for row in conn.execute(Q["cancel_batch"], params)]
 
 
-def prune_finished(conn: Conn, ttl: float, limit: int = 10_000) -> int:
-    """Delete finished tasks older than ``ttl`` seconds; returns how many went."""
-    return conn.execute(
-        Q["prune_finished"], {"key": 0x7153_7571, "ttl": ttl, "limit": limit}
-    ).rowcount
-
-
 def insert_logs(conn: Conn, rows: Sequence[tuple[TaskId, str, str, datetime]]) -> None:
     ids, types, messages, dates = zip(*rows, strict=True)
     params = {

@@ -5,9 +5,11 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
 from qsup import repo
 from tests import tasks
-from tests.conftest import task_row, task_states, wait_for
+from tests.conftest import one, task_row, task_states, wait_for
 
 FAST_HEARTBEAT = {"QUEUE_HEARTBEAT_INTERVAL": "0.2", "QUEUE_SERVER_TIMEOUT": "2"}
 
@@ -93,6 +95,31 @@ def test_finished_tasks_are_pruned_after_the_ttl(queue, conn, start_server):
     wait_for(lambda: repo.get_task(conn, old.task_id) is None, what="the old task to be pruned")
     assert repo.task_logs(conn, old.task_id) == []
     assert fresh.result(timeout=20) == 4
+
+
+@pytest.mark.timeout(90)
+def test_a_short_ttl_keeps_the_table_bounded_while_tasks_run(queue, conn, start_server):
+    """The pruner works on its own connection, while the server goes on claiming."""
+    server = start_server("--workers", "2", env={"QUEUE_RESULT_TTL": "1"})
+    pruner = f"qsup-pruner-{server.pid}"
+    unfinished = "SELECT count(*) FROM queued_tasks WHERE date_done IS NULL"
+    seen = 0
+    for _ in range(10):  # 10,000 tasks, a burst once the last one ran
+        queue.add_tasks([(tasks.add, (i, 1), {}) for i in range(1000)])
+        wait_for(lambda: one(conn, unfinished) == 0, timeout=30, what="the burst to run")
+        seen = max(seen, one(conn, "SELECT count(*) FROM queued_tasks"))
+    own_session = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+        " AND query LIKE '%%queued_task%%'"
+    )
+    wait_for(lambda: one(conn, own_session, (pruner,)) == 1, what="the pruner's own session")
+    wait_for(
+        lambda: one(conn, "SELECT count(*) FROM queued_tasks") == 0,
+        timeout=30,
+        what="every finished task to be pruned",
+    )
+    assert seen < 10_000  # pruned meanwhile
+    assert server.output().count("pruned ") >= 2
 
 
 def test_delayed_task_waits_and_survives_a_restart(queue, conn, start_server):

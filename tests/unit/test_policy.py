@@ -163,6 +163,15 @@ def test_beats_double_as_the_fallback_poll_with_notify():
     assert policy.beat_interval(False, 30, 5) == 30
 
 
+def test_the_pruner_sleeps_until_the_oldest_finished_task_expires_within_bounds():
+    assert policy.prune_pause(None, 7 * 86400) == 60  # nothing left: a statement a minute
+    assert policy.prune_pause(None, 10) == 10  # a short TTL: never outlived by more
+    assert policy.prune_pause(None, 0) == 1  # the least pause stands
+    assert policy.prune_pause(30.0, 7 * 86400) == 30  # the oldest expires in 30 s
+    assert policy.prune_pause(0.0, 60) == 1  # expiring at a steady rate: once a second
+    assert policy.prune_pause(5000.0, 60) == 60
+
+
 def test_only_jobs_held_behind_the_running_one_are_recalled():
     assert policy.recallable([], set()) == ()
     assert policy.recallable(["a"], set()) == ()  # a lone job is running or about to

@@ -501,14 +501,3 @@ UPDATE queued_tasks
 SET state = 'cancelled', date_done = now(), error_message = 'cancelled by operator'
 WHERE id = ANY(%(ids)s::uuid[]) AND server_id = %(server_id)s AND state IN ('picked_up', 'running')
 RETURNING id
-
--- name: prune_finished
--- Delete finished tasks (and, by cascade, their logs) older than the TTL; one server at a time.
-WITH turn AS (SELECT pg_try_advisory_xact_lock(%(key)s) AS mine)
-DELETE FROM queued_tasks t
-USING turn
-WHERE turn.mine AND t.id IN (
-    SELECT id FROM queued_tasks
-    WHERE date_done < now() - make_interval(secs => %(ttl)s)
-      AND state IN ('completed', 'failed', 'cancelled')
-    LIMIT %(limit)s)

@@ -204,7 +204,7 @@ FROM queued_workflows w LEFT JOIN queued_tasks f ON f.id = w.failed_task
 WHERE w.id = %(id)s
 
 -- name: prune_workflows
--- Delete workflows older than the TTL that have no step left (prune_finished removed them).
+-- Delete workflows older than the TTL that have no step left (prune_tasks_batch removed them).
 DELETE FROM queued_workflows
 WHERE id IN (
     SELECT w.id FROM queued_workflows w

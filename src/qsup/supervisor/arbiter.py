@@ -43,6 +43,7 @@ from qsup.supervisor.ledger import Ledger
 from qsup.supervisor.link import Link
 from qsup.supervisor.liveness import OwnLock, fence
 from qsup.supervisor.pool import Worker
+from qsup.supervisor.retention import Pruner
 from qsup.supervisor.signals import SignalPipe
 from qsup.supervisor.watchdog import PassWatch
 from qsup.supervisor.writer import SHUTDOWN_WAIT, Writer
@@ -82,7 +83,8 @@ class Arbiter:
         )
         self.http = http  # restarted when it dies
         self.crew.on_other_exit = http.exited if http else None
-        self.housekeeper = Housekeeper(self.link, self.counters, schedules)
+        pruner = Pruner(url, f"qsup-pruner-{os.getpid()}", config.result_ttl)
+        self.housekeeper = Housekeeper(self.link, self.counters, schedules, pruner)
         self.link.on_reconnect = self._on_reconnect
         self.reconcile_due = False
         self.server_id = 0
@@ -216,6 +218,7 @@ class Arbiter:
             )
         self.link.call(lambda conn: repo.stop_server(conn, self.server_id), now=True)
         self.link.close()
+        self.housekeeper.close()
         self.own_lock.close()
         self.writer.close()
         self.intake.close()
@@ -264,7 +267,7 @@ class Arbiter:
             logger.error("SIGHUP: configuration not reloaded: {}", exc)
             return
         self.config = config
-        self.housekeeper.reload(schedules)
+        self.housekeeper.reload(schedules, config.result_ttl)
         self.intake.reconfigure(self.config, self.url)
         logger.info("SIGHUP: configuration reloaded; replacing workers")
         self.crew.reload(self.config)

@@ -1,5 +1,6 @@
 """The housekeeper: runs the maintenance services (:mod:`qsup.supervisor.maintenance`) that are
-due, each on the supervisor's connection, and gathers what they found for the arbiter."""
+due, each on the supervisor's connection, and gathers what they found for the arbiter; owns the
+pruner (:mod:`qsup.supervisor.retention`), which works in a thread on a connection of its own."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from qsup import scheduler
 from qsup.settings import Config
 from qsup.supervisor.link import Link
 from qsup.supervisor.liveness import LockWatch
-from qsup.supervisor.maintenance import Chores, Cron, Heartbeat, Pruner, Rescuer, Round, Service
+from qsup.supervisor.maintenance import Chores, Cron, Heartbeat, Rescuer, Round, Service
+from qsup.supervisor.retention import Pruner
 from qsup.supervisor.watchdog import StrandedWatch
 
 SHOW_WITHIN = 1.0  # seconds: a change of the server's row (workers, totals) is written this soon
@@ -19,7 +21,11 @@ SHOW_WITHIN = 1.0  # seconds: a change of the server's row (workers, totals) is 
 
 class Housekeeper:
     def __init__(
-        self, link: Link, counters: Counter[str], schedules: Sequence[scheduler.Schedule]
+        self,
+        link: Link,
+        counters: Counter[str],
+        schedules: Sequence[scheduler.Schedule],
+        pruner: Pruner,
     ) -> None:
         self.link = link
         self.counters = counters
@@ -28,11 +34,13 @@ class Housekeeper:
         self.cron = Cron(schedules)
         # the heartbeat and the rescuer also run while draining: the row stays fresh
         self.always: tuple[Service, ...] = (self.heartbeat, LockWatch(rescuer), rescuer)
-        self.running_only: tuple[Service, ...] = (Pruner(), self.cron, StrandedWatch())
+        self.running_only: tuple[Service, ...] = (self.cron, StrandedWatch())
+        self.pruner = pruner  # started by the first round while running
         self.shown: tuple[int, int, int] | None = None  # (max, workers, tasks) of the last beat
 
-    def reload(self, schedules: Sequence[scheduler.Schedule]) -> None:
+    def reload(self, schedules: Sequence[scheduler.Schedule], result_ttl: float) -> None:
         self.cron.reload(schedules)
+        self.pruner.ttl = result_ttl
 
     def deadlines(self, running: bool) -> list[float]:
         return [s.deadline() for s in self.always + (self.running_only if running else ())]
@@ -47,6 +55,8 @@ class Housekeeper:
     ) -> Chores:
         """``workers`` is (max, busy, idle). Only what is due runs, in order: the heartbeat
         first (it may find tasks to rescue)."""
+        if running:
+            self.pruner.start()
         shown = (workers[0], workers[1] + workers[2], self.counters.total())
         if shown != self.shown:  # beat early, once for every change within SHOW_WITHIN
             self.heartbeat.beat_by(now + SHOW_WITHIN)
@@ -59,6 +69,9 @@ class Housekeeper:
             service.schedule(r)  # before the call: a database away must not make a busy loop
             self.link.call(functools.partial(service.run_once, r=r))
         return r.chores
+
+    def close(self) -> None:
+        self.pruner.close()
 
     def beat_now(self) -> None:
         """Beat at the next pass (an operator asked to cancel a task: see who holds it)."""

@@ -20,7 +20,6 @@ from qsup.settings import Config
 from qsup.supervisor import policy
 
 Conn = psycopg.Connection[Any]
-PRUNE_EVERY = 600.0  # seconds between prunes of finished tasks (results live for days)
 CRON_WAKE_AT_LEAST_EVERY = 60.0  # seconds: a wall-clock jump is caught up within a minute
 NEVER = float("inf")
 
@@ -136,25 +135,6 @@ class Rescuer:
                 verdicts["quarantine"],
             )
             r.chores.new_work = True
-
-
-class Pruner:
-    """Delete finished tasks older than ``result_ttl``."""
-
-    def __init__(self) -> None:
-        self.next_at = 0.0
-
-    def deadline(self) -> float:
-        return self.next_at
-
-    def schedule(self, r: Round) -> None:
-        self.next_at = r.now + PRUNE_EVERY
-
-    def run_once(self, conn: Conn, r: Round) -> None:
-        pruned = repo.prune_finished(conn, r.config.result_ttl)
-        workflow_store.prune(conn, r.config.result_ttl)  # those whose steps all went
-        if pruned:
-            logger.info("pruned {} finished task(s) older than {:g} s", pruned, r.config.result_ttl)
 
 
 class Cron:

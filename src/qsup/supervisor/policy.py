@@ -232,3 +232,13 @@ def next_limited_try(retry_in: float | None, now: float, full_poll: float) -> fl
     if retry_in < 0:
         return now + full_poll
     return now + retry_in
+
+
+def prune_pause(due_in: float | None, ttl: float, least: float = 1.0, most: float = 60.0) -> float:
+    """Seconds the pruner sleeps after its last, short batch: until the oldest finished task
+    left passes the TTL (``due_in``; None when none is left), but at least ``least`` (what
+    expires meanwhile goes in one batch: 2,000 tasks at 2,000/s) and at most ``most`` or the
+    TTL (a task that finishes while it sleeps outlives its TTL by at most that; an idle server
+    sends one statement a minute)."""
+    longest = max(least, min(most, ttl))
+    return longest if due_in is None else min(longest, max(least, due_in))
