@@ -21,7 +21,7 @@ from tests.servers import wait_for as wait_for  # the tests import it from here
 
 TABLES = (
     "queued_task_logs, queued_task_dependencies, queued_tasks, queued_task_workers,"
-    " queued_task_schedules, queued_task_queues, queued_task_starts"
+    " queued_task_schedules, queued_task_queues, queued_task_starts, queued_task_minutes"
 )
 
 

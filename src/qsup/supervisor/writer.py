@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from loguru import logger
 
-from qsup import flow_store, repo, workflow_store
+from qsup import flow_store, repo, series, workflow_store
 from qsup.accounting import NO_USAGE
 from qsup.supervisor.link import Link
 from qsup.supervisor.outbox import Outbox, timestamp
@@ -130,6 +130,14 @@ def flush(conn: Any, outbox: Outbox, server_id: int, channel: str | None) -> Non
         if outbox.handed_on:  # with the outcomes of the tasks whose slots they took over
             flow_store.hand_on_slots(conn, server_id, outbox.handed_on)
         wake = _write_outcomes(conn, outbox, server_id, channel)
+        if _counted(outbox):
+            series.record(
+                conn,
+                server_id,
+                [row[0] for row in outbox.completed],
+                [row[0] for row in outbox.failures],
+                [row[0] for row in outbox.retries],
+            )
         if outbox.logs:
             repo.insert_logs(conn, outbox.logs)
         if channel is not None:
@@ -141,9 +149,14 @@ def flush(conn: Any, outbox: Outbox, server_id: int, channel: str | None) -> Non
 
 def _one_statement(outbox: Outbox) -> bool:
     """Only one kind of entry, written by one statement (the NOTIFYs after it are hints:
-    they may commit on their own)."""
-    chained = outbox.enqueues or outbox.failures or outbox.cancels or outbox.handed_on
+    they may commit on their own); outcomes are counted into the series in their transaction."""
+    chained = outbox.enqueues or outbox.cancels or outbox.handed_on or _counted(outbox)
     return not chained and sum(1 for entries in outbox.kinds() if entries) == 1
+
+
+def _counted(outbox: Outbox) -> bool:
+    """Whether the flush has outcomes the per-minute series counts."""
+    return bool(outbox.completed or outbox.failures or outbox.retries)
 
 
 def _write_outcomes(conn: Any, outbox: Outbox, server_id: int, channel: str | None) -> set[str]:

@@ -1,0 +1,167 @@
+-- The per-minute series of outcomes (queued_task_minutes, migration 0017) and the task counts
+-- that stay cheap at millions of rows. Parameters use %(name)s style.
+
+-- name: series_record
+-- Add one flush's outcomes to the series: one row per minute, queue and task name, summed
+-- into what other flushes and servers already wrote (rows in key order, so two servers
+-- upserting the same minutes cannot deadlock). Reads back the rows the flush just wrote, in
+-- its transaction, by primary key; only those this server's statements changed count (a task
+-- rescued by another server meanwhile is not this flush's). Bucket of x seconds:
+-- ceil(2 * log2(x / 1 ms)) clamped to 0..46 (see 0017).
+WITH outcome AS (
+    SELECT date_trunc('minute', CASE WHEN k.kind = 'retried' THEN now() ELSE t.date_done END)
+               AS minute,
+           t.queue, t.name, k.kind, t.cpu_seconds, t.peak_memory_bytes, t.memory_growth_bytes,
+           extract(epoch FROM t.date_done - t.date_started)::float8 AS run,
+           extract(epoch FROM t.date_started - t.scheduled_at)::float8 AS wait
+    FROM (SELECT unnest(%(completed)s::uuid[]) AS id, 'completed' AS kind
+          UNION ALL SELECT unnest(%(failed)s::uuid[]), 'failed'
+          UNION ALL SELECT unnest(%(retried)s::uuid[]), 'retried') AS k
+    JOIN queued_tasks t ON t.id = k.id
+    WHERE (k.kind <> 'retried' AND t.state = k.kind AND t.server_id = %(server_id)s)
+       OR (k.kind = 'retried' AND t.state = 'enqueued')
+), timed AS (
+    SELECT *,
+           least(46, greatest(0, ceil(2 * ln(greatest(run, 0.001) * 1000) / ln(2) - 1e-9)))::int
+               AS run_bucket,
+           least(46, greatest(0, ceil(2 * ln(greatest(wait, 0.001) * 1000) / ln(2) - 1e-9)))::int
+               AS wait_bucket
+    FROM outcome
+), grouped AS (
+    SELECT minute, queue, name,
+           count(*) FILTER (WHERE kind = 'completed') AS completed,
+           count(*) FILTER (WHERE kind = 'failed') AS failed,
+           count(*) FILTER (WHERE kind = 'retried') AS retried,
+           coalesce(sum(run) FILTER (WHERE kind <> 'retried'), 0) AS run_seconds,
+           coalesce(sum(greatest(wait, 0)) FILTER (WHERE kind <> 'retried' AND run IS NOT NULL), 0)
+               AS wait_seconds,
+           array_agg(run_bucket) FILTER (WHERE kind <> 'retried' AND run IS NOT NULL) AS runs,
+           array_agg(wait_bucket) FILTER (WHERE kind <> 'retried' AND run IS NOT NULL) AS waits,
+           count(cpu_seconds) AS measured, coalesce(sum(cpu_seconds), 0) AS cpu_seconds,
+           max(peak_memory_bytes) AS peak_memory_bytes,
+           coalesce(sum(memory_growth_bytes), 0) AS memory_growth_bytes
+    FROM timed GROUP BY minute, queue, name
+)
+INSERT INTO queued_task_minutes AS m
+    (minute, queue, name, completed, failed, retried, run_seconds, wait_seconds, run_buckets,
+     wait_buckets, measured, cpu_seconds, peak_memory_bytes, memory_growth_bytes)
+SELECT minute, queue, name, completed, failed, retried, run_seconds, wait_seconds,
+       ARRAY(SELECT coalesce(c.n, 0) FROM generate_series(0, 46) AS i
+             LEFT JOIN (SELECT b, count(*)::int AS n FROM unnest(runs) AS b GROUP BY b) AS c
+             ON c.b = i ORDER BY i),
+       ARRAY(SELECT coalesce(c.n, 0) FROM generate_series(0, 46) AS i
+             LEFT JOIN (SELECT b, count(*)::int AS n FROM unnest(waits) AS b GROUP BY b) AS c
+             ON c.b = i ORDER BY i),
+       measured, cpu_seconds, peak_memory_bytes, memory_growth_bytes
+FROM grouped ORDER BY minute, queue, name
+ON CONFLICT (minute, queue, name) DO UPDATE
+SET completed = m.completed + excluded.completed,
+    failed = m.failed + excluded.failed,
+    retried = m.retried + excluded.retried,
+    run_seconds = m.run_seconds + excluded.run_seconds,
+    wait_seconds = m.wait_seconds + excluded.wait_seconds,
+    run_buckets = ARRAY(SELECT a + b FROM unnest(m.run_buckets, excluded.run_buckets)
+                        WITH ORDINALITY AS u (a, b, i) ORDER BY i),
+    wait_buckets = ARRAY(SELECT a + b FROM unnest(m.wait_buckets, excluded.wait_buckets)
+                         WITH ORDINALITY AS u (a, b, i) ORDER BY i),
+    measured = m.measured + excluded.measured,
+    cpu_seconds = m.cpu_seconds + excluded.cpu_seconds,
+    peak_memory_bytes = greatest(m.peak_memory_bytes, excluded.peak_memory_bytes),
+    memory_growth_bytes = m.memory_growth_bytes + excluded.memory_growth_bytes
+
+-- name: series_read
+-- The series from %(since)s on, in steps of %(step)s seconds, per queue (one queue with
+-- %(queue)s), oldest first; digests summed element by element.
+WITH rows AS (
+    SELECT date_bin(make_interval(secs => %(step)s), minute, timestamptz 'epoch') AS at, m.*
+    FROM queued_task_minutes m
+    WHERE minute >= date_trunc('minute', %(since)s::timestamptz)
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+), totals AS (
+    SELECT at, queue, sum(completed)::bigint AS completed, sum(failed)::bigint AS failed,
+           sum(retried)::bigint AS retried, sum(run_seconds)::float8 AS run_seconds,
+           sum(wait_seconds)::float8 AS wait_seconds
+    FROM rows GROUP BY at, queue
+), digests AS (
+    SELECT at, queue, array_agg(r ORDER BY i) AS run_buckets, array_agg(w ORDER BY i) AS wait_buckets
+    FROM (SELECT at, queue, u.i, sum(u.r)::bigint AS r, sum(u.w)::bigint AS w
+          FROM rows, unnest(run_buckets, wait_buckets) WITH ORDINALITY AS u (r, w, i)
+          GROUP BY at, queue, u.i) AS per_bucket
+    GROUP BY at, queue
+)
+SELECT t.at, t.queue, t.completed, t.failed, t.retried, t.run_seconds, t.wait_seconds,
+       d.run_buckets, d.wait_buckets
+FROM totals t JOIN digests d USING (at, queue)
+ORDER BY t.at, t.queue
+
+-- name: series_by_task
+-- Per task name over the last %(seconds)s seconds (whole minutes): outcomes, run-time and
+-- wait sums and digests, and the cost of the measured attempts.
+WITH rows AS (
+    SELECT * FROM queued_task_minutes
+    WHERE minute >= date_trunc('minute', now() - make_interval(secs => %(seconds)s))
+), totals AS (
+    SELECT name, sum(completed)::bigint AS completed, sum(failed)::bigint AS failed,
+           sum(retried)::bigint AS retried, sum(run_seconds)::float8 AS run_seconds,
+           sum(wait_seconds)::float8 AS wait_seconds, sum(measured)::bigint AS measured,
+           sum(cpu_seconds)::float8 AS cpu_seconds, max(peak_memory_bytes) AS peak_memory_bytes,
+           sum(memory_growth_bytes)::bigint AS memory_growth_bytes,
+           sum(completed) FILTER (WHERE minute >= date_trunc('minute', now()))::bigint
+               AS completed_this_minute
+    FROM rows GROUP BY name
+), digests AS (
+    SELECT name, array_agg(r ORDER BY i) AS run_buckets, array_agg(w ORDER BY i) AS wait_buckets
+    FROM (SELECT name, u.i, sum(u.r)::bigint AS r, sum(u.w)::bigint AS w
+          FROM rows, unnest(run_buckets, wait_buckets) WITH ORDINALITY AS u (r, w, i)
+          GROUP BY name, u.i) AS per_bucket
+    GROUP BY name
+)
+SELECT t.*, d.run_buckets, d.wait_buckets FROM totals t JOIN digests d USING (name)
+ORDER BY t.name
+
+-- name: series_prune
+-- Delete up to %(limit)s series rows older than the result TTL (%(ttl)s seconds); the pruner
+-- calls it until it deletes fewer than the limit.
+DELETE FROM queued_task_minutes
+WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM queued_task_minutes
+    WHERE minute < now() - make_interval(secs => %(ttl)s)
+    LIMIT %(limit)s))
+
+-- name: task_counts
+-- Tasks per state and queue, each state read through the state index up to %(cap)s + 1 rows
+-- (so at most 7 x that many rows, however big the table), with the planner's estimate of the
+-- state's rows (pg_stats' most common values x the table's rows now, as the planner scales
+-- reltuples by the current size; NULL before the first ANALYZE). A state that reaches the cap
+-- is estimated in Python (qsup.counts). States are literals: each branch plans on its own.
+WITH sampled (state, queue, n) AS (
+    SELECT 'waiting', queue, count(*) FROM (SELECT queue FROM queued_tasks
+        WHERE state = 'waiting' LIMIT %(cap)s + 1) AS s GROUP BY queue
+    UNION ALL SELECT 'enqueued', queue, count(*) FROM (SELECT queue FROM queued_tasks
+        WHERE state = 'enqueued' LIMIT %(cap)s + 1) AS s GROUP BY queue
+    UNION ALL SELECT 'picked_up', queue, count(*) FROM (SELECT queue FROM queued_tasks
+        WHERE state = 'picked_up' LIMIT %(cap)s + 1) AS s GROUP BY queue
+    UNION ALL SELECT 'running', queue, count(*) FROM (SELECT queue FROM queued_tasks
+        WHERE state = 'running' LIMIT %(cap)s + 1) AS s GROUP BY queue
+    UNION ALL SELECT 'completed', queue, count(*) FROM (SELECT queue FROM queued_tasks
+        WHERE state = 'completed' LIMIT %(cap)s + 1) AS s GROUP BY queue
+    UNION ALL SELECT 'failed', queue, count(*) FROM (SELECT queue FROM queued_tasks
+        WHERE state = 'failed' LIMIT %(cap)s + 1) AS s GROUP BY queue
+    UNION ALL SELECT 'cancelled', queue, count(*) FROM (SELECT queue FROM queued_tasks
+        WHERE state = 'cancelled' LIMIT %(cap)s + 1) AS s GROUP BY queue
+), table_rows AS (
+    SELECT CASE WHEN c.reltuples >= 0 AND c.relpages > 0
+                THEN c.reltuples / c.relpages
+                     * (pg_relation_size(c.oid) / current_setting('block_size')::float8)
+           END AS n
+    FROM pg_class c WHERE c.oid = 'queued_tasks'::regclass
+), planned (state, n) AS (
+    SELECT u.state, u.freq * table_rows.n
+    FROM table_rows, pg_stats s,
+         unnest(s.most_common_vals::text::text[], s.most_common_freqs) AS u (state, freq)
+    WHERE s.schemaname = current_schema() AND s.tablename = 'queued_tasks'
+      AND s.attname = 'state'
+)
+SELECT sampled.state, sampled.queue, sampled.n, planned.n::float8
+FROM sampled LEFT JOIN planned USING (state)
+ORDER BY sampled.queue, sampled.state
