@@ -4,6 +4,7 @@
     python scripts/bench.py --quick                  # under a minute
     python scripts/bench.py > bench.json             # the full run (a few minutes)
     python scripts/bench.py --database-url postgresql://... --only drain,latency
+    python scripts/bench.py --only bigtable --rows 1000000   # reads at millions of rows
 
 Prints one JSON document on stdout (progress goes to stderr). Without ``--database-url`` it
 starts a fresh embedded PostgreSQL in a temporary directory. Every scenario gets a fresh
@@ -47,6 +48,7 @@ sys.path.insert(0, str(HERE))
 import bench_edge  # noqa: E402
 import bench_flow  # noqa: E402
 import bench_hooks  # noqa: E402
+import bench_reads  # noqa: E402
 import bench_steady  # noqa: E402
 import bench_tasks  # noqa: E402  (scripts/ is on sys.path: the same name the server imports)
 import bench_workflows  # noqa: E402
@@ -561,6 +563,24 @@ def scenario_big_table(
     if noop_w2:
         out["vs_empty_table"] = round(out["tasks_per_s"]["median"] / noop_w2, 3)
     return out
+
+
+def scenario_bigtable(dbs: Databases, rows: int, repeats: int, logdir: str) -> dict[str, Any]:
+    """Operators' reads at ``rows`` finished and 100,000 waiting tasks (``bench_reads``)."""
+    url = dbs.fresh("reads")
+    waiting = min(100_000, rows // 10)
+    result: dict[str, Any] = {"finished_rows": rows, "waiting_rows": waiting}
+    result["fill"] = bench_reads.fill(url, SQL, rows, waiting, log)
+    port = bench_reads.free_port()
+    serve = Serve(url, 1, logdir=logdir)
+    serve.args[serve.args.index("--no-http")] = "--port"
+    serve.args[serve.args.index("--port") + 1 : serve.args.index("--port") + 1] = [str(port)]
+    serve.args += ["--queues", "bench_idle"]
+    with serve:
+        bench_reads.wait_http(port, serve.check)
+        log(f"bigtable: timing reads, {repeats} each")
+        result["reads"] = bench_reads.reads(url, port, repeats)
+    return result
 
 
 # --- 3. latency -----------------------------------------------------------------------------
@@ -1113,7 +1133,7 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers",
-             "steady", "snapshot", "hooks", "workflows", "flow", "edge")  # fmt: skip
+             "steady", "snapshot", "hooks", "workflows", "flow", "edge", "bigtable")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1130,6 +1150,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--steady-seconds", type=float,
                         help="seconds per steady rate (default 10 quick, 30)")  # fmt: skip
+    parser.add_argument("--rows", type=int, default=5_000_000,
+                        help="finished tasks of bigtable (default %(default)s)")  # fmt: skip
     bench_flow.add_arguments(parser)
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
@@ -1138,6 +1160,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     if args.quick:
         only -= {"targets", "big_table"}
+    if not args.only:
+        only -= {"bigtable"}  # minutes of COPY: only when named
     repeats = args.repeats or (1 if args.quick else 3)
     try:
         rates = [int(r) for r in args.steady_rates.split(",")]
@@ -1186,6 +1210,7 @@ def main(argv: list[str] | None = None) -> int:
             ("hooks", lambda: scenario_hooks(dbs, args.quick, repeats, logdir)),
             ("edge", lambda: scenario_edge(dbs, logdir)),
             ("workflows", lambda: scenario_workflows(dbs, args.quick, repeats, logdir)),
+            ("bigtable", lambda: scenario_bigtable(dbs, args.rows, 20, logdir)),
         ]
         for name, step in steps:
             if name not in only:

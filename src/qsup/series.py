@@ -69,13 +69,18 @@ def record(
     )
 
 
-def read(conn: Conn, since: datetime, step: int, queue: str | None) -> list[dict[str, Any]]:
-    """Steps of ``step`` seconds from ``since`` on, per queue, with p50/p95 of run time and
-    pickup latency read from the summed digests."""
+def read(
+    conn: Conn,
+    step: int,
+    queue: str | None = None,
+    since: datetime | None = None,
+    seconds: int = 3600,
+) -> list[dict[str, Any]]:
+    """Steps of ``step`` seconds from ``since`` on (or the last ``seconds``), per queue, with
+    p50/p95 of run time and pickup latency read from the summed digests."""
+    params = {"since": since, "seconds": seconds, "step": step, "queue": queue}
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            Q["series_read"], {"since": since, "step": step, "queue": queue}
-        ).fetchall()
+        rows = cur.execute(Q["series_read"], params).fetchall()
     for row in rows:
         row.update(percentiles(row.pop("run_buckets"), "run"))
         row.update(percentiles(row.pop("wait_buckets"), "wait"))

@@ -39,9 +39,7 @@ def series_by_queue_and_minute(conn) -> dict[tuple[str, datetime], tuple[int, in
 
 
 def unfinished(conn) -> int:
-    return conn.execute(
-        "SELECT count(*) FROM queued_tasks WHERE date_done IS NULL"
-    ).fetchone()[0]
+    return conn.execute("SELECT count(*) FROM queued_tasks WHERE date_done IS NULL").fetchone()[0]
 
 
 @pytest.mark.timeout(90)
@@ -112,8 +110,8 @@ def test_api_series_answers_and_rejects_bad_input(conn, db_url):
     for offset, queue_name in ((0, "a"), (1, "a"), (0, "b")):
         conn.execute(
             "INSERT INTO queued_task_minutes (minute, queue, name, completed, failed, "
-            "run_buckets, wait_buckets) VALUES (%s, %s, 'n', 3, 1, %s, %s)",
-            (minute - timedelta(minutes=offset), queue_name, buckets, buckets),
+            "run_buckets, wait_buckets, cpu_buckets) VALUES (%s, %s, 'n', 3, 1, %s, %s, %s)",
+            (minute - timedelta(minutes=offset), queue_name, buckets, buckets, buckets),
         )
     from qsup.http.app import create_app
 
@@ -143,9 +141,9 @@ def test_series_is_pruned_with_the_result_ttl(conn):
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     for age in (0, 5, 120, 121, 122):
         conn.execute(
-            "INSERT INTO queued_task_minutes (minute, queue, name, run_buckets, wait_buckets) "
-            "VALUES (%s, 'q', 'n', %s, %s)",
-            (now - timedelta(minutes=age), buckets, buckets),
+            "INSERT INTO queued_task_minutes (minute, queue, name, run_buckets, wait_buckets, "
+            "cpu_buckets) VALUES (%s, 'q', 'n', %s, %s, %s)",
+            (now - timedelta(minutes=age), buckets, buckets, buckets),
         )
     ttl = 3600.0
     assert series.prune(conn, ttl, limit=2) == 2  # bounded batches

@@ -89,7 +89,7 @@ ROUTE_TABLE = (
         workflow_routes.cancel_workflow,
         {"post": openapi.WORKFLOW_CANCEL},
     ),  # fmt: skip
-    Api("/api/stats", routes.stats, {"get": openapi.STATS}),
+    Api("/api/stats", routes.stats_endpoint, {"get": openapi.STATS}),
     Api("/api/servers", routes.servers, {"get": openapi.SERVERS}),
     Api("/api/series", series_routes.series_endpoint, {"get": openapi.SERIES}),
     Api("/api/schedules", routes.schedules, {"get": openapi.SCHEDULES}),

@@ -35,5 +35,5 @@ def series_endpoint(request: Request) -> Response:
     step = parse_int(request, "step", STEP_DEFAULT, 60, STEP_MAX)
     since = parse_since(text_param(request, "since"), datetime.now(UTC))
     with backend_of(request).connection() as conn:
-        points = series.read(conn, since, step, queue)
+        points = series.read(conn, step, queue, since)
     return JSON({"since": since, "step": step, "queue": queue, "series": points})

@@ -425,10 +425,6 @@ SELECT state, result, error_message FROM queued_tasks WHERE id = %(id)s
 SELECT id, type, message, date_created FROM queued_task_logs
 WHERE queued_task_id = %(id)s ORDER BY date_created, id
 
--- name: counts_by_queue_and_state
--- Task counts per queue and state.
-SELECT queue, state, count(*) AS n FROM queued_tasks GROUP BY queue, state ORDER BY queue, state
-
 -- name: oldest_waiting
 -- Age in seconds of the oldest due task still enqueued.
 SELECT extract(epoch FROM now() - min(scheduled_at))::float8 FROM queued_tasks

@@ -25,7 +25,9 @@ WITH outcome AS (
            least(46, greatest(0, ceil(2 * ln(greatest(run, 0.001) * 1000) / ln(2) - 1e-9)))::int
                AS run_bucket,
            least(46, greatest(0, ceil(2 * ln(greatest(wait, 0.001) * 1000) / ln(2) - 1e-9)))::int
-               AS wait_bucket
+               AS wait_bucket,
+           least(46, greatest(0, ceil(2 * ln(greatest(cpu_seconds, 0.001) * 1000) / ln(2) - 1e-9)))::int
+               AS cpu_bucket
     FROM outcome
 ), grouped AS (
     SELECT minute, queue, name,
@@ -37,6 +39,7 @@ WITH outcome AS (
                AS wait_seconds,
            array_agg(run_bucket) FILTER (WHERE kind <> 'retried' AND run IS NOT NULL) AS runs,
            array_agg(wait_bucket) FILTER (WHERE kind <> 'retried' AND run IS NOT NULL) AS waits,
+           array_agg(cpu_bucket) FILTER (WHERE cpu_seconds IS NOT NULL) AS cpus,
            count(cpu_seconds) AS measured, coalesce(sum(cpu_seconds), 0) AS cpu_seconds,
            max(peak_memory_bytes) AS peak_memory_bytes,
            coalesce(sum(memory_growth_bytes), 0) AS memory_growth_bytes
@@ -44,7 +47,7 @@ WITH outcome AS (
 )
 INSERT INTO queued_task_minutes AS m
     (minute, queue, name, completed, failed, retried, run_seconds, wait_seconds, run_buckets,
-     wait_buckets, measured, cpu_seconds, peak_memory_bytes, memory_growth_bytes)
+     wait_buckets, measured, cpu_seconds, cpu_buckets, peak_memory_bytes, memory_growth_bytes)
 SELECT minute, queue, name, completed, failed, retried, run_seconds, wait_seconds,
        ARRAY(SELECT coalesce(c.n, 0) FROM generate_series(0, 46) AS i
              LEFT JOIN (SELECT b, count(*)::int AS n FROM unnest(runs) AS b GROUP BY b) AS c
@@ -52,7 +55,11 @@ SELECT minute, queue, name, completed, failed, retried, run_seconds, wait_second
        ARRAY(SELECT coalesce(c.n, 0) FROM generate_series(0, 46) AS i
              LEFT JOIN (SELECT b, count(*)::int AS n FROM unnest(waits) AS b GROUP BY b) AS c
              ON c.b = i ORDER BY i),
-       measured, cpu_seconds, peak_memory_bytes, memory_growth_bytes
+       measured, cpu_seconds,
+       ARRAY(SELECT coalesce(c.n, 0) FROM generate_series(0, 46) AS i
+             LEFT JOIN (SELECT b, count(*)::int AS n FROM unnest(cpus) AS b GROUP BY b) AS c
+             ON c.b = i ORDER BY i),
+       peak_memory_bytes, memory_growth_bytes
 FROM grouped ORDER BY minute, queue, name
 ON CONFLICT (minute, queue, name) DO UPDATE
 SET completed = m.completed + excluded.completed,
@@ -66,16 +73,20 @@ SET completed = m.completed + excluded.completed,
                          WITH ORDINALITY AS u (a, b, i) ORDER BY i),
     measured = m.measured + excluded.measured,
     cpu_seconds = m.cpu_seconds + excluded.cpu_seconds,
+    cpu_buckets = ARRAY(SELECT a + b FROM unnest(m.cpu_buckets, excluded.cpu_buckets)
+                        WITH ORDINALITY AS u (a, b, i) ORDER BY i),
     peak_memory_bytes = greatest(m.peak_memory_bytes, excluded.peak_memory_bytes),
     memory_growth_bytes = m.memory_growth_bytes + excluded.memory_growth_bytes
 
 -- name: series_read
--- The series from %(since)s on, in steps of %(step)s seconds, per queue (one queue with
--- %(queue)s), oldest first; digests summed element by element.
+-- The series from %(since)s on (or the last %(seconds)s seconds by the database's clock), in
+-- steps of %(step)s seconds, per queue (one queue with %(queue)s), oldest first; digests
+-- summed element by element.
 WITH rows AS (
     SELECT date_bin(make_interval(secs => %(step)s), minute, timestamptz 'epoch') AS at, m.*
     FROM queued_task_minutes m
-    WHERE minute >= date_trunc('minute', %(since)s::timestamptz)
+    WHERE minute >= date_trunc('minute', coalesce(
+              %(since)s::timestamptz, now() - make_interval(secs => %(seconds)s)))
       AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
 ), totals AS (
     SELECT at, queue, sum(completed)::bigint AS completed, sum(failed)::bigint AS failed,
@@ -95,8 +106,9 @@ FROM totals t JOIN digests d USING (at, queue)
 ORDER BY t.at, t.queue
 
 -- name: series_by_task
--- Per task name over the last %(seconds)s seconds (whole minutes): outcomes, run-time and
--- wait sums and digests, and the cost of the measured attempts.
+-- Per task name over the last %(seconds)s seconds (from the start of that minute): outcomes,
+-- run-time and wait sums and digests, the cost of the measured attempts, and the completions
+-- since the start of the previous minute.
 WITH rows AS (
     SELECT * FROM queued_task_minutes
     WHERE minute >= date_trunc('minute', now() - make_interval(secs => %(seconds)s))
@@ -106,17 +118,20 @@ WITH rows AS (
            sum(wait_seconds)::float8 AS wait_seconds, sum(measured)::bigint AS measured,
            sum(cpu_seconds)::float8 AS cpu_seconds, max(peak_memory_bytes) AS peak_memory_bytes,
            sum(memory_growth_bytes)::bigint AS memory_growth_bytes,
-           sum(completed) FILTER (WHERE minute >= date_trunc('minute', now()))::bigint
-               AS completed_this_minute
+           coalesce(sum(completed) FILTER (
+               WHERE minute >= date_trunc('minute', now() - interval '1 minute')), 0)::bigint
+               AS completed_last_minute
     FROM rows GROUP BY name
 ), digests AS (
-    SELECT name, array_agg(r ORDER BY i) AS run_buckets, array_agg(w ORDER BY i) AS wait_buckets
-    FROM (SELECT name, u.i, sum(u.r)::bigint AS r, sum(u.w)::bigint AS w
-          FROM rows, unnest(run_buckets, wait_buckets) WITH ORDINALITY AS u (r, w, i)
+    SELECT name, array_agg(r ORDER BY i) AS run_buckets, array_agg(w ORDER BY i) AS wait_buckets,
+           array_agg(c ORDER BY i) AS cpu_buckets
+    FROM (SELECT name, u.i, sum(u.r)::bigint AS r, sum(u.w)::bigint AS w, sum(u.c)::bigint AS c
+          FROM rows, unnest(run_buckets, wait_buckets, cpu_buckets) WITH ORDINALITY
+              AS u (r, w, c, i)
           GROUP BY name, u.i) AS per_bucket
     GROUP BY name
 )
-SELECT t.*, d.run_buckets, d.wait_buckets FROM totals t JOIN digests d USING (name)
+SELECT t.*, d.run_buckets, d.wait_buckets, d.cpu_buckets FROM totals t JOIN digests d USING (name)
 ORDER BY t.name
 
 -- name: series_prune

@@ -23,6 +23,7 @@ CREATE TABLE queued_task_minutes (
     wait_buckets integer[] NOT NULL,
     measured integer NOT NULL DEFAULT 0,  -- attempts with accounting (CPU, memory)
     cpu_seconds float8 NOT NULL DEFAULT 0,  -- sum
+    cpu_buckets integer[] NOT NULL,  -- CPU seconds per measured attempt, same buckets
     peak_memory_bytes bigint,  -- highest
     memory_growth_bytes bigint NOT NULL DEFAULT 0,  -- sum
     PRIMARY KEY (minute, queue, name)
