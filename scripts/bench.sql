@@ -148,7 +148,7 @@ COPY (
            CASE WHEN i %% 200 = 0 THEN 'cancelled' WHEN i %% 40 = 1 THEN 'failed'
                 ELSE 'completed' END,
            (ARRAY['default', 'default', 'emails', 'default', 'emails', 'default', 'emails',
-                  'default', 'emails', 'reports'])[i %% 10 + 1],
+                  'default', 'emails', 'reports'])[i / 7 %% 10 + 1],
            done - interval '120 ms', done - interval '20 ms', done,
            done - interval '120 ms', 1, 'null'
     FROM generate_series(1, %(count)s) AS i,

@@ -82,15 +82,31 @@ def read(
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(Q["series_read"], params).fetchall()
     for row in rows:
-        row.update(percentiles(row.pop("run_buckets"), "run"))
-        row.update(percentiles(row.pop("wait_buckets"), "wait"))
+        used = row.pop("buckets")
+        row.update(percentiles(dense(used, row.pop("runs")), "run"))
+        row.update(percentiles(dense(used, row.pop("waits")), "wait"))
     return rows
 
 
 def by_task(conn: Conn, seconds: int) -> list[dict[str, Any]]:
-    """Per task name over the last ``seconds``: outcomes, cost and digests."""
+    """Per task name over the last ``seconds``: outcomes, cost and digests
+    (``run_buckets``, ``wait_buckets``, ``cpu_buckets``)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(Q["series_by_task"], {"seconds": seconds}).fetchall()
+        rows = cur.execute(Q["series_by_task"], {"seconds": seconds}).fetchall()
+    for row in rows:
+        used = row.pop("buckets")
+        for digest, values in (("run", "runs"), ("wait", "waits"), ("cpu", "cpus")):
+            row[f"{digest}_buckets"] = dense(used, row.pop(values))
+    return rows
+
+
+def dense(used: list[int] | None, counts: list[int] | None) -> list[int]:
+    """A digest of :data:`BUCKETS` counts from the buckets used (1-based, as SQL's ordinality
+    numbers them) and their counts."""
+    digest = [0] * BUCKETS
+    for bucket, count in zip(used or (), counts or (), strict=True):
+        digest[bucket - 1] = int(count)
+    return digest
 
 
 def percentiles(buckets: Sequence[int], prefix: str) -> dict[str, float | None]:

@@ -93,16 +93,18 @@ WITH rows AS (
            sum(retried)::bigint AS retried, sum(run_seconds)::float8 AS run_seconds,
            sum(wait_seconds)::float8 AS wait_seconds
     FROM rows GROUP BY at, queue
-), digests AS (
-    SELECT at, queue, array_agg(r ORDER BY i) AS run_buckets, array_agg(w ORDER BY i) AS wait_buckets
+), digests AS (  -- only the buckets some row uses: most of the 47 are zero
+    SELECT at, queue, array_agg(i ORDER BY i) AS buckets, array_agg(r ORDER BY i) AS runs,
+           array_agg(w ORDER BY i) AS waits
     FROM (SELECT at, queue, u.i, sum(u.r)::bigint AS r, sum(u.w)::bigint AS w
           FROM rows, unnest(run_buckets, wait_buckets) WITH ORDINALITY AS u (r, w, i)
+          WHERE u.r + u.w > 0
           GROUP BY at, queue, u.i) AS per_bucket
     GROUP BY at, queue
 )
 SELECT t.at, t.queue, t.completed, t.failed, t.retried, t.run_seconds, t.wait_seconds,
-       d.run_buckets, d.wait_buckets
-FROM totals t JOIN digests d USING (at, queue)
+       d.buckets, d.runs, d.waits
+FROM totals t LEFT JOIN digests d USING (at, queue)
 ORDER BY t.at, t.queue
 
 -- name: series_by_task
@@ -122,16 +124,17 @@ WITH rows AS (
                WHERE minute >= date_trunc('minute', now() - interval '1 minute')), 0)::bigint
                AS completed_last_minute
     FROM rows GROUP BY name
-), digests AS (
-    SELECT name, array_agg(r ORDER BY i) AS run_buckets, array_agg(w ORDER BY i) AS wait_buckets,
-           array_agg(c ORDER BY i) AS cpu_buckets
+), digests AS (  -- only the buckets some row uses (as in series_read)
+    SELECT name, array_agg(i ORDER BY i) AS buckets, array_agg(r ORDER BY i) AS runs,
+           array_agg(w ORDER BY i) AS waits, array_agg(c ORDER BY i) AS cpus
     FROM (SELECT name, u.i, sum(u.r)::bigint AS r, sum(u.w)::bigint AS w, sum(u.c)::bigint AS c
           FROM rows, unnest(run_buckets, wait_buckets, cpu_buckets) WITH ORDINALITY
               AS u (r, w, c, i)
+          WHERE u.r + u.w + u.c > 0
           GROUP BY name, u.i) AS per_bucket
     GROUP BY name
 )
-SELECT t.*, d.run_buckets, d.wait_buckets, d.cpu_buckets FROM totals t JOIN digests d USING (name)
+SELECT t.*, d.buckets, d.runs, d.waits, d.cpus FROM totals t LEFT JOIN digests d USING (name)
 ORDER BY t.name
 
 -- name: series_prune
@@ -144,39 +147,38 @@ WHERE ctid = ANY(ARRAY(
     LIMIT %(limit)s))
 
 -- name: task_counts
--- Tasks per state and queue, each state read through the state index up to %(cap)s + 1 rows
--- (so at most 7 x that many rows, however big the table), with the planner's estimate of the
--- state's rows (pg_stats' most common values x the table's rows now, as the planner scales
--- reltuples by the current size; NULL before the first ANALYZE). A state that reaches the cap
--- is estimated in Python (qsup.counts). States are literals: each branch plans on its own.
-WITH sampled (state, queue, n) AS (
-    SELECT 'waiting', queue, count(*) FROM (SELECT queue FROM queued_tasks
-        WHERE state = 'waiting' LIMIT %(cap)s + 1) AS s GROUP BY queue
-    UNION ALL SELECT 'enqueued', queue, count(*) FROM (SELECT queue FROM queued_tasks
-        WHERE state = 'enqueued' LIMIT %(cap)s + 1) AS s GROUP BY queue
-    UNION ALL SELECT 'picked_up', queue, count(*) FROM (SELECT queue FROM queued_tasks
-        WHERE state = 'picked_up' LIMIT %(cap)s + 1) AS s GROUP BY queue
-    UNION ALL SELECT 'running', queue, count(*) FROM (SELECT queue FROM queued_tasks
-        WHERE state = 'running' LIMIT %(cap)s + 1) AS s GROUP BY queue
-    UNION ALL SELECT 'completed', queue, count(*) FROM (SELECT queue FROM queued_tasks
-        WHERE state = 'completed' LIMIT %(cap)s + 1) AS s GROUP BY queue
-    UNION ALL SELECT 'failed', queue, count(*) FROM (SELECT queue FROM queued_tasks
-        WHERE state = 'failed' LIMIT %(cap)s + 1) AS s GROUP BY queue
-    UNION ALL SELECT 'cancelled', queue, count(*) FROM (SELECT queue FROM queued_tasks
-        WHERE state = 'cancelled' LIMIT %(cap)s + 1) AS s GROUP BY queue
+-- Tasks per queue and state: each (state, queue) pair found by a skip scan of the (state,
+-- queue) index (0017), then counted there (index-only) up to %(cap)s + 1 entries, so a read
+-- is bounded by the pairs, not the table. A pair past the cap is estimated (and marked): the
+-- planner's statistics of the pair (queued_tasks_state_queue) times the table's rows now, as
+-- the planner scales reltuples by the current size; at least what was counted.
+WITH RECURSIVE pairs (state, queue) AS (
+    (SELECT state, queue FROM queued_tasks ORDER BY state, queue LIMIT 1)
+    UNION ALL
+    SELECT next.state, next.queue FROM pairs,
+        LATERAL (SELECT t.state, t.queue FROM queued_tasks t
+                 WHERE (t.state, t.queue) > (pairs.state, pairs.queue)
+                 ORDER BY t.state, t.queue LIMIT 1) AS next
+), counted AS (
+    SELECT pairs.state, pairs.queue, c.n FROM pairs,
+        LATERAL (SELECT count(*) AS n FROM (
+            SELECT 1 FROM queued_tasks t WHERE t.state = pairs.state AND t.queue = pairs.queue
+            LIMIT %(cap)s + 1) AS capped) AS c
 ), table_rows AS (
     SELECT CASE WHEN c.reltuples >= 0 AND c.relpages > 0
                 THEN c.reltuples / c.relpages
                      * (pg_relation_size(c.oid) / current_setting('block_size')::float8)
            END AS n
     FROM pg_class c WHERE c.oid = 'queued_tasks'::regclass
-), planned (state, n) AS (
-    SELECT u.state, u.freq * table_rows.n
-    FROM table_rows, pg_stats s,
-         unnest(s.most_common_vals::text::text[], s.most_common_freqs) AS u (state, freq)
+), planned AS (
+    SELECT s.most_common_vals[k][1] AS state, s.most_common_vals[k][2] AS queue,
+           s.most_common_freqs[k] * table_rows.n AS n
+    FROM table_rows, pg_stats_ext s, generate_subscripts(s.most_common_freqs, 1) AS k
     WHERE s.schemaname = current_schema() AND s.tablename = 'queued_tasks'
-      AND s.attname = 'state'
+      AND s.statistics_name = 'queued_tasks_state_queue'
 )
-SELECT sampled.state, sampled.queue, sampled.n, planned.n::float8
-FROM sampled LEFT JOIN planned USING (state)
-ORDER BY sampled.queue, sampled.state
+SELECT c.queue, c.state,
+       CASE WHEN c.n > %(cap)s THEN greatest(c.n, coalesce(round(p.n), 0)) ELSE c.n END::bigint,
+       c.n > %(cap)s
+FROM counted c LEFT JOIN planned p ON p.state = c.state AND p.queue = c.queue
+ORDER BY c.queue, c.state

@@ -29,3 +29,16 @@ CREATE TABLE queued_task_minutes (
     PRIMARY KEY (minute, queue, name)
 );
 
+
+-- Counting by state and queue (qsup.counts, the task list's state and queue filters) read
+-- every row's heap tuple for its queue: 10,000 failed tasks spread over a table of 1,000,000
+-- took 110 ms of random reads. With the queue in the state index they are an index-only scan.
+-- The index keeps its name (the seed's monitoring SQL and its "WHERE state = ..." use it as
+-- before) and its cost on the hot path: (state, queue) pairs are few, so deduplication keeps
+-- it about as small as the state alone. The statistics of the pair let the planner see that
+-- a queue's failed tasks are rare (a task list filtered by both then reads this index instead
+-- of walking the whole table newest first).
+DROP INDEX IF EXISTS idx_queued_tasks_state;
+CREATE INDEX idx_queued_tasks_state ON queued_tasks (state, queue);
+CREATE STATISTICS IF NOT EXISTS queued_tasks_state_queue (mcv, dependencies)
+    ON state, queue FROM queued_tasks;
