@@ -472,9 +472,51 @@ def summarise_drain(
     return out
 
 
-def scenario_drain(dbs: Databases, quick: bool, repeats: int, logdir: str) -> dict[str, Any]:
-    url = dbs.fresh("drain")
+def baseline_database(dbs: Databases, baseline: str) -> str:
+    """A fresh database migrated by the ``baseline`` checkout's own code (its schema)."""
+    name = f"qsup_bench_baseline_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(dbs.url, autocommit=True) as admin:
+        admin.execute(
+            psycopg.sql.SQL(SQL["create_database"]).format(name=psycopg.sql.Identifier(name))
+        )
+    dbs.created.append(name)
+    url = make_conninfo(dbs.url, dbname=name)
+    code = (
+        "import sys, psycopg; from qsup.db.migrate import migrate;"
+        " migrate(psycopg.connect(sys.argv[1], autocommit=True))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, url], check=True, env={**os.environ, "PYTHONPATH": baseline}
+    )
+    return url
+
+
+def drain_against_baseline(
+    dbs: Databases, baseline: str, n: int, repeats: int, logdir: str
+) -> dict[str, Any]:
+    """The plain no-op drain (--workers 2 --no-http) of ``baseline`` (a src/ directory, on
+    its own schema) and of this checkout, alternated in one run."""
+    urls = {"baseline": baseline_database(dbs, baseline), "this": dbs.fresh("drain_this")}
+    envs = {"baseline": {"PYTHONPATH": os.pathsep.join([str(HERE), baseline])}, "this": None}
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "this": []}
+    for rep in range(repeats):
+        for key in ("baseline", "this") if rep % 2 == 0 else ("this", "baseline"):
+            log(f"drain: {n} no-op tasks, {key}, repeat {rep + 1}/{repeats}")
+            runs[key].append(drain_once(urls[key], n, 2, logdir=logdir, env=envs[key]))
+    out = {key: summarise_drain(r, n, 2) for key, r in runs.items()}
+    out["this_vs_baseline"] = ratio(
+        out["this"]["tasks_per_s"]["median"], out["baseline"]["tasks_per_s"]["median"], 3
+    )
+    return out
+
+
+def scenario_drain(
+    dbs: Databases, quick: bool, repeats: int, logdir: str, baseline: str | None = None
+) -> dict[str, Any]:
     noop_n = 5000 if quick else 20000
+    if baseline:
+        return drain_against_baseline(dbs, baseline, noop_n, repeats, logdir)
+    url = dbs.fresh("drain")
     sleep_n = 200 if quick else 1000
     result: dict[str, Any] = {}
     # --no-http (as `qsup queue start`) is the setting compared with the peers; the default
@@ -1152,6 +1194,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds per steady rate (default 10 quick, 30)")  # fmt: skip
     parser.add_argument("--rows", type=int, default=5_000_000,
                         help="finished tasks of bigtable (default %(default)s)")  # fmt: skip
+    parser.add_argument("--drain-baseline",
+                        help="src/ of another checkout: the drain scenario is then only the"
+                        " no-op drain of it and of this one, alternated")  # fmt: skip
     bench_flow.add_arguments(parser)
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
@@ -1187,7 +1232,10 @@ def main(argv: list[str] | None = None) -> int:
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("enqueue", lambda: scenario_enqueue(dbs, args.quick, repeats)),
             ("ceiling", lambda: scenario_ceiling(dbs, args.quick, repeats)),
-            ("drain", lambda: scenario_drain(dbs, args.quick, repeats, logdir)),
+            (
+                "drain",
+                lambda: scenario_drain(dbs, args.quick, repeats, logdir, args.drain_baseline),
+            ),
             ("latency", lambda: scenario_latency(dbs, args.quick, max(1, repeats - 1), logdir)),
             ("resources", lambda: scenario_resources(dbs, args.quick, logdir)),
             ("targets", lambda: scenario_targets(dbs, max(1, repeats - 1), logdir)),
