@@ -109,7 +109,9 @@ class Databases:
         with psycopg.connect(url, autocommit=True) as conn:
             self.version = conn.execute(SQL["server_version"]).fetchone()[0]
 
-    def fresh(self, scenario: str) -> str:
+    def fresh(self, scenario: str, baseline: str | None = None) -> str:
+        """A new database migrated by this checkout, or by the ``baseline`` checkout's code
+        (its src/ directory: its own schema)."""
         name = f"qsup_bench_{scenario}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         with psycopg.connect(self.url, autocommit=True) as admin:
             admin.execute(
@@ -117,6 +119,14 @@ class Databases:
             )
         self.created.append(name)
         url = make_conninfo(self.url, dbname=name)
+        if baseline:
+            code = (
+                "import sys, psycopg; from qsup.db.migrate import migrate;"
+                " migrate(psycopg.connect(sys.argv[1], autocommit=True))"
+            )
+            env = {**os.environ, "PYTHONPATH": baseline}
+            subprocess.run([sys.executable, "-c", code, url], check=True, env=env)
+            return url
         with psycopg.connect(url, autocommit=True) as conn:
             migrate(conn)
         return url
@@ -472,31 +482,12 @@ def summarise_drain(
     return out
 
 
-def baseline_database(dbs: Databases, baseline: str) -> str:
-    """A fresh database migrated by the ``baseline`` checkout's own code (its schema)."""
-    name = f"qsup_bench_baseline_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(dbs.url, autocommit=True) as admin:
-        admin.execute(
-            psycopg.sql.SQL(SQL["create_database"]).format(name=psycopg.sql.Identifier(name))
-        )
-    dbs.created.append(name)
-    url = make_conninfo(dbs.url, dbname=name)
-    code = (
-        "import sys, psycopg; from qsup.db.migrate import migrate;"
-        " migrate(psycopg.connect(sys.argv[1], autocommit=True))"
-    )
-    subprocess.run(
-        [sys.executable, "-c", code, url], check=True, env={**os.environ, "PYTHONPATH": baseline}
-    )
-    return url
-
-
 def drain_against_baseline(
     dbs: Databases, baseline: str, n: int, repeats: int, logdir: str
 ) -> dict[str, Any]:
     """The plain no-op drain (--workers 2 --no-http) of ``baseline`` (a src/ directory, on
     its own schema) and of this checkout, alternated in one run."""
-    urls = {"baseline": baseline_database(dbs, baseline), "this": dbs.fresh("drain_this")}
+    urls = {"baseline": dbs.fresh("drain_base", baseline), "this": dbs.fresh("drain_this")}
     envs = {"baseline": {"PYTHONPATH": os.pathsep.join([str(HERE), baseline])}, "this": None}
     runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "this": []}
     for rep in range(repeats):
