@@ -130,6 +130,9 @@ def test_api_series_answers_and_rejects_bad_input(conn, db_url):
         assert {p["queue"] for p in everything["series"]} == {"a", "b"}
         assert client.get("/api/series", params={"step": "0"}).status_code == 400
         assert client.get("/api/series", params={"since": "yesterday"}).status_code == 400
+        assert client.get("/api/series", params={"since": ""}).status_code == 400
+        naive = client.get("/api/series", params={"since": "2026-01-31T12:00"})
+        assert naive.status_code == 400 and "zone" in naive.json()["error"]
         assert client.get("/api/series", params={"step": "x"}).status_code == 400
         spec = client.get("/api/openapi.json").json()
         assert "/api/series" in spec["paths"]
