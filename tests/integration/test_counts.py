@@ -90,3 +90,30 @@ def test_status_stats_and_metrics_mark_estimates(big, db_url, monkeypatch):
     assert body["states"]["failed"] == 40
     assert 'qsup_tasks_estimated{queue="q1",state="completed"} 1.0' in metrics
     assert 'qsup_tasks_estimated{queue="q1",state="failed"} 0.0' in metrics
+
+
+@pytest.mark.timeout(30)
+def test_oldest_waiting_reads_each_priority_s_first_due_task(conn):
+    """The claim index's first entry per priority: the oldest due task whatever its priority,
+    delayed ones and finished ones left out."""
+    from qsup import repo
+
+    assert repo.oldest_waiting(conn) is None
+    rows = [  # (priority, seconds since due, state)
+        (5, 10, "enqueued"),
+        (0, 300, "enqueued"),
+        (0, 20, "enqueued"),
+        (-2, -3600, "enqueued"),  # due in an hour
+        (9, 9000, "completed"),
+    ]
+    for priority, age, state in rows:
+        conn.execute(
+            "INSERT INTO queued_tasks (id, name, priority, state, scheduled_at) VALUES"
+            " (gen_random_uuid(), 'n', %s, %s, now() - make_interval(secs => %s))",
+            (priority, state, age),
+        )
+    assert repo.oldest_waiting(conn) == pytest.approx(300, abs=5)
+    conn.execute("DELETE FROM queued_tasks WHERE priority = 0")
+    assert repo.oldest_waiting(conn) == pytest.approx(10, abs=5)
+    conn.execute("DELETE FROM queued_tasks WHERE priority = 5")
+    assert repo.oldest_waiting(conn) is None  # only a delayed task waits

@@ -17,7 +17,10 @@ WITH outcome AS (
     FROM (SELECT unnest(%(completed)s::uuid[]) AS id, 'completed' AS kind
           UNION ALL SELECT unnest(%(failed)s::uuid[]), 'failed'
           UNION ALL SELECT unnest(%(retried)s::uuid[]), 'retried') AS k
-    JOIN queued_tasks t ON t.id = k.id
+        CROSS JOIN LATERAL (  -- one primary-key probe per id whatever the plan (complete_batch)
+            SELECT q.state, q.server_id, q.queue, q.name, q.date_done, q.date_started,
+                   q.scheduled_at, q.cpu_seconds, q.peak_memory_bytes, q.memory_growth_bytes
+            FROM queued_tasks q WHERE q.id = k.id OFFSET 0) AS t
     WHERE (k.kind <> 'retried' AND t.state = k.kind AND t.server_id = %(server_id)s)
        OR (k.kind = 'retried' AND t.state = 'enqueued')
 ), timed AS (
@@ -149,7 +152,9 @@ WHERE ctid = ANY(ARRAY(
 -- name: task_counts
 -- Tasks per queue and state: each (state, queue) pair found by a skip scan of the (state,
 -- queue) index (0017), then counted there (index-only) up to %(cap)s + 1 entries, so a read
--- is bounded by the pairs, not the table. A pair past the cap is estimated (and marked): the
+-- is bounded by the pairs, not the table. The count reads the pair as a range in index order:
+-- with plain equalities a generic or stale plan chose a seq scan that stops after %(cap)s
+-- rows of a common pair but reads the whole table for a rare one. A pair past the cap is estimated (and marked): the
 -- planner's statistics of the pair (queued_tasks_state_queue) times the table's rows now, as
 -- the planner scales reltuples by the current size; at least what was counted.
 WITH RECURSIVE pairs (state, queue) AS (
@@ -161,9 +166,11 @@ WITH RECURSIVE pairs (state, queue) AS (
                  ORDER BY t.state, t.queue LIMIT 1) AS next
 ), counted AS (
     SELECT pairs.state, pairs.queue, c.n FROM pairs,
-        LATERAL (SELECT count(*) AS n FROM (
-            SELECT 1 FROM queued_tasks t WHERE t.state = pairs.state AND t.queue = pairs.queue
-            LIMIT %(cap)s + 1) AS capped) AS c
+        LATERAL (SELECT count(*) AS n FROM (  -- a range in index order: never a seq scan
+            SELECT 1 FROM queued_tasks t
+            WHERE (t.state, t.queue) >= (pairs.state, pairs.queue)
+              AND (t.state, t.queue) <= (pairs.state, pairs.queue)
+            ORDER BY t.state, t.queue LIMIT %(cap)s + 1) AS capped) AS c
 ), table_rows AS (
     SELECT CASE WHEN c.reltuples >= 0 AND c.relpages > 0
                 THEN c.reltuples / c.relpages
