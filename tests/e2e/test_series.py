@@ -52,8 +52,17 @@ def test_two_servers_write_the_series_of_what_they_ran(queue, conn, start_server
     handles += [queue.add_task(tasks.fail_until, 2, _queue="alpha") for _ in range(4)]
     wait_for(lambda: unfinished(conn) == 0, timeout=60, what="every task to finish")
 
-    # The upsert is in the flush's transaction: once the tasks are finished, so is the series.
-    assert series_by_queue_and_minute(conn) == finished_by_queue_and_minute(conn)
+    finished = finished_by_queue_and_minute(conn)
+    seen: list[dict] = []
+
+    def counted() -> bool:  # each writer adds its outcomes within a second (tally.EVERY)
+        seen.append(series_by_queue_and_minute(conn))
+        return seen[-1] == finished
+
+    try:
+        wait_for(counted, timeout=20, what="the series to count every finished task")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: tasks {finished}, series {seen[-1]}") from None
     retried = conn.execute(
         "SELECT queue, sum(retried) FROM queued_task_minutes GROUP BY 1 ORDER BY 1"
     ).fetchall()

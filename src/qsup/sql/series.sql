@@ -2,11 +2,12 @@
 -- that stay cheap at millions of rows. Parameters use %(name)s style.
 
 -- name: series_record
--- Add one flush's outcomes to the series: one row per minute, queue and task name, summed
--- into what other flushes and servers already wrote (rows in key order, so two servers
--- upserting the same minutes cannot deadlock). Reads back the rows the flush just wrote, in
--- its transaction, by primary key; only those this server's statements changed count (a task
--- rescued by another server meanwhile is not this flush's). Bucket of x seconds:
+-- Add outcomes a server's writer stored (at most a second ago, supervisor/tally.py) to the
+-- series: one row per minute, queue and task name, summed into what other servers already
+-- wrote (rows in key order, so two servers upserting the same minutes cannot deadlock).
+-- Reads the tasks back by primary key; a completion or failure counts only while the task is
+-- still this server's outcome (one rescued meanwhile is not), a retry whatever happened since
+-- (it may already run again; its minute is now). Bucket of x seconds:
 -- ceil(2 * log2(x / 1 ms)) clamped to 0..46 (see 0017).
 WITH outcome AS (
     SELECT date_trunc('minute', CASE WHEN k.kind = 'retried' THEN now() ELSE t.date_done END)
@@ -21,8 +22,7 @@ WITH outcome AS (
             SELECT q.state, q.server_id, q.queue, q.name, q.date_done, q.date_started,
                    q.scheduled_at, q.cpu_seconds, q.peak_memory_bytes, q.memory_growth_bytes
             FROM queued_tasks q WHERE q.id = k.id OFFSET 0) AS t
-    WHERE (k.kind <> 'retried' AND t.state = k.kind AND t.server_id = %(server_id)s)
-       OR (k.kind = 'retried' AND t.state = 'enqueued')
+    WHERE k.kind = 'retried' OR (t.state = k.kind AND t.server_id = %(server_id)s)
 ), timed AS (
     SELECT *,
            least(46, greatest(0, ceil(2 * ln(greatest(run, 0.001) * 1000) / ln(2) - 1e-9)))::int
