@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import psycopg
 from loguru import logger
 
 from qsup import series
@@ -56,15 +57,24 @@ class Tally:
     def due(self) -> bool:
         return self.pending() and self.clock() - self.last >= EVERY
 
-    def write(self, conn: Any, server_id: int) -> None:
-        """Add the pending outcomes to the series (autocommit: one statement). A failure is
-        logged and the counts dropped: statistics must never hold up results."""
+    def take(self) -> Outcomes:
+        """The pending outcomes, now no longer pending (the next are due in :data:`EVERY`
+        seconds, whether these get written or not: the database may be away)."""
         self.last = self.clock()
         batch = (self.completed, self.failed, self.retried)
         self.completed, self.failed, self.retried = [], [], []
-        try:
-            series.record(conn, server_id, *batch)
-        except Exception:  # noqa: BLE001 - a lost minute of counts, not a lost task
-            logger.opt(exception=True).warning(
-                "could not add {} outcomes to the per-minute series", sum(map(len, batch))
-            )
+        return batch
+
+
+def record(conn: Any, server_id: int, batch: Outcomes) -> None:
+    """Add outcomes to the series (autocommit: one statement). A statement PostgreSQL refuses
+    is logged and its counts dropped: statistics must never hold up results (a lost
+    connection goes to the writer's link, which reconnects)."""
+    try:
+        series.record(conn, server_id, *batch)
+    except psycopg.OperationalError:
+        raise
+    except Exception:  # noqa: BLE001 - a lost second of counts, not a lost task
+        logger.opt(exception=True).warning(
+            "could not add {} outcomes to the per-minute series", sum(map(len, batch))
+        )

@@ -20,6 +20,7 @@ from loguru import logger
 
 from qsup import flow_store, repo, workflow_store
 from qsup.accounting import NO_USAGE
+from qsup.supervisor import tally
 from qsup.supervisor.link import Link
 from qsup.supervisor.outbox import Outbox, timestamp
 from qsup.supervisor.tally import Tally
@@ -64,7 +65,7 @@ class Writer:
         if not self.busy.acquire(timeout=SHUTDOWN_WAIT):
             return False
         try:
-            written = write(self.link, outbox, server_id, channel, now=True, tally=self.tally)
+            written = write(self.link, outbox, server_id, channel, now=True, counted=self.tally)
             self._count(server_id, force=True)
             return written
         finally:
@@ -83,7 +84,7 @@ class Writer:
             outbox, server_id, channel = job
             with self.busy:
                 try:
-                    written = write(self.link, outbox, server_id, channel, tally=self.tally)
+                    written = write(self.link, outbox, server_id, channel, counted=self.tally)
                 except Exception:  # the thread must survive anything: the entries are retried
                     logger.exception("writing results failed; retrying")
                     self.link.close()
@@ -97,7 +98,8 @@ class Writer:
     def _count(self, server_id: int, force: bool = False) -> None:
         """Add the outcomes written to the series when due (or now, with ``force``)."""
         if self.tally.due() or (force and self.tally.pending()):
-            self.link.call(lambda conn: self.tally.write(conn, server_id))
+            batch = self.tally.take()
+            self.link.call(lambda conn: tally.record(conn, server_id, batch), now=force)
 
     def close(self) -> None:
         self.link.close()
@@ -109,18 +111,18 @@ def write(
     server_id: int,
     channel: str | None,
     now: bool = False,
-    tally: Tally | None = None,
+    counted: Tally | None = None,
 ) -> bool:
     """Flush ``outbox``; False (entries kept) when the database is away (reconnecting at once
     with ``now``). A statement PostgreSQL refuses must not stop the server: the tasks
-    concerned fail instead. The outcomes written go to ``tally`` (the per-minute series)."""
+    concerned fail instead. The outcomes written go to ``counted`` (the per-minute series)."""
     try:
 
         def written(conn: Any) -> bool:
             outcomes = Tally.outcomes(outbox)  # flush() clears the outbox once written
             flush(conn, outbox, server_id, channel)
-            if tally is not None:
-                tally.add(outcomes)
+            if counted is not None:
+                counted.add(outcomes)
             return True
 
         return link.call(written, now=now) is True
