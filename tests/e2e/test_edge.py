@@ -136,7 +136,7 @@ def test_the_http_child_killed_is_restarted_and_answers_within_5_s(queue, start_
     def scraped() -> str:  # the writer adds outcomes to the series within a second
         with urllib.request.urlopen(server.url("/metrics"), timeout=5) as response:
             text = response.read().decode()
-        return text if f"qsup_task_cpu_seconds_count{{{burn}}}" in text else ""
+        return text if f'qsup_task_cpu_seconds_bucket{{le="+Inf",{burn}}}' in text else ""
 
     text = wait_for(scraped, timeout=20, interval=0.2, what="the burn in the series")
     # From the per-minute series: buckets at 2^k ms (0.2 s of CPU: above 0.128, at most 0.512).
