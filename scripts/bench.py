@@ -4,6 +4,7 @@
     python scripts/bench.py --quick                  # enqueue, ceiling, drain, latency: < 1 min
     python scripts/bench.py > bench.json             # the full run (a few minutes)
     python scripts/bench.py --database-url postgresql://... --only drain,latency
+    python scripts/bench.py --only bigtable --rows 1000000   # reads at millions of rows
 
 Prints one JSON document on stdout (progress goes to stderr). Without ``--database-url`` it
 starts a fresh embedded PostgreSQL in a temporary directory. Every scenario gets a fresh
@@ -48,6 +49,7 @@ import bench_edge  # noqa: E402
 import bench_flow  # noqa: E402
 import bench_hooks  # noqa: E402
 import bench_producers  # noqa: E402
+import bench_reads  # noqa: E402
 import bench_retention  # noqa: E402
 import bench_steady  # noqa: E402
 import bench_tasks  # noqa: E402  (scripts/ is on sys.path: the same name the server imports)
@@ -108,7 +110,9 @@ class Databases:
         with psycopg.connect(url, autocommit=True) as conn:
             self.version = conn.execute(SQL["server_version"]).fetchone()[0]
 
-    def fresh(self, scenario: str) -> str:
+    def fresh(self, scenario: str, baseline: str | None = None) -> str:
+        """A new database migrated by this checkout, or by the ``baseline`` checkout's code
+        (its src/ directory: its own schema)."""
         name = f"qsup_bench_{scenario}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         with psycopg.connect(self.url, autocommit=True) as admin:
             admin.execute(
@@ -116,6 +120,14 @@ class Databases:
             )
         self.created.append(name)
         url = make_conninfo(self.url, dbname=name)
+        if baseline:
+            code = (
+                "import sys, psycopg; from qsup.db.migrate import migrate;"
+                " migrate(psycopg.connect(sys.argv[1], autocommit=True))"
+            )
+            env = {**os.environ, "PYTHONPATH": baseline}
+            subprocess.run([sys.executable, "-c", code, url], check=True, env=env)
+            return url
         with psycopg.connect(url, autocommit=True) as conn:
             migrate(conn)
         return url
@@ -471,9 +483,32 @@ def summarise_drain(
     return out
 
 
-def scenario_drain(dbs: Databases, quick: bool, repeats: int, logdir: str) -> dict[str, Any]:
-    url = dbs.fresh("drain")
+def drain_against_baseline(
+    dbs: Databases, baseline: str, n: int, repeats: int, logdir: str
+) -> dict[str, Any]:
+    """The plain no-op drain (--workers 2 --no-http) of ``baseline`` (a src/ directory, on
+    its own schema) and of this checkout, alternated in one run."""
+    urls = {"baseline": dbs.fresh("drain_base", baseline), "this": dbs.fresh("drain_this")}
+    envs = {"baseline": {"PYTHONPATH": os.pathsep.join([str(HERE), baseline])}, "this": None}
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "this": []}
+    for rep in range(repeats):
+        for key in ("baseline", "this") if rep % 2 == 0 else ("this", "baseline"):
+            log(f"drain: {n} no-op tasks, {key}, repeat {rep + 1}/{repeats}")
+            runs[key].append(drain_once(urls[key], n, 2, logdir=logdir, env=envs[key]))
+    out = {key: summarise_drain(r, n, 2) for key, r in runs.items()}
+    out["this_vs_baseline"] = ratio(
+        out["this"]["tasks_per_s"]["median"], out["baseline"]["tasks_per_s"]["median"], 3
+    )
+    return out
+
+
+def scenario_drain(
+    dbs: Databases, quick: bool, repeats: int, logdir: str, baseline: str | None = None
+) -> dict[str, Any]:
     noop_n = 5000 if quick else 20000
+    if baseline:
+        return drain_against_baseline(dbs, baseline, noop_n, repeats, logdir)
+    url = dbs.fresh("drain")
     sleep_n = 200 if quick else 1000
     result: dict[str, Any] = {}
     # --no-http (as `qsup queue start`) is the setting compared with the peers; the default
@@ -562,6 +597,24 @@ def scenario_big_table(
     if noop_w2:
         out["vs_empty_table"] = round(out["tasks_per_s"]["median"] / noop_w2, 3)
     return out
+
+
+def scenario_bigtable(dbs: Databases, rows: int, repeats: int, logdir: str) -> dict[str, Any]:
+    """Operators' reads at ``rows`` finished and 100,000 waiting tasks (``bench_reads``)."""
+    url = dbs.fresh("reads")
+    waiting = min(100_000, rows // 10)
+    result: dict[str, Any] = {"finished_rows": rows, "waiting_rows": waiting}
+    result["fill"] = bench_reads.fill(url, SQL, rows, waiting, log)
+    port = bench_reads.free_port()
+    serve = Serve(url, 1, logdir=logdir)
+    serve.args[serve.args.index("--no-http")] = "--port"
+    serve.args[serve.args.index("--port") + 1 : serve.args.index("--port") + 1] = [str(port)]
+    serve.args += ["--queues", "bench_idle"]
+    with serve:
+        bench_reads.wait_http(port, serve.check)
+        log(f"bigtable: timing reads, {repeats} each")
+        result["reads"] = bench_reads.reads(url, port, repeats)
+    return result
 
 
 # --- 3. latency -----------------------------------------------------------------------------
@@ -1144,7 +1197,7 @@ def summary(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 SCENARIOS = ("enqueue", "drain", "latency", "ceiling", "resources", "targets", "big_table", "peers",
              "steady", "snapshot", "hooks", "workflows", "flow", "edge",
-             "retention", "producers")  # fmt: skip
+             "retention", "producers", "bigtable")  # fmt: skip
 QUICK = ("enqueue", "ceiling", "drain", "latency")
 
 
@@ -1177,6 +1230,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--retention-ttl", type=float, default=60.0,
                         help="its result_ttl (default %(default)s)")  # fmt: skip
+    parser.add_argument("--rows", type=int, default=5_000_000,
+                        help="finished tasks of bigtable (default %(default)s)")  # fmt: skip
+    parser.add_argument("--drain-baseline",
+                        help="src/ of another checkout: the drain scenario is then only the"
+                        " no-op drain of it and of this one, alternated")  # fmt: skip
     bench_flow.add_arguments(parser)
     args = parser.parse_args(argv)
     # retention runs for half an hour: only when asked for by name
@@ -1186,6 +1244,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     if args.quick:  # the hot paths at small counts, in about a minute; --only adds others
         only = (only if args.only else set(QUICK)) - {"targets", "big_table"}
+    if not args.only:
+        only -= {"bigtable"}  # minutes of COPY: only when named
     repeats = args.repeats or (1 if args.quick else 3)
     try:
         rates = [int(r) for r in args.steady_rates.split(",")]
@@ -1211,7 +1271,10 @@ def main(argv: list[str] | None = None) -> int:
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("enqueue", lambda: scenario_enqueue(dbs, args.quick, repeats)),
             ("ceiling", lambda: scenario_ceiling(dbs, args.quick, repeats)),
-            ("drain", lambda: scenario_drain(dbs, args.quick, repeats, logdir)),
+            (
+                "drain",
+                lambda: scenario_drain(dbs, args.quick, repeats, logdir, args.drain_baseline),
+            ),
             ("latency", lambda: scenario_latency(dbs, args.quick, max(1, repeats - 1), logdir)),
             ("resources", lambda: scenario_resources(dbs, args.quick, logdir)),
             ("targets", lambda: scenario_targets(dbs, max(1, repeats - 1), logdir)),
@@ -1241,6 +1304,7 @@ def main(argv: list[str] | None = None) -> int:
                     dbs, args.retention_rate, args.retention_seconds, args.retention_ttl, logdir
                 ),
             ),
+            ("bigtable", lambda: scenario_bigtable(dbs, args.rows, 20, logdir)),
         ]
         for name, step in steps:
             if name not in only:

@@ -163,3 +163,49 @@ WHERE datname = current_database() AND application_name LIKE 'qsup-pruner-%' AND
 -- The producers scenario's floor: the row insert_plain_task writes, without NOTIFY or checks.
 INSERT INTO queued_tasks (id, name, state, queue, priority, args, kwargs, max_retries, timeout)
 VALUES (gen_random_uuid(), 'bench_tasks:noop', 'enqueued', 'default', 0, '[]', '{}', 3, NULL)
+
+-- name: bigtable_finished
+-- The bigtable scenario's finished tasks (streamed into COPY ... FROM STDIN): over the last
+-- day, 97 %% completed, 2.5 %% failed, 0.5 %% cancelled, in three queues and five task names.
+COPY (
+    SELECT gen_random_uuid(), 'bench.task_' || (i %% 5),
+           CASE WHEN i %% 200 = 0 THEN 'cancelled' WHEN i %% 40 = 1 THEN 'failed'
+                ELSE 'completed' END,
+           (ARRAY['default', 'default', 'emails', 'default', 'emails', 'default', 'emails',
+                  'default', 'emails', 'reports'])[i / 7 %% 10 + 1],
+           done - interval '120 ms', done - interval '20 ms', done,
+           done - interval '120 ms', 1, 'null'
+    FROM generate_series(1, %(count)s) AS i,
+         LATERAL (SELECT now() - make_interval(secs => (i %% 86400) + (i %% 997) / 1000.0)) AS d (done)
+) TO STDOUT
+
+-- name: bigtable_waiting
+-- The bigtable scenario's due tasks waiting in two queues (queues no server takes).
+COPY (
+    SELECT gen_random_uuid(), 'bench.task_' || (i %% 5), 'enqueued',
+           (ARRAY['default', 'emails'])[i %% 2 + 1],
+           now() - make_interval(secs => i / 1000.0), NULL, NULL,
+           now() - make_interval(secs => i / 1000.0), 0, NULL
+    FROM generate_series(1, %(count)s) AS i
+) TO STDOUT
+
+-- name: bigtable_copy
+-- Where the two above go.
+COPY queued_tasks (id, name, state, queue, date_enqueued, date_started, date_done, scheduled_at,
+                   attempts, result) FROM STDIN
+
+-- name: bigtable_series
+-- A day of the per-minute series (migration 0014) for the same queues and names, when the
+-- table exists: what servers would have written while finishing the tasks above.
+INSERT INTO queued_task_minutes (minute, queue, name, completed, failed, retried, run_seconds,
+                                 wait_seconds, run_buckets, wait_buckets, cpu_buckets)
+SELECT m, q, 'bench.task_' || n, 40, 1, 1, 4.1, 41.0,
+       array_fill(0, ARRAY[6]) || 41 || array_fill(0, ARRAY[40]),
+       array_fill(0, ARRAY[20]) || 41 || array_fill(0, ARRAY[26]), array_fill(0, ARRAY[47])
+FROM generate_series(date_trunc('minute', now() - interval '1 day'), now(), interval '1 minute') AS m,
+     unnest(ARRAY['default', 'emails', 'reports']) AS q, generate_series(0, 4) AS n
+
+-- name: has_series
+-- Whether this checkout's schema has the series table.
+SELECT to_regclass('queued_task_minutes') IS NOT NULL
+

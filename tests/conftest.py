@@ -33,7 +33,7 @@ collect_ignore = [] if _has_django_tasks() else ["django"]
 
 TABLES = (
     "queued_task_logs, queued_task_dependencies, queued_tasks, queued_task_workers,"
-    " queued_task_schedules, queued_task_queues, queued_task_starts"
+    " queued_task_schedules, queued_task_queues, queued_task_starts, queued_task_minutes"
 )
 
 

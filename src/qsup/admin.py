@@ -18,7 +18,7 @@ from qsup import repo, schedule_store, scheduler, workflow_store
 from qsup.errors import ConfigError, QsupError, TaskNotFound
 from qsup.settings import Config
 from qsup.sql import queries
-from qsup.states import CLEARABLE, STATES
+from qsup.states import CLEARABLE
 from qsup.task_filter import TaskFilter
 from qsup.task_ids import short_id
 
@@ -108,44 +108,6 @@ def clear_tasks(
             )
     cur = conn.execute(Q["admin_clear_tasks"], {"states": chosen, "queue": queue})
     return cur.rowcount
-
-
-def queue_stats(conn: Conn) -> dict[str, Any]:
-    """Throughput, run times by task name, failures and counts by state."""
-    last_minute, last_hour, failed = conn.execute(Q["admin_throughput"]).fetchone() or (0, 0, 0)
-    with conn.cursor(row_factory=dict_row) as cur:
-        durations = cur.execute(Q["admin_durations"]).fetchall()
-        failures = cur.execute(Q["admin_failures_by_name"]).fetchall()
-        usage = cur.execute(Q["admin_usage_by_name"]).fetchall()
-    counts = dict.fromkeys(STATES, 0) | dict(conn.execute(Q["admin_counts_by_state"]).fetchall())
-    return {
-        "completed_last_minute": last_minute,
-        "completed_last_hour": last_hour,
-        "throughput_per_minute_last_minute": float(last_minute),
-        "throughput_per_minute_last_hour": last_hour / 60.0,
-        "failed_last_hour": failed,
-        "durations_by_task": durations,
-        "failures_by_task": failures,
-        "tasks_by_state": counts,
-        **rank_usage(usage),
-    }
-
-
-RANKED = 10  # task names in each ranking
-
-
-def rank_usage(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """The task names costing most: by total CPU, by highest peak memory, and by memory
-    growth per run (the leak suspects), largest first."""
-    keys = {
-        "cpu": "cpu_seconds",
-        "peak_memory": "peak_memory_bytes",
-        "memory_growth": "avg_memory_growth_bytes",
-    }
-    return {
-        ranking: sorted(rows, key=lambda r: (-(r[key] or 0), r["task"]))[:RANKED]
-        for ranking, key in keys.items()
-    }
 
 
 def task_logs(conn: Conn, task_id: uuid.UUID) -> list[dict[str, Any]]:

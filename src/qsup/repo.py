@@ -426,10 +426,6 @@ def task_logs(conn: Conn, task_id: uuid.UUID) -> list[dict[str, Any]]:
         return cur.execute(Q["task_logs"], {"id": task_id}).fetchall()
 
 
-def counts_by_queue_and_state(conn: Conn) -> list[tuple[str, str, int]]:
-    return [(row[0], row[1], row[2]) for row in conn.execute(Q["counts_by_queue_and_state"])]
-
-
 def oldest_waiting(conn: Conn) -> float | None:
     row = conn.execute(Q["oldest_waiting"]).fetchone()
     return row[0] if row else None

@@ -131,13 +131,19 @@ def test_the_http_child_killed_is_restarted_and_answers_within_5_s(queue, start_
         shown = json.loads(response.read())
     assert shown["cpu_seconds"] >= 0.2 and shown["peak_memory_bytes"] > 0
     assert shown["crashes"] == 0 and "memory_growth_bytes" in shown
-    with urllib.request.urlopen(server.url("/metrics"), timeout=5) as response:
-        text = response.read().decode()
     burn = 'task="tests.edge_tasks:burn"'
-    assert f'qsup_task_cpu_seconds_bucket{{le="0.1",{burn}}} 0.0' in text, text[-3000:]
-    assert f'qsup_task_cpu_seconds_bucket{{le="0.25",{burn}}} 1.0' in text
-    assert "qsup_task_peak_memory_bytes_bucket" in text
-    assert "qsup_task_memory_growth_bytes_bucket" in text
+
+    def scraped() -> str:  # the writer adds outcomes to the series within a second
+        with urllib.request.urlopen(server.url("/metrics"), timeout=5) as response:
+            text = response.read().decode()
+        return text if f'qsup_task_cpu_seconds_bucket{{le="+Inf",{burn}}}' in text else ""
+
+    text = wait_for(scraped, timeout=20, interval=0.2, what="the burn in the series")
+    # From the per-minute series: buckets at 2^k ms (0.2 s of CPU: above 0.128, at most 0.512).
+    assert f'qsup_task_cpu_seconds_bucket{{le="0.128",{burn}}} 0.0' in text, text[-3000:]
+    assert f'qsup_task_cpu_seconds_bucket{{le="0.512",{burn}}} 1.0' in text
+    assert f"qsup_task_peak_memory_bytes{{{burn}}}" in text
+    assert f"qsup_task_memory_growth_bytes{{{burn}}}" in text
 
 
 def _qsup(conn, *args: str) -> subprocess.CompletedProcess[str]:
@@ -157,6 +163,8 @@ def test_queue_stats_ranks_a_leaking_task_first(queue, conn, start_server):
     refs += [queue.add_task(tasks.add, i, i) for i in range(5)]
     for ref in refs:
         ref.result(timeout=30)
+    counted = "SELECT coalesce(sum(completed), 0) FROM queued_task_minutes"
+    wait_for(lambda: conn.execute(counted).fetchone()[0] == len(refs), what="the series")
     report = json.loads(_qsup(conn, "queue", "stats", "--json").stdout)
     growth = report["memory_growth"]
     assert growth[0]["task"] == "tests.tasks:leak", growth

@@ -11,9 +11,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from qsup import admin, scheduler
+from qsup import admin, scheduler, series
 from qsup.errors import QsupError, TaskNotFound
 from qsup.settings import Config, load_config
+from qsup.stats import queue_stats
 from tests import tasks
 
 
@@ -153,23 +154,30 @@ def test_clear_filters_by_state_and_queue(queue, conn):
 
 
 def test_queue_stats(queue, conn):
+    """From the per-minute series, as a server's writer records what it stored."""
+    server = 7
+    completed = []
     for seconds in (1, 2, 3, 4, 10):
         ref = queue.add_task(tasks.noop)
         conn.execute(
-            "UPDATE queued_tasks SET state = 'completed', date_done = now(),"
+            "UPDATE queued_tasks SET state = 'completed', date_done = now(), server_id = %s,"
             " date_started = now() - make_interval(secs => %s) WHERE id = %s",
-            (seconds, ref.task_id),
+            (server, seconds, ref.task_id),
         )
+        completed.append(str(ref.task_id))
     old = queue.add_task(tasks.noop)
     conn.execute(
         "UPDATE queued_tasks SET state = 'completed', date_done = now() - interval"
-        " '30 minutes', date_started = now() - interval '31 minutes' WHERE id = %s",
-        (old.task_id,),
+        " '30 minutes', date_started = now() - interval '31 minutes', server_id = %s"
+        " WHERE id = %s",
+        (server, old.task_id),
     )
     failed = queue.add_task(tasks.always_fail)
     set_state(conn, failed.task_id, "failed", "x")
+    conn.execute("UPDATE queued_tasks SET server_id = %s WHERE id = %s", (server, failed.task_id))
+    series.record(conn, server, [*completed, str(old.task_id)], [str(failed.task_id)], [])
     queue.add_task(tasks.noop)
-    stats = admin.queue_stats(conn)
+    stats = queue_stats(conn)
     assert stats["completed_last_minute"] == 5
     assert stats["completed_last_hour"] == 6
     assert stats["throughput_per_minute_last_hour"] == pytest.approx(0.1)
@@ -177,10 +185,12 @@ def test_queue_stats(queue, conn):
     assert stats["tasks_by_state"]["completed"] == 6
     assert stats["tasks_by_state"]["enqueued"] == 1
     assert stats["tasks_by_state"]["running"] == 0
+    assert stats["estimated"] is False
     (noop,) = stats["durations_by_task"]
     assert noop["name"] == "tests.tasks:noop"
     assert noop["avg_seconds"] == pytest.approx(80 / 6, rel=1e-3)
-    assert 10 <= noop["p95_seconds"] <= 60
+    assert 2 <= noop["p50_seconds"] <= 5  # the digest's bucket: within ±19 %
+    assert 10 <= noop["p95_seconds"] <= 66
     assert stats["failures_by_task"] == [{"name": "tests.tasks:always_fail", "failed": 1}]
 
 

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 with warnings.catch_warnings():  # starlette 1.x suggests httpx2; httpx is what we install
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
+from qsup import series
 from qsup.http.app import create_app
 from qsup.settings import Config
 from tests import tasks
@@ -211,13 +212,14 @@ def test_stats_and_servers(client: TestClient, conn: Any, queue: Any) -> None:
     queue.add_task(tasks.noop)
     conn.execute(
         "UPDATE queued_tasks SET state = 'completed', date_started = now(),"
-        " date_done = now() WHERE id = %s",
+        " date_done = now(), server_id = 1 WHERE id = %s",
         (a.task_id,),
     )
+    series.record(conn, 1, [str(a.task_id)], [], [])  # as the server's writer does
     stats = client.get("/api/stats").json()
     assert stats["states"]["completed"] == 1 and stats["states"]["enqueued"] == 1
     assert stats["queues"] == {"mail": {"completed": 1}, "default": {"enqueued": 1}}
-    assert stats["total"] == 2 and stats["workers"] == 3
+    assert stats["total"] == 2 and stats["workers"] == 3 and stats["estimated"] is False
     assert sum(p["n"] for p in stats["throughput"]) == 1
     servers = client.get("/api/servers").json()["servers"]
     assert len(servers) == 1 and servers[0]["idle_workers"] == 2
@@ -258,9 +260,10 @@ def test_metrics_from_the_database(client: TestClient, conn: Any, queue: Any) ->
     queue.add_task(tasks.noop, _queue="mail")
     conn.execute(
         "UPDATE queued_tasks SET state = 'completed', date_started = now() - interval"
-        " '2 seconds', date_done = now() WHERE id = %s",
+        " '2 seconds', date_done = now(), server_id = 1 WHERE id = %s",
         (done.task_id,),
     )
+    series.record(conn, 1, [str(done.task_id)], [], [])  # as the server's writer does
     response = client.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/")
     found = families(response.text)
@@ -274,11 +277,13 @@ def test_metrics_from_the_database(client: TestClient, conn: Any, queue: Any) ->
     assert samples[("qsup_workers_active", (("server", "host:1"),))] == 2
     assert samples[("qsup_workers_max", (("server", "host:1"),))] == 4
     assert samples[("qsup_database_up", ())] == 1
-    task = (("le", "2.5"), ("task", "tests.tasks:noop"))
+    task = (("le", "2.048"), ("task", "tests.tasks:noop"))  # 2 s: up to 2^11 ms
     assert samples[("qsup_task_duration_seconds_bucket", task)] == 1
-    below = (("le", "1.0"), ("task", "tests.tasks:noop"))
+    below = (("le", "1.024"), ("task", "tests.tasks:noop"))
     assert samples[("qsup_task_duration_seconds_bucket", below)] == 0
     assert "qsup_task_queue_wait_seconds" in found
+    estimated = (("queue", "mail"), ("state", "completed"))
+    assert samples[("qsup_tasks_estimated", estimated)] == 0
 
 
 # --- dashboard ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from qsup.accounting import describe
-from qsup.admin import rank_usage
+from qsup.stats import rank_usage
 from qsup.supervisor import policy
 from qsup.supervisor.liveness import CONFIRM_AFTER, FENCE_AFTER
 from qsup.supervisor.pool import crash_cause

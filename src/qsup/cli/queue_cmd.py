@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from qsup import admin, flow_store, probes, repo
+from qsup import admin, counts, flow_store, probes, repo
+from qsup import stats as task_stats
 from qsup.accounting import megabytes
 from qsup.cli import flow_cmd
 from qsup.cli.common import (
@@ -43,19 +44,21 @@ def status(json: Json = False, config: ConfigFile = None, database_url: Database
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
         servers = [s for s in repo.list_servers(conn) if s["is_running"]]
-        counts = repo.counts_by_queue_and_state(conn)
+        found = counts.task_counts(conn)
         oldest = repo.oldest_waiting(conn)
         flow = flow_store.usage_report(conn)
         stranded = probes.stranded_work(conn, cfg.stranded_after, cfg.server_timeout)
-    by_state: dict[str, int] = {}
-    for _, state, n in counts:
-        by_state[state] = by_state.get(state, 0) + n
+    by_state, estimated = counts.by_state(found)
     report = {
         "servers": len(servers),
         "workers_active": sum(s["active_workers"] for s in servers),
         "workers_idle": sum(s["idle_workers"] for s in servers),
-        "tasks_by_state": by_state,
-        "tasks_by_queue": [{"queue": q, "state": s, "count": n} for q, s, n in counts],
+        "tasks_by_state": {state: n for state, n in by_state.items() if n},
+        "tasks_by_queue": [
+            {"queue": c.queue, "state": c.state, "count": c.n, "estimated": c.estimated}
+            for c in found
+        ],
+        "estimated": bool(estimated),  # some counts are the planner's (~ in the table)
         "oldest_waiting_seconds": oldest,
         "flow": flow,
         **stranded.as_json(),
@@ -67,7 +70,12 @@ def status(json: Json = False, config: ConfigFile = None, database_url: Database
         f"servers running: {report['servers']}  workers active: "
         f"{report['workers_active']}  idle: {report['workers_idle']}"
     )
-    print_table(("queue", "state", "count"), [(q, s, str(n)) for q, s, n in counts])
+    print_table(
+        ("queue", "state", "count"),
+        [(c.queue, c.state, counts.shown(c.n, c.estimated)) for c in found],
+    )
+    if estimated:
+        typer.echo(f"~ estimated: more than {counts.EXACT_UP_TO} tasks")
     typer.echo("oldest waiting task: " + (f"{oldest:.1f} s" if oldest is not None else "none"))
     if flow:
         flow_cmd.print_limits(flow, title="paused and limited queues")
@@ -182,10 +190,11 @@ def retry(
 
 @app.command()
 def stats(json: Json = False, config: ConfigFile = None, database_url: DatabaseUrl = None) -> None:
-    """Throughput (last minute/hour), run time by task name (average, p95), failures."""
+    """Throughput (last minute/hour), run time by task name (average, p50, p95), failures,
+    cost; from the per-minute series servers write."""
     cfg = settings(config, database_url=database_url)
     with database(cfg) as conn:
-        report = admin.queue_stats(conn)
+        report = task_stats.queue_stats(conn)
     if json:
         print_json(report)
         return
@@ -196,9 +205,9 @@ def stats(json: Json = False, config: ConfigFile = None, database_url: DatabaseU
         f"failed last hour: {report['failed_last_hour']}"
     )
     print_table(
-        ("task", "completed (1 h)", "avg s", "p95 s"),
+        ("task", "completed (1 h)", "avg s", "p50 s", "p95 s"),
         [
-            (r["name"], str(r["completed"]), f"{r['avg_seconds']:.3f}", f"{r['p95_seconds']:.3f}")
+            (r["name"], str(r["completed"]), *(_seconds(r[k]) for k in SECONDS_COLUMNS))
             for r in report["durations_by_task"]
         ],
         title="run time by task",
@@ -209,10 +218,21 @@ def stats(json: Json = False, config: ConfigFile = None, database_url: DatabaseU
         title="failures by task",
     )
     _print_usage(report)
+    estimated = set(report["estimated_states"])
     typer.echo(
         "tasks by state: "
-        + ", ".join(f"{state} {n}" for state, n in report["tasks_by_state"].items())
+        + ", ".join(
+            f"{state} {counts.shown(n, state in estimated)}"
+            for state, n in report["tasks_by_state"].items()
+        )
     )
+
+
+SECONDS_COLUMNS = ("avg_seconds", "p50_seconds", "p95_seconds")
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _print_usage(report: dict[str, Any]) -> None:

@@ -30,7 +30,15 @@ from starlette.types import ASGIApp
 
 from qsup.db.connect import one_line
 from qsup.errors import ConfigError
-from qsup.http import admin_routes, dashboard, enqueue, openapi, routes, workflow_routes
+from qsup.http import (
+    admin_routes,
+    dashboard,
+    enqueue,
+    openapi,
+    routes,
+    series_routes,
+    workflow_routes,
+)
 from qsup.http.auth import BearerToken, reads_guarded
 from qsup.http.backend import Backend
 from qsup.http.common import JSON, error
@@ -82,8 +90,9 @@ ROUTE_TABLE = (
         workflow_routes.cancel_workflow,
         {"post": openapi.WORKFLOW_CANCEL},
     ),  # fmt: skip
-    Api("/api/stats", routes.stats, {"get": openapi.STATS}),
+    Api("/api/stats", routes.stats_endpoint, {"get": openapi.STATS}),
     Api("/api/servers", routes.servers, {"get": openapi.SERVERS}),
+    Api("/api/series", series_routes.series_endpoint, {"get": openapi.SERIES}),
     Api("/api/schedules", routes.schedules, {"get": openapi.SCHEDULES}),
     Api("/api/schedules/{name}/pause", admin_routes.pause_schedule, {"post": openapi.PAUSE}),
     Api("/api/schedules/{name}/resume", admin_routes.resume_schedule, {"post": openapi.RESUME}),

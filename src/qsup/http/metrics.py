@@ -1,16 +1,17 @@
 """Prometheus metrics read from the database at scrape time.
 
 The HTTP server and the workers are different processes (often different hosts), so nothing
-here is a per-process counter: every value is computed from ``queued_tasks`` and
-``queued_task_workers`` when Prometheus scrapes. Task run time and queue wait are gauge
-histograms over the tasks finished in the last :data:`WINDOW` seconds (a sliding window, so
-read them directly, e.g. ``histogram_quantile(0.95, qsup_task_duration_seconds_bucket)``,
-not through ``rate()``). Worker RSS is read from the supervisor's own children (this host).
+here is a per-process counter: every value is read from the database when Prometheus scrapes.
+Task counts are exact up to a cap per state and estimated beyond (``qsup_tasks_estimated``,
+see qsup.counts). Task run time, queue wait and CPU are gauge histograms over the tasks
+finished in the minutes of the last :data:`WINDOW` seconds, read from the per-minute series
+the servers write (qsup.series; a sliding window, so read them directly, e.g.
+``histogram_quantile(0.95, qsup_task_duration_seconds_bucket)``, not through ``rate()``).
+Worker RSS is read from the supervisor's own children (this host).
 """
 
 from __future__ import annotations
 
-import bisect
 import os
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -27,53 +28,28 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qsup import flow_store, probes, repo
+from qsup import counts, flow_store, probes, series
 from qsup.flow import parse_rate
 from qsup.http import store
 
 if TYPE_CHECKING:
     from qsup.http.backend import Backend
 
-WINDOW = 600.0  # seconds of finished tasks the histograms cover
-MAX_ROWS = 50_000
-BUCKETS = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    120.0,
-    300.0,
-    600.0,
-    1800.0,
-    3600.0,
-)
-MEMORY_BUCKETS = tuple(float(2**n * 2**20) for n in range(4, 15))  # 16 MB .. 16 GB
-GROWTH_BUCKETS = (0.0, *(float(2**n * 2**20) for n in range(0, 13, 2)))  # 0, 1 MB .. 4 GB
+WINDOW = 600  # seconds of finished tasks the histograms cover (whole minutes)
+# Every other bucket of the series' digests: 1 ms, 2 ms, 4 ms ... 4194 s (qsup.series).
+BUCKETS = tuple(range(0, series.BUCKETS - 1, 2))
 SCRAPE_TIMEOUT = 5.0
 
 
-def histogram(
-    name: str,
-    doc: str,
-    label: str,
-    values: dict[str, list[float]],
-    bounds: tuple[float, ...] = BUCKETS,
-) -> GaugeHistogramMetricFamily:
-    family = GaugeHistogramMetricFamily(name, doc, labels=[label])
-    for key, samples in sorted(values.items()):
-        samples.sort()
-        buckets = [(repr(b), float(bisect.bisect_right(samples, b))) for b in bounds]
-        buckets.append(("+Inf", float(len(samples))))
-        family.add_metric([key], buckets, sum(samples))
+def histogram(name: str, doc: str, tasks: list[dict[str, Any]], key: str) -> Metric:
+    """A gauge histogram per task name from the series' ``{key}_buckets`` digests and
+    ``{key}_seconds`` sums."""
+    family = GaugeHistogramMetricFamily(name, doc, labels=["task"])
+    for task in tasks:
+        digest = task[f"{key}_buckets"]
+        buckets = [(repr(series.upper_bound(b)), float(sum(digest[: b + 1]))) for b in BUCKETS]
+        buckets.append(("+Inf", float(sum(digest))))
+        family.add_metric([task["name"]], buckets, float(task[f"{key}_seconds"]))
     return family
 
 
@@ -165,20 +141,27 @@ class QueueCollector(Collector):
     def _from_database(self) -> Iterator[Metric]:
         cfg = self.backend.config
         with self.backend.connection(timeout=SCRAPE_TIMEOUT) as conn:
-            counts = repo.counts_by_queue_and_state(conn)
+            found = counts.task_counts(conn)
             health = store.health(conn, cfg.server_timeout, cfg.task_timeout)
             servers = store.servers(conn)
             enqueued = store.enqueued_total(conn)
             waiting = store.oldest_due(conn)
-            timings = store.recent_timings(conn, WINDOW, MAX_ROWS)
+            recent = series.by_task(conn, WINDOW)
             flow = flow_store.usage_report(conn)
             stranded = probes.stranded_work(conn, cfg.stranded_after, cfg.server_timeout)
         tasks = GaugeMetricFamily(
             "qsup_tasks", "Tasks by state and queue", labels=["state", "queue"]
         )
-        for queue, state, n in counts:
-            tasks.add_metric([state, queue], float(n))
+        estimated = GaugeMetricFamily(
+            "qsup_tasks_estimated",
+            "1 when qsup_tasks of this state and queue is the planner's estimate",
+            labels=["state", "queue"],
+        )
+        for c in found:
+            tasks.add_metric([c.state, c.queue], float(c.n))
+            estimated.add_metric([c.state, c.queue], float(c.estimated))
         yield tasks
+        yield estimated
         yield GaugeMetricFamily(
             "qsup_tasks_stuck", "Tasks picked up or running past their timeout", float(health.stuck)
         )
@@ -198,60 +181,39 @@ class QueueCollector(Collector):
         yield from server_gauges(servers)
         yield CounterMetricFamily("qsup_tasks_enqueued", "Tasks ever enqueued", enqueued)
         yield from server_counters(servers)
-        yield from self._timings(timings)
+        yield from self._timings(recent)
         yield from flow_gauges(flow)
         yield from stranded_gauges(stranded)
 
     @staticmethod
-    def _timings(timings: list[store.Timing]) -> Iterator[Metric]:
-        durations: dict[str, list[float]] = {}
-        waits: dict[str, list[float]] = {}
-        usage: tuple[dict[str, list[float]], ...] = ({}, {}, {})  # CPU, peak, growth
+    def _timings(tasks: list[dict[str, Any]]) -> Iterator[Metric]:
+        recent = f"tasks finished in the last {WINDOW // 60} minutes and this one"
         finished = GaugeMetricFamily(
-            "qsup_tasks_finished_recent",
-            f"Tasks finished in the last {int(WINDOW)} s",
-            labels=["task", "state"],
+            "qsup_tasks_finished_recent", f"Outcomes of {recent}", labels=["task", "state"]
         )
-        by_outcome: dict[tuple[str, str], int] = {}
-        for name, state, run, wait, *measured in timings:
-            durations.setdefault(name, []).append(run)
-            waits.setdefault(name, []).append(wait)
-            for samples, value in zip(usage, measured, strict=True):
-                if value is not None:
-                    samples.setdefault(name, []).append(float(value))
-            by_outcome[(name, state)] = by_outcome.get((name, state), 0) + 1
-        for (name, state), n in sorted(by_outcome.items()):
-            finished.add_metric([name, state], float(n))
-        yield finished
-        yield histogram(
-            "qsup_task_duration_seconds",
-            f"Run time of tasks finished in the last {int(WINDOW)} s",
-            "task",
-            durations,
+        peak = GaugeMetricFamily(
+            "qsup_task_peak_memory_bytes", f"Highest worker RSS during {recent}", labels=["task"]
         )
-        yield histogram(
-            "qsup_task_queue_wait_seconds",
-            f"Wait from due to started, tasks finished in the last {int(WINDOW)} s",
-            "task",
-            waits,
-        )
-        recent = f"the last attempt of tasks finished in the last {int(WINDOW)} s"
-        cpu, peak, growth = usage
-        yield histogram("qsup_task_cpu_seconds", f"CPU seconds of {recent}", "task", cpu)
-        yield histogram(
-            "qsup_task_peak_memory_bytes",
-            f"Peak worker RSS during {recent}",
-            "task",
-            peak,
-            MEMORY_BUCKETS,
-        )
-        yield histogram(
+        growth = GaugeMetricFamily(
             "qsup_task_memory_growth_bytes",
-            f"Growth of the worker's own memory across {recent}",
-            "task",
-            growth,
-            GROWTH_BUCKETS,
+            f"Average growth of the worker's own memory per attempt, {recent}",
+            labels=["task"],
         )
+        for task in tasks:
+            for state in ("completed", "failed", "retried"):
+                finished.add_metric([task["name"], state], float(task[state]))
+            if task["measured"]:
+                peak.add_metric([task["name"]], float(task["peak_memory_bytes"] or 0))
+                growth.add_metric([task["name"]], task["memory_growth_bytes"] / task["measured"])
+        yield finished
+        yield histogram("qsup_task_duration_seconds", f"Run time of {recent}", tasks, "run")
+        yield histogram(
+            "qsup_task_queue_wait_seconds", f"Wait from due to started, {recent}", tasks, "wait"
+        )
+        yield histogram(
+            "qsup_task_cpu_seconds", f"CPU seconds of attempts of {recent}", tasks, "cpu"
+        )
+        yield from (peak, growth)
 
 
 def flow_gauges(report: list[dict[str, Any]]) -> Iterator[Metric]:

@@ -266,6 +266,44 @@ TASK_LOGS = _get(
 )
 STATS = _get("Counts, throughput, stuck tasks", OBJ)
 SERVERS = _get("Servers and their workers", OBJ)
+_SECONDS = {"type": ["number", "null"]}
+SERIES_POINT = {
+    "type": "object",
+    "required": ["at", "queue", "completed", "failed", "retried"],
+    "properties": {
+        "at": {"type": "string", "format": "date-time"},
+        "queue": {"type": "string"},
+        **{key: {"type": "integer"} for key in ("completed", "failed", "retried")},
+        "run_seconds": {"type": "number", "description": "Sum of the finished tasks' run time"},
+        "wait_seconds": {"type": "number", "description": "Sum of their waits, due to started"},
+        **{f"{d}_{q}_seconds": _SECONDS for d in ("run", "wait") for q in ("p50", "p95")},
+    },
+}
+SERIES = _get(
+    "Outcomes per step and queue from the per-minute series servers write",
+    {
+        "type": "object",
+        "properties": {
+            "since": {"type": "string", "format": "date-time"},
+            "step": {"type": "integer"},
+            "queue": {"type": ["string", "null"]},
+            "series": {"type": "array", "items": {"$ref": "#/components/schemas/SeriesPoint"}},
+        },
+    },
+    [
+        _query("queue", {"type": "string", "pattern": NO_NUL, "maxLength": 255}, "Only this queue"),
+        _query(
+            "since",
+            {"type": "string", "format": "date-time"},
+            "Start (ISO 8601 with a zone; default an hour ago, at most 31 days ago)",
+        ),
+        _query(
+            "step",
+            {"type": "integer", "minimum": 60, "maximum": 604800},
+            "Seconds per point (default 60)",
+        ),
+    ],
+)
 SCHEDULES = _get("Cron schedules", OBJ)
 OPENAPI = _get("This document", OBJ)
 CLEAR = _post("Delete tasks (by states and queue)", [], body=True)
@@ -342,6 +380,7 @@ def document(paths: dict[str, dict[str, Operation]]) -> dict[str, Any]:
                         },
                     },
                 },
+                "SeriesPoint": SERIES_POINT,
             },
         },
     }

@@ -13,8 +13,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qsup import flow_store, probes, repo
-from qsup.admin import list_schedules, queue_stats
+from qsup import counts, flow_store, probes, stats
+from qsup.admin import list_schedules
 from qsup.db.connect import one_line
 from qsup.errors import QsupError
 from qsup.http import store
@@ -127,25 +127,28 @@ def task_logs(request: Request) -> Response:
     return JSON({"task_id": task_id, "logs": logs})
 
 
-def stats(request: Request) -> Response:
+def stats_endpoint(request: Request) -> Response:
+    """Counts (``estimated``: some are the planner's, see qsup.counts), throughput and run
+    times from the per-minute series; capped reads, whatever the table holds."""
     backend = backend_of(request)
     with backend.connection() as conn:
-        counts = repo.counts_by_queue_and_state(conn)
+        found = counts.task_counts(conn)
         health = store.health(conn, backend.config.server_timeout, backend.config.task_timeout)
         waiting = store.oldest_due(conn)
-        throughput = store.throughput(conn, THROUGHPUT_MINUTES)
-        report = queue_stats(conn)
+        throughput = stats.throughput(conn, THROUGHPUT_MINUTES)
+        report = stats.queue_stats(conn, found)
         limits = flow_store.usage_report(conn)
-    by_state = dict.fromkeys(STATES, 0)
     queues: dict[str, dict[str, int]] = {}
-    for queue, state, n in counts:
-        by_state[state] = by_state.get(state, 0) + n
-        queues.setdefault(queue, {})[state] = n
+    for c in found:
+        queues.setdefault(c.queue, {})[c.state] = c.n
+    by_state = report["tasks_by_state"]
     return JSON(
         {
             "states": by_state,
             "queues": queues,
             "total": sum(by_state.values()),
+            "estimated": report["estimated"],
+            "estimated_states": report["estimated_states"],
             "stuck": health.stuck,
             "workers": health.workers,
             "servers": health.servers,

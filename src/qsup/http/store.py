@@ -97,21 +97,7 @@ def servers(conn: Conn) -> list[dict[str, Any]]:
     return _rows(conn, "http_servers", {})
 
 
-Timing = tuple[str, str, float, float, float | None, int | None, int | None]
-
-
-def recent_timings(conn: Conn, window: float, limit: int) -> list[Timing]:
-    """``(name, state, run seconds, wait seconds, CPU seconds, peak bytes, growth bytes)`` of
-    tasks finished in the window (the last three None when not measured)."""
-    rows = conn.execute(Q["http_recent_timings"], {"window": window, "limit": limit}).fetchall()
-    return [(r[0], r[1], max(r[2] or 0.0, 0.0), max(r[3] or 0.0, 0.0), *r[4:7]) for r in rows]
-
-
 def oldest_due(conn: Conn) -> list[tuple[str, float, int]]:
     """Per queue: ``(queue, age of the oldest due enqueued task, tasks waiting to retry)``."""
     rows = conn.execute(Q["http_oldest_due"]).fetchall()
     return [(q, float(age), int(n)) for q, age, n in rows]
-
-
-def throughput(conn: Conn, minutes: int) -> list[dict[str, Any]]:
-    return _rows(conn, "http_throughput", {"minutes": minutes})

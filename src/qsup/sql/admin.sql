@@ -63,46 +63,6 @@ DELETE FROM queued_tasks
 WHERE state = ANY(%(states)s::text[])
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
 
--- name: admin_throughput
--- Completed tasks in the last minute and hour, and failures in the last hour.
-SELECT count(*) FILTER (WHERE state = 'completed' AND date_done > now() - interval '1 minute'),
-       count(*) FILTER (WHERE state = 'completed'),
-       count(*) FILTER (WHERE state = 'failed')
-FROM queued_tasks WHERE date_done > now() - interval '1 hour'
-
--- name: admin_durations
--- Run time (date_done - date_started) by task name over the tasks completed in the last hour.
-SELECT name, count(*) AS completed,
-       avg(extract(epoch FROM date_done - date_started))::float8 AS avg_seconds,
-       percentile_cont(0.95) WITHIN GROUP (
-           ORDER BY extract(epoch FROM date_done - date_started))::float8 AS p95_seconds
-FROM queued_tasks
-WHERE state = 'completed' AND date_started IS NOT NULL AND date_done > now() - interval '1 hour'
-GROUP BY name ORDER BY name
-
--- name: admin_usage_by_name
--- What attempts cost by task name, over the tasks finished in the last hour (latest attempt of
--- each): total and average CPU seconds, the highest peak, the average and total memory growth.
-SELECT name AS task, count(*) AS runs, sum(cpu_seconds)::float8 AS cpu_seconds,
-       avg(cpu_seconds)::float8 AS avg_cpu_seconds,
-       max(peak_memory_bytes)::bigint AS peak_memory_bytes,
-       avg(memory_growth_bytes)::float8 AS avg_memory_growth_bytes,
-       sum(memory_growth_bytes)::bigint AS memory_growth_bytes
-FROM queued_tasks
-WHERE state IN ('completed', 'failed') AND cpu_seconds IS NOT NULL
-  AND date_done > now() - interval '1 hour'
-GROUP BY name
-
--- name: admin_failures_by_name
--- Tasks failed in the last hour, by task name.
-SELECT name, count(*) AS failed FROM queued_tasks
-WHERE state = 'failed' AND date_done > now() - interval '1 hour'
-GROUP BY name ORDER BY name
-
--- name: admin_counts_by_state
--- Task counts per state.
-SELECT state, count(*) FROM queued_tasks GROUP BY state ORDER BY state
-
 -- name: schedule_ensure
 -- Make sure a schedule has its row (paused state and fire times live there).
 INSERT INTO queued_task_schedules (name) SELECT unnest(%(names)s::text[])

@@ -74,19 +74,6 @@ FROM queued_task_workers
 WHERE is_running OR date_stopped > now() - interval '1 day'
 ORDER BY is_running DESC, id DESC
 
--- name: http_recent_timings
--- Run time, queue wait (due -> started) and the last attempt's CPU, peak memory and memory
--- growth (NULL when not measured) of tasks finished in the last %(window)s seconds.
-SELECT name, state,
-       extract(epoch FROM date_done - date_started)::float8 AS duration,
-       extract(epoch FROM date_started - scheduled_at)::float8 AS wait,
-       cpu_seconds, peak_memory_bytes, memory_growth_bytes
-FROM queued_tasks
-WHERE state IN ('completed', 'failed') AND date_started IS NOT NULL
-  AND date_done > now() - make_interval(secs => %(window)s)
-ORDER BY date_done DESC
-LIMIT %(limit)s
-
 -- name: http_oldest_due
 -- Per queue: age in seconds of the oldest due task still enqueued, and tasks enqueued after a failed attempt.
 SELECT queue,
@@ -94,13 +81,6 @@ SELECT queue,
            AS oldest,
        count(*) FILTER (WHERE attempts > 0) AS retrying
 FROM queued_tasks WHERE state = 'enqueued' GROUP BY queue ORDER BY queue
-
--- name: http_throughput
--- Tasks finished per minute over the last %(minutes)s minutes, by final state.
-SELECT date_trunc('minute', date_done) AS minute, state, count(*) AS n
-FROM queued_tasks
-WHERE state IN ('completed', 'failed') AND date_done > now() - make_interval(mins => %(minutes)s)
-GROUP BY 1, 2 ORDER BY 1
 
 -- name: http_enqueued_total
 -- Tasks ever enqueued (the sequence behind queued_tasks.seq).

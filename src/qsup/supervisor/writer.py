@@ -20,8 +20,10 @@ from loguru import logger
 
 from qsup import flow_store, probes, repo, workflow_store
 from qsup.accounting import NO_USAGE
+from qsup.supervisor import tally
 from qsup.supervisor.link import Link
 from qsup.supervisor.outbox import Outbox, timestamp
+from qsup.supervisor.tally import Tally
 from qsup.workflow import NewWorkflow
 
 SHUTDOWN_WAIT = 5.0  # seconds shutdown waits for a flush in progress
@@ -36,6 +38,8 @@ class Writer:
         self._ready = threading.Condition()
         self._job: tuple[Outbox, int, str | None] | None = None
         self._done: tuple[Outbox, bool] | None = None
+        self.tally = Tally()  # outcomes written, not yet in the per-minute series
+        self._server_id = 0
         threading.Thread(target=self._run, name="qsup-writer", daemon=True).start()
 
     def submit(self, outbox: Outbox, server_id: int, channel: str | None) -> None:
@@ -61,42 +65,64 @@ class Writer:
         if not self.busy.acquire(timeout=SHUTDOWN_WAIT):
             return False
         try:
-            return write(self.link, outbox, server_id, channel, now=True)
+            written = write(self.link, outbox, server_id, channel, now=True, counted=self.tally)
+            self._count(server_id, force=True)
+            return written
         finally:
             self.busy.release()
 
     def _run(self) -> None:
         while True:
             with self._ready:
-                while self._job is None:
-                    self._ready.wait()
-                outbox, server_id, channel = self._job
-                self._job = None
+                while self._job is None and not self.tally.due():
+                    self._ready.wait(self.tally.wait())
+                job, self._job = self._job, None
+            if job is None:  # idle with outcomes the series does not count yet
+                with self.busy:
+                    self._count(self._server_id)
+                continue
+            outbox, server_id, channel = job
             with self.busy:
                 try:
-                    written = write(self.link, outbox, server_id, channel)
+                    written = write(self.link, outbox, server_id, channel, counted=self.tally)
                 except Exception:  # the thread must survive anything: the entries are retried
                     logger.exception("writing results failed; retrying")
                     self.link.close()
                     written = False
+                self._server_id = server_id
+                self._count(server_id)
             with self._ready:
                 self._done = (outbox, written)
             os.write(self._signal_fd, b".")
+
+    def _count(self, server_id: int, force: bool = False) -> None:
+        """Add the outcomes written to the series when due (or now, with ``force``)."""
+        if self.tally.due() or (force and self.tally.pending()):
+            batch = self.tally.take()
+            self.link.call(lambda conn: tally.record(conn, server_id, batch), now=force)
 
     def close(self) -> None:
         self.link.close()
 
 
 def write(
-    link: Link, outbox: Outbox, server_id: int, channel: str | None, now: bool = False
+    link: Link,
+    outbox: Outbox,
+    server_id: int,
+    channel: str | None,
+    now: bool = False,
+    counted: Tally | None = None,
 ) -> bool:
     """Flush ``outbox``; False (entries kept) when the database is away (reconnecting at once
     with ``now``). A statement PostgreSQL refuses must not stop the server: the tasks
-    concerned fail instead."""
+    concerned fail instead. The outcomes written go to ``counted`` (the per-minute series)."""
     try:
 
         def written(conn: Any) -> bool:
+            outcomes = Tally.outcomes(outbox)  # flush() clears the outbox once written
             flush(conn, outbox, server_id, channel)
+            if counted is not None:
+                counted.add(outcomes)
             return True
 
         return link.call(written, now=now) is True
