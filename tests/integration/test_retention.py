@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from qsup import series
 from qsup.supervisor import retention
 from qsup.supervisor.retention import Pruner
 from tests.conftest import one, wait_for
@@ -75,6 +76,13 @@ def test_a_round_deletes_batch_after_batch_everything_that_grows_per_task(
         f" INSERT INTO queued_task_starts (queue, at, n) VALUES ('gone', {OLD}, 1),"
         f" ('slow', {OLD}, 1), ('gone', now(), 1)"
     )
+    buckets = [0] * series.BUCKETS
+    conn.execute(
+        "INSERT INTO queued_task_minutes (minute, queue, name, run_buckets, wait_buckets,"
+        " cpu_buckets) SELECT date_trunc('minute', at), 'q', 'x', %s, %s, %s"
+        f" FROM unnest(ARRAY[{OLD}, now()]) AS at",
+        (buckets, buckets, buckets),
+    )
 
     pause = Pruner(db_url, "test-pruner", TTL).run_round(conn)
 
@@ -85,6 +93,7 @@ def test_a_round_deletes_batch_after_batch_everything_that_grows_per_task(
     assert one(conn, "SELECT count(*) FROM queued_workflows") == 0
     # the stale start of the unlimited queue went; the day-long window's and the new one stay
     assert one(conn, "SELECT count(*) FROM queued_task_starts") == 2
+    assert one(conn, "SELECT count(*) FROM queued_task_minutes") == 1  # the old minute went
     assert pause == 60.0  # the fresh tasks pass the TTL in an hour: the longest sleep
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from loguru import logger
 
-from qsup import workflow_store
+from qsup import series, workflow_store
 from qsup.sql import queries
 from qsup.supervisor import policy
 from qsup.supervisor.link import Link
@@ -76,8 +76,11 @@ class Pruner:
         return policy.prune_pause(None if due_in is None else float(due_in), ttl)
 
     def _prune_rest(self, conn: psycopg.Connection[Any], ttl: float) -> None:
-        """Workflows whose steps all went, and stale start-log rows of rate limits."""
+        """Workflows whose steps all went, stale start-log rows of rate limits, and the
+        per-minute series of those minutes."""
         while workflow_store.prune(conn, ttl, BATCH) == BATCH:
+            pass
+        while series.prune(conn, ttl, BATCH) == BATCH:
             pass
         while conn.execute(Q["prune_starts"], {"ttl": ttl, "limit": BATCH}).rowcount == BATCH:
             pass
