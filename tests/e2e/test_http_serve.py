@@ -39,10 +39,16 @@ def test_an_idle_server_with_http_holds_three_connections(
     )
     # (a pool opened at start-up connects before the first answer, long before this; the
     # pruner's first round at start-up finds nothing and hangs up)
-    wait_for(
-        lambda: others() == ["qsup-listen", "qsup-supervisor", "qsup-writer"],
-        what="three connections (listen, supervisor, writer)",
-    )
+    seen: list[list[str]] = [[]]
+
+    def three() -> bool:
+        seen[0] = others()
+        return seen[0] == ["qsup-listen", "qsup-supervisor", "qsup-writer"]
+
+    try:
+        wait_for(three, what="three connections (listen, supervisor, writer)")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the last seen: {seen[0]}") from None
     assert httpx.get(server.url("/health/queue"), timeout=5).status_code == 200
     assert "qsup-http" in others()  # a request that reads the database connects
 

@@ -51,7 +51,7 @@ def readme_metric_names() -> set[str]:
 def scrape(db_url: str, conn: Any, queue: Any) -> set[str]:
     """Family and sample names of a real scrape with a server, its counters, a finished task
     and a limited queue, so that every family has samples."""
-    from qsup import flow_store
+    from qsup import flow_store, series
     from qsup.flow import Limits, parse_rate
     from qsup.http.app import create_app
     from qsup.settings import Config
@@ -68,6 +68,13 @@ def scrape(db_url: str, conn: Any, queue: Any) -> set[str]:
         "UPDATE queued_tasks SET state = 'completed', date_started = now() - interval '1 second',"
         " date_done = now() WHERE id = %s",
         (ref.task_id,),
+    )
+    one_bucket = [1] + [0] * (series.BUCKETS - 1)  # the series the histograms are read from
+    conn.execute(
+        "INSERT INTO queued_task_minutes (minute, queue, name, completed, run_buckets,"
+        " wait_buckets, cpu_buckets) VALUES (date_trunc('minute', now()), 'default',"
+        " 'tests.tasks:noop', 1, %s, %s, %s)",
+        (one_bucket, one_bucket, one_bucket),
     )
     limits = Limits(concurrency=2, rate=parse_rate("5/second"))
     flow_store.set_runtime_limits(conn, "mail", limits, clear=False, channel=None)
