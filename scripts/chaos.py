@@ -793,10 +793,17 @@ class Chaos:
 
         # 6. outcomes as designed (a flaky task completes, an overtime one fails, ...); a held
         # task (no retry) that was running when its supervisor was killed fails, charged
+        # A task quarantined because the faults stopped or killed the worker of every attempt
+        # it started (max_crashes of them) is quarantined as designed, whatever its kind.
+        hit = {pid for _, kind, pid in self.targets if kind in ("kill_worker", "stop_worker")}
         unexpected = []
         for i, t in tracked.items():
             r = tasks.get(i)
             if t.kind == "held" and r is not None and r[2] == "failed" and runs[i]:
+                continue
+            started = {pid for what, pid, _, _ in runs[i] if what == "start"}
+            quarantined = r is not None and (r[4] or "").startswith("quarantined:")
+            if quarantined and started and started <= hit:
                 continue
             if r is not None and r[2] in FINAL and r[2] != t.expect:
                 unexpected.append(
