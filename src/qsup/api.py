@@ -137,7 +137,7 @@ class Queue(AddsWorkflows):
     def close(self) -> None:
         if self._pool is not None:
             if self._waker is not None:
-                self._waker.flush()
+                self._waker.close()
             self._pool.close()
             self._pool = None
 

@@ -80,12 +80,14 @@ class Waker:
         self._pending: set[str] = set()
         self._last: dict[str, float] = {}
         self._thread: threading.Thread | None = None
+        self._closed = False
 
     def after_commit(self, conn: Conn, queues: Collection[str]) -> None:
         """``queues`` got tasks that ``conn`` just committed: wake them now or soon."""
         if os.getpid() != self._pid:
             self._start()
         with self._cond:
+            self._closed = False  # a Queue used again after close() wakes servers again
             due, later = due_now(queues, self._last, time.monotonic())
             now = time.monotonic()
             self._last.update(dict.fromkeys(due, now))
@@ -112,8 +114,10 @@ class Waker:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending:
+                while not self._pending and not self._closed:
                     self._cond.wait()
+                if self._closed:  # close() sends what waits, on the pool still open
+                    return
                 due, later = due_now(self._pending, self._last, time.monotonic())
                 if not due:
                     self._cond.wait(max(0.0, (later or 0.0) - time.monotonic()))
@@ -134,6 +138,17 @@ class Waker:
         except Exception as exc:  # noqa: BLE001 - the thread must live on
             logger.warning("could not wake servers for {}: {}", ", ".join(queues), exc)
             return False
+
+    def close(self) -> None:
+        """Stop the thread once the wake-up it may be sending is sent, then send what waits:
+        the Queue closes its pool next, which the thread must not open again."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=RETRY_AFTER + 5.0)
+        self.flush()
 
     def flush(self) -> None:
         """Send what waits now (the Queue closes, the process exits)."""

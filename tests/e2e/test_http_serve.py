@@ -24,10 +24,11 @@ def test_an_idle_server_with_http_holds_three_connections(
     only when a request needs the database."""
     server = start_server("--workers", "2", env=TOKEN_ENV, http=True)  # ready: /livez answers
 
-    def others() -> list[str]:  # every session on this database but this test's own
+    def others() -> list[str]:  # qsup's sessions on this database (every one has a name;
+        # the test process's own connections, of earlier tests too, have none)
         rows = conn.execute(
             "SELECT application_name FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " WHERE datname = current_database() AND application_name LIKE 'qsup-%%'"
             " ORDER BY 1"
         ).fetchall()
         return [r[0].rsplit("-", 1)[0] for r in rows]

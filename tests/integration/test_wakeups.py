@@ -96,3 +96,27 @@ def test_due_now_wakes_a_queue_once_per_window():
     assert wakeups.due_now(["a", "b"], {}, 10.0, 0.005) == (["a", "b"], None)
     assert wakeups.due_now(["a", "b"], {"a": 9.998}, 10.0, 0.005) == (["b"], pytest.approx(10.003))
     assert wakeups.due_now(["a"], {"a": 9.995}, 10.0, 0.005) == (["a"], None)
+
+
+@pytest.mark.timeout(30)
+def test_close_sends_what_waits_stops_the_thread_and_leaves_no_connection(
+    db_url, conn, listener, monkeypatch
+):
+    """The waker's thread used to outlive ``close()`` and open the closed pool again for its
+    next wake-up: a connection leaked per closed Queue."""
+    from qsup import Queue
+
+    sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'closing'"
+    monkeypatch.setenv("PGAPPNAME", "closing")
+    q = Queue(db_url)
+    for _ in range(20):  # a burst: later wake-ups wait in the thread
+        q.add_task(tasks.noop, _queue="closing")
+    waker = q._waker
+    assert waker is not None and waker._thread is not None
+    q.close()
+    assert not waker._thread.is_alive()
+    heard_until(listener, "closing")  # woken
+    assert conn.execute(sessions).fetchone()[0] == 0
+    q.add_task(tasks.noop, _queue="closing")  # used again: wakes servers again
+    q.close()
+    assert conn.execute(sessions).fetchone()[0] == 0
