@@ -26,6 +26,12 @@ def nap(seconds: float) -> None:
     time.sleep(seconds)
 
 
+@task
+def labelled(order_id: int, **labels: str) -> dict[str, str]:
+    """Takes any keyword, those starting with "_" too (they are no qsup option here)."""
+    return labels
+
+
 @task(backend="immediate")
 def elsewhere_only() -> str:
     return "ran in the caller"

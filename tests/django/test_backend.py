@@ -31,6 +31,16 @@ def count(db_url: str) -> int:
         return int(one(conn, "SELECT count(*) FROM queued_tasks"))
 
 
+def test_keywords_starting_with_an_underscore_are_the_tasks_own(shop: str) -> None:
+    from tests.django.tasks import labelled
+
+    result = labelled.enqueue(7, _note="kept")  # no qsup option here: the function's keyword
+    with psycopg.connect(shop) as conn:
+        row = task_row(conn, uuid.UUID(result.id))
+    assert (row["args"], row["kwargs"]) == ([7], {"_note": "kept"})
+    assert (labelled.get_result(result.id).kwargs) == {"_note": "kept"}
+
+
 def test_enqueue_writes_a_qsup_task(shop: str) -> None:
     sent: list[Any] = []
 
@@ -40,20 +50,20 @@ def test_enqueue_writes_a_qsup_task(shop: str) -> None:
     task_enqueued.connect(on_enqueued)
     later = datetime.now(UTC) + timedelta(hours=1)
     try:
-        result = ship_express.using(priority=-20, run_after=later).enqueue(7, _note="kept")
+        result = ship_express.using(priority=-20, run_after=later).enqueue(7)
     finally:
         task_enqueued.disconnect(on_enqueued)
     with psycopg.connect(shop) as conn:
         row = task_row(conn, uuid.UUID(result.id))
     assert row["name"] == "orders.tasks:ship_express"
-    assert (row["args"], row["kwargs"]) == ([7], {"_note": "kept"})  # "_" is no qsup option
+    assert (row["args"], row["kwargs"]) == ([7], {})
     assert (row["queue"], row["priority"], row["state"]) == ("default", -20, "enqueued")
     assert row["scheduled_at"] == later
     assert (row["max_retries"], row["timeout"]) == (1, 60)  # the backend's OPTIONS
     assert [r.id for r in sent] == [result.id] and sent[0].enqueued_at is not None
     fetched = ship_express.get_result(result.id)
     assert fetched.status == TaskResultStatus.READY
-    assert (fetched.args, fetched.kwargs) == ([7], {"_note": "kept"})
+    assert (fetched.args, fetched.kwargs) == ([7], {})
     assert (fetched.task.priority, fetched.worker_ids, fetched.errors) == (-20, [], [])
     assert fetched.enqueued_at is not None and fetched.started_at is None
 

@@ -5,7 +5,9 @@ what Django's request cycle does, so the ORM works in sync and async tasks alike
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,12 +38,22 @@ def setup(config: Config) -> Config:
             django.setup()
         except Exception as exc:  # the user's settings module, or an app, does not load
             raise ConfigError(f"django: {config.django!r}: {type(exc).__name__}: {exc}") from None
-        autodiscover_modules("tasks")
-        middleware.add_middleware(DjangoConnections)
+    _prepare_once()  # also when manage.py set Django up before us
     connections.close_all()  # nothing open to fork: each worker opens its own
     if config.database_url is None:
         config = config.replace(database_url=database_url())
-    return config
+    # the apps' task modules were given to the server as --import would give them: their
+    # functions may run under the default allowed_task_modules (see qsup.trust)
+    found = [f"{app.name}.tasks" for app in apps.get_app_configs()]
+    given = [name for name in found if name in sys.modules and name not in config.imports]
+    return config.replace(imports=[*config.imports, *given]) if given else config
+
+
+@functools.cache
+def _prepare_once() -> None:
+    """The apps' task modules imported, and connections managed around each task."""
+    autodiscover_modules("tasks")
+    middleware.add_middleware(DjangoConnections)
 
 
 def database_url(alias: str | None = None) -> str | None:
