@@ -14,6 +14,7 @@ import pytest
 from qsup import wakeups
 from qsup.supervisor.listener import Listener
 from tests import tasks
+from tests.conftest import one, wait_for
 
 
 @pytest.fixture
@@ -116,7 +117,8 @@ def test_close_sends_what_waits_stops_the_thread_and_leaves_no_connection(
     q.close()
     assert not waker._thread.is_alive()
     heard_until(listener, "closing")  # woken
-    assert conn.execute(sessions).fetchone()[0] == 0
+    # a closed session's backend leaves pg_stat_activity a moment after the client hangs up
+    wait_for(lambda: one(conn, sessions) == 0, what="the pool's sessions to end")
     q.add_task(tasks.noop, _queue="closing")  # used again: wakes servers again
     q.close()
-    assert conn.execute(sessions).fetchone()[0] == 0
+    wait_for(lambda: one(conn, sessions) == 0, what="the pool's sessions to end again")
