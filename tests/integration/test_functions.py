@@ -93,6 +93,25 @@ def test_a_changed_function_file_is_applied_by_the_next_migrate(
         assert conn.execute("SELECT digest FROM qsup_functions").fetchone() != ("older",)
 
 
+@pytest.mark.timeout(60)
+def test_an_older_qsup_leaves_the_functions_of_a_newer_one(
+    server_url: str, testrun_uid: str, worker_id: str
+) -> None:
+    with _database(server_url, f"qsup_fn_{testrun_uid[:8]}_{worker_id}_newer") as conn:
+        migrate(conn)
+        # a newer qsup applied its migration 9999 and the functions of its own text
+        conn.execute("INSERT INTO qsup_migrations (version, name) VALUES (9999, '9999_x.sql')")
+        conn.execute("UPDATE qsup_functions SET digest = 'newer'")
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION qsup_full_keys(q text, finished uuid[], per_key integer)"
+            " RETURNS text[] LANGUAGE sql STABLE AS $$ SELECT '{newer}'::text[] $$"
+        )
+        newer = _definitions(conn)
+        assert migrate(conn) == []
+        assert _definitions(conn) == newer
+        assert conn.execute("SELECT digest FROM qsup_functions").fetchone() == ("newer",)
+
+
 class _Counting(psycopg.Connection[Any]):
     statements: list[str]
 
