@@ -67,7 +67,12 @@ def test_an_upgraded_database_and_a_new_one_run_the_same_functions(
         assert _definitions(old) == wanted
         # one function per name (the first signature dropped), each defined by a file
         names = sorted(f.split("(")[0] for f in wanted)
-        assert names == ["qsup_claim_limited", "qsup_full_keys", "qsup_live_servers"]
+        assert names == [
+            "qsup_claim_limited",
+            "qsup_full_keys",
+            "qsup_live_servers",
+            "qsup_step_args",
+        ]
         text = "".join(sql for _, sql in functions())
         assert all(f"FUNCTION {n}(" in text for n in names)
 
