@@ -103,7 +103,7 @@ WITH claimed AS (
 )
 SELECT id::text, name,
        CASE WHEN workflow_inputs IS NULL THEN args::text  -- a plain task: its arguments
-            ELSE qsup_step_args(args, workflow_inputs)  -- a step fed by earlier ones
+            ELSE (SELECT a FROM qsup_step_args(args, workflow_inputs) AS a)  -- a step fed by others
        END,
        kwargs::text,
        coalesce(timeout, %(default_timeout)s::float8), attempts, max_retries, context::text,

@@ -148,7 +148,7 @@ BEGIN
             )
             SELECT c.id::text, c.name::varchar,
                    CASE WHEN c.workflow_inputs IS NULL THEN c.args::text
-                        ELSE qsup_step_args(c.args, c.workflow_inputs) END,
+                        ELSE (SELECT a FROM qsup_step_args(c.args, c.workflow_inputs) AS a) END,
                    c.kwargs::text, coalesce(c.timeout, default_timeout), c.attempts,
                    c.max_retries, c.context::text, q, c.headers::text, c.crash_causes,
                    slot = 2, NULL::float8
