@@ -39,6 +39,15 @@ def _definitions(conn: psycopg.Connection[Any]) -> dict[str, str]:
     return dict(conn.execute(DEFINITIONS).fetchall())  # type: ignore[arg-type]
 
 
+def _run_other_text(conn: psycopg.Connection[Any], text: str) -> None:
+    """Make the database run another text of qsup_full_keys than its file's."""
+    body = f"$$ SELECT '{{{text}}}'::text[] $$"
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION qsup_full_keys(q text, finished uuid[], per_key integer)"
+        f" RETURNS text[] LANGUAGE sql STABLE AS {body}".encode()
+    )
+
+
 def _migrate_as_before(conn: psycopg.Connection[Any]) -> None:
     """What qsup did before functions were code: each migration file run once, 0008's
     functions as that file wrote them (after the claim's first signature, from its first text)."""
@@ -77,44 +86,44 @@ def test_an_upgraded_database_and_a_new_one_run_the_same_functions(
         assert all(f"FUNCTION {n}(" in text for n in names)
 
 
+@pytest.fixture
+def migrated(
+    server_url: str, testrun_uid: str, worker_id: str
+) -> Iterator[psycopg.Connection[Any]]:
+    """A database of its own, migrated (the test changes its functions)."""
+    with _database(server_url, f"qsup_fn_{testrun_uid[:8]}_{worker_id}_own") as conn:
+        migrate(conn)
+        yield conn
+
+
 @pytest.mark.timeout(60)
 def test_a_changed_function_file_is_applied_by_the_next_migrate(
-    server_url: str, testrun_uid: str, worker_id: str
+    migrated: psycopg.Connection[Any],
 ) -> None:
-    with _database(server_url, f"qsup_fn_{testrun_uid[:8]}_{worker_id}_edit") as conn:
-        migrate(conn)
-        wanted = _definitions(conn)
-        # the database runs an older text: another body, and the digest of another file set
-        conn.execute(
-            "CREATE OR REPLACE FUNCTION qsup_full_keys(q text, finished uuid[], per_key integer)"
-            " RETURNS text[] LANGUAGE sql STABLE AS $$ SELECT '{older}'::text[] $$"
-        )
-        assert _definitions(conn) != wanted
-        migrate(conn)  # the digest still matches: nothing to do, the old text stays
-        assert _definitions(conn) != wanted
-        conn.execute("UPDATE qsup_functions SET digest = 'older'")
-        assert migrate(conn) == []  # no migration, but the functions again
-        assert _definitions(conn) == wanted
-        assert conn.execute("SELECT digest FROM qsup_functions").fetchone() != ("older",)
+    wanted = _definitions(migrated)
+    # the database runs an older text: another body, and the digest of another file set
+    _run_other_text(migrated, "older")
+    assert _definitions(migrated) != wanted
+    migrate(migrated)  # the digest still matches: nothing to do, the old text stays
+    assert _definitions(migrated) != wanted
+    migrated.execute("UPDATE qsup_functions SET digest = 'older'")
+    assert migrate(migrated) == []  # no migration, but the functions again
+    assert _definitions(migrated) == wanted
+    assert migrated.execute("SELECT digest FROM qsup_functions").fetchone() != ("older",)
 
 
 @pytest.mark.timeout(60)
 def test_an_older_qsup_leaves_the_functions_of_a_newer_one(
-    server_url: str, testrun_uid: str, worker_id: str
+    migrated: psycopg.Connection[Any],
 ) -> None:
-    with _database(server_url, f"qsup_fn_{testrun_uid[:8]}_{worker_id}_newer") as conn:
-        migrate(conn)
-        # a newer qsup applied its migration 9999 and the functions of its own text
-        conn.execute("INSERT INTO qsup_migrations (version, name) VALUES (9999, '9999_x.sql')")
-        conn.execute("UPDATE qsup_functions SET digest = 'newer'")
-        conn.execute(
-            "CREATE OR REPLACE FUNCTION qsup_full_keys(q text, finished uuid[], per_key integer)"
-            " RETURNS text[] LANGUAGE sql STABLE AS $$ SELECT '{newer}'::text[] $$"
-        )
-        newer = _definitions(conn)
-        assert migrate(conn) == []
-        assert _definitions(conn) == newer
-        assert conn.execute("SELECT digest FROM qsup_functions").fetchone() == ("newer",)
+    # a newer qsup applied its migration 9999 and the functions of its own text
+    migrated.execute("INSERT INTO qsup_migrations (version, name) VALUES (9999, '9999_x.sql')")
+    migrated.execute("UPDATE qsup_functions SET digest = 'newer'")
+    _run_other_text(migrated, "newer")
+    newer = _definitions(migrated)
+    assert migrate(migrated) == []
+    assert _definitions(migrated) == newer
+    assert migrated.execute("SELECT digest FROM qsup_functions").fetchone() == ("newer",)
 
 
 class _Counting(psycopg.Connection[Any]):
