@@ -15,6 +15,7 @@ from psycopg.conninfo import make_conninfo
 
 from qsup.db.migrate import migrate
 from qsup.sql import functions, migrations, queries
+from tests.integration.test_cli import run
 
 FIRST_CLAIM = Path(__file__).with_name("data") / "claim_limited_first.sql"
 DEFINITIONS = """
@@ -110,6 +111,25 @@ def test_a_changed_function_file_is_applied_by_the_next_migrate(
     assert migrate(migrated) == []  # no migration, but the functions again
     assert _definitions(migrated) == wanted
     assert migrated.execute("SELECT digest FROM qsup_functions").fetchone() != ("older",)
+
+
+@pytest.mark.timeout(60)
+def test_qsup_db_migrate_applies_a_changed_function_and_says_so(
+    migrated: psycopg.Connection[Any],
+) -> None:
+    wanted = _definitions(migrated)
+    _run_other_text(migrated, "older")
+    migrated.execute("UPDATE qsup_functions SET digest = 'older'")
+    url = migrated.info.dsn
+    result = run(["db", "migrate"], db_url=url)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        "schema is up to date; database functions applied\n",
+        "",
+    )
+    assert _definitions(migrated) == wanted
+    result = run(["db", "migrate"], db_url=url)
+    assert result.stdout == "schema is up to date\n"
 
 
 @pytest.mark.timeout(60)
