@@ -81,7 +81,6 @@ def test_an_upgraded_database_and_a_new_one_run_the_same_functions(
             "qsup_claim_limited",
             "qsup_full_keys",
             "qsup_live_servers",
-            "qsup_step_args",
         ]
         text = "".join(sql for _, sql in functions())
         assert all(f"FUNCTION {n}(" in text for n in names)

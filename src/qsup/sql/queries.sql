@@ -103,7 +103,14 @@ WITH claimed AS (
 )
 SELECT id::text, name,
        CASE WHEN workflow_inputs IS NULL THEN args::text  -- a plain task: its arguments
-            ELSE (SELECT a FROM qsup_step_args(args, workflow_inputs) AS a)  -- a step fed by others
+            ELSE (  -- a workflow step fed by earlier ones: their rows, read now (see 0007)
+                SELECT jsonb_build_object('qsup_inputs', claimed.workflow_inputs -> 'value',
+                    'args', claimed.args,
+                    'tasks', jsonb_object_agg(p.id, jsonb_build_array(p.state, p.result,
+                                                                      p.error_message)))::text
+                FROM jsonb_array_elements_text(claimed.workflow_inputs -> 'ids') AS i (id),
+                LATERAL (SELECT id, state, result, error_message FROM queued_tasks q
+                         WHERE q.id = i.id::uuid OFFSET 0) AS p)
        END,
        kwargs::text,
        coalesce(timeout, %(default_timeout)s::float8), attempts, max_retries, context::text,

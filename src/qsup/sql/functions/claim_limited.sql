@@ -148,7 +148,14 @@ BEGIN
             )
             SELECT c.id::text, c.name::varchar,
                    CASE WHEN c.workflow_inputs IS NULL THEN c.args::text
-                        ELSE (SELECT a FROM qsup_step_args(c.args, c.workflow_inputs) AS a) END,
+                        ELSE (SELECT jsonb_build_object('qsup_inputs', c.workflow_inputs -> 'value',
+                                  'args', c.args,
+                                  'tasks', jsonb_object_agg(p.id, jsonb_build_array(
+                                      p.state, p.result, p.error_message)))::text
+                              FROM jsonb_array_elements_text(c.workflow_inputs -> 'ids') AS i (id),
+                              LATERAL (SELECT qt.id, qt.state, qt.result, qt.error_message
+                                       FROM queued_tasks qt WHERE qt.id = i.id::uuid OFFSET 0) AS p)
+                   END,
                    c.kwargs::text, coalesce(c.timeout, default_timeout), c.attempts,
                    c.max_retries, c.context::text, q, c.headers::text, c.crash_causes,
                    slot = 2, NULL::float8
