@@ -3,7 +3,8 @@
 A queue's limits are ``concurrency`` (tasks running at once across all servers), ``rate``
 (``"N/second|minute|hour"``: starts in any window of that length) and ``key_concurrency`` (tasks
 running at once per ``_concurrency_key``). The database enforces them where tasks are claimed
-(``qsup_claim_limited`` of migration 0008); this module only reads and checks them.
+(``qsup_claim_limited``, ``sql/functions/claim_limited.sql``); this module only reads and
+checks them.
 """
 
 from __future__ import annotations

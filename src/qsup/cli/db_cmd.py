@@ -10,6 +10,7 @@ from qsup.cli.common import ConfigFile, DatabaseUrl, Json, print_json, settings
 from qsup.db import embedded
 from qsup.db.connect import connect, describe, resolve_url
 from qsup.db.migrate import migrate as apply_migrations
+from qsup.db.migrate import up_to_date
 from qsup.errors import ConfigError, QsupError
 from qsup.settings import Config
 
@@ -21,8 +22,12 @@ def migrate(config: ConfigFile = None, database_url: DatabaseUrl = None) -> None
     """Create or upgrade the schema (serve does this by itself)."""
     cfg = settings(config, database_url=database_url)
     with connect(resolve_url(cfg)) as conn:
+        current = up_to_date(conn)
         applied = apply_migrations(conn)
-    typer.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+    if applied:
+        typer.echo(f"applied: {', '.join(applied)}")
+    else:
+        typer.echo("schema is up to date" + ("" if current else "; database functions applied"))
 
 
 @app.command()

@@ -2,10 +2,13 @@
 
 Every ``*.sql`` file beside this module holds named queries: a ``-- name: NAME`` line, a
 ``-- description`` comment line, then the statement. Names are unique across files.
+``migrations/`` holds the schema's history (released files never change); ``functions/`` the
+database functions, which are code: every migrate applies them again when their text changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import cache
 from importlib import resources
@@ -40,12 +43,28 @@ def queries() -> dict[str, LiteralString]:
     return cast(dict[str, LiteralString], found)
 
 
+def _folder(name: str) -> list[tuple[str, str]]:
+    """``(file name, text)`` of every ``.sql`` file of a sub-folder, in name order."""
+    folder = resources.files(__package__).joinpath(name)
+    entries = sorted(folder.iterdir(), key=lambda e: e.name)
+    return [(e.name, e.read_text(encoding="utf-8")) for e in entries if e.name.endswith(".sql")]
+
+
 def migrations() -> list[tuple[int, str, str]]:
     """``(version, name, sql)`` for every migration file, in order."""
-    folder = resources.files(__package__).joinpath("migrations")
-    result = []
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".sql"):
-            version = int(entry.name.split("_", 1)[0])
-            result.append((version, entry.name, entry.read_text(encoding="utf-8")))
-    return result
+    return [(int(name.split("_", 1)[0]), name, sql) for name, sql in _folder("migrations")]
+
+
+@cache
+def functions() -> list[tuple[str, str]]:
+    """``(name, sql)`` of every database function file (``functions/``): code, not history."""
+    return _folder("functions")
+
+
+@cache
+def functions_digest() -> str:
+    """SHA-256 of the function files' names and text: what a database records it runs."""
+    digest = hashlib.sha256()
+    for name, sql in functions():
+        digest.update(f"{name}\0{sql}\0".encode())
+    return digest.hexdigest()

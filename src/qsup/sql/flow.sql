@@ -1,4 +1,5 @@
--- Flow control: the limited claim, pauses and limits (see migration 0008).
+-- Flow control: the limited claim (functions/claim_limited.sql), pauses and limits (tables of
+-- migration 0008).
 
 -- name: claim_limited
 -- Claim tasks of limited queues, in the order given, up to %(want)s in all: the jobs (queue

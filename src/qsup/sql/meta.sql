@@ -16,6 +16,25 @@ CREATE TABLE IF NOT EXISTS qsup_migrations (
 -- Versions already applied.
 SELECT version FROM qsup_migrations
 
+-- name: functions_table_exists
+-- Whether the digest of the applied functions is recorded (migration 0014; then every
+-- migration before it was applied and qsup_migrations exists too).
+SELECT to_regclass('qsup_functions') IS NOT NULL
+
+-- name: migration_state
+-- What migrate compares with the package, in one round trip: the versions applied and the
+-- digest of the functions applied.
+SELECT array(SELECT version FROM qsup_migrations), (SELECT digest FROM qsup_functions)
+
+-- name: applied_functions
+-- The digest of the functions applied (under the migration lock).
+SELECT digest FROM qsup_functions
+
+-- name: record_functions
+-- Remember which text of the functions the database runs.
+INSERT INTO qsup_functions (digest) VALUES (%(digest)s)
+ON CONFLICT (only_row) DO UPDATE SET digest = excluded.digest, applied_at = now()
+
 -- name: record_migration
 -- Remember that a migration ran.
 INSERT INTO qsup_migrations (version, name) VALUES (%(version)s, %(name)s)

@@ -314,15 +314,9 @@ SELECT is_running FROM queued_task_workers WHERE id = %(server_id)s
 -- name: lock_free_servers
 -- The running servers whose liveness lock nobody holds: their session ended (the process or
 -- its host died). One scan of the lock table, every few seconds (liveness.CHECK_EVERY).
--- pg_locks shows every database's locks: a server of the same id in another database of the
--- cluster (another deployment, or another test worker) must not keep ours looking alive.
 SELECT coalesce(array_agg(w.id), '{}') FROM queued_task_workers w
 WHERE w.is_running AND w.liveness_lock AND w.id <> %(server_id)s
-  AND NOT EXISTS (SELECT 1 FROM pg_locks l
-                  WHERE l.locktype = 'advisory' AND l.classid = %(lock_class)s::oid
-                    AND l.objid = w.id::oid AND l.objsubid = 2 AND l.granted
-                    AND l.database = (SELECT oid FROM pg_database
-                                      WHERE datname = current_database()))
+  AND w.id NOT IN (SELECT qsup_live_servers(%(lock_class)s))
 
 -- name: declare_lock_free_dead
 -- Declare dead the servers among %(ids)s whose lock is still free a few seconds later; the
@@ -356,11 +350,8 @@ WITH old AS (
     SET is_running = false, date_stopped = now(), active_workers = 0, idle_workers = 0
     WHERE %(may_declare)s AND is_running AND id <> %(server_id)s
       AND last_heartbeat < now() - make_interval(secs => %(timeout)s)
-      AND NOT (liveness_lock AND EXISTS (  -- only slow: its lock is held, its tasks still run
-          SELECT 1 FROM pg_locks l  -- in this database (see lock_free_servers)
-          WHERE l.locktype = 'advisory' AND l.classid = %(lock_class)s::oid
-            AND l.objid = queued_task_workers.id::oid AND l.objsubid = 2 AND l.granted
-            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())))
+      -- only slow: its lock is held, its tasks still run
+      AND NOT (liveness_lock AND id IN (SELECT qsup_live_servers(%(lock_class)s)))
     RETURNING id, server_name
 )
 SELECT (SELECT is_running FROM beat),

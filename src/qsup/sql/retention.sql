@@ -30,7 +30,7 @@ SELECT (SELECT count(*) FROM gone), (SELECT mine FROM turn),
 
 -- name: prune_starts
 -- Delete the start log rows of rate-limited queues (queued_task_starts) that no claim will
--- read again: older than the queue's window (see qsup_claim_limited in 0008) or, when the
+-- read again: older than the queue's window (see functions/claim_limited.sql) or, when the
 -- queue has no rate limit now, older than the TTL. A limited claim deletes its own queue's old
 -- starts; this catches the queues that are no longer claimed or limited.
 DELETE FROM queued_task_starts s
