@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS qsup_migrations (
 SELECT version FROM qsup_migrations
 
 -- name: functions_table_exists
--- Whether the digest of the applied functions is recorded (migration 0014; then every
+-- Whether the digest of the applied functions is recorded (migration 0015; then every
 -- migration before it was applied and qsup_migrations exists too).
 SELECT to_regclass('qsup_functions') IS NOT NULL
 
