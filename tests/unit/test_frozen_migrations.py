@@ -21,6 +21,11 @@ FROZEN = {
     "0008_flow_control.sql": "2ef04b64aebff4f7209099d7ef4816dc6060b847b7ffe45e23edd2a47cf8c2c6",
     "0009_headers.sql": "a3ef297d191a53e4d87821472fe416a31e7773232579371af2656fa880811c0f",
     "0010_accounting.sql": "721eaa6f37c724f7aa81a7c6f3fcf1b09dd649b3039e6b46869a633dbf0d1e56",
+    "0011_fleet_declarations.sql": "c4c362f9fed057eff07286ed071056258a16ebea3ffe7d78a5640bb5717a7eea",
+    "0012_unstarted_rescues.sql": "4063a90d40cd8076215f0684b80eb7a19276a41b31efc9d10b8637988278a428",
+    "0013_inside_tasks.sql": "e40e82efda61174bcb980a4bc530c0f3d334941653b3714488b6f36ba0b0069a",
+    "0014_task_minutes.sql": "babd230f2d5cf156685d71bb826a96e2e542c72db284b3799077af3845f159b9",
+    "0015_functions_as_code.sql": "4bae245777217f6b0877b8e8ec593c62a33100426fc46c30b5fb601ff8b06a03",
 }
 
 
